@@ -1,0 +1,33 @@
+"""Every tunable default in one place, named, so tests and operators can find and override them."""
+
+# Configuration format (the seed README's tables).
+DEFAULT_ENV = "local"
+DEFAULT_LISTEN_ADDR = ":8080"
+DEFAULT_DATA_DIR = "./orchestrator-data"
+DEFAULT_CLUSTER_NAME = "default-cluster"
+DEFAULT_NETWORK = "gorchester-network"
+MIN_CPU_MILLICORES = 5
+MIN_MEMORY_BYTES = 16 * 1024 * 1024
+MAX_REPLICAS = 10_000
+MIN_TARGET_CPU = 5.0
+MIN_TARGET_MEMORY = 10.0
+DEFAULT_TARGET_CPU = 80.0  # used when a scale_policy names no target, as `kubectl autoscale` does
+MIN_COOLDOWN_SECONDS = 30
+DEFAULT_COOLDOWN_SECONDS = 30
+DEFAULT_HEALTH_INTERVAL = 10
+DEFAULT_HEALTH_TIMEOUT = 5
+DEFAULT_HEALTH_RETRIES = 3
+
+# Process settings (overridable through GORCHESTER_* environment variables, see shared/settings.py).
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_HEARTBEAT_INTERVAL = 2.0  # seconds between node heartbeats
+DEFAULT_HEARTBEAT_MISSES = 3  # missed beats before a node is down
+DEFAULT_RECONCILE_INTERVAL = 10.0  # safety-net reconcile when nothing was notified
+DEFAULT_ASSIGNED_TIMEOUT = 30.0  # an assigned task whose job left no trace is enqueued again after this
+DEFAULT_RESTART_BACKOFF_BASE = 1.0
+DEFAULT_RESTART_BACKOFF_MAX = 60.0
+DEFAULT_RESTART_RESET_AFTER = 60.0  # a replica that ran this long cleanly starts its back-off afresh
+DEFAULT_LEADER_LEASE = 3.0  # seconds; a dead leader is replaced within about this long
+DEFAULT_JOB_TIMEOUT = 300  # seconds an RQ job may run (an image pull can be slow)
+DEFAULT_EVENTS_MAXLEN = 10_000
+DEFAULT_REDIS_TIMEOUT = 2.0  # socket timeout: a dead Redis gives an error, never a hang

@@ -1,0 +1,58 @@
+"""The one place that spells Redis keys. Every key lives under `gorchester:{cluster}:` so that
+several clusters can share one Redis; docs/redis-layout.md describes each."""
+
+from __future__ import annotations
+
+ROOT = "gorchester"
+
+
+class Keys:
+    def __init__(self, cluster: str):
+        self.cluster = cluster
+        self.prefix = f"{ROOT}:{cluster}"
+
+    @property
+    def services(self) -> str:
+        """Hash: service name -> ServiceRecord JSON."""
+        return f"{self.prefix}:services"
+
+    @property
+    def tasks(self) -> str:
+        """Hash: task id (`web.1`) -> TaskRecord JSON."""
+        return f"{self.prefix}:tasks"
+
+    @property
+    def nodes(self) -> str:
+        """Set of registered node ids."""
+        return f"{self.prefix}:nodes"
+
+    def node(self, node_id: str) -> str:
+        """Hash: a node's registration, heartbeat time and usage (NodeRecord fields, JSON values)."""
+        return f"{self.prefix}:node:{node_id}"
+
+    @property
+    def changes(self) -> str:
+        """Pub/sub channel: something changed, reconcile now (the payload is only a hint)."""
+        return f"{self.prefix}:changes"
+
+    @property
+    def events(self) -> str:
+        """Stream (capped): the cluster's events, newest last."""
+        return f"{self.prefix}:events"
+
+    @property
+    def leader(self) -> str:
+        """String with expiry: the scheduler holding the lease."""
+        return f"{self.prefix}:leader"
+
+    def queue(self, node_id: str) -> str:
+        """The RQ queue name of a node; RQ stores it as `rq:queue:<this>`."""
+        return f"{self.prefix}:{node_id}"
+
+    def job_id(self, action: str, task: str, gen: int) -> str:
+        """Jobs are named for what they do, so the same decision enqueued twice is one job.
+
+        RQ allows only [A-Za-z0-9_-] in job ids; cluster and service names are DNS labels, so `_`
+        separates the parts unambiguously.
+        """
+        return f"{ROOT}_{self.cluster}_{action}_{task.replace('.', '_')}_{gen}"

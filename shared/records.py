@@ -1,0 +1,161 @@
+"""What the cluster stores about services, nodes and tasks, and the pure rules over it.
+
+A *task* is one replica slot of a service (`web.1`, `web.2`, ...). Its `gen` (generation) rises
+with every scheduler decision about it (placed, moved, restarted, stopped); node agents only write
+a task while its gen is the one their job was for, so a stale job can never undo a newer decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from shared.config import ServiceSpec
+
+
+class TaskState(StrEnum):
+    PENDING = "pending"  # no node fits (reason says why)
+    ASSIGNED = "assigned"  # placed; a start job is on the node's queue
+    STARTING = "starting"  # the agent is creating/starting the container
+    RUNNING = "running"
+    FAILED = "failed"  # the container exited non-zero, or could not be created
+    STOPPED = "stopped"  # exited 0, or stopped on request
+    SHUTDOWN = "shutdown"  # desired gone; a stop job removes the container, then the record
+
+
+ACTIVE_STATES = frozenset({TaskState.ASSIGNED, TaskState.STARTING, TaskState.RUNNING})
+TERMINAL_STATES = frozenset({TaskState.FAILED, TaskState.STOPPED})
+
+# Allowed transitions when a node agent reports; the scheduler's moves start a new gen instead.
+AGENT_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.ASSIGNED: frozenset({TaskState.STARTING, TaskState.RUNNING, TaskState.FAILED}),
+    TaskState.STARTING: frozenset({TaskState.RUNNING, TaskState.FAILED, TaskState.STOPPED}),
+    TaskState.RUNNING: frozenset({TaskState.FAILED, TaskState.STOPPED, TaskState.RUNNING}),
+    TaskState.FAILED: frozenset(),
+    TaskState.STOPPED: frozenset(),
+    TaskState.PENDING: frozenset(),
+    TaskState.SHUTDOWN: frozenset(),
+}
+
+
+class NodeStatus(StrEnum):
+    READY = "ready"
+    DRAINING = "draining"
+    DOWN = "down"
+
+
+class Availability(StrEnum):
+    ACTIVE = "active"
+    DRAIN = "drain"
+
+
+class PublishedPort(BaseModel):
+    host_ip: str
+    host_port: int
+    container_port: int
+    protocol: str = "tcp"
+
+
+class ServiceRecord(BaseModel):
+    """A service as stored: the user's spec plus what the control plane keeps about it."""
+
+    spec: ServiceSpec
+    version: int = 1  # rises on every change of the spec
+    created_at: float
+    updated_at: float
+    deleting: bool = False  # deleted by the user; the record goes once its tasks are gone
+
+    @property
+    def name(self) -> str:
+        return self.spec.service_name
+
+    def template_hash(self) -> str:
+        return template_hash(self.spec)
+
+
+def template_hash(spec: ServiceSpec) -> str:
+    """A short digest of what containers are made from; replicas alone never change it."""
+    canonical = json.dumps(spec.template(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+class TaskRecord(BaseModel):
+    id: str
+    service: str
+    slot: int
+    gen: int = 0
+    rev: int = 0  # rises on every write by anyone; writers compare-and-set on it
+    node: str | None = None
+    state: TaskState = TaskState.PENDING
+    reason: str | None = None
+    template: str = ""  # template_hash of the spec it runs
+    cpu_millicores: int = 0
+    memory_bytes: int = 0
+    host_ports: list[str] = Field(default_factory=list)  # "80/tcp" entries it publishes on its node
+    container_id: str | None = None
+    ports: list[PublishedPort] = Field(default_factory=list)
+    created_at: float = 0.0
+    assigned_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    restarts: int = 0
+    stop_requested: bool = False  # a user asked for the stop (matters to unless-stopped)
+    updated_at: float = 0.0
+
+    def holds_node(self) -> bool:
+        """Whether the task counts against its node's resources and host ports."""
+        return self.node is not None and self.state in (ACTIVE_STATES | {TaskState.SHUTDOWN})
+
+
+def task_id(service: str, slot: int) -> str:
+    return f"{service}.{slot}"
+
+
+def container_name(cluster: str, task: str, gen: int) -> str:
+    return f"{cluster}.{task}.{gen}"
+
+
+def host_port_keys(spec: ServiceSpec) -> list[str]:
+    return [f"{port.host_port}/{port.protocol.value}" for port in spec.ports if port.host_port]
+
+
+class NodeRecord(BaseModel):
+    id: str
+    address: str
+    cpu_millicores: int
+    memory_bytes: int
+    labels: dict[str, str] = Field(default_factory=dict)
+    availability: Availability = Availability.ACTIVE
+    heartbeat_interval: float = 2.0
+    last_heartbeat: float = 0.0
+    registered_at: float = 0.0
+    usage: dict[str, Any] = Field(default_factory=dict)
+
+    def status(self, now: float, misses: float) -> NodeStatus:
+        if now - self.last_heartbeat > self.heartbeat_interval * misses:
+            return NodeStatus.DOWN
+        if self.availability is Availability.DRAIN:
+            return NodeStatus.DRAINING
+        return NodeStatus.READY
+
+
+class Allocation(BaseModel):
+    cpu_millicores: int = 0
+    memory_bytes: int = 0
+
+
+def allocations(tasks: list[TaskRecord]) -> dict[str, Allocation]:
+    """Resources held on each node by the tasks that hold one."""
+    result: dict[str, Allocation] = {}
+    for task in tasks:
+        if task.holds_node():
+            assert task.node is not None
+            alloc = result.setdefault(task.node, Allocation())
+            alloc.cpu_millicores += task.cpu_millicores
+            alloc.memory_bytes += task.memory_bytes
+    return result

@@ -1,0 +1,96 @@
+"""Fixtures for integration tests: a real redis-server, a cluster name per test, cleanup by label."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared import labels
+from shared.store import Store, connect
+from tests.support.procs import FAST_SETTINGS, Processes, free_port, wait_for
+
+
+class RedisServer:
+    """A redis-server of the test session's own, on a free loopback port, in a temporary folder."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+             "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: connect(self.url).ping(), timeout=10, what="redis-server to start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed (make test installs it)")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def cluster() -> str:
+    """A cluster name of the test's own: its Redis keys and Docker objects never meet another test's."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def store(redis_server: RedisServer, cluster: str) -> Store:
+    return Store(connect(redis_server.url), cluster)
+
+
+def remove_docker_objects(cluster: str) -> None:
+    import docker
+
+    client = docker.from_env()
+    selector = {"label": f"{labels.CLUSTER}={cluster}"}
+    for container in client.containers.list(all=True, filters=selector):
+        container.remove(force=True)
+    for network in client.networks.list(filters=selector):
+        network.remove()
+    for volume in client.volumes.list(filters=selector):
+        volume.remove(force=True)
+
+
+@pytest.fixture
+def docker_cleanup(cluster: str) -> Iterator[None]:
+    yield
+    remove_docker_objects(cluster)
+
+
+@pytest.fixture
+def procs(redis_server: RedisServer, cluster: str, tmp_path: Path, docker_cleanup: None) -> Iterator[Processes]:
+    """Processes wired to the test's Redis and cluster; killed (SIGKILL) and their containers removed after."""
+    env = {**os.environ, **FAST_SETTINGS, "GORCHESTER_REDIS_URL": redis_server.url, "GORCHESTER_CLUSTER": cluster}
+    processes = Processes(env, tmp_path)
+    yield processes
+    processes.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in item.nodeid.split("/"):
+            item.add_marker(pytest.mark.integration)
