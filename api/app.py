@@ -1,0 +1,75 @@
+"""The gorchester REST API: routes, middleware, the lifespan that owns the Store, the error map.
+
+Run with `uvicorn api.app:app`; settings come from GORCHESTER_* environment variables at startup.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route
+
+from api import cluster, services
+from api.body import BodyLimit
+from api.errors import HANDLERS
+from shared.settings import Settings
+from shared.store import Store
+
+log = logging.getLogger("gorchester.api")
+
+ROUTES = [
+    Mount(
+        "/v1",
+        routes=[
+            Route("/health", cluster.health, methods=["GET"]),
+            Route("/services", services.list_services, methods=["GET"]),
+            Route("/services", services.create_service, methods=["POST"]),
+            Route("/services/{name}", services.get_service, methods=["GET"]),
+            Route("/services/{name}", services.replace_service, methods=["PUT"]),
+            Route("/services/{name}", services.delete_service, methods=["DELETE"]),
+            Route("/services/{name}/scale", services.scale_service, methods=["POST"]),
+            Route("/apply", services.apply, methods=["POST"]),
+            Route("/nodes", cluster.list_nodes, methods=["GET"]),
+            Route("/nodes/{id}", cluster.get_node, methods=["GET"]),
+            Route("/nodes/{id}/drain", cluster.drain_node, methods=["POST"]),
+            Route("/nodes/{id}/activate", cluster.activate_node, methods=["POST"]),
+            Route("/tasks", cluster.list_tasks, methods=["GET"]),
+            Route("/tasks/{id}", cluster.get_task, methods=["GET"]),
+            Route("/events", cluster.list_events, methods=["GET"]),
+        ],
+    )
+]
+
+
+class State(TypedDict):
+    settings: Settings
+    store: Store
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """An API app; without settings it reads the environment when it starts, not when imported."""
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[State]:
+        resolved = settings or Settings.from_env()
+        store = Store.from_settings(resolved)
+        log.info("serving cluster %s", resolved.cluster)
+        try:
+            yield {"settings": resolved, "store": store}
+        finally:
+            store.redis.close()
+
+    return Starlette(
+        routes=ROUTES,
+        middleware=[Middleware(BodyLimit)],
+        lifespan=lifespan,
+        exception_handlers=HANDLERS,
+    )
+
+
+app = create_app()

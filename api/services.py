@@ -1,0 +1,156 @@
+"""Service endpoints and `apply`: parse the body, call the Store, emit an event, return the view."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from api.body import read_document, read_mapping
+from api.context import blocking, settings_of, store_of
+from api.views import service_view
+from shared.config import ConfigError, ServiceSpec, validate_config, validate_service
+from shared.records import ServiceRecord
+from shared.store import Store
+
+log = logging.getLogger("gorchester.api")
+
+EVENT_MESSAGES = {
+    "created": ("service_created", "service {name} created"),
+    "updated": ("service_updated", "service {name} updated"),
+    "deleted": ("service_deleted", "service {name} marked for deletion"),
+}
+
+
+class ScaleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    replicas: StrictInt = Field(description="checked against the whole spec, so scale_policy bounds apply")
+
+
+def _announce(store: Store, outcome: str, name: str) -> None:
+    """Record an API write as an event (the Store already published it on the changes channel)."""
+    kind, message = EVENT_MESSAGES[outcome]
+    store.emit(kind, message.format(name=name), service=name)
+    log.info("%s", message.format(name=name))
+
+
+def _view(store: Store, record: ServiceRecord) -> dict[str, Any]:
+    return service_view(record, store.tasks())
+
+
+async def list_services(request: Request) -> JSONResponse:
+    store = store_of(request)
+    services, tasks = await blocking(lambda: (store.services(), store.tasks()))
+    return JSONResponse([service_view(services[name], tasks) for name in sorted(services)])
+
+
+async def get_service(request: Request) -> JSONResponse:
+    store = store_of(request)
+    name = request.path_params["name"]
+    return JSONResponse(await blocking(lambda: _view(store, store.service(name))))
+
+
+async def create_service(request: Request) -> JSONResponse:
+    spec = validate_service(await read_mapping(request, "one service"))
+    store = store_of(request)
+
+    def create() -> dict[str, Any]:
+        record = store.create_service(spec, time.time())
+        _announce(store, "created", spec.service_name)
+        return _view(store, record)
+
+    return JSONResponse(await blocking(create), status_code=201)
+
+
+async def replace_service(request: Request) -> JSONResponse:
+    """A full spec for an existing service; service_name may be omitted but must not differ."""
+    name = request.path_params["name"]
+    data = await read_mapping(request, "one service")
+    data.setdefault("service_name", name)
+    spec = validate_service(data)
+    if spec.service_name != name:
+        raise ConfigError([f"service_name: must match the URL ({name})"])
+    store = store_of(request)
+
+    def replace() -> dict[str, Any]:
+        record, outcome = store.update_service(spec, time.time())
+        if outcome == "updated":
+            _announce(store, outcome, name)
+        return _view(store, record)
+
+    return JSONResponse(await blocking(replace))
+
+
+async def delete_service(request: Request) -> JSONResponse:
+    name = request.path_params["name"]
+    store = store_of(request)
+
+    def delete() -> dict[str, Any]:
+        record = store.delete_service(name, time.time())
+        _announce(store, "deleted", name)
+        return _view(store, record)
+
+    return JSONResponse(await blocking(delete), status_code=202)
+
+
+async def scale_service(request: Request) -> JSONResponse:
+    name = request.path_params["name"]
+    replicas = ScaleRequest.model_validate(await read_mapping(request, '{"replicas": N}')).replicas
+    store = store_of(request)
+
+    def scale() -> dict[str, Any]:
+        record = store.service(name)
+        spec = _with_replicas(record, replicas)
+        record, outcome = store.update_service(spec, time.time())
+        if outcome == "updated":
+            store.emit("service_scaled", f"service {name} scaled to {replicas} replicas", service=name)
+            log.info("service %s scaled to %d replicas", name, replicas)
+        return _view(store, record)
+
+    return JSONResponse(await blocking(scale))
+
+
+def _with_replicas(record: ServiceRecord, replicas: int) -> ServiceSpec:
+    """The spec at a new replica count, validated whole; every complaint is about `replicas`."""
+    data = record.spec.model_dump(mode="json")
+    data["replicas"] = replicas
+    try:
+        return validate_service(data)
+    except ConfigError as exc:
+        raise ConfigError([_about_replicas(line) for line in exc.errors]) from None
+
+
+def _about_replicas(line: str) -> str:
+    return line if line.startswith("replicas:") else f"replicas: {line}"
+
+
+def _flag(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name, "false").lower()
+    if raw not in ("true", "1", "yes", "false", "0", "no", ""):
+        raise ConfigError([f"{name}: must be true or false"])
+    return raw in ("true", "1", "yes")
+
+
+async def apply(request: Request) -> JSONResponse:
+    """Make the cluster's services match a config (or one service document); prune drops the rest."""
+    prune = _flag(request, "prune")
+    data = await read_document(request)
+    config = validate_config(data)
+    cluster = settings_of(request).cluster
+    if "cluster_name" in data and config.cluster_name != cluster:
+        raise ConfigError([f"cluster_name: this API serves cluster {cluster}"])
+    store = store_of(request)
+
+    def apply_config() -> dict[str, list[str]]:
+        outcome = store.apply(config, time.time(), prune=prune)
+        for what in ("created", "updated", "deleted"):
+            for name in outcome[what]:
+                _announce(store, what, name)
+        return outcome
+
+    return JSONResponse(await blocking(apply_config))
