@@ -1,0 +1,154 @@
+"""The local cluster's parts (Redis, API, scheduler, node agents) as children of one Launcher."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from cli import redis_local
+from cli.launcher import Child, Launcher
+from shared import labels
+from shared.config import Config
+
+VENV_BIN = Path(sys.executable).parent  # children run from the venv the CLI itself runs from
+STOP_GRACE = 10.0  # seconds a child gets to finish its work after SIGTERM
+START_TIMEOUT = 30.0  # seconds the API gets to answer /v1/health
+
+
+class StartupError(Exception):
+    """The cluster did not come up; the message is one line for the terminal."""
+
+
+def api_address(config: Config) -> tuple[str, int]:
+    """listen_addr with an empty host binds loopback: a local cluster is not for the network."""
+    host, _, port = config.listen_addr.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def api_url(config: Config) -> str:
+    host, port = api_address(config)
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def health(url: str) -> dict | None:
+    """The API's /v1/health body when it answers 200, else None."""
+    try:
+        response = httpx.get(f"{url}/v1/health", timeout=1.0)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+class LocalCluster:
+    def __init__(self, config: Config, nodes: int, redis_port: int | None = None):
+        self.config = config
+        self.nodes = nodes
+        self.redis_port = redis_port
+        self.data_dir = Path(config.data_dir).resolve()
+        self.log_dir = self.data_dir / "logs"
+        self.url = api_url(config)
+        self.redis_url = ""
+        self.embedded_redis: Child | None = None
+        env = {**os.environ, "GORCHESTER_CLUSTER": config.cluster_name, "PYTHONUNBUFFERED": "1"}
+        self.launcher = Launcher(env, self.log_dir)
+
+    def start_redis(self) -> None:
+        given = os.environ.get("GORCHESTER_REDIS_URL", "")
+        if given and redis_local.answers(given):
+            self.redis_url = given
+        else:
+            if given:
+                print(f"GORCHESTER_REDIS_URL {given} does not answer; starting an embedded redis-server")
+            port = redis_local.pick_port(self.redis_port)
+            self.embedded_redis, self.redis_url = redis_local.start_embedded(
+                self.launcher, self.data_dir / "redis", port
+            )
+            self._wait(lambda: redis_local.answers(self.redis_url), "redis-server to answer PING")
+        self.launcher.env["GORCHESTER_REDIS_URL"] = self.redis_url
+
+    def start_components(self) -> None:
+        host, port = api_address(self.config)
+        uvicorn = [str(VENV_BIN / "uvicorn"), "api.app:app", "--host", host, "--port", str(port)]
+        self.launcher.start("api", uvicorn)
+        self.launcher.start("scheduler", [sys.executable, "-m", "scheduler"])
+        for index in range(1, self.nodes + 1):
+            node = f"node-{index}"
+            self.launcher.start(
+                node,
+                [str(VENV_BIN / "rq"), "worker", "-w", "worker.agent.NodeAgent", node],
+                {"GORCHESTER_NODE_ADDRESS": f"127.0.0.{index + 1}"},
+            )
+        self._wait(lambda: health(self.url) is not None, "the API to answer /v1/health")
+
+    def apply(self, text: str) -> None:
+        """The file's own text goes to the API, which validates and stores it as the desired state."""
+        try:
+            response = httpx.post(
+                f"{self.url}/v1/apply", content=text.encode(), headers={"Content-Type": "application/yaml"},
+                timeout=30.0,
+            )
+        except httpx.HTTPError as exc:
+            raise StartupError(f"POST {self.url}/v1/apply failed: {exc}") from None
+        if response.status_code >= 300:
+            detail = " ".join(response.text.split())[:500]
+            raise StartupError(f"POST {self.url}/v1/apply answered {response.status_code}: {detail}")
+
+    def dead_child(self) -> Child | None:
+        return self.launcher.first_exited()
+
+    def shutdown(self) -> list[str]:
+        """Stop in dependency order: nothing may place or run containers while they are removed,
+        and Redis goes last so every writer finishes first. Returns one-line warnings."""
+        ours = [child for child in self.launcher.children if child is not self.embedded_redis]
+        self.launcher.stop(ours, STOP_GRACE)
+        warnings = remove_containers(self.config.cluster_name)
+        self.launcher.stop(self.launcher.children, STOP_GRACE)
+        return warnings
+
+    def _wait(self, condition: Callable[[], object], what: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            dead = self.dead_child()
+            if dead is not None:
+                raise StartupError(
+                    f"{dead.name} exited with status {dead.proc.returncode} while waiting for {what}; "
+                    f"see {dead.log_path}"
+                )
+            if condition():
+                return
+            time.sleep(0.1)
+        raise StartupError(f"timed out after {START_TIMEOUT:g}s waiting for {what}; logs in {self.log_dir}")
+
+
+def remove_containers(cluster: str) -> list[str]:
+    """Every container labelled for the cluster, whichever node agent made it."""
+    import docker
+    from docker.errors import DockerException, NotFound
+
+    try:
+        client = docker.from_env()
+        containers = client.containers.list(all=True, filters={"label": f"{labels.CLUSTER}={cluster}"})
+    except DockerException as exc:
+        return [f"could not list the cluster's containers: {exc}"]
+    warnings = []
+    for container in containers:
+        try:
+            container.remove(force=True)
+        except NotFound:
+            pass
+        except DockerException as exc:
+            warnings.append(f"could not remove container {container.name}: {exc}")
+    return warnings

@@ -1,0 +1,29 @@
+"""The `gorchester` command: one subcommand per module, each with `add_parser` and `run`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cli import up, validate
+
+
+def build_parser() -> argparse.ArgumentParser:
+    description = "A container orchestrator on Docker and Redis."
+    parser = argparse.ArgumentParser(prog="gorchester", description=description)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    validate.add_parser(subparsers)
+    up.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Find the Redis a local cluster uses: the one GORCHESTER_REDIS_URL names if it answers, else our own."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+import redis
+
+from cli.launcher import Child, Launcher
+from shared.store import connect
+
+DEFAULT_PORT = 6379
+
+
+def answers(url: str) -> bool:
+    try:
+        return bool(connect(url, timeout=1.0).ping())
+    except (redis.RedisError, ValueError, OSError):
+        return False
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def pick_port(requested: int | None) -> int:
+    """The requested port as is (a busy one fails loudly later), else 6379 when free, else any free port."""
+    if requested is not None:
+        return requested
+    return DEFAULT_PORT if port_free(DEFAULT_PORT) else free_port()
+
+
+def start_embedded(launcher: Launcher, data_dir: Path, port: int) -> tuple[Child, str]:
+    """A redis-server on loopback whose append-only file under `data_dir` outlives the cluster."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed (deploy/setup.sh installs it)")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        binary,
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--dir", str(data_dir),
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--daemonize", "no",
+        "--logfile", "",
+    ]
+    return launcher.start("redis", argv), f"redis://127.0.0.1:{port}/0"

@@ -1,0 +1,100 @@
+"""`gorchester up`: a whole cluster on this machine, in the foreground, until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+
+from cli.cluster import LocalCluster, StartupError, health
+from cli.configfile import read_config
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+POLL_INTERVAL = 0.5  # seconds between checks that every child is still alive
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "up",
+        help="run a local cluster (Redis, API, scheduler, node agents) and apply a config",
+        description="Start a local cluster, apply FILE, and stop everything on Ctrl-C or SIGTERM.",
+    )
+    parser.add_argument("-f", "--config", required=True, metavar="FILE", help="the config.yaml to apply")
+    parser.add_argument(
+        "--nodes", type=positive, default=2, metavar="N", help="node agents to run (default 2)"
+    )
+    parser.add_argument(
+        "--redis-port", type=positive, metavar="PORT",
+        help="port of the embedded redis-server (default 6379 when free, else any free port)",
+    )
+    parser.set_defaults(run=run)
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    config, text = read_config(args.config)
+    cluster = LocalCluster(config, args.nodes, args.redis_port)
+    running = health(cluster.url)
+    if running is not None:
+        other = running.get("cluster")
+        if other not in (None, config.cluster_name):
+            print(f"cluster {other} already answers at {cluster.url}; stop it or change listen_addr",
+                  file=sys.stderr)
+            return 1
+        print(f"{config.cluster_name} already running at {cluster.url}")
+        return 0
+
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+    status = 0
+    try:
+        cluster.start_redis()
+        if not stop.is_set():
+            cluster.start_components()
+        if not stop.is_set():
+            cluster.apply(text)
+            print(f"{config.cluster_name} is up", flush=True)
+            print(f"  API    {cluster.url}", flush=True)
+            embedded = " (embedded)" if cluster.embedded_redis else ""
+            print(f"  Redis  {cluster.redis_url}{embedded}", flush=True)
+            print(f"  Logs   {cluster.log_dir}", flush=True)
+            print("Press Ctrl-C to stop.", flush=True)
+        while not stop.wait(POLL_INTERVAL):
+            dead = cluster.dead_child()
+            if dead is not None:
+                print(
+                    f"{dead.name} exited unexpectedly (status {dead.proc.returncode}); see {dead.log_path}",
+                    file=sys.stderr, flush=True,
+                )
+                status = 1
+                break
+    except StartupError as exc:
+        print(str(exc), file=sys.stderr, flush=True)
+        status = 1
+    finally:
+        for sig in STOP_SIGNALS:  # a second Ctrl-C must not interrupt the orderly stop
+            signal.signal(sig, signal.SIG_IGN)
+        print(f"stopping {config.cluster_name}...", flush=True)
+        for warning in cluster.shutdown():
+            print(warning, file=sys.stderr, flush=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("stopped", flush=True)
+    return status
