@@ -104,6 +104,7 @@ class TaskRecord(BaseModel):
     finished_at: float | None = None
     exit_code: int | None = None
     restarts: int = 0
+    crash_streak: int = 0  # restarts since the replica last ran cleanly; drives the back-off
     stop_requested: bool = False  # a user asked for the stop (matters to unless-stopped)
     updated_at: float = 0.0
 

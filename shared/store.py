@@ -81,7 +81,8 @@ def unavailable_on_redis_errors() -> Iterator[None]:
 
 class Store:
     def __init__(self, client: redis.Redis, cluster: str):
-        self.redis = client
+        # Typed loosely: redis-py's stubs cannot tell a decode_responses=True client returns str.
+        self.redis: Any = client
         self.keys = Keys(cluster)
         self._cas = client.register_script(CAS_TASKS)
 

@@ -1,0 +1,123 @@
+"""The scheduler's loop: wait for a change, read a snapshot, reconcile, write the plan, enqueue.
+
+It reacts to the `changes` channel at once and also wakes on a slow timer (a safety net for lost
+notifications), on lease renewal, and when time alone changes the answer (back-off, node expiry).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import redis
+
+from scheduler.backoff import Backoff
+from scheduler.leader import Lease
+from scheduler.reconcile import Plan, Policy, reconcile
+from shared.dispatch import enqueue
+from shared.records import NodeStatus
+from shared.settings import Settings
+from shared.store import NotLeader, Store, connect
+
+log = logging.getLogger("gorchester.scheduler")
+
+NODE_EVENTS = {NodeStatus.DOWN: "node_down", NodeStatus.READY: "node_ready", NodeStatus.DRAINING: "node_draining"}
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, store: Store | None = None):
+        self.settings = settings
+        self.store = store or Store.from_settings(settings)
+        self.jobs_redis = connect(settings.redis_url, decode=False)
+        self.policy = Policy(
+            backoff=Backoff(settings.restart_backoff_base, settings.restart_backoff_max, settings.restart_reset_after),
+            assigned_timeout=settings.assigned_timeout,
+            heartbeat_misses=settings.heartbeat_misses,
+        )
+        self.lease = Lease(self.store.redis, self.store.keys.leader, settings.leader_lease)
+        self.node_status: dict[str, NodeStatus] = {}
+
+    def lead(self) -> bool:
+        was = self.lease.held
+        leading = self.lease.acquire_or_renew()
+        if leading and not was:
+            log.info("became leader (%s)", self.lease.token)
+            self.store.emit(
+                "leader_changed", f"scheduler {self.lease.token[:8]} is the leader", leader=self.lease.token
+            )
+        elif was and not leading:
+            log.warning("lost leadership")
+        return leading
+
+    def reconcile_once(self, now: float | None = None) -> Plan:
+        """One pass: snapshot -> plan -> fenced write -> enqueue the jobs of the writes that applied."""
+        now = time.time() if now is None else now
+        services = self.store.services()
+        tasks = self.store.tasks()
+        nodes = self.store.nodes()
+        self._node_events(nodes, now)
+        plan = reconcile(services, tasks, nodes, now, self.policy)
+        applied = self.store.write_tasks(
+            [(w.task, w.expected_rev, w.record) for w in plan.writes], leader_token=self.lease.token
+        )
+        done = [w for w, ok in zip(plan.writes, applied, strict=True) if ok]
+        enqueue(self.jobs_redis, self.store.keys, (job for w in done for job in w.jobs))
+        for write in done:
+            for event in write.events:
+                self.store.emit(event.kind, event.message, now, **event.data)
+        for name in plan.forget:
+            self.store.forget_service(name)
+        if plan.writes or plan.forget:
+            log.info(
+                "reconciled: %d writes (%d applied), %d services forgotten",
+                len(plan.writes),
+                len(done),
+                len(plan.forget),
+            )
+        if len(done) < len(plan.writes):
+            # Someone wrote in between: look again at once rather than at the next timer.
+            self.store.notify("retry")
+        return plan
+
+    def _node_events(self, nodes: list, now: float) -> None:
+        for node in nodes:
+            status = node.status(now, self.policy.heartbeat_misses)
+            previous = self.node_status.get(node.id)
+            if previous is not None and previous is not status:
+                self.store.emit(NODE_EVENTS[status], f"node {node.id} is {status.value}", now, node=node.id)
+            self.node_status[node.id] = status
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                self._serve(stop)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            else:
+                backoff = 0.2
+        self.lease.release()
+
+    def _serve(self, stop: threading.Event) -> None:
+        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(self.store.keys.changes)
+        try:
+            while not stop.is_set():
+                wait = self.settings.leader_lease / 3
+                if self.lead():
+                    try:
+                        plan = self.reconcile_once()
+                    except NotLeader:
+                        self.lease.held = False
+                        continue
+                    wait = min(wait, self.settings.reconcile_interval)
+                    if plan.wake_at is not None:
+                        wait = min(wait, max(plan.wake_at - time.time(), 0.01))
+                if pubsub.get_message(timeout=wait) is not None:
+                    while pubsub.get_message(timeout=0.005) is not None:
+                        pass  # coalesce a burst of notifications into one pass
+        finally:
+            pubsub.close()

@@ -1,0 +1,125 @@
+"""Placement: which ready node takes a replica, or why none can. Pure: no Redis, no Docker.
+
+Nomad-style pipeline: cheap feasibility checks first, each answering one question about one node
+and saying why it rejects it; then the feasible nodes are ranked, spreading a service's replicas
+over nodes first and preferring the least allocated node. Placements made earlier in the same pass
+count against a node for the later ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from shared.records import NodeStatus
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class NodeState:
+    """What placement needs to know about a node, updated as the pass places replicas on it."""
+
+    id: str
+    status: NodeStatus
+    cpu_capacity: int
+    memory_capacity: int
+    cpu_allocated: int = 0
+    memory_allocated: int = 0
+    ports_used: set[str] = field(default_factory=set)  # "80/tcp"
+    replicas: dict[str, int] = field(default_factory=dict)  # service -> replicas held here
+
+    def hold(self, request: Request) -> None:
+        self.cpu_allocated += request.cpu_millicores
+        self.memory_allocated += request.memory_bytes
+        self.ports_used.update(request.host_ports)
+        self.replicas[request.service] = self.replicas.get(request.service, 0) + 1
+
+    def load(self) -> float:
+        """Share of the node already allocated: the mean of its cpu and memory shares."""
+        cpu = self.cpu_allocated / self.cpu_capacity if self.cpu_capacity else 1.0
+        memory = self.memory_allocated / self.memory_capacity if self.memory_capacity else 1.0
+        return (cpu + memory) / 2
+
+
+@dataclass(frozen=True)
+class Request:
+    task: str
+    service: str
+    cpu_millicores: int = 0
+    memory_bytes: int = 0
+    host_ports: tuple[str, ...] = ()
+
+
+Check = Callable[[NodeState, Request], str | None]
+
+
+def node_ready(node: NodeState, request: Request) -> str | None:
+    return None if node.status is NodeStatus.READY else f"node is {node.status.value}"
+
+
+def enough_cpu(node: NodeState, request: Request) -> str | None:
+    free = node.cpu_capacity - node.cpu_allocated
+    if request.cpu_millicores <= free:
+        return None
+    return f"not enough cpu (needs {request.cpu_millicores}m, {max(free, 0)}m free)"
+
+
+def enough_memory(node: NodeState, request: Request) -> str | None:
+    free = node.memory_capacity - node.memory_allocated
+    if request.memory_bytes <= free:
+        return None
+    return f"not enough memory (needs {_mib(request.memory_bytes)}, {_mib(max(free, 0))} free)"
+
+
+def host_ports_free(node: NodeState, request: Request) -> str | None:
+    taken = sorted(port for port in request.host_ports if port in node.ports_used)
+    return f"host port {', '.join(taken)} in use" if taken else None
+
+
+# Cheapest first; the first check that fails names the reason for that node.
+CHECKS: tuple[Check, ...] = (node_ready, host_ports_free, enough_cpu, enough_memory)
+
+
+def _mib(value: int) -> str:
+    return f"{value / MIB:.0f} MiB"
+
+
+def rejection(node: NodeState, request: Request) -> str | None:
+    for check in CHECKS:
+        reason = check(node, request)
+        if reason:
+            return reason
+    return None
+
+
+def rank(node: NodeState, request: Request) -> tuple[int, float, str]:
+    """Lower is better: fewest replicas of this service, then least allocated, then name (stable)."""
+    return (node.replicas.get(request.service, 0), node.load(), node.id)
+
+
+@dataclass
+class Placement:
+    assigned: dict[str, str] = field(default_factory=dict)  # task -> node
+    pending: dict[str, str] = field(default_factory=dict)  # task -> why no node fits
+
+
+def place(nodes: Iterable[NodeState], requests: Iterable[Request]) -> Placement:
+    """Place each request in order on the best feasible node; `nodes` are updated in place."""
+    candidates = list(nodes)
+    result = Placement()
+    for request in requests:
+        best: NodeState | None = None
+        reasons: list[str] = []
+        for node in candidates:
+            reason = rejection(node, request)
+            if reason:
+                reasons.append(f"{node.id}: {reason}")
+            elif best is None or rank(node, request) < rank(best, request):
+                best = node
+        if best is None:
+            result.pending[request.task] = "; ".join(reasons) if reasons else "no nodes registered"
+            continue
+        best.hold(request)
+        result.assigned[request.task] = best.id
+    return result

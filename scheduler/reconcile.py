@@ -1,0 +1,280 @@
+"""Reconciliation: desired services vs actual tasks and nodes at `now` -> a plan. Pure.
+
+The plan is a list of task writes (each a compare-and-set on the task's rev), the jobs each write
+sends to node queues once it is applied, and events. Nothing here talks to Redis or Docker; the
+loop in scheduler/loop.py reads a snapshot, calls `reconcile`, and carries the plan out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from scheduler.backoff import Backoff, wants_restart
+from scheduler.placement import NodeState, Request, place
+from shared.dispatch import Action, Job
+from shared.records import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    NodeRecord,
+    NodeStatus,
+    ServiceRecord,
+    TaskRecord,
+    TaskState,
+    host_port_keys,
+    task_id,
+)
+
+UPDATE_PARALLELISM = 1  # replicas replaced at once when a service's template changes
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Write:
+    """One task write; its jobs and events go out only if the compare-and-set succeeds."""
+
+    task: str
+    expected_rev: int  # -1: the task must not exist yet
+    record: TaskRecord | None  # None deletes the task
+    jobs: list[Job] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    writes: list[Write] = field(default_factory=list)
+    forget: list[str] = field(default_factory=list)  # deleted services with nothing left
+    wake_at: float | None = None  # when time alone will change the answer (back-off, timeouts)
+
+    def wake(self, when: float) -> None:
+        self.wake_at = when if self.wake_at is None else min(self.wake_at, when)
+
+
+@dataclass(frozen=True)
+class Policy:
+    backoff: Backoff
+    assigned_timeout: float
+    heartbeat_misses: float
+
+
+@dataclass
+class _Placing:
+    """A task that needs a node in this pass, and why."""
+
+    task: TaskRecord
+    service: ServiceRecord
+    why: str  # scheduled | rescheduled | restarted | updated
+
+
+def reconcile(
+    services: dict[str, ServiceRecord],
+    tasks: list[TaskRecord],
+    nodes: list[NodeRecord],
+    now: float,
+    policy: Policy,
+) -> Plan:
+    plan = Plan()
+    status = {node.id: node.status(now, policy.heartbeat_misses) for node in nodes}
+    for node in nodes:
+        if status[node.id] is not NodeStatus.DOWN:
+            plan.wake(node.last_heartbeat + node.heartbeat_interval * policy.heartbeat_misses + 0.01)
+
+    by_service: dict[str, dict[int, TaskRecord]] = {}
+    placing: list[_Placing] = []
+    for task in tasks:
+        service = services.get(task.service)
+        if service is None or service.deleting or task.slot > service.spec.replicas:
+            _retire(task, status, now, policy, plan)
+        else:
+            by_service.setdefault(task.service, {})[task.slot] = task
+
+    for name, service in sorted(services.items()):
+        if service.deleting:
+            if not any(task.service == name for task in tasks):
+                plan.forget.append(name)
+            continue
+        current = by_service.get(name, {})
+        for slot in range(1, service.spec.replicas + 1):
+            if slot not in current:
+                fresh = TaskRecord(id=task_id(name, slot), service=name, slot=slot, created_at=now, rev=-1)
+                placing.append(_Placing(fresh, service, "scheduled"))
+        placing += _keep(service, list(current.values()), status, now, policy, plan)
+
+    _place(placing, tasks, nodes, status, now, plan)
+    return plan
+
+
+def _retire(task: TaskRecord, status: dict[str, NodeStatus], now: float, policy: Policy, plan: Plan) -> None:
+    """A task nobody wants: stop its container through its node, or just forget it."""
+    node_gone = task.node is None or status.get(task.node, NodeStatus.DOWN) is NodeStatus.DOWN
+    if node_gone:
+        # Nothing can run it; a returning agent removes containers whose task is gone.
+        plan.writes.append(Write(task.id, task.rev, None))
+        return
+    assert task.node is not None
+    if task.state is TaskState.SHUTDOWN:
+        if now - task.updated_at >= policy.assigned_timeout:
+            again = task.model_copy(update={"updated_at": now})
+            plan.writes.append(Write(task.id, task.rev, again, jobs=[Job(task.node, Action.STOP, task.id, task.gen)]))
+        else:
+            plan.wake(task.updated_at + policy.assigned_timeout)
+        return
+    gen = task.gen + 1
+    stopping = task.model_copy(
+        update={"gen": gen, "state": TaskState.SHUTDOWN, "reason": "shutdown", "updated_at": now}
+    )
+    plan.writes.append(Write(task.id, task.rev, stopping, jobs=[Job(task.node, Action.STOP, task.id, gen)]))
+
+
+def _keep(
+    service: ServiceRecord,
+    tasks: list[TaskRecord],
+    status: dict[str, NodeStatus],
+    now: float,
+    policy: Policy,
+    plan: Plan,
+) -> list[_Placing]:
+    """Decide for each wanted task whether it stays, is re-placed, restarted or updated."""
+    template = service.template_hash()
+    placing: list[_Placing] = []
+    in_flight = sum(1 for t in tasks if t.template == template and t.state in (TaskState.ASSIGNED, TaskState.STARTING))
+    update_budget = max(UPDATE_PARALLELISM - in_flight, 0)
+    for task in sorted(tasks, key=lambda t: t.slot):
+        node_status = status.get(task.node or "", NodeStatus.DOWN)
+        if task.state is TaskState.SHUTDOWN:
+            _retire(task, status, now, policy, plan)  # wanted again; the slot is reused once it is gone
+        elif task.state is TaskState.PENDING:
+            placing.append(_Placing(task, service, "scheduled"))
+        elif task.state in ACTIVE_STATES and node_status is not NodeStatus.READY:
+            placing.append(_Placing(task, service, "rescheduled"))
+        elif task.state in TERMINAL_STATES:
+            if task.template != template:
+                placing.append(_Placing(task, service, "updated"))
+            elif wants_restart(service.spec.restart_policy, task):
+                due = policy.backoff.due_at(task)
+                if now >= due:
+                    placing.append(_Placing(task, service, "restarted"))
+                else:
+                    plan.wake(due)
+        elif task.template != template:
+            if task.state is TaskState.RUNNING and update_budget > 0:
+                update_budget -= 1
+                placing.append(_Placing(task, service, "updated"))
+        elif task.state in (TaskState.ASSIGNED, TaskState.STARTING):
+            _requeue_if_lost(task, now, policy, plan)
+    return placing
+
+
+def _requeue_if_lost(task: TaskRecord, now: float, policy: Policy, plan: Plan) -> None:
+    """A start job that left no trace (agent killed mid-job, queue lost) is sent again, same gen."""
+    since = task.assigned_at if task.state is TaskState.ASSIGNED and task.assigned_at else task.updated_at
+    if now - since < policy.assigned_timeout:
+        plan.wake(since + policy.assigned_timeout)
+        return
+    assert task.node is not None
+    again = task.model_copy(update={"assigned_at": now, "updated_at": now})
+    plan.writes.append(Write(task.id, task.rev, again, jobs=[Job(task.node, Action.START, task.id, task.gen)]))
+
+
+def _place(
+    placing: list[_Placing],
+    tasks: list[TaskRecord],
+    nodes: list[NodeRecord],
+    status: dict[str, NodeStatus],
+    now: float,
+    plan: Plan,
+) -> None:
+    moving = {item.task.id for item in placing}
+    states = {node.id: NodeState(node.id, status[node.id], node.cpu_millicores, node.memory_bytes) for node in nodes}
+    for task in tasks:
+        if task.id in moving or not task.holds_node() or task.node not in states:
+            continue
+        states[task.node].hold(
+            Request(task.id, task.service, task.cpu_millicores, task.memory_bytes, tuple(task.host_ports))
+        )
+    placing.sort(key=lambda item: (item.task.service, item.task.slot))
+    requests = [
+        Request(
+            item.task.id,
+            item.task.service,
+            item.service.spec.cpu_request(),
+            item.service.spec.memory_request(),
+            tuple(host_port_keys(item.service.spec)),
+        )
+        for item in placing
+    ]
+    placement = place(states.values(), requests)
+    for item in placing:
+        node = placement.assigned.get(item.task.id)
+        if node is None:
+            _leave_pending(item, placement.pending[item.task.id], status, now, plan)
+        else:
+            _assign(item, node, status, now, plan)
+
+
+def _assign(item: _Placing, node: str, status: dict[str, NodeStatus], now: float, plan: Plan) -> None:
+    task, spec = item.task, item.service.spec
+    gen = task.gen + 1
+    restarted = item.why == "restarted"
+    record = task.model_copy(
+        update={
+            "gen": gen,
+            "node": node,
+            "state": TaskState.ASSIGNED,
+            "reason": None,
+            "template": item.service.template_hash(),
+            "cpu_millicores": spec.cpu_request(),
+            "memory_bytes": spec.memory_request(),
+            "host_ports": host_port_keys(spec),
+            "container_id": None,
+            "ports": [],
+            "assigned_at": now,
+            "started_at": None,
+            "finished_at": None,
+            "restarts": task.restarts + (1 if restarted else 0),
+            "crash_streak": (item.task.crash_streak + 1) if restarted else task.crash_streak,
+            "stop_requested": False,
+            "updated_at": now,
+        }
+    )
+    jobs = [Job(node, Action.START, task.id, gen)]
+    jobs += _release_old_node(task, node, status)
+    where = f"on {node}" if task.node in (None, node) else f"from {task.node} to {node}"
+    kind = {"scheduled": "task_scheduled", "rescheduled": "task_rescheduled", "restarted": "task_restarted"}.get(
+        item.why, "task_updated"
+    )
+    event = Event(kind, f"{task.id} {item.why} {where}", {"service": task.service, "task": task.id, "node": node})
+    plan.writes.append(Write(task.id, task.rev, record, jobs=jobs, events=[event]))
+
+
+def _release_old_node(task: TaskRecord, new_node: str | None, status: dict[str, NodeStatus]) -> list[Job]:
+    """Moving away from a live node: its old container must go (a down node's agent sweeps on return)."""
+    old = task.node
+    if old is None or old == new_node or status.get(old, NodeStatus.DOWN) is NodeStatus.DOWN:
+        return []
+    return [Job(old, Action.STOP, task.id, task.gen)]
+
+
+def _leave_pending(item: _Placing, reason: str, status: dict[str, NodeStatus], now: float, plan: Plan) -> None:
+    task = item.task
+    if task.state is TaskState.PENDING and task.reason == reason and task.rev >= 0:
+        return
+    record = task.model_copy(
+        update={
+            "gen": task.gen + 1,
+            "node": None,
+            "state": TaskState.PENDING,
+            "reason": reason,
+            "container_id": None,
+            "ports": [],
+            "updated_at": now,
+        }
+    )
+    event = Event("task_pending", f"{task.id} cannot be placed: {reason}", {"service": task.service, "task": task.id})
+    plan.writes.append(Write(task.id, task.rev, record, jobs=_release_old_node(task, None, status), events=[event]))
