@@ -72,5 +72,6 @@ async def read_mapping(request: Request, what: str) -> dict[str, Any]:
     """A body that must be one JSON/YAML mapping; anything else is malformed (400)."""
     data = await read_document(request)
     if not isinstance(data, dict):
-        raise ConfigSyntaxError(f"the body must be a mapping ({what}), got {type(data).__name__}")
+        got = "an empty body" if data is None else f"a {type(data).__name__}"
+        raise ConfigSyntaxError(f"the body must be a mapping ({what}), got {got}")
     return data

@@ -1,0 +1,285 @@
+"""The REST API against a real redis-server, through Starlette's TestClient (lifespan included)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from starlette.testclient import TestClient
+
+from api.app import create_app
+from shared.records import NodeRecord, TaskRecord, TaskState
+from shared.settings import Settings
+from shared.store import Store
+from tests.support.procs import free_port
+
+WEB = {"service_name": "web", "image": "nginx:alpine", "replicas": 2, "ports": [{"container_port": 80}]}
+
+
+@pytest.fixture
+def client(redis_server: Any, cluster: str) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(redis_url=redis_server.url, cluster=cluster))) as client:
+        yield client
+
+
+def create(client: TestClient, **overrides: Any) -> dict[str, Any]:
+    response = client.post("/v1/services", json={**WEB, **overrides})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def event_types(client: TestClient) -> list[str]:
+    return [event["type"] for event in client.get("/v1/events").json()]
+
+
+def test_health(client: TestClient, cluster: str) -> None:
+    assert client.get("/v1/health").json() == {"status": "ok", "cluster": cluster, "redis": "ok"}
+
+
+def test_service_lifecycle(client: TestClient) -> None:
+    created = create(client)
+    assert created["service_name"] == "web"
+    assert created["version"] == 1
+    assert created["deleting"] is False
+    assert created["status"]["desired_replicas"] == 2
+    assert created["status"]["health"] == "unhealthy"
+
+    assert client.get("/v1/services/web").json()["image"] == "nginx:alpine"
+    assert [service["service_name"] for service in client.get("/v1/services").json()] == ["web"]
+
+    updated = client.put("/v1/services/web", json={**WEB, "image": "nginx:1.27"})
+    assert updated.status_code == 200
+    assert (updated.json()["image"], updated.json()["version"]) == ("nginx:1.27", 2)
+
+    scaled = client.post("/v1/services/web/scale", json={"replicas": 5})
+    assert scaled.status_code == 200
+    assert scaled.json()["replicas"] == 5
+    assert scaled.json()["status"]["desired_replicas"] == 5
+
+    deleted = client.delete("/v1/services/web")
+    assert deleted.status_code == 202
+    assert deleted.json()["deleting"] is True
+    assert client.get("/v1/services/web").json()["deleting"] is True
+    assert event_types(client) == ["service_created", "service_updated", "service_scaled", "service_deleted"]
+
+
+def test_create_from_yaml(client: TestClient) -> None:
+    response = client.post("/v1/services", content=yaml.safe_dump(WEB), headers={"content-type": "application/yaml"})
+    assert response.status_code == 201
+    assert response.json()["ports"] == [{"host_port": 0, "container_port": 80, "protocol": "tcp"}]
+
+
+def test_invalid_service_lists_every_field_path(client: TestClient) -> None:
+    body = {**WEB, "service_name": "Bad_Name", "resources": {"cpu_millicores": 100, "memory_bytes": 1000}}
+    response = client.post("/v1/services", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid"
+    errors = response.json()["errors"]
+    assert "resources.memory_bytes: must be at least 16777216" in errors
+    assert any(line.startswith("service_name: ") for line in errors)
+
+
+def test_duplicate_and_deleting_services_conflict(client: TestClient) -> None:
+    create(client)
+    response = client.post("/v1/services", json=WEB)
+    assert response.status_code == 409
+    assert "already exists" in response.json()["message"]
+    client.delete("/v1/services/web")
+    assert "being deleted" in client.post("/v1/services", json=WEB).json()["message"]
+    assert client.put("/v1/services/web", json=WEB).status_code == 409
+
+
+def test_unknown_things_are_404(client: TestClient) -> None:
+    for path in ("/v1/services/nope", "/v1/nodes/nope", "/v1/tasks/nope.1", "/v1/nothing-here"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.json()["error"] == "not_found"
+    assert client.put("/v1/services/nope", json={**WEB, "service_name": "nope"}).status_code == 404
+    assert client.delete("/v1/services/nope").status_code == 404
+    assert client.post("/v1/services/nope/scale", json={"replicas": 1}).status_code == 404
+    assert client.post("/v1/nodes/nope/drain").status_code == 404
+
+
+def test_wrong_method_is_405_json(client: TestClient) -> None:
+    response = client.delete("/v1/apply")
+    assert response.status_code == 405
+    assert response.json()["error"] == "method_not_allowed"
+
+
+def test_put_name_must_match_url(client: TestClient) -> None:
+    create(client)
+    response = client.put("/v1/services/web", json={**WEB, "service_name": "other"})
+    assert response.status_code == 422
+    assert response.json()["errors"] == ["service_name: must match the URL (web)"]
+    without_name = {key: value for key, value in WEB.items() if key != "service_name"}
+    assert client.put("/v1/services/web", json={**without_name, "replicas": 3}).json()["replicas"] == 3
+
+
+def test_scale_is_checked_against_the_whole_spec(client: TestClient) -> None:
+    create(client, replicas=2, scale_policy={"min_replicas": 1, "max_replicas": 4})
+    too_many = client.post("/v1/services/web/scale", json={"replicas": 9})
+    assert too_many.status_code == 422
+    assert too_many.json()["errors"][0].startswith("replicas: ")
+    assert "max_replicas 4" in too_many.json()["errors"][0]
+    negative = client.post("/v1/services/web/scale", json={"replicas": -1})
+    assert negative.json()["errors"] == ["replicas: must be at least 0"]
+    not_a_number = client.post("/v1/services/web/scale", json={"replicas": "three"})
+    assert not_a_number.status_code == 422
+    assert not_a_number.json()["errors"] == ["replicas: must be an integer"]
+    assert client.post("/v1/services/web/scale", json={}).json()["errors"] == ["replicas: is required"]
+    assert client.post("/v1/services/web/scale", json=[3]).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "parser"),
+    [
+        ('{"service_name": "web",', "application/json", "not valid JSON"),
+        ("service_name: [web", "application/yaml", "not valid YAML"),
+    ],
+)
+def test_malformed_bodies_are_400(client: TestClient, content: str, content_type: str, parser: str) -> None:
+    for method, path in (("POST", "/v1/services"), ("POST", "/v1/apply"), ("PUT", "/v1/services/web")):
+        response = client.request(method, path, content=content, headers={"content-type": content_type})
+        assert response.status_code == 400, (method, path)
+        assert response.json()["error"] == "malformed"
+        assert parser in response.json()["message"]
+
+
+def test_wrong_shape_is_a_client_error(client: TestClient) -> None:
+    assert client.post("/v1/services", json=[WEB]).status_code == 400
+    assert client.post("/v1/apply", json="web").status_code == 400
+    assert client.post("/v1/apply", json={"services": {"web": WEB}}).json()["errors"] == ["services: must be a list"]
+    assert client.post("/v1/services", json={**WEB, "ports": "80"}).status_code == 422
+
+
+def test_large_body_is_413(client: TestClient) -> None:
+    body = {**WEB, "env": [f"K{index}={'x' * 100}" for index in range(12_000)]}
+    response = client.post("/v1/services", content=json.dumps(body), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert client.get("/v1/services").json() == []
+
+
+def test_large_streamed_body_without_length_is_413(client: TestClient) -> None:
+    chunks = (b"x" * 100_000 for _ in range(20))
+    response = client.post("/v1/apply", content=chunks, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["error"] == "request_entity_too_large"
+
+
+def test_empty_body_is_400(client: TestClient) -> None:
+    response = client.post("/v1/services", content=b"")
+    assert response.status_code == 400
+    assert "empty body" in response.json()["message"]
+
+
+def test_apply_creates_updates_and_prunes(client: TestClient) -> None:
+    create(client, service_name="old")
+    config = {"services": [WEB, {**WEB, "service_name": "api", "ports": []}]}
+    first = client.post("/v1/apply", content=yaml.safe_dump(config), headers={"content-type": "application/yaml"})
+    assert first.status_code == 200
+    assert first.json() == {"created": ["web", "api"], "updated": [], "unchanged": [], "deleted": []}
+
+    config["services"][0] = {**WEB, "replicas": 4}
+    second = client.post("/v1/apply?prune=true", json=config).json()
+    assert second == {"created": [], "updated": ["web"], "unchanged": ["api"], "deleted": ["old"]}
+    assert client.get("/v1/services/old").json()["deleting"] is True
+
+
+def test_apply_single_service_document(client: TestClient) -> None:
+    response = client.post("/v1/apply", content=yaml.safe_dump(WEB), headers={"content-type": "application/yaml"})
+    assert response.json()["created"] == ["web"]
+
+
+def test_apply_refuses_another_clusters_config(client: TestClient, cluster: str) -> None:
+    response = client.post("/v1/apply", json={"cluster_name": "elsewhere", "services": [WEB]})
+    assert response.status_code == 422
+    assert response.json()["errors"] == [f"cluster_name: this API serves cluster {cluster}"]
+    assert client.post("/v1/apply", json={"cluster_name": cluster, "services": [WEB]}).status_code == 200
+    assert client.post("/v1/apply?prune=maybe", json={"services": []}).status_code == 422
+
+
+def seed_node(store: Store, node_id: str, heartbeat: float) -> None:
+    store.register_node(NodeRecord(id=node_id, address="127.0.0.1", cpu_millicores=4000, memory_bytes=2**32,
+                                   labels={"zone": "a"}, heartbeat_interval=1.0, last_heartbeat=heartbeat))
+
+
+def seed_tasks(store: Store) -> None:
+    store.write_tasks([
+        ("web.1", -1, TaskRecord(id="web.1", service="web", slot=1, node="n1", state=TaskState.RUNNING,
+                                 cpu_millicores=500, memory_bytes=2**28, started_at=time.time(),
+                                 container_id="c1", reason="was pending")),
+        ("web.2", -1, TaskRecord(id="web.2", service="web", slot=2, node="n2", state=TaskState.ASSIGNED,
+                                 cpu_millicores=500, memory_bytes=2**28)),
+        ("db.1", -1, TaskRecord(id="db.1", service="db", slot=1, node="n1", state=TaskState.STARTING,
+                                cpu_millicores=250, memory_bytes=2**27)),
+        ("web.3", -1, TaskRecord(id="web.3", service="web", slot=3, state=TaskState.PENDING,
+                                 reason="n1: not enough memory")),
+    ])
+
+
+def test_nodes_view(client: TestClient, store: Store) -> None:
+    seed_node(store, "n1", time.time())
+    seed_node(store, "n2", time.time() - 60)
+    seed_tasks(store)
+    nodes = {node["id"]: node for node in client.get("/v1/nodes").json()}
+    assert nodes["n1"]["status"] == "ready"
+    assert nodes["n2"]["status"] == "down"
+    assert nodes["n1"]["allocated"] == {"cpu_millicores": 750, "memory_bytes": 2**28 + 2**27}
+    assert nodes["n1"]["capacity"] == {"cpu_millicores": 4000, "memory_bytes": 2**32}
+    assert nodes["n1"]["tasks"] == 2
+    assert nodes["n1"]["labels"] == {"zone": "a"}
+    assert client.get("/v1/nodes/n2").json() == nodes["n2"]
+
+    drained = client.post("/v1/nodes/n1/drain").json()
+    assert (drained["availability"], drained["status"]) == ("drain", "draining")
+    assert client.post("/v1/nodes/n1/activate").json()["status"] == "ready"
+    assert event_types(client) == ["node_draining", "node_activated"]
+
+
+def test_tasks_filtering_and_service_status(client: TestClient, store: Store) -> None:
+    create(client, replicas=3)
+    seed_tasks(store)
+    tasks = client.get("/v1/tasks").json()
+    assert [task["id"] for task in tasks] == ["db.1", "web.1", "web.2", "web.3"]
+    assert [task["id"] for task in client.get("/v1/tasks?service=web&node=n1").json()] == ["web.1"]
+    web1 = client.get("/v1/tasks/web.1").json()
+    assert web1["reason"] is None
+    assert (web1["state"], web1["node"], web1["container_id"], web1["gen"]) == ("running", "n1", "c1", 0)
+    assert client.get("/v1/tasks/web.3").json()["reason"] == "n1: not enough memory"
+
+    status = client.get("/v1/services/web").json()["status"]
+    assert status["running_replicas"] == 1
+    assert status["pending_replicas"] == 1
+    assert status["health"] == "degraded"
+
+
+def test_events_filters(client: TestClient, store: Store) -> None:
+    create(client)
+    create(client, service_name="api")
+    store.emit("custom", "long ago", now=1000.0, service="web")
+    events = client.get("/v1/events").json()
+    assert [event["type"] for event in events] == ["service_created", "service_created", "custom"]
+    assert events[0]["data"] == {"service": "web"}
+    assert events[0]["time"].endswith("Z")
+    assert [event["message"] for event in client.get("/v1/events?service=api").json()] == ["service api created"]
+    assert len(client.get("/v1/events?limit=1").json()) == 1
+    since = events[1]["time"]
+    assert len(client.get("/v1/events", params={"since": since}).json()) >= 1
+    assert client.get("/v1/events?since=yesterday").status_code == 422
+    assert client.get("/v1/events?limit=0").status_code == 422
+
+
+def test_redis_down_is_503_not_500_or_hang(cluster: str) -> None:
+    settings = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", cluster=cluster)
+    with TestClient(create_app(settings)) as client:
+        started = time.monotonic()
+        response = client.get("/v1/services")
+        assert response.status_code == 503
+        assert "redis unavailable" in response.json()["reason"]
+        assert client.post("/v1/services", json=WEB).status_code == 503
+        assert client.get("/v1/health").json()["status"] == "unavailable"
+        assert time.monotonic() - started < 10
