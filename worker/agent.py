@@ -1,0 +1,83 @@
+"""The node agent: an RQ worker that runs this node's task jobs and keeps the node's records true.
+
+Run as `rq worker -w worker.agent.NodeAgent node-1`: the queue name given is the node id; the
+worker listens on the cluster's queue for that node and finds Redis through GORCHESTER_REDIS_URL.
+Besides jobs it runs three daemon threads: heartbeat, Docker event stream, and the sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rq import Queue, SimpleWorker
+
+from shared.records import NodeRecord
+from shared.settings import Settings
+from shared.store import Store, connect
+from worker import sweep
+from worker.engine import Engine
+from worker.events import EventWatcher
+from worker.identity import node_record
+from worker.loops import repeat, spawn
+from worker.node import Node, current, install
+
+__all__ = ["NodeAgent", "current"]
+
+log = logging.getLogger("rq.worker.gorchester")
+
+# `rq worker` checks for suspension on its own connection before it builds the worker, and without
+# --url that is localhost:6379; point it at the cluster's Redis so the agent needs no --url.
+os.environ.setdefault("REDIS_URL", Settings.from_env().redis_url)
+
+
+class NodeAgent(SimpleWorker):
+    """SimpleWorker: jobs run in this process, without a fork each, so a start takes milliseconds."""
+
+    def __init__(self, queues: str | Queue | Sequence[str] | Sequence[Queue], *args: Any, **kwargs: Any):
+        first = queues if isinstance(queues, str | Queue) else queues[0]
+        node_id = first if isinstance(first, str) else first.name
+        self.settings = Settings.from_env()
+        self.store = Store(connect(self.settings.redis_url), self.settings.cluster)
+        self.record: NodeRecord = node_record(node_id, self.settings, os.environ, time.time())
+        self.stopping = threading.Event()
+        kwargs["connection"] = connect(self.settings.redis_url, decode=False)  # RQ stores pickled payloads
+        super().__init__([self.store.keys.queue(node_id)], *args, **kwargs)
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        super().bootstrap(*args, **kwargs)
+        node = Node(
+            id=self.record.id,
+            address=self.record.address,
+            store=self.store,
+            engine=Engine.from_env(self.settings.cluster, self.record.id),
+        )
+        install(node)
+        self.register()
+        sweep.sweep(node)
+        spawn("heartbeat", lambda: repeat(self.stopping, self.settings.heartbeat_interval, self.beat, "heartbeat"))
+        spawn("docker-events", lambda: EventWatcher(node).run(self.stopping))
+        spawn("sweep", lambda: repeat(self.stopping, sweep.INTERVAL, lambda: sweep.sweep(node), "sweep"))
+
+    def register(self) -> None:
+        keys = self.store.keys
+        first_time = not self.store.redis.sismember(keys.nodes, self.record.id)
+        now = time.time()
+        self.store.register_node(self.record.model_copy(update={"registered_at": now, "last_heartbeat": now}))
+        if first_time:
+            self.store.emit("node_added", f"node {self.record.id} joined at {self.record.address}", node=self.record.id)
+        log.info("node %s registered (%s)", self.record.id, self.record.address)
+
+    def beat(self) -> None:
+        # Re-register when the node's hash vanished (Redis lost its data): a bare HSET would leave a stub.
+        if not self.store.redis.exists(self.store.keys.node(self.record.id)):
+            self.register()
+        self.store.heartbeat(self.record.id, time.time())
+
+    def teardown(self) -> None:
+        self.stopping.set()
+        super().teardown()

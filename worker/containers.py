@@ -1,0 +1,64 @@
+"""How a task becomes a container: the docker SDK `containers.create` arguments, as a pure function.
+
+Kept free of any engine call so every field can be unit-tested, and so the agent's adoption logic
+can trust that one (task, gen) always maps to one name and one set of labels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared import labels
+from shared.config import NetworkMode, ServiceSpec, parse_volume
+from shared.records import TaskRecord, container_name
+
+CPU_PERIOD = 100_000  # microseconds; with quota = millicores * 100, 1000 millicores is one full CPU
+
+
+def container_args(spec: ServiceSpec, task: TaskRecord, *, cluster: str, node_id: str, node_address: str) -> dict:
+    """Keyword arguments for `client.containers.create(**kwargs)` for this task at its gen."""
+    args: dict[str, Any] = {
+        "image": spec.image,
+        "command": spec.command,  # None keeps the image's CMD
+        "environment": list(spec.env),
+        "name": container_name(cluster, task.id, task.gen),
+        "hostname": task.id.replace(".", "-"),
+        "labels": {
+            labels.CLUSTER: cluster,
+            labels.SERVICE: spec.service_name,
+            labels.TASK: task.id,
+            labels.NODE: node_id,
+            labels.GEN: str(task.gen),
+        },
+        "ports": {
+            # Publish on the node's own address only; host port None lets the engine pick one.
+            f"{port.container_port}/{port.protocol.value}": (node_address, port.host_port or None)
+            for port in spec.ports
+        },
+        "volumes": {
+            mount.source: {"bind": mount.target, "mode": "ro" if mount.read_only else "rw"}
+            for mount in map(parse_volume, spec.volumes)
+        },
+        "dns": list(spec.dns),
+        "extra_hosts": dict(item.split(":", 1) for item in spec.extra_hosts),
+        # The scheduler applies the restart policy (with back-off and rescheduling), never the engine.
+        "restart_policy": {"Name": "no"},
+        "detach": True,
+    }
+    network = spec.effective_network()
+    if network is not None:
+        # A plain dict is what EndpointConfig serialises to; it keeps this function free of an API version.
+        args["network"] = network
+        args["networking_config"] = {network: {"Aliases": [spec.service_name]}}
+    else:
+        args["network_mode"] = NetworkMode(spec.network_mode).value
+    if spec.resources is not None:
+        args["cpu_period"] = CPU_PERIOD
+        args["cpu_quota"] = spec.resources.cpu_millicores * CPU_PERIOD // 1000
+        args["mem_limit"] = spec.resources.memory_bytes
+    return args
+
+
+def named_volumes(spec: ServiceSpec) -> list[str]:
+    """The named volumes (not bind mounts) the task needs to exist before its container is created."""
+    return [mount.source for mount in map(parse_volume, spec.volumes) if mount.named]

@@ -1,0 +1,149 @@
+"""A thin adapter over the docker SDK: the few engine operations the agent needs, one error type.
+
+Every engine failure surfaces as EngineError with a human reason, so jobs can record it on the task
+without knowing docker's exception zoo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+from docker.models.containers import Container
+
+from shared import labels
+from shared.records import PublishedPort
+
+STOP_GRACE_SECONDS = 10
+
+
+class EngineError(Exception):
+    """The engine refused or could not be reached; the message is the reason to show a user."""
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, docker.errors.APIError):
+        return str(exc.explanation or exc)
+    return str(exc)
+
+
+@contextmanager
+def engine_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise EngineError(f"{what}: {_reason(exc)}") from exc
+
+
+class Engine:
+    def __init__(self, client: docker.DockerClient, cluster: str, node_id: str):
+        self.client = client
+        self.cluster = cluster
+        self.node_id = node_id
+
+    @classmethod
+    def from_env(cls, cluster: str, node_id: str) -> Engine:
+        with engine_errors("cannot reach the docker engine"):
+            return cls(docker.from_env(), cluster, node_id)
+
+    def ensure_image(self, image: str) -> None:
+        """Pull only when absent: a local image must work with no registry in reach."""
+        try:
+            self.client.images.get(image)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise EngineError(f"inspect image {image}: {_reason(exc)}") from exc
+        with engine_errors(f"image pull failed: {image}"):
+            self.client.images.pull(image)
+
+    def ensure_network(self, name: str) -> None:
+        with engine_errors(f"network {name}"):
+            if self.client.networks.list(names=[name]):
+                return
+            try:
+                self.client.networks.create(name, driver="bridge", labels={labels.CLUSTER: self.cluster})
+            except docker.errors.APIError as exc:
+                # Another job on this node may have created it in between; that is fine.
+                if not self.client.networks.list(names=[name]):
+                    raise exc
+
+    def ensure_volume(self, name: str) -> None:
+        with engine_errors(f"volume {name}"):
+            try:
+                self.client.volumes.get(name)
+            except docker.errors.NotFound:
+                self.client.volumes.create(name, labels={labels.CLUSTER: self.cluster})
+
+    def run(self, args: dict[str, Any]) -> Container:
+        """Create and start a container from `containers.container_args` output."""
+        with engine_errors(f"create container {args['name']}"):
+            container = self.client.containers.create(**args)
+        try:
+            self.start(container)
+        except EngineError:
+            # A created-but-unstartable container (say, a port clash) must not be adopted by a re-run.
+            self.remove(container)
+            raise
+        return container
+
+    def start(self, container: Container) -> None:
+        with engine_errors(f"start container {container.name}"):
+            container.start()
+
+    def remove(self, container: Container) -> None:
+        """Stop with a grace period, then remove; a container already gone is not an error."""
+        try:
+            with engine_errors(f"remove container {container.name}"):
+                container.stop(timeout=STOP_GRACE_SECONDS)
+                container.remove(force=True)
+        except EngineError as exc:
+            if not isinstance(exc.__cause__, docker.errors.NotFound):
+                raise
+
+    def containers(self, task: str | None = None) -> list[Container]:
+        """This node's containers of the cluster (all states), optionally only one task's."""
+        selector = [f"{labels.CLUSTER}={self.cluster}", f"{labels.NODE}={self.node_id}"]
+        if task is not None:
+            selector.append(f"{labels.TASK}={task}")
+        with engine_errors("list containers"):
+            return self.client.containers.list(all=True, filters={"label": selector})
+
+    def inspect(self, container_id: str) -> dict[str, Any] | None:
+        """A container's inspect document, or None once it is gone."""
+        with engine_errors(f"inspect container {container_id}"):
+            try:
+                return self.client.api.inspect_container(container_id)
+            except docker.errors.NotFound:
+                return None
+
+    def published_ports(self, container: Container) -> list[PublishedPort]:
+        with engine_errors(f"inspect container {container.name}"):
+            container.reload()
+        return published_ports(container.attrs)
+
+
+def container_gen(container: Container) -> int:
+    return int(container.labels.get(labels.GEN, "0"))
+
+
+def published_ports(attrs: dict[str, Any]) -> list[PublishedPort]:
+    """The host bindings an inspected container really got (the engine fills in random ports)."""
+    result = []
+    for key, bindings in ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).items():
+        port, _, protocol = key.partition("/")
+        for binding in bindings or []:
+            result.append(
+                PublishedPort(
+                    host_ip=binding.get("HostIp", ""),
+                    host_port=int(binding["HostPort"]),
+                    container_port=int(port),
+                    protocol=protocol or "tcp",
+                )
+            )
+    return result

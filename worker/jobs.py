@@ -1,0 +1,90 @@
+"""The RQ jobs a node agent runs: start and stop one task at one gen (shared/dispatch.py enqueues them).
+
+Expected failures (bad image, engine refusal, service gone) end as a FAILED task with a reason, not
+as a raised exception: RQ would only file the job as failed where nobody looks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from shared.config import ServiceSpec
+from shared.errors import NotFound
+from shared.records import TaskRecord, TaskState
+from worker.containers import container_args, named_volumes
+from worker.engine import EngineError, container_gen
+from worker.node import Node, current
+
+log = logging.getLogger("rq.worker.gorchester")
+
+STARTABLE = frozenset({TaskState.ASSIGNED, TaskState.STARTING})
+
+
+def start_task(task_id: str, gen: int) -> None:
+    node = current()
+    task = node.report(task_id, gen, STARTABLE, state=TaskState.STARTING)
+    if task is None:
+        log.info("start %s gen %s: the decision moved on; nothing to do", task_id, gen)
+        return
+    try:
+        _start(node, task)
+    except (EngineError, NotFound) as exc:
+        log.warning("start %s gen %s failed: %s", task_id, gen, exc)
+        node.report(task_id, gen, STARTABLE, state=TaskState.FAILED, reason=str(exc), finished_at=time.time())
+
+
+def _start(node: Node, task: TaskRecord) -> None:
+    spec = node.store.service(task.service).spec
+    same_gen = []
+    for container in node.engine.containers(task.id):
+        gen = container_gen(container)
+        if gen < task.gen:
+            node.engine.remove(container)
+        elif gen == task.gen:
+            same_gen.append(container)
+    if not same_gen:
+        _prepare(node, spec)
+    with node.lock:
+        if same_gen:
+            # A re-run of this job (say, after an agent crash): adopt the container it already made.
+            container = same_gen[0]
+            if container.status != "running":
+                node.engine.start(container)
+        else:
+            args = container_args(spec, task, cluster=node.cluster, node_id=node.id, node_address=node.address)
+            container = node.engine.run(args)
+        node.report(
+            task.id,
+            task.gen,
+            {TaskState.STARTING},
+            state=TaskState.RUNNING,
+            container_id=container.id,
+            ports=node.engine.published_ports(container),
+            started_at=time.time(),
+            finished_at=None,
+            exit_code=None,
+            reason=None,
+        )
+
+
+def _prepare(node: Node, spec: ServiceSpec) -> None:
+    node.engine.ensure_image(spec.image)
+    network = spec.effective_network()
+    if network is not None:
+        node.engine.ensure_network(network)
+    for volume in named_volumes(spec):
+        node.engine.ensure_volume(volume)
+
+
+def stop_task(task_id: str, gen: int) -> None:
+    node = current()
+    try:
+        for container in node.engine.containers(task_id):
+            if container_gen(container) <= gen:
+                node.engine.remove(container)
+    except EngineError as exc:
+        # The record stays SHUTDOWN, so the agent's sweep retries the removal.
+        log.warning("stop %s gen %s: %s", task_id, gen, exc)
+        return
+    node.forget(task_id, gen)

@@ -1,0 +1,77 @@
+"""The running agent's state shared by its job thread and its event, sweep and heartbeat threads.
+
+Every task write goes through `report` under one lock, so a job's create-start-RUNNING sequence and
+an exit seen on the event stream (or by the sweep) can never interleave into a stale state.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.errors import NotFound
+from shared.records import TaskRecord, TaskState
+from shared.store import Store
+from worker.engine import Engine
+
+
+@dataclass
+class Node:
+    id: str
+    address: str
+    store: Store
+    engine: Engine
+    # Reentrant: the job and the sweep report while already holding it.
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @property
+    def cluster(self) -> str:
+        return self.store.keys.cluster
+
+    def task(self, task_id: str) -> TaskRecord | None:
+        try:
+            return self.store.task(task_id)
+        except NotFound:
+            return None
+
+    def report(self, task_id: str, gen: int, states: Collection[TaskState], **fields: Any) -> TaskRecord | None:
+        """Write `fields` if the task is still this node's, at `gen`, in one of `states`; then notify.
+
+        Returns the written record, or None when the decision moved on (nothing is written then).
+        """
+        with self.lock:
+            task = self.task(task_id)
+            if task is None or task.gen != gen or task.node != self.id or task.state not in states:
+                return None
+            updated = self.store.update_task(task_id, gen, **fields)
+        if updated is not None:
+            self.store.notify(f"task:{task_id}")
+        return updated
+
+    def forget(self, task_id: str, gen: int) -> bool:
+        """Delete a task record that is SHUTDOWN at `gen`: its container is gone, so is the slot."""
+        with self.lock:
+            task = self.task(task_id)
+            if task is None or task.gen != gen or task.state is not TaskState.SHUTDOWN:
+                return False
+            deleted = self.store.write_tasks([(task_id, task.rev, None)])[0]
+        if deleted:
+            self.store.notify(f"task:{task_id}")
+        return deleted
+
+
+_current: Node | None = None
+
+
+def install(node: Node) -> None:
+    global _current
+    _current = node
+
+
+def current() -> Node:
+    """The agent this process runs; jobs find their node, store and engine here."""
+    if _current is None:
+        raise RuntimeError("no node agent runs in this process (start one with `rq worker -w worker.agent.NodeAgent`)")
+    return _current

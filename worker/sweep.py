@@ -1,0 +1,60 @@
+"""The agent's periodic reconciliation of its containers with the task records.
+
+Events can be missed (agent down, stream broken) and jobs can be lost; the sweep makes the node
+agree with the records anyway: strays go, exits become states, vanished containers become FAILED.
+"""
+
+from __future__ import annotations
+
+import time
+
+from docker.models.containers import Container
+
+from shared import labels
+from shared.records import TaskRecord, TaskState
+from worker.engine import container_gen
+from worker.exits import REMOVED, exit_fields
+from worker.node import Node
+
+INTERVAL = 10.0
+
+
+def sweep(node: Node) -> None:
+    strays: list[Container] = []
+    # Under the lock a job cannot create a container between the listing and the decisions below.
+    with node.lock:
+        tasks = {task.id: task for task in node.store.tasks()}
+        present: set[str] = set()
+        for container in node.engine.containers():
+            task = tasks.get(container.labels.get(labels.TASK, ""))
+            gen = container_gen(container)
+            if task is None or task.node != node.id or task.gen != gen or task.state is TaskState.SHUTDOWN:
+                strays.append(container)
+                continue
+            present.add(task.id)
+            if task.state in (TaskState.RUNNING, TaskState.FAILED):
+                _adopt(node, task, container)
+        for task in tasks.values():
+            if task.node == node.id and task.state is TaskState.RUNNING and task.id not in present:
+                node.report(
+                    task.id, task.gen, {TaskState.RUNNING}, state=TaskState.FAILED, reason=REMOVED,
+                    finished_at=time.time(),
+                )
+    for container in strays:
+        node.engine.remove(container)
+        # A SHUTDOWN record whose stop job was lost goes with its container.
+        node.forget(container.labels.get(labels.TASK, ""), container_gen(container))
+
+
+def _adopt(node: Node, task: TaskRecord, container: Container) -> None:
+    """Make the record say what the container does, without restarting anything."""
+    running = container.status == "running"
+    if running and task.state is not TaskState.RUNNING:
+        node.report(
+            task.id, task.gen, {task.state}, state=TaskState.RUNNING, container_id=container.id,
+            ports=node.engine.published_ports(container), reason=None, exit_code=None, finished_at=None,
+        )
+    elif not running and task.state is TaskState.RUNNING:
+        state = container.attrs.get("State") or {}
+        fields = exit_fields(int(state.get("ExitCode", -1)), oom=bool(state.get("OOMKilled")))
+        node.report(task.id, task.gen, {TaskState.RUNNING}, **fields)
