@@ -91,8 +91,9 @@ async def delete_service(request: Request) -> JSONResponse:
     store = store_of(request)
 
     def delete() -> dict[str, Any]:
-        record = store.delete_service(name, time.time())
-        _announce(store, "deleted", name)
+        record, marked = store.delete_service(name, time.time())
+        if marked:
+            _announce(store, "deleted", name)
         return _view(store, record)
 
     return JSONResponse(await blocking(delete), status_code=202)

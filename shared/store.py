@@ -139,15 +139,11 @@ class Store:
                 except redis.WatchError:
                     continue
 
-    def scale_service(self, name: str, replicas: int, now: float) -> ServiceRecord:
-        record = self.service(name)
-        data = record.spec.model_dump()
-        data["replicas"] = replicas
-        spec = ServiceSpec.model_validate(data)
-        return self.update_service(spec, now)[0]
+    def delete_service(self, name: str, now: float) -> tuple[ServiceRecord, bool]:
+        """Mark for deletion; the scheduler stops its tasks and then drops the record.
 
-    def delete_service(self, name: str, now: float) -> ServiceRecord:
-        """Mark for deletion; the scheduler stops its tasks and then drops the record."""
+        Returns the record and whether this call marked it (False: it was being deleted already).
+        """
         with self.redis.pipeline() as pipe:
             while True:
                 try:
@@ -157,13 +153,13 @@ class Store:
                         raise NotFound(f"service {name!r} not found")
                     record = ServiceRecord.model_validate_json(body)
                     if record.deleting:
-                        return record
+                        return record, False
                     record = record.model_copy(update={"deleting": True, "updated_at": now})
                     pipe.multi()
                     pipe.hset(self.keys.services, name, record.model_dump_json())
                     pipe.publish(self.keys.changes, f"service:{name}")
                     pipe.execute()
-                    return record
+                    return record, True
                 except redis.WatchError:
                     continue
 
