@@ -1,0 +1,89 @@
+"""The scheduler against a real redis-server: reacting to changes, idempotent jobs, leader failover."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from rq import Queue
+
+from scheduler.backoff import Backoff
+from scheduler.loop import Scheduler
+from shared.config import validate_service
+from shared.records import NodeRecord, TaskRecord, TaskState
+from shared.settings import Settings
+from shared.store import NotLeader, Store, connect
+from tests.support.procs import Processes, wait_for
+
+GIB = 1024**3
+
+
+def register(store: Store, node_id: str, cpu: int = 2000) -> None:
+    store.register_node(
+        NodeRecord(id=node_id, address="127.0.0.2", cpu_millicores=cpu, memory_bytes=GIB, last_heartbeat=time.time())
+    )
+
+
+def test_reconcile_enqueues_each_decision_once(store: Store, redis_server, cluster: str):
+    settings = Settings(redis_url=redis_server.url, cluster=cluster)
+    scheduler = Scheduler(settings, store)
+    assert scheduler.lead()
+    register(store, "n1")
+    store.create_service(validate_service({"service_name": "web", "image": "img", "replicas": 2}), time.time())
+    scheduler.reconcile_once()
+    scheduler.reconcile_once()
+    scheduler.reconcile_once()
+    queue = Queue(store.keys.queue("n1"), connection=connect(redis_server.url, decode=False))
+    assert sorted(queue.job_ids) == [store.keys.job_id("start", "web.1", 1), store.keys.job_id("start", "web.2", 1)]
+    assert {t.state for t in store.tasks()} == {TaskState.ASSIGNED}
+
+
+def test_a_deposed_leader_writes_nothing(store: Store, redis_server, cluster: str):
+    settings = Settings(redis_url=redis_server.url, cluster=cluster)
+    old, new = Scheduler(settings, store), Scheduler(settings, store)
+    assert old.lead()
+    store.redis.delete(store.keys.leader)  # the lease expired while the old leader was paused
+    assert new.lead()
+    task = TaskRecord(id="web.1", service="web", slot=1)
+    try:
+        store.write_tasks([("web.1", -1, task)], leader_token=old.lease.token)
+        raise AssertionError("a deposed leader wrote a task")
+    except NotLeader:
+        pass
+    assert store.tasks() == []
+
+
+def test_backoff_settings_reach_the_policy(redis_server, cluster: str):
+    settings = Settings(redis_url=redis_server.url, cluster=cluster, restart_backoff_base=0.5, restart_backoff_max=4)
+    assert Scheduler(settings).policy.backoff == Backoff(0.5, 4, settings.restart_reset_after)
+
+
+def test_scheduler_reacts_to_a_change_notification(procs: Processes, store: Store):
+    procs.scheduler()
+    register(store, "n1")
+    store.create_service(validate_service({"service_name": "web", "image": "img", "replicas": 1}), time.time())
+    wait_for(lambda: [t for t in store.tasks() if t.state is TaskState.ASSIGNED], timeout=10, what="a placement")
+
+
+def test_standby_scheduler_takes_over_when_the_leader_is_killed(procs: Processes, store: Store):
+    procs.scheduler("s1")
+    procs.scheduler("s2")
+    token = wait_for(lambda: store.redis.get(store.keys.leader), what="a leader")
+
+    def holder_of(value: str) -> str:
+        return next(name for name in ("s1", "s2") if re.search(f"became leader \\({value}\\)", procs.log(name)))
+
+    leader = wait_for(lambda: holder_of(token), what="the leader's log line")
+    standby = "s2" if leader == "s1" else "s1"
+    procs.kill(leader)
+    killed_at = time.monotonic()
+    new_token = wait_for(
+        lambda: (value := store.redis.get(store.keys.leader)) and value != token and value,
+        timeout=5,
+        interval=0.05,
+        what="the standby to take over within 5 s",
+    )
+    assert holder_of(new_token) == standby
+    assert time.monotonic() - killed_at < 5
+    events = [e["type"] for e in store.events()]
+    assert events.count("leader_changed") == 2
