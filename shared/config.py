@@ -12,7 +12,16 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shared import defaults
 
@@ -54,22 +63,22 @@ class HealthCheckType(StrEnum):
 
 
 class PortMapping(Strict):
-    host_port: int = Field(0, ge=0, le=65535, description="0 or absent: the engine picks a free port")
-    container_port: int = Field(ge=1, le=65535)
+    host_port: StrictInt = Field(0, ge=0, le=65535, description="0 or absent: the engine picks a free port")
+    container_port: StrictInt = Field(ge=1, le=65535)
     protocol: Protocol = Protocol.TCP
 
 
 class Resources(Strict):
-    cpu_millicores: int = Field(ge=defaults.MIN_CPU_MILLICORES)
-    memory_bytes: int = Field(ge=defaults.MIN_MEMORY_BYTES)
+    cpu_millicores: StrictInt = Field(ge=defaults.MIN_CPU_MILLICORES)
+    memory_bytes: StrictInt = Field(ge=defaults.MIN_MEMORY_BYTES)
 
 
 class ScalePolicy(Strict):
-    min_replicas: int = Field(1, ge=1)
-    max_replicas: int | None = Field(None, ge=1, description="defaults to the service's replicas")
-    target_cpu: float | None = Field(None, ge=defaults.MIN_TARGET_CPU, le=100.0)
-    target_memory: float | None = Field(None, ge=defaults.MIN_TARGET_MEMORY, le=100.0)
-    cooldown_seconds: int = Field(defaults.DEFAULT_COOLDOWN_SECONDS, ge=defaults.MIN_COOLDOWN_SECONDS)
+    min_replicas: StrictInt = Field(1, ge=1)
+    max_replicas: StrictInt | None = Field(None, ge=1, description="defaults to the service's replicas")
+    target_cpu: StrictFloat | None = Field(None, ge=defaults.MIN_TARGET_CPU, le=100.0)
+    target_memory: StrictFloat | None = Field(None, ge=defaults.MIN_TARGET_MEMORY, le=100.0)
+    cooldown_seconds: StrictInt = Field(defaults.DEFAULT_COOLDOWN_SECONDS, ge=defaults.MIN_COOLDOWN_SECONDS)
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalePolicy:
@@ -87,11 +96,11 @@ class ScalePolicy(Strict):
 class HealthCheck(Strict):
     type: HealthCheckType | None = Field(None, description="inferred from the other fields when absent")
     http_path: str | None = None
-    port: int | None = Field(None, ge=1, le=65535)
+    port: StrictInt | None = Field(None, ge=1, le=65535)
     command: list[str] | None = Field(None, min_length=1)
-    interval: int = Field(defaults.DEFAULT_HEALTH_INTERVAL, ge=1)
-    timeout: int = Field(defaults.DEFAULT_HEALTH_TIMEOUT, ge=0, description="0: as long as the interval")
-    retries: int = Field(defaults.DEFAULT_HEALTH_RETRIES, ge=0)
+    interval: StrictInt = Field(defaults.DEFAULT_HEALTH_INTERVAL, ge=1)
+    timeout: StrictInt = Field(defaults.DEFAULT_HEALTH_TIMEOUT, ge=0, description="0: as long as the interval")
+    retries: StrictInt = Field(defaults.DEFAULT_HEALTH_RETRIES, ge=0)
 
     @field_validator("http_path")
     @classmethod
@@ -162,7 +171,7 @@ def parse_volume(text: str) -> VolumeMount:
 class ServiceSpec(Strict):
     service_name: str
     image: str = Field(min_length=1)
-    replicas: int = Field(ge=0, le=defaults.MAX_REPLICAS)
+    replicas: StrictInt = Field(ge=0, le=defaults.MAX_REPLICAS)
     ports: list[PortMapping] = Field(default_factory=list)
     env: list[str] = Field(default_factory=list)
     command: list[str] | None = Field(None, min_length=1)
@@ -176,11 +185,19 @@ class ServiceSpec(Strict):
     scale_policy: ScalePolicy | None = None
     health_check: HealthCheck | None = None
 
+    @field_validator("restart_policy", mode="before")
+    @classmethod
+    def _restart_no(cls, value: Any) -> Any:
+        """YAML 1.1 reads an unquoted `restart_policy: no` (the seed's default value) as false."""
+        return RestartPolicy.NO if value is False else value
+
     @field_validator("service_name")
     @classmethod
     def _name(cls, value: str) -> str:
         if not DNS_LABEL.match(value):
-            raise ValueError("must be a DNS label: 1-63 lowercase letters, digits or '-', not starting or ending with '-'")
+            raise ValueError(
+                "must be a DNS label: 1-63 lowercase letters, digits or '-', not starting or ending with '-'"
+            )
         return value
 
     @field_validator("image")
@@ -266,8 +283,8 @@ class ServiceSpec(Strict):
             high = policy.max_replicas if policy.max_replicas is not None else max(self.replicas, policy.min_replicas)
             if not policy.min_replicas <= self.replicas <= high:
                 raise ValueError(
-                    f"replicas ({self.replicas}) must be within scale_policy [min_replicas {policy.min_replicas}, "
-                    f"max_replicas {high}]"
+                    f"replicas: must be within scale_policy [min_replicas {policy.min_replicas}, "
+                    f"max_replicas {high}], got {self.replicas}"
                 )
         return self
 
