@@ -93,8 +93,10 @@ class LocalCluster:
             )
         self._wait(lambda: health(self.url) is not None, "the API to answer /v1/health")
 
-    def apply(self, text: str) -> None:
-        """The file's own text goes to the API, which validates and stores it as the desired state."""
+    def apply(self, text: str) -> str:
+        """The file's own text goes to the API, which validates and stores it as the desired state.
+
+        Returns what changed, e.g. `created web, ticker`."""
         try:
             response = httpx.post(
                 f"{self.url}/v1/apply", content=text.encode(), headers={"Content-Type": "application/yaml"},
@@ -105,6 +107,16 @@ class LocalCluster:
         if response.status_code >= 300:
             detail = " ".join(response.text.split())[:500]
             raise StartupError(f"POST {self.url}/v1/apply answered {response.status_code}: {detail}")
+        try:
+            outcome = response.json()
+        except ValueError:
+            outcome = {}
+        changes = [
+            f"{what} {', '.join(names)}"
+            for what, names in (outcome.items() if isinstance(outcome, dict) else [])
+            if isinstance(names, list) and names
+        ]
+        return "; ".join(changes) or "no changes"
 
     def dead_child(self) -> Child | None:
         return self.launcher.first_exited()

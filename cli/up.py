@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
         if not stop.is_set():
             cluster.start_components()
         if not stop.is_set():
-            cluster.apply(text)
-            print(f"{config.cluster_name} is up", flush=True)
+            changes = cluster.apply(text)
+            print(f"{config.cluster_name} is up; applied {args.config}: {changes}", flush=True)
             print(f"  API    {cluster.url}", flush=True)
             embedded = " (embedded)" if cluster.embedded_redis else ""
             print(f"  Redis  {cluster.redis_url}{embedded}", flush=True)
