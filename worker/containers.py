@@ -15,8 +15,20 @@ from shared.records import TaskRecord, container_name
 CPU_PERIOD = 100_000  # microseconds; with quota = millicores * 100, 1000 millicores is one full CPU
 
 
-def container_args(spec: ServiceSpec, task: TaskRecord, *, cluster: str, node_id: str, node_address: str) -> dict:
-    """Keyword arguments for `client.containers.create(**kwargs)` for this task at its gen."""
+def container_args(
+    spec: ServiceSpec,
+    task: TaskRecord,
+    *,
+    cluster: str,
+    node_id: str,
+    node_address: str,
+    network_id: str | None = None,
+) -> dict:
+    """Keyword arguments for `client.containers.create(**kwargs)` for this task at its gen.
+
+    `network_id` names the bridge network by id when known: Docker allows two networks of one name,
+    and then refuses the name as ambiguous.
+    """
     args: dict[str, Any] = {
         "image": spec.image,
         "command": spec.command,  # None keeps the image's CMD
@@ -47,6 +59,7 @@ def container_args(spec: ServiceSpec, task: TaskRecord, *, cluster: str, node_id
     }
     network = spec.effective_network()
     if network is not None:
+        network = network_id or network
         # A plain dict is what EndpointConfig serialises to; it keeps this function free of an API version.
         args["network"] = network
         args["networking_config"] = {network: {"Aliases": [spec.service_name]}}

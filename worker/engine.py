@@ -14,6 +14,7 @@ import docker
 import docker.errors
 import requests
 from docker.models.containers import Container
+from docker.models.networks import Network
 
 from shared import labels
 from shared.records import PublishedPort
@@ -62,16 +63,26 @@ class Engine:
         with engine_errors(f"image pull failed: {image}"):
             self.client.images.pull(image)
 
-    def ensure_network(self, name: str) -> None:
+    def ensure_network(self, name: str) -> str:
+        """The id of the bridge network `name`, created when missing.
+
+        Docker does not refuse a second network of the same name, so agents sharing an engine may
+        race into duplicates; all of them settle on the oldest, and each removes its own extra.
+        """
         with engine_errors(f"network {name}"):
-            if self.client.networks.list(names=[name]):
-                return
-            try:
-                self.client.networks.create(name, driver="bridge", labels={labels.CLUSTER: self.cluster})
-            except docker.errors.APIError as exc:
-                # Another job on this node may have created it in between; that is fine.
-                if not self.client.networks.list(names=[name]):
-                    raise exc
+            networks = self._networks(name)
+            mine = None
+            if not networks:
+                mine = self.client.networks.create(name, driver="bridge", labels={labels.CLUSTER: self.cluster})
+                networks = self._networks(name)
+            winner = min(networks, key=lambda network: (network.attrs.get("Created", ""), network.id))
+            if mine is not None and mine.id != winner.id:
+                mine.remove()
+            return winner.id
+
+    def _networks(self, name: str) -> list[Network]:
+        # The engine's name filter matches substrings; only the exact name counts.
+        return [network for network in self.client.networks.list(names=[name]) if network.name == name]
 
     def ensure_volume(self, name: str) -> None:
         with engine_errors(f"volume {name}"):
@@ -97,14 +108,19 @@ class Engine:
             container.start()
 
     def remove(self, container: Container) -> None:
-        """Stop with a grace period, then remove; a container already gone is not an error."""
+        """Stop with a grace period, then remove; a container already gone (or going) is not an error."""
         try:
-            with engine_errors(f"remove container {container.name}"):
-                container.stop(timeout=STOP_GRACE_SECONDS)
-                container.remove(force=True)
-        except EngineError as exc:
-            if not isinstance(exc.__cause__, docker.errors.NotFound):
-                raise
+            container.stop(timeout=STOP_GRACE_SECONDS)
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            # The sweep and a stop job may remove the same container; the second one finds it going.
+            if exc.status_code == 409 and "in progress" in _reason(exc):
+                return
+            raise EngineError(f"remove container {container.name}: {_reason(exc)}") from exc
+        except requests.RequestException as exc:
+            raise EngineError(f"remove container {container.name}: {exc}") from exc
 
     def containers(self, task: str | None = None) -> list[Container]:
         """This node's containers of the cluster (all states), optionally only one task's."""

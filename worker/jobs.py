@@ -43,8 +43,7 @@ def _start(node: Node, task: TaskRecord) -> None:
             node.engine.remove(container)
         elif gen == task.gen:
             same_gen.append(container)
-    if not same_gen:
-        _prepare(node, spec)
+    network_id = None if same_gen else _prepare(node, spec)
     with node.lock:
         if same_gen:
             # A re-run of this job (say, after an agent crash): adopt the container it already made.
@@ -52,7 +51,9 @@ def _start(node: Node, task: TaskRecord) -> None:
             if container.status != "running":
                 node.engine.start(container)
         else:
-            args = container_args(spec, task, cluster=node.cluster, node_id=node.id, node_address=node.address)
+            args = container_args(
+                spec, task, cluster=node.cluster, node_id=node.id, node_address=node.address, network_id=network_id
+            )
             container = node.engine.run(args)
         node.report(
             task.id,
@@ -68,13 +69,13 @@ def _start(node: Node, task: TaskRecord) -> None:
         )
 
 
-def _prepare(node: Node, spec: ServiceSpec) -> None:
+def _prepare(node: Node, spec: ServiceSpec) -> str | None:
+    """Make what the container needs; returns the id of its bridge network, if it has one."""
     node.engine.ensure_image(spec.image)
-    network = spec.effective_network()
-    if network is not None:
-        node.engine.ensure_network(network)
     for volume in named_volumes(spec):
         node.engine.ensure_volume(volume)
+    network = spec.effective_network()
+    return node.engine.ensure_network(network) if network is not None else None
 
 
 def stop_task(task_id: str, gen: int) -> None:

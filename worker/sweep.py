@@ -20,16 +20,16 @@ INTERVAL = 10.0
 
 
 def sweep(node: Node) -> None:
-    strays: list[Container] = []
+    strays: list[tuple[Container, TaskRecord | None]] = []
     # Under the lock a job cannot create a container between the listing and the decisions below.
     with node.lock:
         tasks = {task.id: task for task in node.store.tasks()}
         present: set[str] = set()
         for container in node.engine.containers():
             task = tasks.get(container.labels.get(labels.TASK, ""))
-            gen = container_gen(container)
-            if task is None or task.node != node.id or task.gen != gen or task.state is TaskState.SHUTDOWN:
-                strays.append(container)
+            if task is None or task.node != node.id or task.gen != container_gen(container) \
+                    or task.state is TaskState.SHUTDOWN:
+                strays.append((container, task))
                 continue
             present.add(task.id)
             if task.state in (TaskState.RUNNING, TaskState.FAILED):
@@ -40,10 +40,11 @@ def sweep(node: Node) -> None:
                     task.id, task.gen, {TaskState.RUNNING}, state=TaskState.FAILED, reason=REMOVED,
                     finished_at=time.time(),
                 )
-    for container in strays:
+    for container, task in strays:
         node.engine.remove(container)
-        # A SHUTDOWN record whose stop job was lost goes with its container.
-        node.forget(container.labels.get(labels.TASK, ""), container_gen(container))
+        if task is not None and task.node == node.id and container_gen(container) <= task.gen:
+            # Does what a lost stop job would have: a SHUTDOWN record goes with its containers.
+            node.forget(task.id, task.gen)
 
 
 def _adopt(node: Node, task: TaskRecord, container: Container) -> None:

@@ -105,3 +105,11 @@ def test_no_resources_means_no_limits() -> None:
 
 def test_the_engine_never_restarts_containers() -> None:
     assert args(spec(restart_policy="always"))["restart_policy"] == {"Name": "no"}
+
+
+def test_a_known_network_id_replaces_the_ambiguous_name() -> None:
+    result = container_args(
+        spec(network="backend"), TASK, cluster="prod", node_id="node-1", node_address="10.0.0.5", network_id="abc123"
+    )
+    assert result["network"] == "abc123"
+    assert result["networking_config"] == {"abc123": {"Aliases": ["web"]}}

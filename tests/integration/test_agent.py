@@ -1,0 +1,182 @@
+"""The node agent on real parts: an `rq worker` process, a real redis-server and the Docker engine.
+
+The test plays the scheduler: it writes service and task records and enqueues jobs as
+shared/dispatch.py does, then watches what the agent makes of them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from typing import Any
+
+import docker
+import pytest
+
+from shared import labels
+from shared.config import ServiceSpec
+from shared.dispatch import Action, Job, enqueue
+from shared.records import TaskRecord, TaskState, host_port_keys, template_hash
+from shared.store import Store, connect
+from tests.support.procs import TEST_IMAGE, Processes, free_port, wait_for
+
+NODE = "node-a"
+ADDRESS = "127.0.0.2"
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def agent(procs: Processes, store: Store) -> Processes:
+    procs.agent(NODE, ADDRESS, cpu=2000, memory=2048 * MIB)
+    wait_for(lambda: store.node(NODE), what="the agent to register")
+    return procs
+
+
+class Scheduler:
+    """Just enough of the scheduler's writes for the agent to act on."""
+
+    def __init__(self, store: Store, redis_url: str):
+        self.store = store
+        self.rq = connect(redis_url, decode=False)
+
+    def start(self, spec: ServiceSpec, slot: int = 1, gen: int = 1) -> str:
+        if spec.service_name not in self.store.services():
+            self.store.create_service(spec, time.time())
+        task = TaskRecord(
+            id=f"{spec.service_name}.{slot}",
+            service=spec.service_name,
+            slot=slot,
+            gen=gen,
+            node=NODE,
+            state=TaskState.ASSIGNED,
+            template=template_hash(spec),
+            cpu_millicores=spec.cpu_request(),
+            memory_bytes=spec.memory_request(),
+            host_ports=host_port_keys(spec),
+            created_at=time.time(),
+            assigned_at=time.time(),
+        )
+        assert self.store.write_tasks([(task.id, -1, task)]) == [True]
+        self.send(Action.START, task.id, gen)
+        return task.id
+
+    def send(self, action: Action, task_id: str, gen: int) -> None:
+        enqueue(self.rq, self.store.keys, [Job(NODE, action, task_id, gen)])
+
+    def wait_state(self, task_id: str, *states: TaskState, timeout: float = 30) -> TaskRecord:
+        return wait_for(
+            lambda: (task := self.store.task(task_id)).state in states and task,
+            timeout=timeout,
+            what=f"{task_id} to be {'/'.join(states)}",
+        )
+
+
+@pytest.fixture
+def scheduler(store: Store, redis_server: Any, agent: Processes) -> Scheduler:
+    return Scheduler(store, redis_server.url)
+
+
+def service(name: str = "web", **fields: Any) -> ServiceSpec:
+    return ServiceSpec.model_validate({"service_name": name, "image": TEST_IMAGE, "replicas": 1, **fields})
+
+
+def task_containers(cluster: str, task_id: str) -> list:
+    selector = [f"{labels.CLUSTER}={cluster}", f"{labels.TASK}={task_id}"]
+    return docker.from_env().containers.list(all=True, filters={"label": selector})
+
+
+def test_registers_heartbeats_and_stops_beating_when_killed(agent: Processes, store: Store):
+    node = store.node(NODE)
+    assert (node.address, node.cpu_millicores, node.memory_bytes) == (ADDRESS, 2000, 2048 * MIB)
+    first = node.last_heartbeat
+    wait_for(lambda: store.node(NODE).last_heartbeat > first, what="a heartbeat")
+    assert [e["data"]["node"] for e in store.events() if e["type"] == "node_added"] == [NODE]
+
+    agent.kill(NODE)
+    wait_for(lambda: time.time() - store.node(NODE).last_heartbeat > 2.0, what="heartbeats to stop")
+
+
+def test_start_makes_the_container_the_spec_describes(scheduler: Scheduler, store: Store, cluster: str):
+    fixed = free_port(ADDRESS)
+    spec = service(
+        env=["GREETING=hello", "MODE=test"],
+        command=["httpd", "-f", "-p", "80", "-h", "/www"],
+        ports=[{"container_port": 80}, {"container_port": 81, "host_port": fixed}],
+        resources={"cpu_millicores": 250, "memory_bytes": 64 * MIB},
+    )
+    task = scheduler.wait_state(scheduler.start(spec), TaskState.RUNNING)
+
+    [container] = task_containers(cluster, task.id)
+    assert task.container_id == container.id
+    attrs = container.attrs
+    assert container.name == f"{cluster}.web.1.1"
+    assert {"GREETING=hello", "MODE=test"} <= set(attrs["Config"]["Env"])
+    assert attrs["Config"]["Cmd"] == ["httpd", "-f", "-p", "80", "-h", "/www"]
+    assert attrs["Config"]["Hostname"] == "web-1"
+    assert attrs["HostConfig"]["Memory"] == 64 * MIB
+    assert (attrs["HostConfig"]["CpuPeriod"], attrs["HostConfig"]["CpuQuota"]) == (100_000, 25_000)
+    assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    assert container.labels[labels.NODE] == NODE
+    assert container.labels[labels.GEN] == "1"
+    assert container.labels[labels.SERVICE] == "web"
+    [(network, endpoint)] = attrs["NetworkSettings"]["Networks"].items()
+    assert network == spec.effective_network()
+    assert "web" in endpoint["Aliases"]
+
+    ports = {port.container_port: port for port in task.ports}
+    assert ports[81].host_ip == ADDRESS and ports[81].host_port == fixed
+    assert ports[80].host_ip == ADDRESS and ports[80].host_port not in (0, fixed)
+    bound = attrs["NetworkSettings"]["Ports"]["80/tcp"][0]
+    assert (bound["HostIp"], int(bound["HostPort"])) == (ADDRESS, ports[80].host_port)
+
+
+def test_the_same_job_twice_makes_one_container(scheduler: Scheduler, store: Store, cluster: str):
+    task_id = scheduler.start(service())
+    scheduler.send(Action.START, task_id, 1)
+    scheduler.wait_state(task_id, TaskState.RUNNING)
+    # Jobs run in order: once a later task runs, both copies of the first job have been handled.
+    scheduler.wait_state(scheduler.start(service(), slot=2), TaskState.RUNNING)
+    assert len(task_containers(cluster, task_id)) == 1
+    assert store.task(task_id).state is TaskState.RUNNING
+
+
+def test_a_missing_image_fails_with_a_reason_naming_it(scheduler: Scheduler):
+    image = "gorchester/no-such-image:1"
+    task = scheduler.wait_state(scheduler.start(service(image=image)), TaskState.FAILED)
+    assert task.reason is not None and task.reason.startswith("image pull failed") and image in task.reason
+    assert task.finished_at is not None
+
+
+def test_a_container_removed_by_hand_fails_its_task(scheduler: Scheduler, cluster: str):
+    task = scheduler.wait_state(scheduler.start(service()), TaskState.RUNNING)
+    subprocess.run(["docker", "rm", "-f", task.container_id], check=True, capture_output=True)
+    failed = scheduler.wait_state(task.id, TaskState.FAILED)
+    assert failed.reason == "container removed"
+
+
+def test_an_exit_becomes_failed_with_its_code(scheduler: Scheduler):
+    task_id = scheduler.start(service(command=["sh", "-c", "exit 3"]))
+    task = scheduler.wait_state(task_id, TaskState.FAILED)
+    assert (task.exit_code, task.reason) == (3, "exited with code 3")
+
+
+def test_a_clean_exit_becomes_stopped(scheduler: Scheduler):
+    task = scheduler.wait_state(scheduler.start(service(command=["true"])), TaskState.STOPPED)
+    assert (task.exit_code, task.reason) == (0, "exited with code 0")
+
+
+def test_a_stop_job_removes_the_container_and_the_record(scheduler: Scheduler, store: Store, cluster: str):
+    task = scheduler.wait_state(scheduler.start(service()), TaskState.RUNNING)
+    shutdown = task.model_copy(update={"gen": 2, "state": TaskState.SHUTDOWN})
+    assert store.write_tasks([(task.id, task.rev, shutdown)]) == [True]
+    scheduler.send(Action.STOP, task.id, 2)
+    wait_for(lambda: task.id not in {t.id for t in store.tasks()}, what="the record to go")
+    assert task_containers(cluster, task.id) == []
+
+
+def test_a_stale_start_job_does_nothing(scheduler: Scheduler, store: Store, cluster: str):
+    task_id = scheduler.start(service(), gen=2)
+    scheduler.wait_state(task_id, TaskState.RUNNING)
+    scheduler.send(Action.START, task_id, 1)
+    scheduler.wait_state(scheduler.start(service(), slot=2), TaskState.RUNNING)
+    assert [c.labels[labels.GEN] for c in task_containers(cluster, task_id)] == ["2"]
