@@ -92,6 +92,16 @@ class LocalCluster:
                 {"GORCHESTER_NODE_ADDRESS": f"127.0.0.{index + 1}"},
             )
         self._wait(lambda: health(self.url) is not None, "the API to answer /v1/health")
+        # Applying before every agent is ready would pack the first replicas onto the early nodes.
+        wanted = {f"node-{index}" for index in range(1, self.nodes + 1)}
+        self._wait(lambda: wanted <= self.ready_nodes(), f"{self.nodes} node agents to be ready")
+
+    def ready_nodes(self) -> set[str]:
+        try:
+            nodes = httpx.get(f"{self.url}/v1/nodes", timeout=2.0).json()
+        except (httpx.HTTPError, ValueError):
+            return set()
+        return {node["id"] for node in nodes if isinstance(node, dict) and node.get("status") == "ready"}
 
     def apply(self, text: str) -> str:
         """The file's own text goes to the API, which validates and stores it as the desired state.
