@@ -180,3 +180,32 @@ def test_a_stale_start_job_does_nothing(scheduler: Scheduler, store: Store, clus
     scheduler.send(Action.START, task_id, 1)
     scheduler.wait_state(scheduler.start(service(), slot=2), TaskState.RUNNING)
     assert [c.labels[labels.GEN] for c in task_containers(cluster, task_id)] == ["2"]
+
+
+def test_a_restarted_agent_sweeps_what_changed_while_it_was_down(
+    agent: Processes, scheduler: Scheduler, store: Store, cluster: str
+):
+    removed = scheduler.wait_state(scheduler.start(service()), TaskState.RUNNING)
+    orphan = scheduler.wait_state(scheduler.start(service(), slot=2), TaskState.RUNNING)
+    agent.kill(NODE)
+    subprocess.run(["docker", "rm", "-f", removed.container_id], check=True, capture_output=True)
+    assert store.write_tasks([(orphan.id, orphan.rev, None)]) == [True]
+
+    agent.agent(NODE, ADDRESS, cpu=2000, memory=2048 * MIB)
+    assert scheduler.wait_state(removed.id, TaskState.FAILED).reason == "container removed"
+    wait_for(lambda: task_containers(cluster, orphan.id) == [], what="the orphaned container to go")
+
+
+def test_a_rerun_start_job_adopts_the_container_it_made(
+    agent: Processes, scheduler: Scheduler, store: Store, cluster: str
+):
+    task = scheduler.wait_state(scheduler.start(service()), TaskState.RUNNING)
+    agent.kill(NODE)
+    # As if the agent died after starting the container but before reporting RUNNING.
+    assert store.write_tasks([(task.id, task.rev, task.model_copy(update={"state": TaskState.STARTING}))]) == [True]
+
+    agent.agent(NODE, ADDRESS, cpu=2000, memory=2048 * MIB)
+    scheduler.send(Action.START, task.id, 1)
+    adopted = scheduler.wait_state(task.id, TaskState.RUNNING)
+    assert adopted.container_id == task.container_id
+    assert [c.id for c in task_containers(cluster, task.id)] == [task.container_id]
