@@ -69,6 +69,8 @@ def container_args(
         args["cpu_period"] = CPU_PERIOD
         args["cpu_quota"] = spec.resources.cpu_millicores * CPU_PERIOD // 1000
         args["mem_limit"] = spec.resources.memory_bytes
+        # No swap on top: the scheduler placed memory_bytes, so that is all the task may use.
+        args["memswap_limit"] = spec.resources.memory_bytes
     return args
 
 

@@ -209,3 +209,12 @@ def test_a_rerun_start_job_adopts_the_container_it_made(
     adopted = scheduler.wait_state(task.id, TaskState.RUNNING)
     assert adopted.container_id == task.container_id
     assert [c.id for c in task_containers(cluster, task.id)] == [task.container_id]
+
+
+def test_an_oom_kill_is_reported_as_such(scheduler: Scheduler):
+    hog = service(
+        command=["sh", "-c", "x=$(yes | head -c 200000000)"],
+        resources={"cpu_millicores": 100, "memory_bytes": 16 * MIB},
+    )
+    task = scheduler.wait_state(scheduler.start(hog), TaskState.FAILED, timeout=60)
+    assert (task.reason, task.exit_code) == ("OOM killed", 137)

@@ -95,12 +95,12 @@ def test_resources_become_cpu_quota_and_memory_limit() -> None:
     result = args(spec(resources={"cpu_millicores": 250, "memory_bytes": 64 * 1024 * 1024}))
     assert result["cpu_period"] == 100_000
     assert result["cpu_quota"] == 25_000
-    assert result["mem_limit"] == 64 * 1024 * 1024
+    assert result["mem_limit"] == result["memswap_limit"] == 64 * 1024 * 1024
 
 
 def test_no_resources_means_no_limits() -> None:
     result = args(spec())
-    assert not {"cpu_period", "cpu_quota", "mem_limit"} & result.keys()
+    assert not {"cpu_period", "cpu_quota", "mem_limit", "memswap_limit"} & result.keys()
 
 
 def test_the_engine_never_restarts_containers() -> None:
