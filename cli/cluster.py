@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,8 +54,9 @@ def health(url: str) -> dict | None:
 
 
 class LocalCluster:
-    def __init__(self, config: Config, nodes: int, redis_port: int | None = None):
+    def __init__(self, config: Config, nodes: int, redis_port: int | None, stop: threading.Event):
         self.config = config
+        self.stop = stop  # set by a signal: waits give up at once so the shutdown is not delayed
         self.nodes = nodes
         self.redis_port = redis_port
         self.data_dir = Path(config.data_dir).resolve()
@@ -142,7 +144,7 @@ class LocalCluster:
 
     def _wait(self, condition: Callable[[], object], what: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.stop.is_set():
             dead = self.dead_child()
             if dead is not None:
                 raise StartupError(
@@ -151,7 +153,9 @@ class LocalCluster:
                 )
             if condition():
                 return
-            time.sleep(0.1)
+            self.stop.wait(0.1)
+        if self.stop.is_set():
+            return
         raise StartupError(f"timed out after {START_TIMEOUT:g}s waiting for {what}; logs in {self.log_dir}")
 
 

@@ -44,7 +44,8 @@ def positive(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     config, text = read_config(args.config)
-    cluster = LocalCluster(config, args.nodes, args.redis_port)
+    stop = threading.Event()
+    cluster = LocalCluster(config, args.nodes, args.redis_port, stop)
     running = health(cluster.url)
     if running is not None:
         other = running.get("cluster")
@@ -55,11 +56,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{config.cluster_name} already running at {cluster.url}")
         return 0
 
-    stop = threading.Event()
-    received: list[int] = []
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        received.append(signum)
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}

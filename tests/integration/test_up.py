@@ -153,3 +153,13 @@ def test_a_child_that_dies_is_named_and_everything_stops(up: Up, cluster: str) -
     assert f"node-2 exited unexpectedly (status -9); see {up.data_dir / 'logs' / 'node-2.log'}" in up.text()
     assert not [cmd for pid, cmd in children.items() if alive(pid)]
     assert cluster_containers(cluster) == []
+
+
+def test_sigterm_while_starting_stops_what_was_started(up: Up, cluster: str) -> None:
+    up.start()
+    children = wait_for(up.children, what="the first child")
+    assert up.proc is not None
+    up.proc.send_signal(signal.SIGTERM)
+    assert up.proc.wait(timeout=60) == 0, up.text()
+    assert not [cmd for pid, cmd in children.items() if alive(pid)]
+    assert "Press Ctrl-C" not in up.text()
