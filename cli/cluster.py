@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import threading
 import time
@@ -18,7 +19,7 @@ from shared.config import Config
 
 VENV_BIN = Path(sys.executable).parent  # children run from the venv the CLI itself runs from
 STOP_GRACE = 10.0  # seconds a child gets to finish its work after SIGTERM
-START_TIMEOUT = 30.0  # seconds the API gets to answer /v1/health
+START_TIMEOUT = 30.0  # seconds each start-up step gets: Redis, the API, the node agents
 
 
 class StartupError(Exception):
@@ -74,9 +75,12 @@ class LocalCluster:
         else:
             if given:
                 print(f"GORCHESTER_REDIS_URL {given} does not answer; starting an embedded redis-server")
+            binary = shutil.which("redis-server")
+            if binary is None:
+                raise StartupError("redis-server is not installed (deploy/setup.sh installs it)")
             port = redis_local.pick_port(self.redis_port)
             self.embedded_redis, self.redis_url = redis_local.start_embedded(
-                self.launcher, self.data_dir / "redis", port
+                self.launcher, binary, self.data_dir / "redis", port
             )
             self._wait(lambda: redis_local.answers(self.redis_url), "redis-server to answer PING")
         self.launcher.env["GORCHESTER_REDIS_URL"] = self.redis_url

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 from pathlib import Path
 
@@ -43,11 +42,8 @@ def pick_port(requested: int | None) -> int:
     return DEFAULT_PORT if port_free(DEFAULT_PORT) else free_port()
 
 
-def start_embedded(launcher: Launcher, data_dir: Path, port: int) -> tuple[Child, str]:
+def start_embedded(launcher: Launcher, binary: str, data_dir: Path, port: int) -> tuple[Child, str]:
     """A redis-server on loopback whose append-only file under `data_dir` outlives the cluster."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed (deploy/setup.sh installs it)")
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
         binary,
