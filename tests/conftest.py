@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -70,7 +71,9 @@ def remove_docker_objects(cluster: str) -> None:
     for container in client.containers.list(all=True, filters=selector):
         container.remove(force=True)
     for network in client.networks.list(filters=selector):
-        network.remove()
+        # The default network is shared by every cluster on this engine; another test may still use it.
+        with contextlib.suppress(docker.errors.APIError):
+            network.remove()
     for volume in client.volumes.list(filters=selector):
         volume.remove(force=True)
 
