@@ -63,9 +63,15 @@ class HealthCheckType(StrEnum):
 
 
 class PortMapping(Strict):
-    host_port: StrictInt = Field(0, ge=0, le=65535, description="0 or absent: the engine picks a free port")
+    host_port: StrictInt = Field(0, ge=0, le=65535, description="0, null or absent: the engine picks a free port")
     container_port: StrictInt = Field(ge=1, le=65535)
     protocol: Protocol = Protocol.TCP
+
+    @field_validator("host_port", mode="before")
+    @classmethod
+    def _unset_port(cls, value: object) -> object:
+        """`host_port:` with no value (YAML null) means "not specified", which the seed makes random."""
+        return 0 if value is None else value
 
 
 class Resources(Strict):

@@ -483,3 +483,10 @@ def test_validate_service_names_replicas_for_the_scale_policy_rule() -> None:
     with pytest.raises(ConfigError) as info:
         validate_service(service(replicas=9, scale_policy={"min_replicas": 2, "max_replicas": 5}))
     assert info.value.errors == ["replicas: must be within scale_policy [min_replicas 2, max_replicas 5], got 9"]
+
+
+def test_host_port_null_means_random_like_absent():
+    from shared.config import load_config
+
+    config = load_config("service_name: web\nimage: img\nreplicas: 1\nports:\n  - host_port:\n    container_port: 80\n")
+    assert config.services[0].ports[0].host_port == 0
