@@ -1,0 +1,163 @@
+"""Self-healing under real failures: agents SIGKILLed, containers killed behind the agent's back,
+Redis stopped and restarted, nodes drained, replicas crash-looping. Every failure here really happens."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import docker
+import httpx
+import pytest
+
+from shared import labels
+from tests.integration.test_end_to_end import containers, service, tasks, wait_running
+from tests.support.procs import Processes, free_port, wait_for
+
+MIB = 1024 * 1024
+SLEEPER = ["sleep", "3600"]
+NODES = {"node-1": "127.0.0.2", "node-2": "127.0.0.3"}
+
+
+def start_agent(procs: Processes, node: str) -> None:
+    procs.agent(node, NODES[node], cpu=4000, memory=4096 * MIB)
+
+
+def node_status(api: str) -> dict[str, str]:
+    return {n["id"]: n["status"] for n in httpx.get(f"{api}/v1/nodes", timeout=5).json()}
+
+
+def event_types(api: str, **params: str) -> list[str]:
+    return [e["type"] for e in httpx.get(f"{api}/v1/events", params=params, timeout=5).json()]
+
+
+def create(api: str, spec: dict) -> None:
+    response = httpx.post(f"{api}/v1/services", json=spec, timeout=5)
+    assert response.status_code == 201, response.text
+
+
+def task(api: str, task_id: str) -> dict:
+    return httpx.get(f"{api}/v1/tasks/{task_id}", timeout=5).json()
+
+
+def owned_containers(cluster: str, service_name: str) -> Counter:
+    """Running containers of a service by (task, gen): each must be 1, and match a task."""
+    return Counter((c.labels[labels.TASK], int(c.labels[labels.GEN])) for c in containers(cluster, service_name))
+
+
+def assert_one_container_per_task(api: str, cluster: str, service_name: str) -> None:
+    expected = Counter((t["id"], t["gen"]) for t in tasks(api, service_name))
+    wait_for(lambda: owned_containers(cluster, service_name) == expected, what=f"one container per {service_name} task")
+
+
+@pytest.fixture
+def two_nodes(procs: Processes) -> str:
+    api = procs.api(free_port())
+    procs.scheduler()
+    for node in NODES:
+        start_agent(procs, node)
+    wait_for(lambda: node_status(api) == {"node-1": "ready", "node-2": "ready"}, what="two ready nodes")
+    return api
+
+
+def test_lost_node_replicas_move_and_its_return_removes_their_old_containers(
+    procs: Processes, cluster: str, two_nodes: str
+):
+    api = two_nodes
+    create(api, service("web", 4, command=SLEEPER, restart_policy="always"))
+    before = wait_running(api, "web", 4)
+    assert {t["node"] for t in before} == {"node-1", "node-2"}
+
+    procs.kill("node-2")
+    wait_for(lambda: node_status(api)["node-2"] == "down", what="node-2 down after missed heartbeats")
+    moved = wait_for(
+        lambda: len(ts := tasks(api, "web")) == 4
+        and all(t["state"] == "running" and t["node"] == "node-1" for t in ts)
+        and ts,
+        what="every replica running on node-1",
+    )
+    assert {"node_down", "task_rescheduled"} <= set(event_types(api))
+    # The containers the dead agent left behind still run: the node is gone, not its engine.
+    assert len(containers(cluster, "web")) > 4
+
+    start_agent(procs, "node-2")
+    wait_for(lambda: node_status(api)["node-2"] == "ready", what="node-2 ready again")
+    assert_one_container_per_task(api, cluster, "web")
+    assert "node_ready" in event_types(api)
+    assert {t["id"]: t["container_id"] for t in tasks(api, "web")} == {t["id"]: t["container_id"] for t in moved}
+
+
+def test_quick_agent_restart_adopts_its_containers_without_restarting_them(procs: Processes, cluster: str):
+    # Enough missed beats that a restarted agent is back before its node counts as down.
+    procs.env["GORCHESTER_HEARTBEAT_MISSES"] = "20"
+    api = procs.api(free_port())
+    procs.scheduler()
+    start_agent(procs, "node-1")
+    wait_for(lambda: node_status(api) == {"node-1": "ready"}, what="node-1 ready")
+    create(api, service("steady", 2, command=SLEEPER, restart_policy="always"))
+    before = wait_running(api, "steady", 2)
+
+    procs.kill("node-1")
+    start_agent(procs, "node-1")
+    wait_for(lambda: "registered" in procs.log("node-1"), what="the agent to register again")
+    after = wait_running(api, "steady", 2)
+    assert [(t["container_id"], t["restarts"], t["gen"]) for t in after] == [
+        (t["container_id"], t["restarts"], t["gen"]) for t in before
+    ]
+    assert node_status(api) == {"node-1": "ready"}
+    assert_one_container_per_task(api, cluster, "steady")
+
+
+@pytest.fixture
+def one_node(procs: Processes) -> str:
+    api = procs.api(free_port())
+    procs.scheduler()
+    start_agent(procs, "node-1")
+    wait_for(lambda: node_status(api) == {"node-1": "ready"}, what="node-1 ready")
+    return api
+
+
+def test_container_killed_or_removed_is_restarted_under_always(cluster: str, one_node: str):
+    api = one_node
+    create(api, service("always", 1, command=SLEEPER, restart_policy="always"))
+    [first] = wait_running(api, "always", 1)
+    engine = docker.from_env()
+
+    engine.containers.get(first["container_id"]).kill()
+    second = wait_for(
+        lambda: (t := task(api, "always.1"))["state"] == "running" and t["restarts"] == 1 and t,
+        what="the killed replica running again",
+    )
+    assert second["container_id"] != first["container_id"]
+
+    engine.containers.get(second["container_id"]).remove(force=True)
+    third = wait_for(
+        lambda: (t := task(api, "always.1"))["state"] == "running" and t["restarts"] == 2 and t,
+        what="the removed replica running again",
+    )
+    assert third["container_id"] not in (first["container_id"], second["container_id"])
+    assert_one_container_per_task(api, cluster, "always")
+    assert event_types(api, service="always").count("task_restarted") == 2
+
+
+def test_restart_policies_no_and_on_failure(cluster: str, one_node: str):
+    api = one_node
+    create(api, service("never", 1, command=SLEEPER, restart_policy="no"))
+    create(api, service("clean", 1, command=["sh", "-c", "exit 0"], restart_policy="on-failure"))
+    create(api, service("crash", 1, command=["sh", "-c", "exit 3"], restart_policy="on-failure"))
+    [never] = wait_running(api, "never", 1)
+
+    docker.from_env().containers.get(never["container_id"]).kill()
+    failed = wait_for(lambda: (t := task(api, "never.1"))["state"] == "failed" and t, what="the killed task failed")
+    assert (failed["exit_code"], failed["reason"], failed["restarts"]) == (137, "exited with code 137", 0)
+
+    stopped = wait_for(lambda: (t := task(api, "clean.1"))["state"] == "stopped" and t, what="a clean exit stopped")
+    assert (stopped["exit_code"], stopped["reason"], stopped["restarts"]) == (0, "exited with code 0", 0)
+
+    crashed = wait_for(
+        lambda: (t := task(api, "crash.1"))["restarts"] >= 2 and t["state"] == "failed" and t,
+        what="a failing exit restarted",
+    )
+    assert (crashed["exit_code"], crashed["reason"]) == (3, "exited with code 3")
+    # Settled: the ones not to restart stayed as they ended.
+    assert task(api, "never.1")["restarts"] == 0 and task(api, "never.1")["state"] == "failed"
+    assert task(api, "clean.1")["restarts"] == 0 and task(api, "clean.1")["state"] == "stopped"
