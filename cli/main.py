@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import up, validate
+from cli import actions, apply, events, resources, up, validate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,6 +14,10 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     validate.add_parser(subparsers)
     up.add_parser(subparsers)
+    apply.add_parser(subparsers)
+    resources.add_parsers(subparsers)
+    actions.add_parsers(subparsers)
+    events.add_parser(subparsers)
     return parser
 
 

@@ -1,0 +1,70 @@
+"""One-shot changes: `scale`, `rm`, `drain`, `activate`. Each is one API call and a one-line answer.
+
+The API returns the changed object; with `-o json` that is printed as is, so scripts see its state.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cli import render
+from cli.client import ApiClient, connection_options, run_client
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    common = connection_options()
+    scale = subparsers.add_parser(
+        "scale", parents=[common], help="set a service's replica count",
+        description="Set the desired replicas of NAME to N (scale_policy bounds are checked by the API).",
+    )
+    scale.add_argument("name", metavar="NAME", help="the service")
+    scale.add_argument("replicas", type=replica_count, metavar="N", help="the desired number of replicas")
+    scale.set_defaults(run=run_client(scale_command))
+
+    remove = subparsers.add_parser(
+        "rm", parents=[common], help="delete a service",
+        description="Mark NAME for deletion; its tasks are stopped and the service goes once they are gone.",
+    )
+    remove.add_argument("name", metavar="NAME", help="the service")
+    remove.set_defaults(run=run_client(remove_command))
+
+    for verb, meaning in (("drain", "move its tasks elsewhere and take no new ones"),
+                          ("activate", "take new tasks again")):
+        node = subparsers.add_parser(
+            verb, parents=[common], help=f"node: {meaning}", description=f"Make node NODE {meaning}.",
+        )
+        node.add_argument("node", metavar="NODE", help="the node id")
+        node.set_defaults(run=run_client(availability_command), verb=verb)
+
+
+def replica_count(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def scale_command(client: ApiClient, args: argparse.Namespace) -> int:
+    service = client.post(f"/v1/services/{args.name}/scale", {"replicas": args.replicas})
+    report(service, args.output, f"service {args.name} scaled to {service['replicas']} replicas")
+    return 0
+
+
+def remove_command(client: ApiClient, args: argparse.Namespace) -> int:
+    service = client.request("DELETE", f"/v1/services/{args.name}")
+    report(service, args.output, f"service {args.name} marked for deletion")
+    return 0
+
+
+def availability_command(client: ApiClient, args: argparse.Namespace) -> int:
+    node = client.post(f"/v1/nodes/{args.node}/{args.verb}")
+    report(node, args.output, f"node {args.node}: availability {node['availability']}, status {node['status']}")
+    return 0
+
+
+def report(data: Any, output: str, sentence: str) -> None:
+    if output == "json":
+        render.print_json(data)
+    else:
+        print(sentence)

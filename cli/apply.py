@@ -1,0 +1,135 @@
+"""`gorchester apply`: send a config to the API, and optionally wait until the cluster matches it.
+
+The file's text is sent as is (not re-serialised), so the API validates exactly what the user wrote
+and its 422 field paths point into their file. Waiting judges the whole cluster, not only the file's
+services: with --prune a removed service must also be gone before the cluster "matches".
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cli import render
+from cli.client import EXIT_USAGE, ApiClient, CliError, connection_options, run_client
+
+OUTCOMES = ("created", "updated", "unchanged", "deleted")
+POLL_INTERVAL = 1.0  # seconds between looks at /v1/services while waiting
+DEFAULT_TIMEOUT = 120.0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "apply", parents=[connection_options()], help="make the cluster's services match a config file",
+        description="Send FILE to the API; print what was created, updated, left unchanged or deleted.",
+    )
+    parser.add_argument("-f", "--config", required=True, metavar="FILE", help="the config.yaml (or one service)")
+    parser.add_argument("--prune", action="store_true", help="delete services that FILE does not declare")
+    parser.add_argument(
+        "--wait", action="store_true", help="wait until every service runs its desired replicas (exit 1 if not)"
+    )
+    parser.add_argument(
+        "--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+        help=f"how long --wait waits (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.set_defaults(run=run_client(apply_command))
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+    return value
+
+
+def apply_command(client: ApiClient, args: argparse.Namespace) -> int:
+    text = read_text(args.config)
+    outcome = client.request(
+        "POST", "/v1/apply", params={"prune": "true"} if args.prune else None,
+        content=text, content_type="application/yaml",
+    )
+    if args.output == "json":
+        render.print_json(outcome)
+    else:
+        print(summary(outcome))
+    if args.wait:
+        wait(client, args.timeout, quiet=args.output == "json")
+    return 0
+
+
+def read_text(path: str) -> str:
+    """The file's text; unreadable is exit 2, as for `validate` and `up`."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CliError(f"{path}: cannot read: {reason}", exit_code=EXIT_USAGE) from None
+
+
+def summary(outcome: dict[str, list[str]]) -> str:
+    """`created: web, api` per outcome that has names; `nothing to do` when all are empty."""
+    lines = [f"{what}: {', '.join(outcome[what])}" for what in OUTCOMES if outcome.get(what)]
+    return "\n".join(lines) or "nothing to do: no services"
+
+
+def shortfall(services: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Services not yet as desired: running != desired replicas, or still being deleted."""
+    return [
+        service for service in services
+        if service["deleting"] or service["status"]["running_replicas"] != service["status"]["desired_replicas"]
+    ]
+
+
+def progress(services: list[dict[str, Any]]) -> str:
+    """`web 2/3, api 1/1, old deleting`: every service's running/desired replicas."""
+    return ", ".join(f"{service['service_name']} {replicas(service)}" for service in services)
+
+
+def replicas(service: dict[str, Any]) -> str:
+    status = service["status"]
+    return "deleting" if service["deleting"] else f"{status['running_replicas']}/{status['desired_replicas']}"
+
+
+def wait(client: ApiClient, timeout: float, *, quiet: bool = False) -> None:
+    """Poll until every service matches; print progress to stderr when it changes; CliError on timeout."""
+    deadline = time.monotonic() + timeout
+    shown = ""
+    while True:
+        services = client.get("/v1/services")
+        short = shortfall(services)
+        line = progress(services)
+        if line != shown and not quiet:
+            print(f"waiting: {line}" if short else f"ready: {line or 'no services'}", file=sys.stderr, flush=True)
+            shown = line
+        if not short:
+            return
+        if time.monotonic() >= deadline:
+            raise CliError(f"timed out after {timeout:g}s: {len(short)} service(s) not ready",
+                           [why_short(client, service) for service in short])
+        time.sleep(min(POLL_INTERVAL, max(deadline - time.monotonic(), 0)))
+
+
+def why_short(client: ApiClient, service: dict[str, Any]) -> str:
+    """One line per short service, with the reasons its pending or failed tasks give."""
+    name = service["service_name"]
+    if service["deleting"]:
+        return f"{name}: still being deleted"
+    status = service["status"]
+    head = f"{name}: {status['running_replicas']}/{status['desired_replicas']} running"
+    tasks = client.get("/v1/tasks", service=name)
+    reasons = sorted({
+        f"{task['id']} {task['state']}: {task.get('reason') or 'no reason given'}"
+        for task in tasks if task["state"] in ("pending", "failed")
+    })
+    if reasons:
+        return f"{head} ({'; '.join(reasons)})"
+    if not tasks:
+        return f"{head} (no tasks yet: is the scheduler running?)"
+    states = ", ".join(sorted({task["state"] for task in tasks}))
+    return f"{head} (tasks {states})"

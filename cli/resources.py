@@ -1,0 +1,124 @@
+"""`gorchester get` and `gorchester describe`: read what the cluster holds, as tables or JSON."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+
+from cli import render
+from cli.client import ApiClient, connection_options, run_client
+
+# What `get` lists: the API path and the table for it. Plural is canonical; singular is accepted.
+LISTINGS: dict[str, tuple[str, Callable[[Any], Table]]] = {
+    "services": ("/v1/services", render.services_table),
+    "nodes": ("/v1/nodes", render.nodes_table),
+    "tasks": ("/v1/tasks", render.tasks_table),
+    "events": ("/v1/events", render.events_table),
+}
+SINGULAR = {name[:-1]: name for name in LISTINGS}
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    common = connection_options()
+    get = subparsers.add_parser(
+        "get", parents=[common], help="list services, nodes, tasks or events",
+        description="List one kind of object; --service and --node narrow the list.",
+    )
+    get.add_argument("kind", type=kind, metavar="{services,nodes,tasks,events}", help="what to list")
+    get.add_argument("--service", metavar="NAME", help="only this service (or its tasks and events)")
+    get.add_argument("--node", metavar="ID", help="only this node (or its tasks and events)")
+    get.set_defaults(run=run_client(get_command))
+
+    describe = subparsers.add_parser(
+        "describe", parents=[common], help="show one service or node in full, with its tasks",
+        description="Show the spec and status of a service (or a node's capacity and use), plus its tasks.",
+    )
+    describe.add_argument("kind", choices=["service", "node"], help="what to describe")
+    describe.add_argument("name", metavar="NAME", help="the service name or node id")
+    describe.set_defaults(run=run_client(describe_command))
+
+
+def kind(text: str) -> str:
+    name = SINGULAR.get(text, text)
+    if name not in LISTINGS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(LISTINGS)}")
+    return name
+
+
+def get_command(client: ApiClient, args: argparse.Namespace) -> int:
+    path, as_table = LISTINGS[args.kind]
+    items = client.get(path, **filters(args))
+    render.emit(narrow(items, args), args.output, as_table)
+    return 0
+
+
+def filters(args: argparse.Namespace) -> dict[str, str | None]:
+    """The query parameters the API itself filters on, for the kind being listed."""
+    if args.kind == "tasks":
+        return {"service": args.service, "node": args.node}
+    if args.kind == "events":
+        return {"service": args.service}
+    return {}
+
+
+def narrow(items: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The filters the API has no parameter for, applied here so every kind honours both options."""
+    if args.kind == "services" and args.service:
+        items = [item for item in items if item["service_name"] == args.service]
+    if args.kind == "nodes" and args.node:
+        items = [item for item in items if item["id"] == args.node]
+    if args.kind == "events" and args.node:
+        items = [item for item in items if item.get("data", {}).get("node") == args.node]
+    return items
+
+
+def describe_command(client: ApiClient, args: argparse.Namespace) -> int:
+    if args.kind == "service":
+        subject = client.get(f"/v1/services/{args.name}")
+        tasks = client.get("/v1/tasks", service=args.name)
+    else:
+        subject = client.get(f"/v1/nodes/{args.name}")
+        tasks = client.get("/v1/tasks", node=args.name)
+    render.emit({args.kind: subject, "tasks": tasks}, args.output, describe_table)
+    return 0
+
+
+def describe_table(data: dict[str, Any]) -> Group:
+    """Field/value pairs (unset ones left out), nested mappings as `status.health`, then the tasks."""
+    subject = data.get("service") or data.get("node") or {}
+    fields = Table.grid(padding=(0, 2))
+    fields.add_column(style="bold")
+    fields.add_column()
+    for key, value in flatten(subject):
+        fields.add_row(key, value)
+    tasks = render.tasks_table(data["tasks"], title="Tasks") if data["tasks"] else "Tasks: none"
+    return Group(fields, "", tasks)
+
+
+def flatten(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for key, value in mapping.items():
+        if value is None or value == [] or value == {}:
+            continue  # unset optional fields would bury the ones that say something
+        label = f"{prefix}{key}"
+        if key == "ports" and isinstance(value, list):
+            rows.append((label, render.ports(value)))
+        elif isinstance(value, dict) and value:
+            rows += flatten(value, f"{label}.")
+        else:
+            rows.append((label, show(value)))
+    return rows
+
+
+def show(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(show(item) for item in value) or "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={show(item)}" for key, item in value.items()) or "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return render.text(value)
