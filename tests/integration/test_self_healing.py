@@ -3,13 +3,17 @@ Redis stopped and restarted, nodes drained, replicas crash-looping. Every failur
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
 
 import docker
 import httpx
 import pytest
 
 from shared import labels
+from tests.conftest import RedisServer
 from tests.integration.test_end_to_end import containers, service, tasks, wait_running
 from tests.support.procs import Processes, free_port, wait_for
 
@@ -161,3 +165,109 @@ def test_restart_policies_no_and_on_failure(cluster: str, one_node: str):
     # Settled: the ones not to restart stayed as they ended.
     assert task(api, "never.1")["restarts"] == 0 and task(api, "never.1")["state"] == "failed"
     assert task(api, "clean.1")["restarts"] == 0 and task(api, "clean.1")["state"] == "stopped"
+
+
+@pytest.fixture
+def own_redis(tmp_path_factory: pytest.TempPathFactory, procs: Processes) -> Iterator[tuple[RedisServer, Processes]]:
+    """A redis-server this test may kill (not the session's), and processes wired to it."""
+    server = RedisServer(tmp_path_factory.mktemp("own-redis"))
+    server.start()
+    own = Processes({**procs.env, "GORCHESTER_REDIS_URL": server.url}, procs.log_dir)
+    yield server, own
+    own.close()
+    server.kill()
+
+
+def test_redis_restart_is_survived_by_every_process(own_redis: tuple[RedisServer, Processes]):
+    server, procs = own_redis
+    api = procs.api(free_port())
+    procs.scheduler()
+    start_agent(procs, "node-1")
+    wait_for(lambda: node_status(api) == {"node-1": "ready"}, what="node-1 ready")
+    create(api, service("kept", 2, command=SLEEPER, restart_policy="always"))
+    before = wait_running(api, "kept", 2)
+
+    server.kill()
+    started = time.monotonic()
+    response = httpx.get(f"{api}/v1/services", timeout=10)
+    assert response.status_code == 503 and "redis unavailable" in response.json()["reason"]
+    assert time.monotonic() - started < 5
+    # Long enough for every process to notice and start retrying.
+    wait_for(lambda: "redis unavailable" in procs.log("scheduler"), what="the scheduler to notice")
+
+    server.start()
+    wait_for(lambda: httpx.get(f"{api}/v1/services", timeout=5).status_code == 200, what="the API to reconnect")
+    assert [s["service_name"] for s in httpx.get(f"{api}/v1/services", timeout=5).json()] == ["kept"]
+    assert [(t["id"], t["container_id"]) for t in wait_running(api, "kept", 2)] == [
+        (t["id"], t["container_id"]) for t in before
+    ]
+    wait_for(lambda: node_status(api) == {"node-1": "ready"}, what="node-1 heartbeating again")
+    assert all(proc.poll() is None for proc in procs.procs.values()), "a process died of the outage"
+
+    assert httpx.post(f"{api}/v1/services/kept/scale", json={"replicas": 3}, timeout=5).status_code == 200
+    wait_running(api, "kept", 3)
+
+
+def test_agent_killed_mid_work_leaves_one_container_per_task(procs: Processes, cluster: str):
+    procs.env["GORCHESTER_HEARTBEAT_MISSES"] = "20"  # the node stays ready: this is about its jobs
+    api = procs.api(free_port())
+    procs.scheduler()
+    start_agent(procs, "node-1")
+    wait_for(lambda: node_status(api) == {"node-1": "ready"}, what="node-1 ready")
+
+    create(api, service("busy", 3, command=SLEEPER, restart_policy="always"))
+    wait_for(lambda: containers(cluster, "busy"), interval=0.01, what="the first container")
+    procs.kill("node-1")
+    start_agent(procs, "node-1")
+
+    wait_running(api, "busy", 3)
+    assert_one_container_per_task(api, cluster, "busy")
+
+
+def test_drain_moves_replicas_away_and_activate_takes_work_again(cluster: str, two_nodes: str):
+    api = two_nodes
+    create(api, service("mobile", 4, command=SLEEPER, restart_policy="always"))
+    wait_running(api, "mobile", 4)
+
+    assert httpx.post(f"{api}/v1/nodes/node-1/drain", timeout=5).status_code == 200
+    assert node_status(api)["node-1"] == "draining"
+    wait_for(
+        lambda: len(ts := tasks(api, "mobile")) == 4
+        and all(t["state"] == "running" and t["node"] == "node-2" for t in ts),
+        what="every replica moved to node-2",
+    )
+    assert_one_container_per_task(api, cluster, "mobile")
+    create(api, service("newcomer", 2, command=SLEEPER))
+    assert {t["node"] for t in wait_running(api, "newcomer", 2)} == {"node-2"}
+
+    assert httpx.post(f"{api}/v1/nodes/node-1/activate", timeout=5).status_code == 200
+    assert node_status(api)["node-1"] == "ready"
+    assert httpx.post(f"{api}/v1/services/newcomer/scale", json={"replicas": 4}, timeout=5).status_code == 200
+    assert {t["node"] for t in wait_running(api, "newcomer", 4)} == {"node-1", "node-2"}
+
+
+def restart_times(api: str, task_id: str) -> list[float]:
+    events = httpx.get(f"{api}/v1/events", params={"limit": "10000"}, timeout=5).json()
+    return [
+        datetime.fromisoformat(e["time"]).timestamp()
+        for e in events
+        if e["type"] == "task_restarted" and e["data"].get("task") == task_id
+    ]
+
+
+def test_crash_loop_backs_off_doubling_up_to_the_cap(one_node: str):
+    api = one_node
+    create(api, service("healthy", 2, command=SLEEPER))
+    create(api, service("crashloop", 1, command=["sh", "-c", "exit 1"], restart_policy="always"))
+    wait_for(lambda: len(restart_times(api, "crashloop.1")) >= 8, timeout=60, what="eight restarts")
+    wait_running(api, "healthy", 2)
+
+    times = restart_times(api, "crashloop.1")[:8]
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    # Each gap is the run's own time plus the back-off: 0.2, 0.4, 0.8, 1.6, then the 2 s cap. So the
+    # gaps grow (allowing for the noise of a real engine), the capped ones stay alike, none is far
+    # above the cap.
+    assert all(later > earlier - 0.5 for earlier, later in zip(gaps, gaps[1:], strict=False)), gaps
+    assert gaps[-1] > gaps[0] + 1.2, gaps
+    assert max(gaps) < 2 + 2, gaps
+    assert task(api, "crashloop.1")["restarts"] >= 8
