@@ -106,7 +106,7 @@ def reconcile(
                 placing.append(_Placing(fresh, service, "scheduled"))
         placing += _keep(service, list(current.values()), status, now, policy, plan)
 
-    _place(placing, tasks, nodes, status, now, plan)
+    _place(placing, tasks, nodes, status, now, policy, plan)
     return plan
 
 
@@ -188,6 +188,7 @@ def _place(
     nodes: list[NodeRecord],
     status: dict[str, NodeStatus],
     now: float,
+    policy: Policy,
     plan: Plan,
 ) -> None:
     moving = {item.task.id for item in placing}
@@ -215,10 +216,10 @@ def _place(
         if node is None:
             _leave_pending(item, placement.pending[item.task.id], status, now, plan)
         else:
-            _assign(item, node, status, now, plan)
+            _assign(item, node, status, now, policy, plan)
 
 
-def _assign(item: _Placing, node: str, status: dict[str, NodeStatus], now: float, plan: Plan) -> None:
+def _assign(item: _Placing, node: str, status: dict[str, NodeStatus], now: float, policy: Policy, plan: Plan) -> None:
     task, spec = item.task, item.service.spec
     gen = task.gen + 1
     restarted = item.why == "restarted"
@@ -238,7 +239,8 @@ def _assign(item: _Placing, node: str, status: dict[str, NodeStatus], now: float
             "started_at": None,
             "finished_at": None,
             "restarts": task.restarts + (1 if restarted else 0),
-            "crash_streak": (item.task.crash_streak + 1) if restarted else task.crash_streak,
+            # Counted from the streak the back-off saw: a long clean run before this crash starts afresh.
+            "crash_streak": (policy.backoff.streak(task) + 1) if restarted else task.crash_streak,
             "stop_requested": False,
             "updated_at": now,
         }

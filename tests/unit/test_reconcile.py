@@ -140,6 +140,20 @@ def test_failed_task_restarts_by_policy_with_back_off():
     assert record is not None and record.restarts == 2 and record.crash_streak == 2
 
 
+def test_a_long_clean_run_starts_the_crash_streak_afresh():
+    svc = service(replicas=1, restart_policy="always")
+    # Crashed often long ago, then ran for longer than reset_after (60 s) before failing.
+    veteran = running(
+        svc, 1, "n1", state=TaskState.FAILED, started_at=NOW - 200, finished_at=NOW - 0.1, crash_streak=5, restarts=9
+    )
+    plan = plan_for([svc], [veteran], [node("n1")])
+    record = plan.writes[0].record
+    assert record is not None and record.restarts == 10
+    # One restart into a new streak: a crash right after this one waits the base delay, not 2**5 x base.
+    assert record.crash_streak == 1
+    assert POLICY.backoff.delay(record.crash_streak) == 1.0
+
+
 def test_restart_policy_no_leaves_the_failed_task():
     svc = service(replicas=1)
     failed = running(svc, 1, "n1", state=TaskState.FAILED, finished_at=NOW - 100, exit_code=1)
