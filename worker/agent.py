@@ -11,10 +11,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
+import redis
+from redis.client import Pipeline
 from rq import Queue, SimpleWorker
+from rq.job import Job
 
 from shared.records import NodeRecord
 from shared.settings import Settings
@@ -23,7 +26,7 @@ from worker import sweep
 from worker.engine import Engine
 from worker.events import EventWatcher
 from worker.identity import node_record
-from worker.loops import repeat, spawn
+from worker.loops import MAX_BACKOFF, repeat, spawn
 from worker.node import Node, current, install
 
 __all__ = ["NodeAgent", "current"]
@@ -34,9 +37,19 @@ log = logging.getLogger("rq.worker.gorchester")
 # --url that is localhost:6379; point it at the cluster's Redis so the agent needs no --url.
 os.environ.setdefault("REDIS_URL", Settings.from_env().redis_url)
 
+T = TypeVar("T")
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
 
 class NodeAgent(SimpleWorker):
-    """SimpleWorker: jobs run in this process, without a fork each, so a start takes milliseconds."""
+    """SimpleWorker: jobs run in this process, without a fork each, so a start takes milliseconds.
+
+    RQ's work loop retries a lost Redis only while it waits for a job; a Redis error anywhere else
+    in the loop makes it quit. An agent must outlive a Redis restart, so every other step of the
+    loop that talks to Redis waits the outage out with back-off instead.
+    """
+
+    max_connection_wait_time = MAX_BACKOFF  # RQ's own dequeue retries: back to work soon after Redis
 
     def __init__(self, queues: str | Queue | Sequence[str] | Sequence[Queue], *args: Any, **kwargs: Any):
         first = queues if isinstance(queues, str | Queue) else queues[0]
@@ -77,6 +90,35 @@ class NodeAgent(SimpleWorker):
         if not self.store.redis.exists(self.store.keys.node(self.record.id)):
             self.register()
         self.store.heartbeat(self.record.id, time.time())
+
+    def check_for_suspension(self, burst: bool) -> None:
+        step = super().check_for_suspension
+        self._outlive_redis(lambda: step(burst), "suspension check")
+
+    def run_maintenance_tasks(self) -> None:
+        self._outlive_redis(super().run_maintenance_tasks, "maintenance")
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        step = super().heartbeat
+        self._outlive_redis(lambda: step(timeout, pipeline), "worker heartbeat")
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)
+        except REDIS_DOWN as exc:
+            # The job's outcome may be lost with Redis; the scheduler sends again a job that left no trace.
+            log.warning("job %s interrupted: redis unavailable (%s)", job.id, exc)
+            self._outlive_redis(self.connection.ping, "reconnect")
+
+    def _outlive_redis(self, step: Callable[[], T], what: str) -> T:
+        delay = 0.2
+        while True:
+            try:
+                return step()
+            except REDIS_DOWN as exc:
+                log.warning("%s: redis unavailable (%s); retrying in %.1fs", what, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
 
     def teardown(self) -> None:
         self.stopping.set()

@@ -18,6 +18,11 @@ from worker.node import Node
 
 INTERVAL = 10.0
 
+# Under the node's lock no job is between making a container and reporting it, so a container of a
+# task still ASSIGNED or STARTING was made by a job that died with its agent: adopt it at once
+# rather than wait for the scheduler to send the start again.
+ADOPTABLE = frozenset({TaskState.ASSIGNED, TaskState.STARTING, TaskState.RUNNING, TaskState.FAILED})
+
 
 def sweep(node: Node) -> None:
     strays: list[tuple[Container, TaskRecord | None]] = []
@@ -32,7 +37,7 @@ def sweep(node: Node) -> None:
                 strays.append((container, task))
                 continue
             present.add(task.id)
-            if task.state in (TaskState.RUNNING, TaskState.FAILED):
+            if task.state in ADOPTABLE:
                 _adopt(node, task, container)
         for task in tasks.values():
             if task.node == node.id and task.state is TaskState.RUNNING and task.id not in present:

@@ -192,8 +192,9 @@ def test_redis_restart_is_survived_by_every_process(own_redis: tuple[RedisServer
     response = httpx.get(f"{api}/v1/services", timeout=10)
     assert response.status_code == 503 and "redis unavailable" in response.json()["reason"]
     assert time.monotonic() - started < 5
-    # Long enough for every process to notice and start retrying.
+    # Down long enough for every process to notice and start retrying.
     wait_for(lambda: "redis unavailable" in procs.log("scheduler"), what="the scheduler to notice")
+    wait_for(lambda: "could not connect to Redis" in procs.log("node-1"), what="the agent to notice")
 
     server.start()
     wait_for(lambda: httpx.get(f"{api}/v1/services", timeout=5).status_code == 200, what="the API to reconnect")
