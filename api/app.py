@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
 
+import redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
@@ -18,7 +19,7 @@ from api import cluster, services
 from api.body import BodyLimit
 from api.errors import HANDLERS
 from shared.settings import Settings
-from shared.store import Store
+from shared.store import Store, connect
 
 log = logging.getLogger("gorchester.api")
 
@@ -40,6 +41,7 @@ ROUTES = [
             Route("/nodes/{id}/activate", cluster.activate_node, methods=["POST"]),
             Route("/tasks", cluster.list_tasks, methods=["GET"]),
             Route("/tasks/{id}", cluster.get_task, methods=["GET"]),
+            Route("/tasks/{id}/stop", cluster.stop_task, methods=["POST"]),
             Route("/events", cluster.list_events, methods=["GET"]),
         ],
     )
@@ -49,6 +51,7 @@ ROUTES = [
 class State(TypedDict):
     settings: Settings
     store: Store
+    jobs: redis.Redis  # RQ's connection (pickled payloads, so not decoding) for the jobs the API sends
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -58,11 +61,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[State]:
         resolved = settings or Settings.from_env()
         store = Store.from_settings(resolved)
+        jobs = connect(resolved.redis_url, decode=False)
         log.info("serving cluster %s", resolved.cluster)
         try:
-            yield {"settings": resolved, "store": store}
+            yield {"settings": resolved, "store": store, "jobs": jobs}
         finally:
             store.redis.close()
+            jobs.close()
 
     return Starlette(
         routes=ROUTES,

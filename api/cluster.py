@@ -10,9 +10,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from api.context import blocking, settings_of, store_of
+from api.context import blocking, jobs_of, settings_of, store_of
 from api.views import event_view, node_view, task_view
 from shared.config import ConfigError
+from shared.dispatch import Action, Job, enqueue
 from shared.errors import Unavailable
 from shared.records import Availability, NodeRecord
 
@@ -89,6 +90,22 @@ async def list_tasks(request: Request) -> JSONResponse:
 async def get_task(request: Request) -> JSONResponse:
     task_id = request.path_params["id"]
     return JSONResponse(task_view(await blocking(lambda: store_of(request).task(task_id))))
+
+
+async def stop_task(request: Request) -> JSONResponse:
+    """A user's stop: the container stops but stays, and unless-stopped leaves it so."""
+    task_id = request.path_params["id"]
+    store = store_of(request)
+
+    def stop() -> dict[str, Any]:
+        task = store.request_stop(task_id)
+        assert task.node is not None
+        enqueue(jobs_of(request), store.keys, [Job(task.node, Action.HALT, task.id, task.gen)])
+        message = f"{task.id} stop requested on {task.node}"
+        store.emit("task_stop_requested", message, service=task.service, task=task.id, node=task.node)
+        return task_view(task)
+
+    return JSONResponse(await blocking(stop), status_code=202)
 
 
 def parse_since(raw: str) -> float:

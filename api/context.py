@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+import redis
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
@@ -17,6 +18,11 @@ T = TypeVar("T")
 def store_of(request: Request) -> Store:
     store: Store = request.state.store
     return store
+
+
+def jobs_of(request: Request) -> redis.Redis:
+    jobs: redis.Redis = request.state.jobs
+    return jobs
 
 
 def settings_of(request: Request) -> Settings:

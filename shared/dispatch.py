@@ -17,9 +17,14 @@ from shared.keys import Keys
 class Action(StrEnum):
     START = "start"  # make and start the container of (task, gen)
     STOP = "stop"  # stop and remove the task's containers up to gen; drop the record if still at gen
+    HALT = "halt"  # a user's stop: stop the container of (task, gen), keep it, report STOPPED
 
 
-JOB_FUNCTIONS = {Action.START: "worker.jobs.start_task", Action.STOP: "worker.jobs.stop_task"}
+JOB_FUNCTIONS = {
+    Action.START: "worker.jobs.start_task",
+    Action.STOP: "worker.jobs.stop_task",
+    Action.HALT: "worker.jobs.halt_task",
+}
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from shared import defaults
 from shared.config import Config, ServiceSpec
 from shared.errors import Conflict, NotFound, Unavailable
 from shared.keys import Keys
-from shared.records import Availability, NodeRecord, ServiceRecord, TaskRecord
+from shared.records import Availability, NodeRecord, ServiceRecord, TaskRecord, TaskState
 from shared.settings import Settings
 
 # KEYS[1] tasks hash, KEYS[2] leader key (optional). ARGV[1] leader token ('' = unfenced),
@@ -234,6 +234,16 @@ class Store:
             updated = task.model_copy(update={**fields, "updated_at": time.time()})
             if self.write_tasks([(task_id, task.rev, updated)])[0]:
                 return updated
+
+    def request_stop(self, task_id: str) -> TaskRecord:
+        """Mark a running task as stopped by its user (the agent stops it); unless-stopped keeps it so."""
+        task = self.task(task_id)
+        if task.state is not TaskState.RUNNING or task.node is None:
+            raise Conflict(f"task {task_id!r} is {task.state.value}, not running")
+        updated = self.update_task(task_id, task.gen, stop_requested=True)
+        if updated is None:
+            raise Conflict(f"task {task_id!r} changed meanwhile; try again")
+        return updated
 
     # -- nodes --------------------------------------------------------------------------------
 

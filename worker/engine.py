@@ -107,6 +107,11 @@ class Engine:
         with engine_errors(f"start container {container.name}"):
             container.start()
 
+    def stop(self, container: Container) -> None:
+        """Stop with a grace period and keep the container (a stop the user asked for)."""
+        with engine_errors(f"stop container {container.name}"):
+            container.stop(timeout=STOP_GRACE_SECONDS)
+
     def remove(self, container: Container) -> None:
         """Stop with a grace period, then remove; a container already gone (or going) is not an error."""
         try:

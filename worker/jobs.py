@@ -19,6 +19,7 @@ from worker.node import Node, current
 log = logging.getLogger("rq.worker.gorchester")
 
 STARTABLE = frozenset({TaskState.ASSIGNED, TaskState.STARTING})
+STOPPED_ON_REQUEST = "stopped on request"
 
 
 def start_task(task_id: str, gen: int) -> None:
@@ -76,6 +77,26 @@ def _prepare(node: Node, spec: ServiceSpec) -> str | None:
         node.engine.ensure_volume(volume)
     network = spec.effective_network()
     return node.engine.ensure_network(network) if network is not None else None
+
+
+def halt_task(task_id: str, gen: int) -> None:
+    """The user's stop: the container stops but stays; the task is STOPPED, not a crash."""
+    node = current()
+    # Under the lock the container's `die` event cannot be reported as a failure first.
+    with node.lock:
+        exit_code = None
+        try:
+            for container in node.engine.containers(task_id):
+                if container_gen(container) == gen:
+                    node.engine.stop(container)
+                    exit_code = ((node.engine.inspect(container.id) or {}).get("State") or {}).get("ExitCode")
+        except EngineError as exc:
+            log.warning("halt %s gen %s: %s", task_id, gen, exc)
+            return
+        node.report(
+            task_id, gen, {TaskState.RUNNING}, state=TaskState.STOPPED, reason=STOPPED_ON_REQUEST,
+            exit_code=exit_code, finished_at=time.time(),
+        )
 
 
 def stop_task(task_id: str, gen: int) -> None:

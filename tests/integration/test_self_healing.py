@@ -272,3 +272,32 @@ def test_crash_loop_backs_off_doubling_up_to_the_cap(one_node: str):
     assert gaps[-1] > gaps[0] + 1.2, gaps
     assert max(gaps) < 2 + 2, gaps
     assert task(api, "crashloop.1")["restarts"] >= 8
+
+
+def test_a_stop_asked_through_the_api_holds_under_unless_stopped_only(cluster: str, one_node: str):
+    api = one_node
+    # Exits at once on SIGTERM, so the stop takes no grace period.
+    command = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
+    create(api, service("kept-down", 1, command=command, restart_policy="unless-stopped"))
+    create(api, service("comes-back", 1, command=command, restart_policy="always"))
+    [kept] = wait_running(api, "kept-down", 1)
+    [back] = wait_running(api, "comes-back", 1)
+
+    response = httpx.post(f"{api}/v1/tasks/kept-down.1/stop", timeout=5)
+    assert response.status_code == 202, response.text
+    stopped = wait_for(lambda: (t := task(api, "kept-down.1"))["state"] == "stopped" and t, what="the stop")
+    assert (stopped["reason"], stopped["restarts"], stopped["gen"]) == ("stopped on request", 0, kept["gen"])
+    # Stopped, not removed.
+    assert docker.from_env().containers.get(kept["container_id"]).status == "exited"
+
+    assert httpx.post(f"{api}/v1/tasks/comes-back.1/stop", timeout=5).status_code == 202
+    wait_for(
+        lambda: (t := task(api, "comes-back.1"))["state"] == "running" and t["restarts"] == 1
+        and t["container_id"] != back["container_id"],
+        what="always to restart a stopped task",
+    )
+    # A stop of a task that does not run is refused through the error map.
+    assert httpx.post(f"{api}/v1/tasks/kept-down.1/stop", timeout=5).status_code == 409
+    assert httpx.post(f"{api}/v1/tasks/nothing.1/stop", timeout=5).status_code == 404
+    assert task(api, "kept-down.1")["state"] == "stopped" and "task_stop_requested" in event_types(api)
+    assert_one_container_per_task(api, cluster, "comes-back")
