@@ -19,6 +19,8 @@ from tests.support.procs import Processes, free_port, wait_for
 
 MIB = 1024 * 1024
 SLEEPER = ["sleep", "3600"]
+# Exits at once on SIGTERM (busybox sleep as PID 1 ignores it), so stopping it takes no grace period.
+GRACEFUL = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
 NODES = {"node-1": "127.0.0.2", "node-2": "127.0.0.3"}
 
 
@@ -67,7 +69,7 @@ def test_lost_node_replicas_move_and_its_return_removes_their_old_containers(
     procs: Processes, cluster: str, two_nodes: str
 ):
     api = two_nodes
-    create(api, service("web", 4, command=SLEEPER, restart_policy="always"))
+    create(api, service("web", 4, command=GRACEFUL, restart_policy="always"))
     before = wait_running(api, "web", 4)
     assert {t["node"] for t in before} == {"node-1", "node-2"}
 
@@ -227,7 +229,7 @@ def test_agent_killed_mid_work_leaves_one_container_per_task(procs: Processes, c
 
 def test_drain_moves_replicas_away_and_activate_takes_work_again(cluster: str, two_nodes: str):
     api = two_nodes
-    create(api, service("mobile", 4, command=SLEEPER, restart_policy="always"))
+    create(api, service("mobile", 4, command=GRACEFUL, restart_policy="always"))
     wait_running(api, "mobile", 4)
 
     assert httpx.post(f"{api}/v1/nodes/node-1/drain", timeout=5).status_code == 200
@@ -265,21 +267,20 @@ def test_crash_loop_backs_off_doubling_up_to_the_cap(one_node: str):
 
     times = restart_times(api, "crashloop.1")[:8]
     gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
-    # Each gap is the run's own time plus the back-off: 0.2, 0.4, 0.8, 1.6, then the 2 s cap. So the
-    # gaps grow (allowing for the noise of a real engine), the capped ones stay alike, none is far
-    # above the cap.
-    assert all(later > earlier - 0.5 for earlier, later in zip(gaps, gaps[1:], strict=False)), gaps
-    assert gaps[-1] > gaps[0] + 1.2, gaps
+    # Each gap is the run's own time plus the back-off: 0.2, 0.4, 0.8, then 1.6 and the 2 s cap. A
+    # real engine adds noise to each, so compare the early gaps with the late ones: they grew, the
+    # capped ones are alike, and none is far above the cap.
+    early, late = gaps[:3], gaps[4:]
+    assert sum(late) / len(late) > sum(early) / len(early) + 0.8, gaps
+    assert max(late) - min(late) < 1.0, gaps
     assert max(gaps) < 2 + 2, gaps
     assert task(api, "crashloop.1")["restarts"] >= 8
 
 
 def test_a_stop_asked_through_the_api_holds_under_unless_stopped_only(cluster: str, one_node: str):
     api = one_node
-    # Exits at once on SIGTERM, so the stop takes no grace period.
-    command = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
-    create(api, service("kept-down", 1, command=command, restart_policy="unless-stopped"))
-    create(api, service("comes-back", 1, command=command, restart_policy="always"))
+    create(api, service("kept-down", 1, command=GRACEFUL, restart_policy="unless-stopped"))
+    create(api, service("comes-back", 1, command=GRACEFUL, restart_policy="always"))
     [kept] = wait_running(api, "kept-down", 1)
     [back] = wait_running(api, "comes-back", 1)
 
