@@ -1,0 +1,395 @@
+"""Shared parts of the benchmarks: a real cluster (redis + API + scheduler + 2 agents), Docker Swarm
+as a baseline, timing, medians, the markdown table and the docs/benchmarks.md section writer.
+
+Benchmarks run with the default settings (no FAST_SETTINGS): heartbeat 2 s, a node is down after 3
+missed beats, reconcile safety net 10 s, restart back-off base 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+
+from shared import labels
+from tests.support.procs import ROOT, Processes, free_port, wait_for
+
+IMAGE = "gorchester/busybox:latest"
+COMMAND = ["sleep", "3600"]
+POLL = 0.05  # seconds between polls of the API / the engine while timing (same for every system)
+DOCS = ROOT / "docs" / "benchmarks.md"
+NODES = {"node-1": "127.0.0.2", "node-2": "127.0.0.3"}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def docker_client() -> docker.DockerClient:
+    return docker.from_env(timeout=120)
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+
+
+def poll_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Tight poll (POLL seconds) of `condition`; returns its first truthy value, fails after timeout."""
+    return wait_for(condition, timeout=timeout, interval=POLL, what=what)
+
+
+@dataclass
+class Samples:
+    """Timings (seconds) of one measured quantity, in run order."""
+
+    name: str
+    values: list[float] = field(default_factory=list)
+
+    def add(self, seconds: float) -> None:
+        self.values.append(seconds)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def spread(self) -> str:
+        return f"{min(self.values):.2f}–{max(self.values):.2f}"
+
+    def all(self) -> str:
+        return ", ".join(f"{v:.2f}" for v in self.values)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Machine description and docs/benchmarks.md sections
+
+
+def _meminfo_gib() -> str:
+    with open("/proc/meminfo") as lines:
+        for line in lines:
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    return "?"
+
+
+def machine() -> str:
+    try:
+        docker_version = docker_client().version()["Version"]
+    except Exception:  # noqa: BLE001 - description only
+        docker_version = "?"
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return (
+        f"{os.cpu_count()} cores (nproc), {_meminfo_gib()} RAM, Docker Engine {docker_version}, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}; "
+        f"gorchester commit {commit}; run {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}; "
+        "machine shared with other work"
+    )
+
+
+def marker(section: str, end: bool = False) -> str:
+    return f"<!-- bench:{section}:{'end' if end else 'start'} -->"
+
+
+def write_section(section: str, body: str, path: Path = DOCS) -> None:
+    """Replace the text between this section's markers in docs/benchmarks.md; keep the rest."""
+    start, end = marker(section), marker(section, end=True)
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+    log(f"updated section {section!r} of {path}")
+
+
+def arguments(description: str, default_runs: int = 5) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--runs", type=int, default=default_runs, help="runs per measurement (medians reported)")
+    parser.add_argument("--write", action="store_true", help="update this benchmark's section of docs/benchmarks.md")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the cluster's process logs (path printed)")
+    return parser.parse_args()
+
+
+# ---------------------------------------------------------------------------------------------
+# A gorchester cluster of real processes
+
+
+class Redis:
+    """A redis-server of our own on a free loopback port, in a temporary folder, no persistence."""
+
+    def __init__(self, workdir: Path):
+        if shutil.which("redis-server") is None:
+            raise SystemExit("redis-server is not installed")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(workdir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def remove_cluster_objects(cluster: str) -> None:
+    client = docker_client()
+    selector = {"label": f"{labels.CLUSTER}={cluster}"}
+    for container in client.containers.list(all=True, filters=selector):
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+    for network in client.networks.list(filters=selector):
+        with contextlib.suppress(docker.errors.APIError):
+            network.remove()
+    for volume in client.volumes.list(filters=selector):
+        with contextlib.suppress(docker.errors.APIError):
+            volume.remove(force=True)
+
+
+class Cluster:
+    """API + scheduler + node-1/node-2 agents on one Redis, default settings, a unique cluster name."""
+
+    def __init__(self, workdir: Path):
+        self.name = f"bench{uuid.uuid4().hex[:8]}"
+        self.workdir = workdir
+        self.redis = Redis(workdir)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GORCHESTER_")}
+        env.update({"GORCHESTER_REDIS_URL": self.redis.url, "GORCHESTER_CLUSTER": self.name})
+        self.procs = Processes(env, workdir)
+        self.http = httpx.Client(timeout=10)
+        self.url = ""
+
+    def start(self) -> Cluster:
+        import redis as redis_lib
+
+        wait_for(lambda: redis_lib.Redis.from_url(self.redis.url).ping(), timeout=10, what="redis-server")
+        self.url = self.procs.api(free_port())
+        self.procs.scheduler()
+        for node, address in NODES.items():
+            self.procs.agent(node, address)
+        wait_for(lambda: self.ready_nodes() == sorted(NODES), timeout=60, what="two ready nodes")
+        log(f"cluster {self.name} up (API {self.url}, logs in {self.workdir})")
+        return self
+
+    def ready_nodes(self) -> list[str]:
+        nodes = self.http.get(f"{self.url}/v1/nodes").json()
+        return sorted(n["id"] for n in nodes if n["status"] == "ready")
+
+    def close(self) -> None:
+        self.http.close()
+        self.procs.close()
+        self.redis.close()
+        remove_cluster_objects(self.name)
+
+    # REST helpers -------------------------------------------------------------------------
+
+    def create_service(self, name: str, replicas: int) -> None:
+        body = {
+            "service_name": name,
+            "image": IMAGE,
+            "replicas": replicas,
+            "command": COMMAND,
+            "restart_policy": "always",
+        }
+        response = self.http.post(f"{self.url}/v1/services", json=body)
+        if response.status_code != 201:
+            raise RuntimeError(f"POST /v1/services: {response.status_code} {response.text}")
+
+    def tasks(self, service: str) -> list[dict]:
+        response = self.http.get(f"{self.url}/v1/tasks", params={"service": service})
+        if response.status_code == 404:
+            return []
+        response.raise_for_status()
+        return response.json()
+
+    def running(self, service: str, count: int) -> list[dict] | None:
+        """The tasks when exactly `count` exist and all are running, else None."""
+        tasks = self.tasks(service)
+        if len(tasks) == count and all(t["state"] == "running" for t in tasks):
+            return tasks
+        return None
+
+    def delete_service(self, service: str, timeout: float = 120) -> None:
+        """Delete and wait until the API knows no task of it and its containers are gone.
+
+        `sleep` as PID 1 ignores SIGTERM, so each stop job would wait out the 10 s grace period; the
+        containers are force-removed here to keep cleanup (which is not timed) short.
+        """
+        self.http.delete(f"{self.url}/v1/services/{service}")
+        client = docker_client()
+        selector = [f"{labels.CLUSTER}={self.name}", f"{labels.SERVICE}={service}"]
+        remove_labelled(selector)
+        wait_for(
+            lambda: not self.tasks(service) and not client.containers.list(all=True, filters={"label": selector}),
+            timeout=timeout,
+            interval=0.2,
+            what=f"service {service} to be gone",
+        )
+
+    def containers(self, service: str) -> list:
+        selector = [f"{labels.CLUSTER}={self.name}", f"{labels.SERVICE}={service}"]
+        return docker_client().containers.list(filters={"label": selector})
+
+
+@contextmanager
+def workdir(keep: bool) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="gorchester-bench-"))
+    try:
+        yield path
+    finally:
+        if keep:
+            log(f"logs kept in {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def cluster(keep_logs: bool = False) -> Iterator[Cluster]:
+    """A started cluster; every process is killed and every container removed on the way out."""
+    with workdir(keep_logs) as path:
+        running = Cluster(path)
+        try:
+            yield running.start()
+        finally:
+            running.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Docker Swarm baseline (single-node swarm on the same engine)
+
+SWARM_SERVICE_LABEL = "com.docker.swarm.service.name"
+
+
+@contextmanager
+def swarm() -> Iterator[Swarm]:
+    state = docker_client().info()["Swarm"]["LocalNodeState"]
+    if state != "inactive":
+        raise SystemExit(f"docker swarm is already {state}; refusing to touch someone else's swarm")
+    subprocess.run(["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"], check=True, capture_output=True)
+    log("swarm initialised")
+    try:
+        yield Swarm()
+    finally:
+        subprocess.run(["docker", "swarm", "leave", "--force"], check=False, capture_output=True)
+        log("swarm left")
+
+
+class Swarm:
+    def __init__(self) -> None:
+        self.client = docker_client()
+        self.prefix = f"bench{uuid.uuid4().hex[:6]}"
+
+    def create_service(self, name: str, replicas: int, *extra: str) -> None:
+        subprocess.run(
+            [
+                "docker",
+                "service",
+                "create",
+                "--detach",
+                "--no-resolve-image",
+                "--quiet",
+                "--replicas",
+                str(replicas),
+                "--name",
+                name,
+                *extra,
+                IMAGE,
+                *COMMAND,
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def running_tasks(self, name: str) -> list[dict]:
+        tasks = self.client.api.tasks(filters={"service": name, "desired-state": "running"})
+        return [t for t in tasks if t["Status"]["State"] == "running"]
+
+    def containers(self, name: str) -> list:
+        return self.client.containers.list(filters={"label": f"{SWARM_SERVICE_LABEL}={name}"})
+
+    def remove_service(self, name: str, timeout: float = 120) -> None:
+        subprocess.run(["docker", "service", "rm", name], check=False, capture_output=True)
+        remove_labelled(f"{SWARM_SERVICE_LABEL}={name}")  # skip the 10 s stop grace of `sleep`
+        wait_for(
+            lambda: not self.client.containers.list(all=True, filters={"label": f"{SWARM_SERVICE_LABEL}={name}"}),
+            timeout=timeout,
+            interval=0.2,
+            what=f"swarm service {name} to be gone",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain docker run, for the floor
+
+
+def docker_run_parallel(count: int, label: str, clients: int = 2) -> None:
+    """`count` × `docker run -d` (CLI) split over `clients` threads, sequential within a thread."""
+    errors: list[BaseException] = []
+
+    def worker(share: int) -> None:
+        try:
+            for _ in range(share):
+                subprocess.run(
+                    ["docker", "run", "-d", "--label", label, IMAGE, *COMMAND],
+                    check=True,
+                    capture_output=True,
+                )
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            errors.append(exc)
+
+    shares = [count // clients + (1 if i < count % clients else 0) for i in range(clients)]
+    threads = [threading.Thread(target=worker, args=(share,)) for share in shares]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def remove_labelled(label: str | list[str]) -> None:
+    client = docker_client()
+    for container in client.containers.list(all=True, filters={"label": label}):
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
