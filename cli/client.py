@@ -143,6 +143,11 @@ def run_client(command: Callable[[ApiClient, argparse.Namespace], int]) -> Calla
     def run(args: argparse.Namespace) -> int:
         try:
             return command(client_from(args), args)
+        except BrokenPipeError:
+            # The reader left (`| head`): that is the end of the output, not an error. Point stdout at
+            # /dev/null so the interpreter's final flush does not complain about the pipe either.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         except CliError as exc:
             first, *rest = exc.lines()
             print(f"error: {first}", file=sys.stderr)

@@ -1,0 +1,207 @@
+"""The REST-client commands' pure parts: error mapping, options, rendering, wait and follow logic."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from rich.console import Console
+
+from cli import apply, events, render
+from cli.client import ApiClient, CliError, api_error, token_from
+from cli.main import build_parser
+
+
+def service(name: str, running: int, desired: int, deleting: bool = False) -> dict[str, Any]:
+    status = {"running_replicas": running, "desired_replicas": desired, "health": "degraded"}
+    return {"service_name": name, "image": "nginx:alpine", "deleting": deleting, "status": status}
+
+
+def rendered(renderable: Any) -> str:
+    console = Console(width=200, file=io.StringIO())
+    console.print(renderable)
+    assert isinstance(console.file, io.StringIO)
+    return console.file.getvalue()
+
+
+class FakeClient:
+    """Answers GETs from a table of path -> list of answers (the last one repeats)."""
+
+    def __init__(self, answers: dict[str, list[Any]]) -> None:
+        self.answers = answers
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def get(self, path: str, **params: Any) -> Any:
+        self.calls.append((path, params))
+        queue = self.answers[path]
+        answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+def test_422_lists_every_error_line() -> None:
+    error = api_error(httpx.Response(422, json={"error": "invalid", "errors": ["a: bad", "b: worse"]}))
+    assert error.lines() == ["the API refused it as invalid (2 errors):", "  a: bad", "  b: worse"]
+    assert error.exit_code == 1
+
+
+def test_other_errors_use_the_apis_message() -> None:
+    assert api_error(httpx.Response(404, json={"error": "not_found", "message": "service 'x' not found"})).lines() == [
+        "service 'x' not found"
+    ]
+    unavailable = api_error(httpx.Response(503, json={"error": "unavailable", "reason": "redis unavailable: down"}))
+    assert unavailable.message == "redis unavailable: down (HTTP 503)"
+    assert api_error(httpx.Response(502, text="<html>\n bad gateway\n</html>")).message == (
+        "the API answered HTTP 502: <html> bad gateway </html>"
+    )
+
+
+def test_request_sends_token_and_maps_refused_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_request(method: str, url: str, **kwargs: Any) -> httpx.Response:
+        seen.update(method=method, url=url, **kwargs)
+        return httpx.Response(200, json={"ok": True})
+
+    monkeypatch.setattr(httpx, "request", fake_request)
+    client = ApiClient("http://api:8080", token="s3cret")
+    assert client.request("POST", "/v1/apply", content="services: []", content_type="application/yaml") == {
+        "ok": True
+    }
+    assert seen["url"] == "http://api:8080/v1/apply"
+    assert seen["headers"]["Authorization"] == "Bearer s3cret"
+    assert seen["headers"]["Content-Type"] == "application/yaml"
+
+    def refused(method: str, url: str, **kwargs: Any) -> httpx.Response:
+        raise httpx.ConnectError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(httpx, "request", refused)
+    with pytest.raises(CliError, match=r"^cannot reach the API at http://api:8080: \[Errno 111\]"):
+        ApiClient("http://api:8080").get("/v1/services")
+
+
+# --- options --------------------------------------------------------------------------------------
+
+def test_api_and_token_defaults_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GORCHESTER_API", "http://elsewhere:9000")
+    monkeypatch.setenv("GORCHESTER_TOKEN", "from-env")
+    args = build_parser().parse_args(["get", "service"])
+    assert (args.api, args.kind, args.output) == ("http://elsewhere:9000", "services", "table")
+    assert token_from(args) == "from-env"
+    assert token_from(build_parser().parse_args(["get", "nodes", "--token", "flag"])) == "flag"
+
+
+def test_token_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GORCHESTER_TOKEN", raising=False)
+    path = tmp_path / "token"
+    path.write_text("file-token\n")
+    assert token_from(build_parser().parse_args(["rm", "web", "--token-file", str(path)])) == "file-token"
+    with pytest.raises(CliError, match="cannot read the token"):
+        token_from(build_parser().parse_args(["rm", "web", "--token-file", str(tmp_path / "nope")]))
+    assert token_from(build_parser().parse_args(["rm", "web"])) is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["get", "widgets"],
+        ["get", "nodes", "--token", "a", "--token-file", "b"],
+        ["apply", "-f", "c.yaml", "--timeout", "0"],
+        ["scale", "web", "many"],
+        ["get", "services", "-o", "yaml"],
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+
+
+def test_existing_commands_still_parse() -> None:
+    assert build_parser().parse_args(["validate", "-f", "c.yaml"]).config == "c.yaml"
+    assert build_parser().parse_args(["up", "-f", "c.yaml", "--nodes", "3"]).nodes == 3
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+def test_sizes_ports_and_times() -> None:
+    assert [render.size(n) for n in (12, 2048, 512 * 2**20, 3 * 2**29)] == ["12B", "2Ki", "512Mi", "1.5Gi"]
+    assert render.ports([{"host_port": 0, "container_port": 80, "protocol": "tcp"},
+                         {"host_port": 8080, "container_port": 80, "protocol": "udp"}]) == "any->80/tcp, 8080->80/udp"
+    assert render.ports([]) == "-"
+    now = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+    assert render.ago((now - timedelta(seconds=2.5)).isoformat().replace("+00:00", "Z"), now) == "2.5s ago"
+    assert render.ago(None, now) == "never"
+    assert render.moment("2024-05-01T12:00:03.250Z") == "2024-05-01 12:00:03"
+
+
+def test_tables() -> None:
+    text = rendered(render.services_table([service("web", 1, 3), service("old", 0, 1, deleting=True)]))
+    assert text.split("\n")[0].split() == ["NAME", "IMAGE", "DESIRED", "RUNNING", "HEALTH"]
+    assert "web    nginx:alpine   3         1         degraded" in text
+    assert "deleting" in text.split("\n")[3]
+    node = {"id": "n1", "address": "10.0.0.1", "status": "ready", "tasks": 2, "last_heartbeat": None,
+            "capacity": {"cpu_millicores": 4000, "memory_bytes": 2**32},
+            "allocated": {"cpu_millicores": 750, "memory_bytes": 2**28}}
+    assert "750m/4000m" in rendered(render.nodes_table([node]))
+    assert "256Mi/4Gi" in rendered(render.nodes_table([node]))
+
+
+# --- apply --wait ---------------------------------------------------------------------------------
+
+def test_apply_summary_and_progress() -> None:
+    assert apply.summary({"created": ["web", "api"], "updated": [], "unchanged": ["db"], "deleted": []}) == (
+        "created: web, api\nunchanged: db"
+    )
+    assert apply.summary({"created": [], "updated": [], "unchanged": [], "deleted": []}).startswith("nothing")
+    listed = [service("web", 2, 3), service("db", 1, 1), service("old", 0, 1, deleting=True)]
+    assert apply.progress(listed) == "web 2/3, db 1/1, old deleting"
+    assert [entry["service_name"] for entry in apply.shortfall(listed)] == ["web", "old"]
+
+
+def test_wait_returns_once_every_service_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(apply, "POLL_INTERVAL", 0)
+    client = FakeClient({"/v1/services": [[service("web", 1, 2)], [service("web", 2, 2)]]})
+    apply.wait(client, timeout=5, quiet=True)  # type: ignore[arg-type]
+    assert len(client.calls) == 2
+
+
+def test_wait_timeout_names_short_services_and_task_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(apply, "POLL_INTERVAL", 0)
+    tasks = [{"id": "web.2", "state": "pending", "reason": "no node has 2 GiB free"},
+             {"id": "web.1", "state": "running", "reason": None}]
+    client = FakeClient({"/v1/services": [[service("web", 1, 2), service("db", 1, 1)]], "/v1/tasks": [tasks]})
+    with pytest.raises(CliError) as error:
+        apply.wait(client, timeout=0.01, quiet=True)  # type: ignore[arg-type]
+    assert error.value.message == "timed out after 0.01s: 1 service(s) not ready"
+    assert error.value.details == ["web: 1/2 running (web.2 pending: no node has 2 GiB free)"]
+    no_tasks = apply.why_short(FakeClient({"/v1/tasks": [[]]}), service("api", 0, 1))  # type: ignore[arg-type]
+    assert no_tasks == "api: 0/1 running (no tasks yet: is the scheduler running?)"
+
+
+# --- events --follow ------------------------------------------------------------------------------
+
+def event(event_id: str, message: str) -> dict[str, Any]:
+    return {"id": event_id, "type": "custom", "time": "2024-05-01T12:00:00.000Z", "message": message, "data": {}}
+
+
+def test_follow_prints_each_event_once(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(events, "POLL_INTERVAL", 0)
+    first = [event("1000-0", "one"), event("1000-1", "two")]
+    again = [event("1000-1", "two"), event("1000-2", "three"), event("1001-0", "four")]
+    client = FakeClient({"/v1/events": [again, [event("1001-0", "four")], KeyboardInterrupt()]})
+    args = argparse.Namespace(output="table", service=None, since=None)
+    with pytest.raises(KeyboardInterrupt):
+        events.follow(client, args, first)  # type: ignore[arg-type]
+    printed = [line.split()[-1] for line in capsys.readouterr().out.splitlines()]
+    assert printed == ["one", "two", "three", "four"]
+    assert client.calls[0][1]["since"] == "1.000"
+    assert client.calls[1][1]["since"] == "1.001"
