@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -111,57 +111,69 @@ class Store:
         self.notify()
         return record
 
-    def update_service(self, spec: ServiceSpec, now: float, *, create: bool = False) -> tuple[ServiceRecord, str]:
-        """Replace a service's spec; returns the record and `created`, `updated` or `unchanged`."""
-        name = spec.service_name
-        with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(self.keys.services)
-                    body = pipe.hget(self.keys.services, name)
-                    if body is None:
-                        if not create:
-                            raise NotFound(f"service {name!r} not found")
-                        record, outcome = ServiceRecord(spec=spec, created_at=now, updated_at=now), "created"
-                    else:
-                        old = ServiceRecord.model_validate_json(body)
-                        if old.deleting:
-                            raise Conflict(f"service {name!r} is being deleted")
-                        if old.spec == spec:
-                            return old, "unchanged"
-                        record = old.model_copy(update={"spec": spec, "version": old.version + 1, "updated_at": now})
-                        outcome = "updated"
-                    pipe.multi()
-                    pipe.hset(self.keys.services, name, record.model_dump_json())
-                    pipe.publish(self.keys.changes, f"service:{name}")
-                    pipe.execute()
-                    return record, outcome
-                except redis.WatchError:
-                    continue
+    def _change_service(
+        self, name: str, change: Callable[[ServiceRecord | None], ServiceRecord | None]
+    ) -> tuple[ServiceRecord | None, ServiceRecord | None]:
+        """Read-modify-write one service atomically (WATCH/MULTI), retried on a concurrent write.
 
-    def delete_service(self, name: str, now: float) -> tuple[ServiceRecord, bool]:
-        """Mark for deletion; the scheduler stops its tasks and then drops the record.
-
-        Returns the record and whether this call marked it (False: it was being deleted already).
+        `change` gets the current record (None if absent) and returns the new one, or None to write
+        nothing; a change is published on the changes channel in the same transaction. Returns
+        (old, new).
         """
         with self.redis.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(self.keys.services)
                     body = pipe.hget(self.keys.services, name)
-                    if body is None:
-                        raise NotFound(f"service {name!r} not found")
-                    record = ServiceRecord.model_validate_json(body)
-                    if record.deleting:
-                        return record, False
-                    record = record.model_copy(update={"deleting": True, "updated_at": now})
+                    old = ServiceRecord.model_validate_json(body) if body is not None else None
+                    new = change(old)
+                    if new is None:
+                        pipe.reset()
+                        return old, None
                     pipe.multi()
-                    pipe.hset(self.keys.services, name, record.model_dump_json())
+                    pipe.hset(self.keys.services, name, new.model_dump_json())
                     pipe.publish(self.keys.changes, f"service:{name}")
                     pipe.execute()
-                    return record, True
+                    return old, new
                 except redis.WatchError:
                     continue
+
+    def update_service(self, spec: ServiceSpec, now: float, *, create: bool = False) -> tuple[ServiceRecord, str]:
+        """Replace a service's spec; returns the record and `created`, `updated` or `unchanged`."""
+        name = spec.service_name
+
+        def replace(old: ServiceRecord | None) -> ServiceRecord | None:
+            if old is None:
+                if not create:
+                    raise NotFound(f"service {name!r} not found")
+                return ServiceRecord(spec=spec, created_at=now, updated_at=now)
+            if old.deleting:
+                raise Conflict(f"service {name!r} is being deleted")
+            if old.spec == spec:
+                return None
+            return old.model_copy(update={"spec": spec, "version": old.version + 1, "updated_at": now})
+
+        old, new = self._change_service(name, replace)
+        if new is None:
+            assert old is not None
+            return old, "unchanged"
+        return new, "updated" if old is not None else "created"
+
+    def delete_service(self, name: str, now: float) -> tuple[ServiceRecord, bool]:
+        """Mark for deletion; the scheduler stops its tasks and then drops the record.
+
+        Returns the record and whether this call marked it (False: it was being deleted already).
+        """
+        def mark(old: ServiceRecord | None) -> ServiceRecord | None:
+            if old is None:
+                raise NotFound(f"service {name!r} not found")
+            return None if old.deleting else old.model_copy(update={"deleting": True, "updated_at": now})
+
+        old, new = self._change_service(name, mark)
+        if new is not None:
+            return new, True
+        assert old is not None
+        return old, False
 
     def forget_service(self, name: str) -> None:
         """Drop a deleted service's record once nothing of it runs (the scheduler's last step)."""
