@@ -16,6 +16,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
 from api import cluster, services
+from api.auth import Auth, Tokens
 from api.body import BodyLimit
 from api.errors import HANDLERS
 from shared.settings import Settings
@@ -52,26 +53,29 @@ class State(TypedDict):
     settings: Settings
     store: Store
     jobs: redis.Redis  # RQ's connection (pickled payloads, so not decoding) for the jobs the API sends
+    tokens: Tokens  # bearer tokens (api/auth.py); none configured means loopback-only
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """An API app; without settings it reads the environment when it starts, not when imported."""
+def create_app(settings: Settings | None = None, tokens: Tokens | None = None) -> Starlette:
+    """An API app; without settings (or tokens) it reads the environment when it starts, not when imported."""
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[State]:
         resolved = settings or Settings.from_env()
+        auth = tokens if tokens is not None else Tokens.from_env()
+        (log.info if auth.enabled else log.warning)("%s", auth.describe())
         store = Store.from_settings(resolved)
         jobs = connect(resolved.redis_url, decode=False)
         log.info("serving cluster %s", resolved.cluster)
         try:
-            yield {"settings": resolved, "store": store, "jobs": jobs}
+            yield {"settings": resolved, "store": store, "jobs": jobs, "tokens": auth}
         finally:
             store.redis.close()
             jobs.close()
 
     return Starlette(
         routes=ROUTES,
-        middleware=[Middleware(BodyLimit)],
+        middleware=[Middleware(Auth), Middleware(BodyLimit)],
         lifespan=lifespan,
         exception_handlers=HANDLERS,
     )
