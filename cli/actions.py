@@ -9,7 +9,7 @@ import argparse
 from typing import Any
 
 from cli import render
-from cli.client import ApiClient, connection_options, run_client
+from cli.client import ApiClient, connection_options, path, run_client
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -46,19 +46,19 @@ def replica_count(text: str) -> int:
 
 
 def scale_command(client: ApiClient, args: argparse.Namespace) -> int:
-    service = client.post(f"/v1/services/{args.name}/scale", {"replicas": args.replicas})
+    service = client.post(path("services", args.name, "scale"), {"replicas": args.replicas})
     report(service, args.output, f"service {args.name} scaled to {service['replicas']} replicas")
     return 0
 
 
 def remove_command(client: ApiClient, args: argparse.Namespace) -> int:
-    service = client.request("DELETE", f"/v1/services/{args.name}")
+    service = client.request("DELETE", path("services", args.name))
     report(service, args.output, f"service {args.name} marked for deletion")
     return 0
 
 
 def availability_command(client: ApiClient, args: argparse.Namespace) -> int:
-    node = client.post(f"/v1/nodes/{args.node}/{args.verb}")
+    node = client.post(path("nodes", args.node, args.verb))
     report(node, args.output, f"node {args.node}: availability {node['availability']}, status {node['status']}")
     return 0
 

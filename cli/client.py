@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -81,6 +82,11 @@ class ApiClient:
 
     def post(self, path: str, json: Any = None) -> Any:
         return self.request("POST", path, json=json)
+
+
+def path(*segments: str) -> str:
+    """`/v1/services/NAME` with each user-given segment escaped, so `a/b` or `?` cannot reach another route."""
+    return "/v1/" + "/".join(quote(segment, safe="") for segment in segments)
 
 
 def api_error(response: httpx.Response) -> CliError:

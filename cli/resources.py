@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.table import Table
 
 from cli import render
-from cli.client import ApiClient, connection_options, run_client
+from cli.client import ApiClient, connection_options, path, run_client
 
 # What `get` lists: the API path and the table for it. Plural is canonical; singular is accepted.
 LISTINGS: dict[str, tuple[str, Callable[[Any], Table]]] = {
@@ -50,9 +50,13 @@ def kind(text: str) -> str:
 
 
 def get_command(client: ApiClient, args: argparse.Namespace) -> int:
-    path, as_table = LISTINGS[args.kind]
-    items = client.get(path, **filters(args))
-    render.emit(narrow(items, args), args.output, as_table)
+    listing, as_table = LISTINGS[args.kind]
+    items = client.get(listing, **filters(args))
+    items = narrow(items, args)
+    if not items and args.output == "table":
+        print(f"no {args.kind}")  # a header with nothing under it reads like a rendering fault
+        return 0
+    render.emit(items, args.output, as_table)
     return 0
 
 
@@ -78,10 +82,10 @@ def narrow(items: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[s
 
 def describe_command(client: ApiClient, args: argparse.Namespace) -> int:
     if args.kind == "service":
-        subject = client.get(f"/v1/services/{args.name}")
+        subject = client.get(path("services", args.name))
         tasks = client.get("/v1/tasks", service=args.name)
     else:
-        subject = client.get(f"/v1/nodes/{args.name}")
+        subject = client.get(path("nodes", args.name))
         tasks = client.get("/v1/tasks", node=args.name)
     render.emit({args.kind: subject, "tasks": tasks}, args.output, describe_table)
     return 0
