@@ -104,6 +104,8 @@ def api_error(response: httpx.Response) -> CliError:
         plural = "s" if len(errors) != 1 else ""
         return CliError(f"the API refused it as invalid ({len(errors)} error{plural}):", [str(line) for line in errors])
     message = body.get("message") or body.get("reason") or body.get("error") or response.reason_phrase
+    if status == 401:
+        message = f"{message} (give one with --token, --token-file or $GORCHESTER_TOKEN)"
     return CliError(f"{message} (HTTP {status})" if status >= 500 else str(message))
 
 

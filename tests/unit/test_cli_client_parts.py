@@ -57,6 +57,8 @@ def test_other_errors_use_the_apis_message() -> None:
     assert api_error(httpx.Response(404, json={"error": "not_found", "message": "service 'x' not found"})).lines() == [
         "service 'x' not found"
     ]
+    unauthorized = api_error(httpx.Response(401, json={"message": "a bearer token is required"}))
+    assert unauthorized.message.endswith("(give one with --token, --token-file or $GORCHESTER_TOKEN)")
     unavailable = api_error(httpx.Response(503, json={"error": "unavailable", "reason": "redis unavailable: down"}))
     assert unavailable.message == "redis unavailable: down (HTTP 503)"
     assert api_error(httpx.Response(502, text="<html>\n bad gateway\n</html>")).message == (
