@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
-from api import cluster, services
+from api import cluster, logs, services
 from api.auth import Auth, Tokens
 from api.body import BodyLimit
 from api.errors import HANDLERS
@@ -43,6 +43,7 @@ ROUTES = [
             Route("/tasks", cluster.list_tasks, methods=["GET"]),
             Route("/tasks/{id}", cluster.get_task, methods=["GET"]),
             Route("/tasks/{id}/stop", cluster.stop_task, methods=["POST"]),
+            Route("/tasks/{id}/logs", logs.task_logs, methods=["GET"]),
             Route("/events", cluster.list_events, methods=["GET"]),
         ],
     )

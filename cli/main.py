@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import actions, apply, events, resources, up, validate
+from cli import actions, apply, events, logs, resources, up, validate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     resources.add_parsers(subparsers)
     actions.add_parsers(subparsers)
     events.add_parser(subparsers)
+    logs.add_parser(subparsers)
     return parser
 
 

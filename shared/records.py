@@ -136,6 +136,7 @@ class NodeRecord(BaseModel):
     last_heartbeat: float = 0.0
     registered_at: float = 0.0
     usage: dict[str, Any] = Field(default_factory=dict)
+    engine_url: str = "unix:///var/run/docker.sock"  # how the API reaches this node's Docker engine (logs)
 
     def status(self, now: float, misses: float) -> NodeStatus:
         if now - self.last_heartbeat > self.heartbeat_interval * misses:

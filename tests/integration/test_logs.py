@@ -1,0 +1,143 @@
+"""Container logs through the API (the node's engine_url) and `gorchester logs`, on real parts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from api.app import create_app
+from api.auth import Tokens
+from shared.records import NodeRecord, TaskRecord, TaskState
+from shared.settings import Settings
+from shared.store import Store
+from tests.support.procs import TEST_IMAGE, Processes, free_port, wait_for
+
+GORCHESTER = str(Path(sys.executable).parent / "gorchester")
+MIB = 1024 * 1024
+# Prints a numbered line every 0.1 s, on stdout and (every line) a marker on stderr.
+TALKER = "i=0; while true; do echo \"line $i\"; echo \"err $i\" >&2; i=$((i+1)); sleep 0.1; done"
+
+
+def tasks(api: str, service: str) -> list[dict[str, Any]]:
+    return httpx.get(f"{api}/v1/tasks", params={"service": service}, timeout=5).json()
+
+
+@pytest.fixture
+def running_api(procs: Processes, cluster: str) -> Iterator[str]:
+    api = procs.api(free_port())
+    procs.scheduler()
+    procs.agent("node-1", "127.0.0.2", cpu=2000, memory=2048 * MIB)
+    config = {
+        "cluster_name": cluster,
+        "services": [
+            {"service_name": "talker", "image": TEST_IMAGE, "replicas": 2, "command": ["sh", "-c", TALKER],
+             "resources": {"cpu_millicores": 50, "memory_bytes": 16 * MIB}},
+            {"service_name": "huge", "image": TEST_IMAGE, "replicas": 1, "command": ["sleep", "60"],
+             "resources": {"cpu_millicores": 999_000, "memory_bytes": 16 * MIB}},
+        ],
+    }
+    assert httpx.post(f"{api}/v1/apply", json=config, timeout=10).status_code == 200
+    wait_for(lambda: [t["state"] for t in tasks(api, "talker")] == ["running", "running"], timeout=60,
+             what="two running talkers")
+    yield api
+
+
+def test_logs_tail_follow_and_errors(running_api: str) -> None:
+    api = running_api
+    node = httpx.get(f"{api}/v1/nodes/node-1", timeout=5).json()
+    assert node["id"] == "node-1"
+    wait_for(lambda: httpx.get(f"{api}/v1/tasks/talker.1/logs", params={"tail": "all"}).text.count("line") >= 5,
+             what="some output")
+
+    tail = httpx.get(f"{api}/v1/tasks/talker.1/logs", params={"tail": "3"}, timeout=10)
+    assert tail.status_code == 200
+    assert tail.headers["x-gorchester-node"] == "node-1"
+    lines = tail.text.splitlines()
+    assert len(lines) == 3 and all(line.startswith(("line ", "err ")) for line in lines)
+
+    # Following: new lines keep coming; the client leaving ends the stream (the next request works).
+    seen: list[str] = []
+    with httpx.stream("GET", f"{api}/v1/tasks/talker.2/logs", params={"follow": "true", "tail": "0"},
+                      timeout=httpx.Timeout(10, read=10)) as stream:
+        for line in stream.iter_lines():
+            seen.append(line)
+            if sum(line.startswith("line ") for line in seen) >= 5:
+                break
+    numbers = [int(line.split()[1]) for line in seen if line.startswith("line ")]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+    assert any(line.startswith("err ") for line in seen)  # stderr too
+
+    # A follow stream ends by itself when the container stops.
+    with httpx.stream("GET", f"{api}/v1/tasks/talker.1/logs", params={"follow": "true", "tail": "1"},
+                      timeout=httpx.Timeout(10, read=30)) as stream:
+        assert stream.status_code == 200
+        assert httpx.post(f"{api}/v1/tasks/talker.1/stop", timeout=10).status_code == 202
+        started = time.monotonic()
+        for _ in stream.iter_lines():
+            pass
+        assert time.monotonic() - started < 30
+
+    assert httpx.get(f"{api}/v1/tasks/nope.1/logs").status_code == 404
+    pending = httpx.get(f"{api}/v1/tasks/huge.1/logs")
+    assert pending.status_code == 409
+    assert "no container" in pending.json()["message"]
+    assert httpx.get(f"{api}/v1/tasks/talker.2/logs", params={"tail": "-1"}).status_code == 422
+    assert httpx.get(f"{api}/v1/tasks/talker.2/logs", params={"follow": "maybe"}).status_code == 422
+
+
+def test_cli_logs_for_a_service_and_a_task(running_api: str) -> None:
+    env_api = ["--api", running_api]
+    wait_for(lambda: httpx.get(f"{running_api}/v1/tasks/talker.2/logs", params={"tail": "all"}).text.count("line")
+             >= 3, what="some output")
+    service = subprocess.run([GORCHESTER, "logs", "talker", "--tail", "2", *env_api],
+                             capture_output=True, text=True, timeout=30)
+    assert service.returncode == 0, service.stderr
+    prefixes = {line.split(" | ")[0].strip() for line in service.stdout.splitlines()}
+    assert prefixes == {"talker.1", "talker.2"}
+    assert len(service.stdout.splitlines()) == 4
+
+    task = subprocess.run([GORCHESTER, "logs", "talker.2", "--tail", "2", *env_api],
+                          capture_output=True, text=True, timeout=30)
+    assert task.returncode == 0, task.stderr
+    assert len(task.stdout.splitlines()) == 2 and " | " not in task.stdout
+
+    pending = subprocess.run([GORCHESTER, "logs", "huge", *env_api], capture_output=True, text=True, timeout=30)
+    assert pending.returncode == 1
+    assert "huge.1: no container" in pending.stderr
+    unknown = subprocess.run([GORCHESTER, "logs", "ghost", *env_api], capture_output=True, text=True, timeout=30)
+    assert unknown.returncode == 1 and "not found" in unknown.stderr
+
+    # --follow streams until interrupted; it shows new lines from both replicas.
+    follow = subprocess.Popen([GORCHESTER, "logs", "talker", "-f", "--tail", "0", *env_api],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        got: set[str] = set()
+        assert follow.stdout is not None
+        deadline = time.monotonic() + 30
+        while got != {"talker.1", "talker.2"} and time.monotonic() < deadline:
+            got.add(follow.stdout.readline().split(" | ")[0].strip())
+        assert got >= {"talker.1", "talker.2"}
+    finally:
+        follow.kill()
+        follow.wait()
+
+
+def test_unreachable_engine_is_503(redis_server: Any, cluster: str, store: Store) -> None:
+    now = time.time()
+    store.register_node(NodeRecord(id="far", address="10.9.9.9", cpu_millicores=1000, memory_bytes=1 << 30,
+                                   last_heartbeat=now, engine_url="tcp://127.0.0.1:9"))
+    task = TaskRecord(id="x.1", service="x", slot=1, node="far", state=TaskState.RUNNING, container_id="abc123")
+    store.redis.hset(store.keys.tasks, task.id, task.model_dump_json())
+    app = create_app(Settings(redis_url=redis_server.url, cluster=cluster), Tokens())
+    with TestClient(app) as client:
+        response = client.get("/v1/tasks/x.1/logs")
+    assert response.status_code == 503
+    assert "far" in response.json()["reason"]
