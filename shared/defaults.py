@@ -31,3 +31,4 @@ DEFAULT_LEADER_LEASE = 3.0  # seconds; a dead leader is replaced within about th
 DEFAULT_JOB_TIMEOUT = 300  # seconds an RQ job may run (an image pull can be slow)
 DEFAULT_EVENTS_MAXLEN = 10_000
 DEFAULT_REDIS_TIMEOUT = 2.0  # socket timeout: a dead Redis gives an error, never a hang
+DEFAULT_METRICS_INTERVAL = 5.0  # seconds between container usage samples and autoscaler passes

@@ -45,6 +45,20 @@ class Keys:
         """String with expiry: the scheduler holding the lease."""
         return f"{self.prefix}:leader"
 
+    def task_metrics(self, task_id: str) -> str:
+        """List (capped, with expiry): a task's usage samples as JSON, newest first (shared/metrics.py)."""
+        return f"{self.prefix}:metrics:task:{task_id}"
+
+    @property
+    def autoscale(self) -> str:
+        """Hash: service name -> the autoscaler's state JSON (recommendations, last decision and action)."""
+        return f"{self.prefix}:autoscale"
+
+    @property
+    def telemetry(self) -> str:
+        """Hash: counters and histogram buckets the scheduler and agents record for `GET /metrics`."""
+        return f"{self.prefix}:telemetry"
+
     def queue(self, node_id: str) -> str:
         """The RQ queue name of a node; RQ stores it as `rq:queue:<this>`."""
         return f"{self.prefix}:{node_id}"

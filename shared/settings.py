@@ -30,6 +30,7 @@ class Settings:
     restart_backoff_max: float = defaults.DEFAULT_RESTART_BACKOFF_MAX
     restart_reset_after: float = defaults.DEFAULT_RESTART_RESET_AFTER
     leader_lease: float = defaults.DEFAULT_LEADER_LEASE
+    metrics_interval: float = defaults.DEFAULT_METRICS_INTERVAL
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -45,4 +46,5 @@ class Settings:
             restart_backoff_max=_float("GORCHESTER_RESTART_BACKOFF_MAX", defaults.DEFAULT_RESTART_BACKOFF_MAX),
             restart_reset_after=_float("GORCHESTER_RESTART_RESET_AFTER", defaults.DEFAULT_RESTART_RESET_AFTER),
             leader_lease=_float("GORCHESTER_LEADER_LEASE", defaults.DEFAULT_LEADER_LEASE),
+            metrics_interval=_float("GORCHESTER_METRICS_INTERVAL", defaults.DEFAULT_METRICS_INTERVAL),
         )

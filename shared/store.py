@@ -138,8 +138,14 @@ class Store:
                 except redis.WatchError:
                     continue
 
-    def update_service(self, spec: ServiceSpec, now: float, *, create: bool = False) -> tuple[ServiceRecord, str]:
-        """Replace a service's spec; returns the record and `created`, `updated` or `unchanged`."""
+    def update_service(
+        self, spec: ServiceSpec, now: float, *, create: bool = False, expected_version: int | None = None
+    ) -> tuple[ServiceRecord, str]:
+        """Replace a service's spec; returns the record and `created`, `updated` or `unchanged`.
+
+        With `expected_version`, raise Conflict unless the stored service is still at that version
+        (the autoscaler must not overwrite a change made since it read the spec).
+        """
         name = spec.service_name
 
         def replace(old: ServiceRecord | None) -> ServiceRecord | None:
@@ -149,9 +155,11 @@ class Store:
                 return ServiceRecord(spec=spec, created_at=now, updated_at=now)
             if old.deleting:
                 raise Conflict(f"service {name!r} is being deleted")
+            if expected_version is not None and old.version != expected_version:
+                raise Conflict(f"service {name!r} changed meanwhile (version {old.version}, not {expected_version})")
             if old.spec == spec:
                 return None
-            return old.model_copy(update={"spec": spec, "version": old.version + 1, "updated_at": now})
+            return old.with_spec(spec, now)  # a changed template starts a rolling update
 
         old, new = self._change_service(name, replace)
         if new is None:
@@ -174,6 +182,28 @@ class Store:
             return new, True
         assert old is not None
         return old, False
+
+    def write_service(self, expected: ServiceRecord, record: ServiceRecord, *, leader_token: str | None = None) -> bool:
+        """The scheduler's write of a service (update progress, rollback): only if the stored record
+        still equals `expected` and, with a token, the lease is still held. Publishes a change."""
+        name = expected.name
+        watched = [self.keys.services] + ([self.keys.leader] if leader_token else [])
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(*watched)
+                if leader_token and pipe.get(self.keys.leader) != leader_token:
+                    raise NotLeader("the lease moved on")
+                body = pipe.hget(self.keys.services, name)
+                if body is None or ServiceRecord.model_validate_json(body) != expected:
+                    pipe.reset()
+                    return False
+                pipe.multi()
+                pipe.hset(self.keys.services, name, record.model_dump_json())
+                pipe.publish(self.keys.changes, f"service:{name}")
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                return False
 
     def forget_service(self, name: str) -> None:
         """Drop a deleted service's record once nothing of it runs (the scheduler's last step)."""
