@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import actions, apply, events, logs, resources, up, validate
+from cli import actions, apply, down, events, logs, resources, up, validate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     validate.add_parser(subparsers)
     up.add_parser(subparsers)
+    down.add_parser(subparsers)
     apply.add_parser(subparsers)
     resources.add_parsers(subparsers)
     actions.add_parsers(subparsers)

@@ -10,6 +10,7 @@ from types import FrameType
 
 from cli.cluster import LocalCluster, StartupError, health
 from cli.configfile import read_config
+from cli.down import remove_pidfile, write_pidfile
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 POLL_INTERVAL = 0.5  # seconds between checks that every child is still alive
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+    pidfile = write_pidfile(config.data_dir)  # for `gorchester down`
     status = 0
     try:
         cluster.start_redis()
@@ -93,5 +95,6 @@ def run(args: argparse.Namespace) -> int:
             print(warning, file=sys.stderr, flush=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        remove_pidfile(pidfile)
     print("stopped", flush=True)
     return status

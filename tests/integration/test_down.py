@@ -1,0 +1,62 @@
+"""`gorchester down` stops what `gorchester up` started, found through up's pidfile under data_dir."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_up import GORCHESTER, Up, alive, cluster_containers, wait_until_up
+from tests.support.procs import wait_for
+
+
+@pytest.fixture
+def launched(tmp_path: Path, cluster: str, docker_cleanup: None) -> Iterator[Up]:
+    up = Up(tmp_path, cluster)
+    yield up
+    up.kill()
+
+
+def down(up: Up, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([GORCHESTER, "down", "--config", str(up.config), *extra], env=up.env,
+                          capture_output=True, text=True, timeout=90)
+
+
+def test_down_stops_the_cluster_up_started(launched: Up, cluster: str) -> None:
+    up = launched
+    up.start()
+    children = wait_until_up(up)
+    pidfile = up.data_dir / "gorchester-up.pid"
+    assert pidfile.read_text().strip() == str(up.proc.pid if up.proc else None)
+    wait_for(lambda: len(up.running_tasks()) == 2, timeout=60, what="two running tasks")
+
+    result = down(up)
+    assert result.returncode == 0, result.stderr
+    assert f"stopping {cluster}" in result.stdout and "stopped" in result.stdout
+    # down returns only once up has exited: everything it started is gone.
+    assert up.proc is not None and up.proc.wait(timeout=5) == 0
+    assert not any(alive(pid) for pid in children)
+    assert cluster_containers(cluster) == []
+    assert not pidfile.exists()
+
+    again = down(up)
+    assert again.returncode == 0
+    assert "not running" in again.stdout
+
+
+def test_down_removes_a_stale_pidfile_and_signals_nothing(launched: Up, cluster: str) -> None:
+    up = launched
+    up.data_dir.mkdir(parents=True)
+    sleeper = subprocess.Popen(["sleep", "60"])  # a live pid that is not a `gorchester up`
+    try:
+        (up.data_dir / "gorchester-up.pid").write_text(f"{sleeper.pid}\n")
+        result = down(up)
+        assert result.returncode == 0, result.stderr
+        assert "stale pidfile" in result.stdout
+        assert sleeper.poll() is None
+        assert not (up.data_dir / "gorchester-up.pid").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
