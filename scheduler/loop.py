@@ -66,9 +66,13 @@ class Scheduler:
         for write in done:
             for event in write.events:
                 self.store.emit(event.kind, event.message, now, **event.data)
+        for change in plan.services:
+            if self.store.write_service(change.expected, change.record, leader_token=self.lease.token):
+                for event in change.events:
+                    self.store.emit(event.kind, event.message, now, **event.data)
         for name in plan.forget:
             self.store.forget_service(name)
-        if plan.writes or plan.forget:
+        if plan.writes or plan.forget or plan.services:
             log.info(
                 "reconciled: %d writes (%d applied), %d services forgotten",
                 len(plan.writes),

@@ -16,16 +16,22 @@ from shared.dispatch import Action, Job
 from shared.records import (
     ACTIVE_STATES,
     TERMINAL_STATES,
+    Health,
     NodeRecord,
     NodeStatus,
+    PreviousContainer,
     ServiceRecord,
     TaskRecord,
     TaskState,
+    UpdateState,
     host_port_keys,
     task_id,
 )
 
-UPDATE_PARALLELISM = 1  # replicas replaced at once when a service's template changes
+# Replicas replaced at once when a service's template changes, and replicas moved start-first off a
+# draining node at once: a service never has more than replicas + UPDATE_PARALLELISM containers.
+UPDATE_PARALLELISM = 1
+UPDATE_DEADLINE = 60.0  # seconds a replica of an update may take to start (an image pull), before its checks
 
 
 @dataclass(frozen=True)
@@ -47,8 +53,18 @@ class Write:
 
 
 @dataclass
+class ServiceWrite:
+    """A service record change (update progress, rollback), written only if it is still `expected`."""
+
+    expected: ServiceRecord
+    record: ServiceRecord
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass
 class Plan:
     writes: list[Write] = field(default_factory=list)
+    services: list[ServiceWrite] = field(default_factory=list)
     forget: list[str] = field(default_factory=list)  # deleted services with nothing left
     wake_at: float | None = None  # when time alone will change the answer (back-off, timeouts)
 
@@ -61,6 +77,7 @@ class Policy:
     backoff: Backoff
     assigned_timeout: float
     heartbeat_misses: float
+    update_deadline: float = UPDATE_DEADLINE
 
 
 @dataclass
@@ -70,6 +87,7 @@ class _Placing:
     task: TaskRecord
     service: ServiceRecord
     why: str  # scheduled | rescheduled | restarted | updated
+    start_first: bool = False  # the running container stays (as `previous`) until the new one is ready
 
 
 def reconcile(
@@ -100,6 +118,8 @@ def reconcile(
                 plan.forget.append(name)
             continue
         current = by_service.get(name, {})
+        if _rollout(service, list(current.values()), now, policy, plan):
+            continue  # the service record changes first; the write wakes the next pass
         for slot in range(1, service.spec.replicas + 1):
             if slot not in current:
                 fresh = TaskRecord(id=task_id(name, slot), service=name, slot=slot, created_at=now, rev=-1)
@@ -127,9 +147,86 @@ def _retire(task: TaskRecord, status: dict[str, NodeStatus], now: float, policy:
         return
     gen = task.gen + 1
     stopping = task.model_copy(
-        update={"gen": gen, "state": TaskState.SHUTDOWN, "reason": "shutdown", "updated_at": now}
+        update={"gen": gen, "state": TaskState.SHUTDOWN, "reason": "shutdown", "updated_at": now, "previous": None}
     )
-    plan.writes.append(Write(task.id, task.rev, stopping, jobs=[Job(task.node, Action.STOP, task.id, gen)]))
+    jobs = [Job(task.node, Action.STOP, task.id, gen)]
+    previous = task.previous
+    if previous is not None and previous.node != task.node and status.get(previous.node) is not NodeStatus.DOWN:
+        jobs.append(Job(previous.node, Action.STOP, task.id, previous.gen))
+    plan.writes.append(Write(task.id, task.rev, stopping, jobs=jobs))
+
+
+def update_deadline(service: ServiceRecord, policy: Policy) -> float:
+    """Seconds a replica of a rolling update may take from assignment to ready before the update is
+    rolled back: the start grace, plus interval x (retries + 2) for its health checks to decide."""
+    check = service.spec.health_check
+    checks = check.interval * (check.retries + 2) if check is not None else 0
+    return policy.update_deadline + checks
+
+
+def _rollout(service: ServiceRecord, tasks: list[TaskRecord], now: float, policy: Policy, plan: Plan) -> bool:
+    """Follow a rolling update: completed once every slot runs the new template and is ready; rolled
+    back to the previous spec when a new replica fails or is not ready by the deadline.
+
+    Returns whether the service record is written in this plan.
+    """
+    update = service.update
+    if update is None or update.state is not UpdateState.UPDATING:
+        return False
+    template = service.template_hash()
+    deadline = update_deadline(service, policy)
+    reason = None
+    for task in sorted(tasks, key=lambda t: t.slot):
+        if task.template != template or task.assigned_at is None or task.assigned_at < update.started_at:
+            continue
+        if task.state in TERMINAL_STATES and not task.stop_requested:
+            reason = f"{task.id} {task.state.value}: {task.reason}"
+            break
+        if task.state in ACTIVE_STATES and not task.ready():
+            if now - task.assigned_at >= deadline:
+                reason = f"{task.id} not ready {deadline:g}s after it was assigned (health {task.health.value})"
+                break
+            plan.wake(task.assigned_at + deadline)
+    name = service.name
+    if reason is not None and service.previous_spec is not None:
+        rolled_back = service.model_copy(
+            update={
+                "spec": service.previous_spec,
+                "previous_spec": service.spec,  # replicas still on it are checked by its rules until replaced
+                "version": service.version + 1,
+                "updated_at": now,
+                "update": update.model_copy(
+                    update={"state": UpdateState.ROLLED_BACK, "finished_at": now, "reason": reason}
+                ),
+            }
+        )
+        event = Event(
+            "service_rolled_back",
+            f"service {name} rolled back to its previous spec: {reason}",
+            {"service": name, "reason": reason, "version": rolled_back.version},
+        )
+        plan.services.append(ServiceWrite(service, rolled_back, [event]))
+        return True
+    slots = {task.slot: task for task in tasks}
+    done = all(
+        (held := slots.get(slot)) is not None
+        and held.template == template
+        and held.ready()
+        and held.previous is None
+        for slot in range(1, service.spec.replicas + 1)
+    )
+    if not done:
+        return False
+    completed = service.model_copy(
+        update={"update": update.model_copy(update={"state": UpdateState.COMPLETED, "finished_at": now})}
+    )
+    event = Event(
+        "service_update_completed",
+        f"service {name} updated: {service.spec.replicas} replicas run version {service.version}",
+        {"service": name, "version": service.version},
+    )
+    plan.services.append(ServiceWrite(service, completed, [event]))
+    return True
 
 
 def _keep(
@@ -143,20 +240,39 @@ def _keep(
     """Decide for each wanted task whether it stays, is re-placed, restarted or updated."""
     template = service.template_hash()
     placing: list[_Placing] = []
-    in_flight = sum(1 for t in tasks if t.template == template and t.state in (TaskState.ASSIGNED, TaskState.STARTING))
+    # Start-first needs no host port of its own on a node; a fixed host_port is replaced stop-first.
+    start_first = not host_port_keys(service.spec)
+    # A batch is in flight until its new replicas are ready (and their previous containers released).
+    in_flight = sum(
+        1
+        for t in tasks
+        if t.previous is not None or (t.template == template and t.state in ACTIVE_STATES and not t.ready())
+    )
     update_budget = max(UPDATE_PARALLELISM - in_flight, 0)
     for task in sorted(tasks, key=lambda t: t.slot):
         node_status = status.get(task.node or "", NodeStatus.DOWN)
+        if task.previous is not None and task.state is not TaskState.SHUTDOWN and _release_previous(
+            task, status, now, plan
+        ):
+            continue  # one write per task and pass: other decisions about it wait for the next pass
         if task.state is TaskState.SHUTDOWN:
             _retire(task, status, now, policy, plan)  # wanted again; the slot is reused once it is gone
         elif task.state is TaskState.PENDING:
             placing.append(_Placing(task, service, "scheduled"))
         elif task.state in ACTIVE_STATES and node_status is not NodeStatus.READY:
-            placing.append(_Placing(task, service, "rescheduled"))
+            if node_status is NodeStatus.DRAINING and task.state is TaskState.RUNNING and start_first \
+                    and task.previous is None:
+                # Drained start-first, UPDATE_PARALLELISM at a time; the rest keep serving meanwhile.
+                if update_budget > 0:
+                    update_budget -= 1
+                    placing.append(_Placing(task, service, "rescheduled", start_first=True))
+            else:
+                placing.append(_Placing(task, service, "rescheduled"))
         elif task.state in TERMINAL_STATES:
             if task.template != template:
                 placing.append(_Placing(task, service, "updated"))
-            elif wants_restart(service.spec.restart_policy, task):
+            elif wants_restart(service.spec.restart_policy, task) or task.health is Health.UNHEALTHY:
+                # An unhealthy replica is always replaced, through the same back-off as a crash.
                 due = policy.backoff.due_at(task)
                 if now >= due:
                     placing.append(_Placing(task, service, "restarted"))
@@ -165,10 +281,28 @@ def _keep(
         elif task.template != template:
             if task.state is TaskState.RUNNING and update_budget > 0:
                 update_budget -= 1
-                placing.append(_Placing(task, service, "updated"))
+                placing.append(_Placing(task, service, "updated", start_first=start_first and task.previous is None))
         elif task.state in (TaskState.ASSIGNED, TaskState.STARTING):
             _requeue_if_lost(task, now, policy, plan)
     return placing
+
+
+def _release_previous(task: TaskRecord, status: dict[str, NodeStatus], now: float, plan: Plan) -> bool:
+    """Start-first's second half: once the new gen is ready, the previous container is stopped.
+
+    A previous container on a node that went down is forgotten (its agent sweeps it on return).
+    Returns whether the task is written in this pass.
+    """
+    previous = task.previous
+    assert previous is not None
+    jobs: list[Job] = []
+    if status.get(previous.node, NodeStatus.DOWN) is not NodeStatus.DOWN:
+        if not task.ready():
+            return False
+        jobs.append(Job(previous.node, Action.STOP, task.id, previous.gen))
+    released = task.model_copy(update={"previous": None, "updated_at": now})
+    plan.writes.append(Write(task.id, task.rev, released, jobs=jobs))
+    return True
 
 
 def _requeue_if_lost(task: TaskRecord, now: float, policy: Policy, plan: Plan) -> None:
@@ -191,9 +325,15 @@ def _place(
     policy: Policy,
     plan: Plan,
 ) -> None:
-    moving = {item.task.id for item in placing}
+    # A start-first replacement leaves the old container running (and holding its node) meanwhile.
+    moving = {item.task.id for item in placing if not item.start_first}
     states = {node.id: NodeState(node.id, status[node.id], node.cpu_millicores, node.memory_bytes) for node in nodes}
     for task in tasks:
+        previous = task.previous
+        if previous is not None and previous.node in states:
+            states[previous.node].hold(
+                Request(task.id, task.service, previous.cpu_millicores, previous.memory_bytes)
+            )
         if task.id in moving or not task.holds_node() or task.node not in states:
             continue
         states[task.node].hold(
@@ -214,7 +354,8 @@ def _place(
     for item in placing:
         node = placement.assigned.get(item.task.id)
         if node is None:
-            _leave_pending(item, placement.pending[item.task.id], status, now, plan)
+            if not item.start_first:  # start-first: the running container just stays for now
+                _leave_pending(item, placement.pending[item.task.id], status, now, plan)
         else:
             _assign(item, node, status, now, policy, plan)
 
@@ -223,6 +364,17 @@ def _assign(item: _Placing, node: str, status: dict[str, NodeStatus], now: float
     task, spec = item.task, item.service.spec
     gen = task.gen + 1
     restarted = item.why == "restarted"
+    previous = task.previous
+    if item.start_first and task.node is not None:
+        previous = PreviousContainer(
+            node=task.node,
+            gen=task.gen,
+            container_id=task.container_id,
+            address=task.address,
+            ports=task.ports,
+            cpu_millicores=task.cpu_millicores,
+            memory_bytes=task.memory_bytes,
+        )
     record = task.model_copy(
         update={
             "gen": gen,
@@ -243,10 +395,15 @@ def _assign(item: _Placing, node: str, status: dict[str, NodeStatus], now: float
             "crash_streak": (policy.backoff.streak(task) + 1) if restarted else task.crash_streak,
             "stop_requested": False,
             "updated_at": now,
+            "health": Health.STARTING if spec.health_check is not None else Health.NONE,
+            "health_output": None,
+            "address": None,
+            "previous": previous,
         }
     )
     jobs = [Job(node, Action.START, task.id, gen)]
-    jobs += _release_old_node(task, node, status)
+    if not item.start_first:
+        jobs += _release_old_node(task, node, status)
     where = f"on {node}" if task.node in (None, node) else f"from {task.node} to {node}"
     kind = {"scheduled": "task_scheduled", "rescheduled": "task_rescheduled", "restarted": "task_restarted"}.get(
         item.why, "task_updated"

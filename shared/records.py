@@ -27,6 +27,21 @@ class TaskState(StrEnum):
     SHUTDOWN = "shutdown"  # desired gone; a stop job removes the container, then the record
 
 
+class Health(StrEnum):
+    """What the node's health checks say about a running replica (TaskState stays `running`)."""
+
+    NONE = "none"  # the service has no health check
+    STARTING = "starting"  # no check has passed yet
+    HEALTHY = "healthy"  # the last check passed, or fewer than `retries` failed in a row since
+    UNHEALTHY = "unhealthy"  # `retries` checks failed in a row (the replica is then replaced)
+
+
+class UpdateState(StrEnum):
+    UPDATING = "updating"
+    COMPLETED = "completed"
+    ROLLED_BACK = "rolled_back"
+
+
 ACTIVE_STATES = frozenset({TaskState.ASSIGNED, TaskState.STARTING, TaskState.RUNNING})
 TERMINAL_STATES = frozenset({TaskState.FAILED, TaskState.STOPPED})
 
@@ -60,6 +75,16 @@ class PublishedPort(BaseModel):
     protocol: str = "tcp"
 
 
+class UpdateStatus(BaseModel):
+    """A rolling update of a service's template: from `previous_spec` to `spec`, and how it ended."""
+
+    state: UpdateState = UpdateState.UPDATING
+    version: int  # the service version being rolled out
+    started_at: float
+    finished_at: float | None = None
+    reason: str | None = None  # why it was rolled back
+
+
 class ServiceRecord(BaseModel):
     """A service as stored: the user's spec plus what the control plane keeps about it."""
 
@@ -68,6 +93,8 @@ class ServiceRecord(BaseModel):
     created_at: float
     updated_at: float
     deleting: bool = False  # deleted by the user; the record goes once its tasks are gone
+    previous_spec: ServiceSpec | None = None  # the spec before the last template change (rollback target)
+    update: UpdateStatus | None = None  # the last rolling update, if the template ever changed
 
     @property
     def name(self) -> str:
@@ -76,11 +103,45 @@ class ServiceRecord(BaseModel):
     def template_hash(self) -> str:
         return template_hash(self.spec)
 
+    def with_spec(self, spec: ServiceSpec, now: float) -> ServiceRecord:
+        """The record after a user's change of spec; a changed template starts a rolling update.
+
+        The rollback target is the last spec that was fully rolled out: a change in the middle of
+        an update keeps the previous one.
+        """
+        version = self.version + 1
+        fields: dict[str, Any] = {"spec": spec, "version": version, "updated_at": now}
+        if template_hash(spec) != self.template_hash():
+            updating = self.update is not None and self.update.state is UpdateState.UPDATING
+            fields["previous_spec"] = self.previous_spec if updating and self.previous_spec else self.spec
+            fields["update"] = UpdateStatus(version=version, started_at=now)
+        return self.model_copy(update=fields)
+
+    def spec_for(self, template: str) -> ServiceSpec:
+        """The spec a task of this template hash runs (the previous one during an update)."""
+        if self.previous_spec is not None and template != self.template_hash() \
+                and template_hash(self.previous_spec) == template:
+            return self.previous_spec
+        return self.spec
+
 
 def template_hash(spec: ServiceSpec) -> str:
     """A short digest of what containers are made from; replicas alone never change it."""
     canonical = json.dumps(spec.template(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+class PreviousContainer(BaseModel):
+    """The container a slot ran before its current gen, kept running until the new one is ready
+    (start-first replacement); the scheduler sends its STOP then."""
+
+    node: str
+    gen: int
+    container_id: str | None = None
+    address: str | None = None
+    ports: list[PublishedPort] = Field(default_factory=list)
+    cpu_millicores: int = 0
+    memory_bytes: int = 0
 
 
 class TaskRecord(BaseModel):
@@ -107,10 +168,18 @@ class TaskRecord(BaseModel):
     crash_streak: int = 0  # restarts since the replica last ran cleanly; drives the back-off
     stop_requested: bool = False  # a user asked for the stop (matters to unless-stopped)
     updated_at: float = 0.0
+    health: Health = Health.NONE
+    health_output: str | None = None  # what the check said at the last change of health
+    address: str | None = None  # the container's address on its service network
+    previous: PreviousContainer | None = None  # still running until this gen is ready (start-first)
 
     def holds_node(self) -> bool:
         """Whether the task counts against its node's resources and host ports."""
         return self.node is not None and self.state in (ACTIVE_STATES | {TaskState.SHUTDOWN})
+
+    def ready(self) -> bool:
+        """Serving: running, and healthy when its service has a health check."""
+        return self.state is TaskState.RUNNING and self.health in (Health.NONE, Health.HEALTHY)
 
 
 def task_id(service: str, slot: int) -> str:
@@ -160,4 +229,9 @@ def allocations(tasks: list[TaskRecord]) -> dict[str, Allocation]:
             alloc = result.setdefault(task.node, Allocation())
             alloc.cpu_millicores += task.cpu_millicores
             alloc.memory_bytes += task.memory_bytes
+        previous = task.previous
+        if previous is not None:
+            alloc = result.setdefault(previous.node, Allocation())
+            alloc.cpu_millicores += previous.cpu_millicores
+            alloc.memory_bytes += previous.memory_bytes
     return result

@@ -6,6 +6,7 @@ without knowing docker's exception zoo.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -143,6 +144,32 @@ class Engine:
             except docker.errors.NotFound:
                 return None
 
+    def exec(self, container_id: str, argv: list[str], timeout: float) -> tuple[int | None, str]:
+        """Run `argv` in a running container (no shell added): (exit code, output); None on timeout.
+
+        The exec runs on a thread of its own so a hung command costs its caller only `timeout`.
+        """
+        result: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                exec_id = self.client.api.exec_create(container_id, argv, stdout=True, stderr=True)["Id"]
+                output = self.client.api.exec_start(exec_id)
+                code = self.client.api.exec_inspect(exec_id).get("ExitCode")
+                result["value"] = (code, output.decode(errors="replace") if isinstance(output, bytes) else str(output))
+            except (docker.errors.DockerException, requests.RequestException) as exc:
+                result["error"] = exc
+
+        thread = threading.Thread(target=run, name=f"exec-{container_id[:12]}", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if thread.is_alive():
+            return None, f"timed out after {timeout:g}s"
+        if "error" in result:
+            raise EngineError(f"exec in {container_id[:12]}: {_reason(result['error'])}")
+        code, output = result["value"]
+        return code, output
+
     def published_ports(self, container: Container) -> list[PublishedPort]:
         with engine_errors(f"inspect container {container.name}"):
             container.reload()
@@ -151,6 +178,15 @@ class Engine:
 
 def container_gen(container: Container) -> int:
     return int(container.labels.get(labels.GEN, "0"))
+
+
+def container_address(attrs: dict[str, Any]) -> str | None:
+    """The container's IP address on its (bridge) network from an inspect document; None without one."""
+    networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    for network in networks.values():
+        if (network or {}).get("IPAddress"):
+            return str(network["IPAddress"])
+    return None
 
 
 def published_ports(attrs: dict[str, Any]) -> list[PublishedPort]:

@@ -13,7 +13,7 @@ from shared.config import ServiceSpec
 from shared.errors import NotFound
 from shared.records import TaskRecord, TaskState
 from worker.containers import container_args, named_volumes
-from worker.engine import EngineError, container_gen
+from worker.engine import EngineError, container_address, container_gen
 from worker.node import Node, current
 
 log = logging.getLogger("rq.worker.gorchester")
@@ -38,9 +38,10 @@ def start_task(task_id: str, gen: int) -> None:
 def _start(node: Node, task: TaskRecord) -> None:
     spec = node.store.service(task.service).spec
     same_gen = []
+    kept = task.previous.gen if task.previous is not None and task.previous.node == node.id else None
     for container in node.engine.containers(task.id):
         gen = container_gen(container)
-        if gen < task.gen:
+        if gen < task.gen and gen != kept:  # the previous container serves until this one is ready
             node.engine.remove(container)
         elif gen == task.gen:
             same_gen.append(container)
@@ -63,6 +64,7 @@ def _start(node: Node, task: TaskRecord) -> None:
             state=TaskState.RUNNING,
             container_id=container.id,
             ports=node.engine.published_ports(container),
+            address=container_address(container.attrs),
             started_at=time.time(),
             finished_at=None,
             exit_code=None,
@@ -101,9 +103,13 @@ def halt_task(task_id: str, gen: int) -> None:
 
 def stop_task(task_id: str, gen: int) -> None:
     node = current()
+    task = node.task(task_id)
+    # A container the task still names as its previous one serves until the scheduler releases it.
+    kept = task.previous.gen if task is not None and task.previous is not None and task.previous.node == node.id \
+        else None
     try:
         for container in node.engine.containers(task_id):
-            if container_gen(container) <= gen:
+            if container_gen(container) <= gen and container_gen(container) != kept:
                 node.engine.remove(container)
     except EngineError as exc:
         # The record stays SHUTDOWN, so the agent's sweep retries the removal.

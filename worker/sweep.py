@@ -12,7 +12,7 @@ from docker.models.containers import Container
 
 from shared import labels
 from shared.records import TaskRecord, TaskState
-from worker.engine import container_gen
+from worker.engine import container_address, container_gen
 from worker.exits import REMOVED, exit_fields
 from worker.node import Node
 
@@ -32,6 +32,8 @@ def sweep(node: Node) -> None:
         present: set[str] = set()
         for container in node.engine.containers():
             task = tasks.get(container.labels.get(labels.TASK, ""))
+            if task is not None and _is_previous(task, node, container):
+                continue  # start-first: it serves until the task's new gen is ready
             if task is None or task.node != node.id or task.gen != container_gen(container) \
                     or task.state is TaskState.SHUTDOWN:
                 strays.append((container, task))
@@ -52,13 +54,24 @@ def sweep(node: Node) -> None:
             node.forget(task.id, task.gen)
 
 
+def _is_previous(task: TaskRecord, node: Node, container: Container) -> bool:
+    previous = task.previous
+    return (
+        previous is not None
+        and previous.node == node.id
+        and previous.gen == container_gen(container)
+        and task.state is not TaskState.SHUTDOWN
+    )
+
+
 def _adopt(node: Node, task: TaskRecord, container: Container) -> None:
     """Make the record say what the container does, without restarting anything."""
     running = container.status == "running"
     if running and task.state is not TaskState.RUNNING:
         node.report(
             task.id, task.gen, {task.state}, state=TaskState.RUNNING, container_id=container.id,
-            ports=node.engine.published_ports(container), reason=None, exit_code=None, finished_at=None,
+            ports=node.engine.published_ports(container), address=container_address(container.attrs),
+            reason=None, exit_code=None, finished_at=None,
         )
     elif not running and task.state is TaskState.RUNNING:
         state = container.attrs.get("State") or {}

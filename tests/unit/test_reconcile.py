@@ -104,9 +104,10 @@ def test_tasks_on_a_down_node_are_rescheduled_and_the_dead_node_gets_no_job():
     assert plan.writes[0].events[0].kind == "task_rescheduled"
 
 
-def test_draining_node_moves_replicas_and_stops_the_old_container():
-    svc = service(replicas=1)
-    plan = plan_for([svc], [running(svc, 1, "n1")], [node("n1", availability="drain"), node("n2")])
+def test_draining_node_with_a_fixed_host_port_moves_replicas_stop_first():
+    svc = service(replicas=1, ports=[{"host_port": 8080, "container_port": 80}])
+    task = running(svc, 1, "n1", host_ports=["8080/tcp"])
+    plan = plan_for([svc], [task], [node("n1", availability="drain"), node("n2")])
     assert sorted(jobs(plan), key=lambda j: j.node) == [
         Job("n1", Action.STOP, "web.1", 1),
         Job("n2", Action.START, "web.1", 2),
