@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
-from api import cluster, logs, services
+from api import cluster, dashboard, logs, services
 from api.auth import Auth, Tokens
 from api.body import BodyLimit
 from api.errors import HANDLERS
@@ -46,7 +46,8 @@ ROUTES = [
             Route("/tasks/{id}/logs", logs.task_logs, methods=["GET"]),
             Route("/events", cluster.list_events, methods=["GET"]),
         ],
-    )
+    ),
+    dashboard.MOUNT,
 ]
 
 
