@@ -35,6 +35,7 @@ ROUTES = [
             Route("/services/{name}", services.replace_service, methods=["PUT"]),
             Route("/services/{name}", services.delete_service, methods=["DELETE"]),
             Route("/services/{name}/scale", services.scale_service, methods=["POST"]),
+            Route("/services/{name}/endpoints", services.service_endpoints, methods=["GET"]),
             Route("/apply", services.apply, methods=["POST"]),
             Route("/nodes", cluster.list_nodes, methods=["GET"]),
             Route("/nodes/{id}", cluster.get_node, methods=["GET"]),

@@ -12,9 +12,10 @@ from starlette.responses import JSONResponse
 
 from api.body import read_document, read_mapping
 from api.context import blocking, settings_of, store_of
-from api.views import service_view
+from api.metrics import with_autoscale
+from api.views import endpoints_view, service_view
 from shared.config import ConfigError, ServiceSpec, validate_config, validate_service
-from shared.records import ServiceRecord
+from shared.records import ServiceRecord, UpdateState
 from shared.store import Store
 
 log = logging.getLogger("gorchester.api")
@@ -32,11 +33,22 @@ class ScaleRequest(BaseModel):
     replicas: StrictInt = Field(description="checked against the whole spec, so scale_policy bounds apply")
 
 
-def _announce(store: Store, outcome: str, name: str) -> None:
-    """Record an API write as an event (the Store already published it on the changes channel)."""
+def _announce(store: Store, outcome: str, name: str, record: ServiceRecord | None = None) -> None:
+    """Record an API write as an event (the Store already published it on the changes channel);
+    a write that changed the template also starts a rolling update."""
     kind, message = EVENT_MESSAGES[outcome]
     store.emit(kind, message.format(name=name), service=name)
     log.info("%s", message.format(name=name))
+    if outcome == "updated":
+        record = record or store.service(name)
+        update = record.update
+        if update is not None and update.version == record.version and update.state is UpdateState.UPDATING:
+            store.emit(
+                "service_update_started",
+                f"service {name}: rolling update to version {record.version} started",
+                service=name,
+                version=record.version,
+            )
 
 
 def _view(store: Store, record: ServiceRecord) -> dict[str, Any]:
@@ -52,7 +64,7 @@ async def list_services(request: Request) -> JSONResponse:
 async def get_service(request: Request) -> JSONResponse:
     store = store_of(request)
     name = request.path_params["name"]
-    return JSONResponse(await blocking(lambda: _view(store, store.service(name))))
+    return JSONResponse(await blocking(lambda: with_autoscale(store, _view(store, store.service(name)))))
 
 
 async def create_service(request: Request) -> JSONResponse:
@@ -80,10 +92,22 @@ async def replace_service(request: Request) -> JSONResponse:
     def replace() -> dict[str, Any]:
         record, outcome = store.update_service(spec, time.time())
         if outcome == "updated":
-            _announce(store, outcome, name)
+            _announce(store, outcome, name, record)
         return _view(store, record)
 
     return JSONResponse(await blocking(replace))
+
+
+async def service_endpoints(request: Request) -> JSONResponse:
+    """Where a service's ready replicas answer: node address + published ports, container address."""
+    name = request.path_params["name"]
+    store = store_of(request)
+
+    def endpoints() -> list[dict[str, Any]]:
+        record = store.service(name)
+        return endpoints_view(record, store.tasks(), store.nodes())
+
+    return JSONResponse(await blocking(endpoints))
 
 
 async def delete_service(request: Request) -> JSONResponse:

@@ -9,6 +9,17 @@ from typing import Any
 from shared.records import NodeRecord, ServiceRecord, TaskRecord, TaskState, allocations
 
 
+def serving(task: TaskRecord) -> bool:
+    """A slot with a running container: its current gen, or the previous one kept during start-first."""
+    return task.state is TaskState.RUNNING or task.previous is not None
+
+
+def healthy(task: TaskRecord) -> bool:
+    """Ready (running, and healthy when there is a check), or still served by its previous container,
+    which was serving when its replacement was started."""
+    return task.ready() or task.previous is not None
+
+
 def iso(timestamp: float | None) -> str | None:
     """Unix seconds as ISO 8601 UTC; None (or never, 0) stays null."""
     if not timestamp:
@@ -21,16 +32,19 @@ def service_status(record: ServiceRecord, tasks: list[TaskRecord]) -> dict[str, 
     own = [task for task in tasks if task.service == record.name]
     states = Counter(task.state for task in own)
     desired = record.spec.replicas
-    running = states[TaskState.RUNNING]
-    if running >= desired:
+    wanted = [task for task in own if task.slot <= desired]
+    good = sum(1 for task in wanted if healthy(task))
+    # Without a health check a running replica counts as healthy (Task.ready says so).
+    if good >= desired:
         health = "healthy"
-    elif running > 0:
+    elif good > 0:
         health = "degraded"
     else:
         health = "unhealthy"
     return {
         "desired_replicas": desired,
-        "running_replicas": running,
+        "running_replicas": sum(1 for task in own if serving(task)),
+        "healthy_replicas": good,
         "pending_replicas": states[TaskState.PENDING],
         "failed_replicas": states[TaskState.FAILED],
         "health": health,
@@ -46,7 +60,52 @@ def service_view(record: ServiceRecord, tasks: list[TaskRecord]) -> dict[str, An
         "updated_at": iso(record.updated_at),
         "deleting": record.deleting,
         "status": service_status(record, tasks),
+        "update": update_view(record, tasks),
     }
+
+
+def update_view(record: ServiceRecord, tasks: list[TaskRecord]) -> dict[str, Any] | None:
+    """The last rolling update: its state, why it was rolled back, and how far it got."""
+    update = record.update
+    if update is None:
+        return None
+    template = record.template_hash()
+    desired = record.spec.replicas
+    updated = sum(
+        1
+        for task in tasks
+        if task.service == record.name and task.slot <= desired and task.template == template and task.ready()
+    )
+    return {
+        "state": update.state.value,
+        "reason": update.reason,
+        "version": update.version,
+        "updated_replicas": updated,
+        "total": desired,
+        "started_at": iso(update.started_at),
+        "finished_at": iso(update.finished_at),
+    }
+
+
+def endpoints_view(record: ServiceRecord, tasks: list[TaskRecord], nodes: list[NodeRecord]) -> list[dict[str, Any]]:
+    """The ready replicas of a service (healthy, or running without a check) and where to reach them:
+    the node's address with the published ports, and the container's address on the service network."""
+    addresses = {node.id: node.address for node in nodes}
+    own = sorted((t for t in tasks if t.service == record.name and t.ready()), key=lambda t: t.slot)
+    return [
+        {
+            "task": task.id,
+            "slot": task.slot,
+            "gen": task.gen,
+            "node": task.node,
+            "node_address": addresses.get(task.node or ""),
+            "ports": [port.model_dump() for port in task.ports],
+            "network": record.spec_for(task.template).effective_network(),
+            "address": task.address,
+            "health": task.health.value,
+        }
+        for task in own
+    ]
 
 
 def node_view(node: NodeRecord, tasks: list[TaskRecord], now: float, misses: float) -> dict[str, Any]:
@@ -80,6 +139,12 @@ def task_view(task: TaskRecord) -> dict[str, Any]:
         "restarts": task.restarts,
         "exit_code": task.exit_code,
         "gen": task.gen,
+        "health": task.health.value,
+        "health_output": task.health_output,
+        "address": task.address,
+        "previous": task.previous.model_dump(include={"node", "gen", "container_id", "ports"})
+        if task.previous is not None
+        else None,
     }
 
 

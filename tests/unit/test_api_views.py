@@ -46,6 +46,7 @@ def test_status_counts_only_the_services_own_tasks() -> None:
     assert status == {
         "desired_replicas": 3,
         "running_replicas": 1,
+        "healthy_replicas": 1,
         "pending_replicas": 1,
         "failed_replicas": 1,
         "health": "degraded",
