@@ -19,12 +19,14 @@ from api import cluster, dashboard, logs, services
 from api.auth import Auth, Tokens
 from api.body import BodyLimit
 from api.errors import HANDLERS
+from api.metrics import RequestMetrics, get_service_metrics, prometheus
 from shared.settings import Settings
 from shared.store import Store, connect
 
 log = logging.getLogger("gorchester.api")
 
 ROUTES = [
+    Route("/metrics", prometheus, methods=["GET"]),  # Prometheus text format (api/metrics.py)
     Mount(
         "/v1",
         routes=[
@@ -35,6 +37,7 @@ ROUTES = [
             Route("/services/{name}", services.replace_service, methods=["PUT"]),
             Route("/services/{name}", services.delete_service, methods=["DELETE"]),
             Route("/services/{name}/scale", services.scale_service, methods=["POST"]),
+            Route("/services/{name}/metrics", get_service_metrics, methods=["GET"]),
             Route("/services/{name}/endpoints", services.service_endpoints, methods=["GET"]),
             Route("/apply", services.apply, methods=["POST"]),
             Route("/nodes", cluster.list_nodes, methods=["GET"]),
@@ -78,7 +81,7 @@ def create_app(settings: Settings | None = None, tokens: Tokens | None = None) -
 
     return Starlette(
         routes=ROUTES,
-        middleware=[Middleware(Auth), Middleware(BodyLimit)],
+        middleware=[Middleware(RequestMetrics), Middleware(Auth), Middleware(BodyLimit)],
         lifespan=lifespan,
         exception_handlers=HANDLERS,
     )

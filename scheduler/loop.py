@@ -12,10 +12,12 @@ import time
 
 import redis
 
+from scheduler.autoscaler import Autoscaler
 from scheduler.backoff import Backoff
 from scheduler.leader import Lease
 from scheduler.reconcile import Plan, Policy, reconcile
 from shared.dispatch import enqueue
+from shared.metrics import ReconcileTelemetry
 from shared.records import NodeStatus
 from shared.settings import Settings
 from shared.store import NotLeader, Store, connect
@@ -37,6 +39,9 @@ class Scheduler:
         )
         self.lease = Lease(self.store.redis, self.store.keys.leader, settings.leader_lease)
         self.node_status: dict[str, NodeStatus] = {}
+        # Autoscaling and the pass's own numbers for GET /metrics (scheduler/autoscaler.py, shared/metrics.py).
+        self.autoscaler = Autoscaler(self.store, settings.metrics_interval)
+        self.telemetry = ReconcileTelemetry(self.store.redis, self.store.keys, time.time())
 
     def lead(self) -> bool:
         was = self.lease.held
@@ -53,6 +58,7 @@ class Scheduler:
     def reconcile_once(self, now: float | None = None) -> Plan:
         """One pass: snapshot -> plan -> fenced write -> enqueue the jobs of the writes that applied."""
         now = time.time() if now is None else now
+        started = time.perf_counter()
         services = self.store.services()
         tasks = self.store.tasks()
         nodes = self.store.nodes()
@@ -82,6 +88,7 @@ class Scheduler:
         if len(done) < len(plan.writes):
             # Someone wrote in between: look again at once rather than at the next timer.
             self.store.notify("retry")
+        self.telemetry.record(time.perf_counter() - started, tasks, [e for w in done for e in w.events])
         return plan
 
     def _node_events(self, nodes: list, now: float) -> None:
@@ -120,6 +127,7 @@ class Scheduler:
                     wait = min(wait, self.settings.reconcile_interval)
                     if plan.wake_at is not None:
                         wait = min(wait, max(plan.wake_at - time.time(), 0.01))
+                    wait = min(wait, self.autoscaler.tick())
                 if pubsub.get_message(timeout=wait) is not None:
                     while pubsub.get_message(timeout=0.005) is not None:
                         pass  # coalesce a burst of notifications into one pass

@@ -134,3 +134,37 @@ def read_telemetry(client: Any, keys: Keys) -> dict[str, list[tuple[str, dict[st
             continue
         result.setdefault(name, []).append((suffix, labels, float(value)))
     return result
+
+
+class ReconcileTelemetry:
+    """What the scheduler measures in its reconcile passes, recorded into the telemetry hash.
+
+    Schedule-to-running latency is started_at - assigned_at of each (task, gen) the first time a
+    pass sees it running, for tasks that started after this scheduler started (earlier ones were a
+    previous leader's to count).
+    """
+
+    def __init__(self, client: Any, keys: Keys, since: float):
+        self.client = client
+        self.keys = keys
+        self.since = since
+        self.seen: set[tuple[str, int]] = set()
+
+    def record(self, duration: float, tasks: Iterable[Any], events: Iterable[Any]) -> None:
+        with self.client.pipeline(transaction=False) as pipe:
+            observe(pipe, self.keys, "gorchester_reconcile_duration_seconds", duration)
+            current: set[tuple[str, int]] = set()
+            for task in tasks:
+                if task.state != "running" or not task.started_at or not task.assigned_at:
+                    continue
+                key = (task.id, task.gen)
+                current.add(key)
+                if key not in self.seen and task.started_at >= self.since:
+                    latency = max(task.started_at - task.assigned_at, 0.0)
+                    observe(pipe, self.keys, "gorchester_schedule_to_running_seconds", latency)
+            self.seen = current
+            for event in events:
+                count(pipe, self.keys, "gorchester_scheduler_events", type=event.kind)
+                if event.kind == "task_restarted":
+                    count(pipe, self.keys, "gorchester_task_restarts", service=str(event.data.get("service", "")))
+            pipe.execute()

@@ -28,6 +28,7 @@ from worker.events import EventWatcher
 from worker.health import HealthMonitor
 from worker.identity import node_record
 from worker.loops import MAX_BACKOFF, repeat, spawn
+from worker.metrics import Sampler
 from worker.node import Node, current, install
 
 __all__ = ["NodeAgent", "current"]
@@ -76,6 +77,8 @@ class NodeAgent(SimpleWorker):
         spawn("heartbeat", lambda: repeat(self.stopping, self.settings.heartbeat_interval, self.beat, "heartbeat"))
         spawn("docker-events", lambda: EventWatcher(node).run(self.stopping))
         spawn("sweep", lambda: repeat(self.stopping, sweep.INTERVAL, lambda: sweep.sweep(node), "sweep"))
+        sampler = Sampler(node, self.record, self.settings.metrics_interval)  # worker/metrics.py: usage samples
+        spawn("metrics", lambda: repeat(self.stopping, self.settings.metrics_interval, sampler.step, "metrics"))
         spawn("health", lambda: HealthMonitor(node).run(self.stopping))
 
     def register(self) -> None:
