@@ -64,7 +64,8 @@ def inside_argv(check: HealthCheck, timeout: int) -> list[str]:
     """The probe run inside a container that has no network reachable from the node."""
     assert check.port is not None
     if check.inferred_type() is HealthCheckType.HTTP:
-        return ["wget", "-q", "-O", "/dev/null", "-T", str(timeout), f"http://127.0.0.1:{check.port}{check.http_path}"]
+        # No `-T`: busybox 1.35's wget crashes with it; the exec has its own timeout anyway.
+        return ["wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{check.port}{check.http_path}"]
     return ["sh", "-c", f"nc -w {timeout} 127.0.0.1 {check.port} </dev/null"]
 
 

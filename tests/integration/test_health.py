@@ -108,3 +108,13 @@ def test_service_health_is_degraded_when_some_replicas_are_unhealthy(one_node: s
     # Only the healthy replica is an endpoint.
     endpoints = httpx.get(f"{api}/v1/services/sick2/endpoints", timeout=5).json()
     assert [e["task"] for e in endpoints] == ["sick2.1"]
+
+
+def test_checks_of_a_container_without_a_reachable_network_run_inside_it(one_node: str):
+    api = one_node
+    create(api, service("isolated", 1, command=HTTPD, network_mode="none", health_check=http_check()))
+    create(api, service("isotcp", 1, command=HTTPD, network_mode="none",
+                        health_check={"type": "tcp", "port": 80, **FAST}))
+    for name in ("isolated", "isotcp"):
+        [replica] = wait_healthy(api, name, 1)
+        assert replica["address"] is None
