@@ -6,7 +6,16 @@ from scheduler.backoff import Backoff
 from scheduler.reconcile import Plan, Policy, reconcile
 from shared.config import ServiceSpec
 from shared.dispatch import Action, Job
-from shared.records import NodeRecord, ServiceRecord, TaskRecord, TaskState, template_hash
+from shared.records import (
+    Health,
+    NodeRecord,
+    PreviousContainer,
+    ServiceRecord,
+    TaskRecord,
+    TaskState,
+    UpdateState,
+    template_hash,
+)
 
 NOW = 1000.0
 POLICY = Policy(backoff=Backoff(base=1.0, cap=8.0, reset_after=60.0), assigned_timeout=30.0, heartbeat_misses=3)
@@ -190,3 +199,185 @@ def test_shutdown_task_on_a_down_node_is_forgotten():
 def test_wake_at_covers_node_expiry():
     plan = plan_for([], [], [node("n1", heartbeat=NOW - 1)])
     assert plan.wake_at is not None and NOW < plan.wake_at <= NOW - 1 + 2 * 3 + 0.01
+
+
+# -- rolling updates, start-first, rollback ---------------------------------------------------
+
+HTTP_CHECK = {"http_path": "/health", "port": 80, "interval": 1, "retries": 2}
+
+
+def updating(old: ServiceRecord, at: float = NOW - 10, **changes) -> ServiceRecord:
+    """`old` after a user's change of its spec `at` (a template change starts an update)."""
+    spec = ServiceSpec.model_validate({**old.spec.model_dump(mode="json"), **changes})
+    return old.with_spec(spec, at)
+
+
+def test_a_template_change_starts_an_update_and_a_replica_change_does_not():
+    old = service(replicas=2)
+    new = updating(old, command=["sleep", "1000"])
+    assert new.update is not None and new.update.state is UpdateState.UPDATING and new.update.version == 2
+    assert new.previous_spec == old.spec
+    scaled = updating(old, replicas=5)
+    assert scaled.update is None and scaled.previous_spec is None
+    # A change in the middle of an update keeps the last spec that was fully rolled out as the target.
+    newer = updating(new, command=["sleep", "2000"])
+    assert newer.previous_spec == old.spec and newer.update is not None and newer.update.version == 3
+
+
+def test_update_without_fixed_host_ports_is_start_first_and_keeps_the_old_container():
+    old = service(replicas=2)
+    new = updating(old, command=["sleep", "1000"], health_check=HTTP_CHECK)
+    tasks = [running(old, 1, "n1", container_id="c1"), running(old, 2, "n2", container_id="c2")]
+    plan = plan_for([new], tasks, [node("n1"), node("n2")])
+    assert [(j.task, j.action, j.gen) for j in jobs(plan)] == [("web.1", Action.START, 2)]
+    record = plan.writes[0].record
+    assert record is not None and record.state is TaskState.ASSIGNED and record.health is Health.STARTING
+    assert record.previous is not None
+    assert (record.previous.node, record.previous.gen, record.previous.container_id) == ("n1", 1, "c1")
+
+
+def test_the_next_batch_waits_until_the_new_replica_is_healthy():
+    old = service(replicas=2)
+    new = updating(old, command=["sleep", "1000"], health_check=HTTP_CHECK)
+    previous = PreviousContainer(node="n1", gen=1, container_id="c1")
+    starting = running(new, 1, "n2", gen=2, health=Health.STARTING, previous=previous, assigned_at=NOW - 1)
+    tasks = [starting, running(old, 2, "n2")]
+    plan = plan_for([new], tasks, [node("n1"), node("n2")])
+    assert plan.writes == [] and plan.services == []
+
+
+def test_a_ready_replacement_releases_its_previous_container():
+    old = service(replicas=2)
+    new = updating(old, command=["sleep", "1000"], health_check=HTTP_CHECK)
+    previous = PreviousContainer(node="n1", gen=1, container_id="c1")
+    healthy = running(new, 1, "n2", gen=2, health=Health.HEALTHY, previous=previous, assigned_at=NOW - 1)
+    plan = plan_for([new], [healthy, running(old, 2, "n2")], [node("n1"), node("n2")])
+    # Only the release in this pass (one write per task); the next batch starts on the next pass.
+    assert jobs(plan) == [Job("n1", Action.STOP, "web.1", 1)]
+    record = plan.writes[0].record
+    assert record is not None and record.previous is None and record.gen == 2
+    again = plan_for([new], [record, running(old, 2, "n2")], [node("n1"), node("n2")])
+    assert [(j.task, j.action) for j in jobs(again)] == [("web.2", Action.START)]
+
+
+def test_a_previous_container_on_a_down_node_is_forgotten_without_a_job():
+    svc = service(replicas=1)
+    previous = PreviousContainer(node="n1", gen=1)
+    task = running(svc, 1, "n2", gen=2, state=TaskState.STARTING, previous=previous, assigned_at=NOW - 1)
+    plan = plan_for([svc], [task], [node("n1", heartbeat=NOW - 100), node("n2")])
+    assert jobs(plan) == []
+    assert plan.writes[0].record is not None and plan.writes[0].record.previous is None
+
+
+def test_update_with_a_fixed_host_port_is_stop_first():
+    ports = [{"host_port": 8080, "container_port": 80}]
+    old = service(replicas=1, ports=ports)
+    new = updating(old, command=["sleep", "1000"])
+    plan = plan_for([new], [running(old, 1, "n1", host_ports=["8080/tcp"])], [node("n1")])
+    assert jobs(plan) == [Job("n1", Action.START, "web.1", 2)]  # the start job removes the old gen first
+    record = plan.writes[0].record
+    assert record is not None and record.previous is None
+
+
+def test_a_stop_first_batch_in_flight_blocks_the_next():
+    ports = [{"host_port": 8080, "container_port": 80}]
+    old = service(replicas=2, ports=ports)
+    new = updating(old, command=["sleep", "1000"])
+    fresh = running(new, 1, "n1", gen=2, state=TaskState.ASSIGNED, assigned_at=NOW - 1, host_ports=["8080/tcp"])
+    plan = plan_for([new], [fresh, running(old, 2, "n2", host_ports=["8080/tcp"])], [node("n1"), node("n2")])
+    assert plan.writes == []
+
+
+def test_a_failed_new_replica_rolls_the_service_back():
+    old = service(replicas=2)
+    new = updating(old, command=["sh", "-c", "exit 1"])
+    failed = running(new, 1, "n1", gen=2, state=TaskState.FAILED, reason="exited with code 1", assigned_at=NOW - 5)
+    plan = plan_for([new], [failed, running(old, 2, "n2")], [node("n1"), node("n2")])
+    assert plan.writes == []  # the service changes first; its tasks follow on the next pass
+    [change] = plan.services
+    assert change.expected == new
+    rolled = change.record
+    assert rolled.spec == old.spec and rolled.version == new.version + 1 and rolled.previous_spec == new.spec
+    assert rolled.update is not None and rolled.update.state is UpdateState.ROLLED_BACK
+    assert rolled.update.reason == "web.1 failed: exited with code 1"
+    assert [e.kind for e in change.events] == ["service_rolled_back"]
+    # Next pass: the failed replica is replaced from the old spec at once.
+    after = plan_for([rolled], [failed, running(old, 2, "n2")], [node("n1"), node("n2")])
+    assert [(j.task, j.action) for j in jobs(after)] == [("web.1", Action.START)]
+    record = after.writes[0].record
+    assert record is not None and record.template == old.template_hash() and after.services == []
+
+
+def test_a_new_replica_not_ready_by_the_deadline_rolls_back():
+    old = service(replicas=1)
+    new = updating(old, at=NOW - 200, command=["sleep", "1000"], health_check=HTTP_CHECK)
+    deadline = POLICY.update_deadline + 1 * (2 + 2)
+    stuck = running(new, 1, "n1", gen=2, health=Health.STARTING, assigned_at=NOW - 5)
+    early = plan_for([new], [stuck], [node("n1")])
+    assert early.services == [] and early.wake_at is not None and early.wake_at <= NOW - 5 + deadline
+    late = running(new, 1, "n1", gen=2, health=Health.STARTING, assigned_at=NOW - deadline - 1)
+    [change] = plan_for([new], [late], [node("n1")]).services
+    assert change.record.update is not None and change.record.update.state is UpdateState.ROLLED_BACK
+    assert "not ready" in (change.record.update.reason or "")
+
+
+def test_an_update_completes_when_every_slot_runs_the_new_template_and_is_ready():
+    old = service(replicas=2)
+    new = updating(old, command=["sleep", "1000"])
+    tasks = [running(new, 1, "n1", gen=2, assigned_at=NOW - 5), running(new, 2, "n2", gen=2, assigned_at=NOW - 4)]
+    [change] = plan_for([new], tasks, [node("n1"), node("n2")]).services
+    assert change.record.update is not None and change.record.update.state is UpdateState.COMPLETED
+    assert change.record.spec == new.spec and change.record.version == new.version
+    assert [e.kind for e in change.events] == ["service_update_completed"]
+
+
+def test_an_unhealthy_replica_is_replaced_whatever_the_restart_policy_with_back_off():
+    svc = service(replicas=1, health_check=HTTP_CHECK)  # restart_policy "no"
+    sick = running(
+        svc, 1, "n1", state=TaskState.FAILED, health=Health.UNHEALTHY, reason="unhealthy: GET /health: HTTP 500",
+        started_at=NOW - 3, finished_at=NOW - 0.5, crash_streak=1,
+    )
+    early = plan_for([svc], [sick], [node("n1")])
+    assert early.writes == [] and early.wake_at == NOW + 0.5
+    due = sick.model_copy(update={"finished_at": NOW - 2})
+    plan = plan_for([svc], [due], [node("n1")])
+    assert jobs(plan) == [Job("n1", Action.START, "web.1", 2)]
+    record = plan.writes[0].record
+    assert record is not None and record.restarts == 1 and record.health is Health.STARTING
+    assert plan.writes[0].events[0].kind == "task_restarted"
+
+
+def test_draining_node_moves_replicas_start_first_one_at_a_time():
+    svc = service(replicas=2)
+    tasks = [running(svc, 1, "n1"), running(svc, 2, "n1")]
+    plan = plan_for([svc], tasks, [node("n1", availability="drain"), node("n2")])
+    assert jobs(plan) == [Job("n2", Action.START, "web.1", 2)]  # no STOP: the old one serves meanwhile
+    record = plan.writes[0].record
+    assert record is not None and record.previous is not None and record.previous.node == "n1"
+
+
+def test_a_start_first_move_that_fits_nowhere_leaves_the_replica_running():
+    svc = service(replicas=1)
+    plan = plan_for([svc], [running(svc, 1, "n1")], [node("n1", availability="drain")])
+    assert plan.writes == []
+
+
+def test_a_previous_container_holds_its_node_for_placement():
+    svc = service(replicas=2, resources={"cpu_millicores": 600, "memory_bytes": 16777216})
+    previous = PreviousContainer(node="n2", gen=1, cpu_millicores=600, memory_bytes=16777216)
+    moved = running(svc, 1, "n1", gen=2, state=TaskState.STARTING, previous=previous, assigned_at=NOW - 1,
+                    cpu_millicores=600, memory_bytes=16777216)
+    plan = plan_for([svc], [moved], [node("n1", cpu=1000), node("n2", cpu=1000)])
+    [record] = [w.record for w in plan.writes if w.task == "web.2"]
+    assert record is not None and record.state is TaskState.PENDING  # n1 holds 600 of 1000, n2 the previous 600
+
+
+def test_scaling_down_a_slot_with_a_previous_container_stops_both():
+    svc = service(replicas=0)
+    previous = PreviousContainer(node="n2", gen=1)
+    task = running(svc, 1, "n1", gen=2, state=TaskState.STARTING, previous=previous, assigned_at=NOW - 1)
+    plan = plan_for([svc], [task], [node("n1"), node("n2")])
+    assert sorted(jobs(plan), key=lambda j: j.node) == [
+        Job("n1", Action.STOP, "web.1", 3),
+        Job("n2", Action.STOP, "web.1", 1),
+    ]
