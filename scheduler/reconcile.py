@@ -189,9 +189,13 @@ def _rollout(service: ServiceRecord, tasks: list[TaskRecord], now: float, policy
             plan.wake(task.assigned_at + deadline)
     name = service.name
     if reason is not None and service.previous_spec is not None:
+        # The template goes back; the replica count (perhaps scaled meanwhile) stays what it is now.
+        restored = service.previous_spec.model_copy(
+            update={"replicas": service.spec.replicas, "scale_policy": service.spec.scale_policy}
+        )
         rolled_back = service.model_copy(
             update={
-                "spec": service.previous_spec,
+                "spec": restored,
                 "previous_spec": service.spec,  # replicas still on it are checked by its rules until replaced
                 "version": service.version + 1,
                 "updated_at": now,

@@ -295,6 +295,9 @@ def test_a_failed_new_replica_rolls_the_service_back():
     plan = plan_for([new], [failed, running(old, 2, "n2")], [node("n1"), node("n2")])
     assert plan.writes == []  # the service changes first; its tasks follow on the next pass
     [change] = plan.services
+    scaled = updating(new, replicas=3)
+    [rescaled] = plan_for([scaled], [failed, running(old, 2, "n2")], [node("n1"), node("n2")]).services
+    assert rescaled.record.spec == old.spec.model_copy(update={"replicas": 3})  # the template only goes back
     assert change.expected == new
     rolled = change.record
     assert rolled.spec == old.spec and rolled.version == new.version + 1 and rolled.previous_spec == new.spec
