@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
-from api import cluster, dashboard, logs, services
+from api import cluster, dashboard, logs, openapi, services
 from api.auth import Auth, Tokens
 from api.body import BodyLimit
 from api.errors import HANDLERS
@@ -31,6 +31,7 @@ ROUTES = [
         "/v1",
         routes=[
             Route("/health", cluster.health, methods=["GET"]),
+            Route("/openapi.json", openapi.openapi, methods=["GET"]),
             Route("/services", services.list_services, methods=["GET"]),
             Route("/services", services.create_service, methods=["POST"]),
             Route("/services/{name}", services.get_service, methods=["GET"]),

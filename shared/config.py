@@ -434,7 +434,9 @@ def duplicate_names(names: list[Any]) -> list[str]:
     seen: dict[Any, int] = {}
     errors = []
     for index, name in enumerate(names):
-        if isinstance(name, str) and name in seen:
+        if not isinstance(name, str):  # not a name (possibly unhashable); its own error says so
+            continue
+        if name in seen:
             errors.append(f"services[{index}].service_name: {name!r} is already used by services[{seen[name]}]")
         seen.setdefault(name, index)
     return errors
