@@ -54,6 +54,14 @@ def health(url: str) -> dict | None:
     return body if isinstance(body, dict) else {}
 
 
+def admin_headers() -> dict[str, str]:
+    """The admin token the API is started with (GORCHESTER_ADMIN_TOKEN[_FILE]), for up's own calls."""
+    from api.auth import Tokens
+
+    token = Tokens.from_env().admin
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 class LocalCluster:
     def __init__(self, config: Config, nodes: int, redis_port: int | None, stop: threading.Event):
         self.config = config
@@ -104,7 +112,7 @@ class LocalCluster:
 
     def ready_nodes(self) -> set[str]:
         try:
-            nodes = httpx.get(f"{self.url}/v1/nodes", timeout=2.0).json()
+            nodes = httpx.get(f"{self.url}/v1/nodes", headers=admin_headers(), timeout=2.0).json()
         except (httpx.HTTPError, ValueError):
             return set()
         return {node["id"] for node in nodes if isinstance(node, dict) and node.get("status") == "ready"}
@@ -115,7 +123,8 @@ class LocalCluster:
         Returns what changed, e.g. `created web, ticker`."""
         try:
             response = httpx.post(
-                f"{self.url}/v1/apply", content=text.encode(), headers={"Content-Type": "application/yaml"},
+                f"{self.url}/v1/apply", content=text.encode(),
+                headers={"Content-Type": "application/yaml", **admin_headers()},
                 timeout=30.0,
             )
         except httpx.HTTPError as exc:

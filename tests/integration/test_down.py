@@ -6,10 +6,13 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.integration.test_up import GORCHESTER, Up, alive, cluster_containers, wait_until_up
 from tests.support.procs import wait_for
+
+ADMIN = "down-admin-9a3f"
 
 
 @pytest.fixture
@@ -26,11 +29,18 @@ def down(up: Up, *extra: str) -> subprocess.CompletedProcess[str]:
 
 def test_down_stops_the_cluster_up_started(launched: Up, cluster: str) -> None:
     up = launched
+    up.env["GORCHESTER_ADMIN_TOKEN"] = ADMIN  # up's API requires it; up uses it for its own calls
     up.start()
     children = wait_until_up(up)
     pidfile = up.data_dir / "gorchester-up.pid"
     assert pidfile.read_text().strip() == str(up.proc.pid if up.proc else None)
-    wait_for(lambda: len(up.running_tasks()) == 2, timeout=60, what="two running tasks")
+    assert httpx.get(f"{up.url}/v1/tasks", timeout=5).status_code == 401
+
+    def running() -> int:
+        tasks = httpx.get(f"{up.url}/v1/tasks", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=5).json()
+        return sum(task["state"] == "running" for task in tasks)
+
+    wait_for(lambda: running() == 2, timeout=60, what="two running tasks")
 
     result = down(up)
     assert result.returncode == 0, result.stderr
