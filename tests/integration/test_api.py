@@ -64,7 +64,9 @@ def test_service_lifecycle(client: TestClient) -> None:
     assert deleted.status_code == 202
     assert deleted.json()["deleting"] is True
     assert client.get("/v1/services/web").json()["deleting"] is True
-    assert event_types(client) == ["service_created", "service_updated", "service_scaled", "service_deleted"]
+    assert event_types(client) == [
+        "service_created", "service_updated", "service_update_started", "service_scaled", "service_deleted"
+    ]
 
 
 def test_create_from_yaml(client: TestClient) -> None:
