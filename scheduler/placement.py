@@ -35,6 +35,13 @@ class NodeState:
         self.ports_used.update(request.host_ports)
         self.replicas[request.service] = self.replicas.get(request.service, 0) + 1
 
+    def release(self, request: Request) -> None:
+        """Undo `hold` (a replacement that frees what the replaced container held)."""
+        self.cpu_allocated -= request.cpu_millicores
+        self.memory_allocated -= request.memory_bytes
+        self.ports_used.difference_update(request.host_ports)
+        self.replicas[request.service] = max(self.replicas.get(request.service, 0) - 1, 0)
+
     def load(self) -> float:
         """Share of the node already allocated: the mean of its cpu and memory shares."""
         cpu = self.cpu_allocated / self.cpu_capacity if self.cpu_capacity else 1.0

@@ -355,13 +355,31 @@ def _place(
         for item in placing
     ]
     placement = place(states.values(), requests)
-    for item in placing:
+    for item, request in zip(placing, requests, strict=True):
         node = placement.assigned.get(item.task.id)
+        if node is None and item.start_first and item.why == "updated":
+            node = _stop_first_instead(item, request, states)
         if node is None:
             if not item.start_first:  # start-first: the running container just stays for now
                 _leave_pending(item, placement.pending[item.task.id], status, now, plan)
         else:
             _assign(item, node, status, now, policy, plan)
+
+
+def _stop_first_instead(item: _Placing, request: Request, states: dict[str, NodeState]) -> str | None:
+    """No room for the new container beside the old one: replace it stop-first if its own node (with
+    the old container's share freed) takes the new one; otherwise the old one keeps running."""
+    task = item.task
+    own = states.get(task.node or "")
+    if own is None:
+        return None
+    held = Request(task.id, task.service, task.cpu_millicores, task.memory_bytes, tuple(task.host_ports))
+    own.release(held)
+    if place([own], [request]).assigned.get(task.id) is None:
+        own.hold(held)
+        return None
+    item.start_first = False
+    return own.id
 
 
 def _assign(item: _Placing, node: str, status: dict[str, NodeStatus], now: float, policy: Policy, plan: Plan) -> None:

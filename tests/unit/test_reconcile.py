@@ -384,3 +384,14 @@ def test_scaling_down_a_slot_with_a_previous_container_stops_both():
         Job("n1", Action.STOP, "web.1", 3),
         Job("n2", Action.STOP, "web.1", 1),
     ]
+
+
+def test_an_update_with_no_room_for_both_containers_is_stop_first_on_the_same_node():
+    resources = {"cpu_millicores": 600, "memory_bytes": 16777216}
+    old = service(replicas=1, resources=resources)
+    new = updating(old, command=["sleep", "1000"])
+    task = running(old, 1, "n1", cpu_millicores=600, memory_bytes=16777216)
+    plan = plan_for([new], [task], [node("n1", cpu=1000)])
+    assert jobs(plan) == [Job("n1", Action.START, "web.1", 2)]
+    record = plan.writes[0].record
+    assert record is not None and record.previous is None and record.state is TaskState.ASSIGNED
