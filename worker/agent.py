@@ -73,7 +73,8 @@ class NodeAgent(SimpleWorker):
         )
         install(node)
         self.register()
-        sweep.sweep(node)
+        # Heartbeat first: the first sweep may gracefully stop stale containers for many seconds,
+        # and a node that does not beat meanwhile would be declared down again (found by bench/chaos.py).
         spawn("heartbeat", lambda: repeat(self.stopping, self.settings.heartbeat_interval, self.beat, "heartbeat"))
         spawn("docker-events", lambda: EventWatcher(node).run(self.stopping))
         spawn("sweep", lambda: repeat(self.stopping, sweep.INTERVAL, lambda: sweep.sweep(node), "sweep"))

@@ -302,3 +302,44 @@ def test_a_stop_asked_through_the_api_holds_under_unless_stopped_only(cluster: s
     assert httpx.post(f"{api}/v1/tasks/nothing.1/stop", timeout=5).status_code == 404
     assert task(api, "kept-down.1")["state"] == "stopped" and "task_stop_requested" in event_types(api)
     assert_one_container_per_task(api, cluster, "comes-back")
+
+
+def test_a_returning_agent_heartbeats_while_it_still_removes_stale_containers(
+    procs: Processes, cluster: str, two_nodes: str, store
+):
+    """A slow first sweep (SIGTERM-deaf containers take the whole grace period) must not stop the beat."""
+    api = two_nodes
+    create(api, service("deaf", 4, command=SLEEPER, restart_policy="always"))
+    wait_running(api, "deaf", 4)
+    procs.kill("node-2")
+    wait_for(
+        lambda: all(t["node"] == "node-1" and t["state"] == "running" for t in tasks(api, "deaf")),
+        what="replicas moved to node-1",
+    )
+    stale = docker.from_env().containers.list(
+        filters={"label": [f"{labels.CLUSTER}={cluster}", f"{labels.NODE}=node-2"]}
+    )
+    assert stale, "node-2's old containers should still exist while its agent is away"
+
+    restarted_at = time.time()
+    start_agent(procs, "node-2")
+    registered = wait_for(
+        lambda: (node := store.node("node-2")).registered_at > restarted_at and node, what="node-2 registered again"
+    )
+
+    def beating_during_sweep() -> bool:
+        node = store.node("node-2")
+        still_stale = any(c.status == "running" for c in _reloaded(stale))
+        return still_stale and node.last_heartbeat > registered.registered_at + 0.4
+
+    wait_for(beating_during_sweep, timeout=5, what="heartbeats while stale containers are still stopping")
+    assert node_status(api)["node-2"] == "ready"
+
+
+def _reloaded(found: list) -> Iterator:
+    for container in found:
+        try:
+            container.reload()
+        except docker.errors.NotFound:
+            continue
+        yield container
