@@ -43,6 +43,8 @@ import redis as redis_lib
 
 from bench import harness
 from bench.harness import log
+from cli.cluster import remove_cluster_objects
+from cli.redis_local import server_argv
 from shared import labels
 from tests.support.procs import Processes, free_port, wait_for
 
@@ -85,21 +87,7 @@ class PersistentRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.dir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-            ],
+            server_argv(self.port, self.dir),
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -186,7 +174,7 @@ class ChaosCluster(harness.Cluster):
         self.http.close()
         self.procs.close()
         self.redis.close()
-        harness.remove_cluster_objects(self.name)
+        remove_cluster_objects(self.name, networks=True, volumes=True)
 
 
 # ---------------------------------------------------------------------------------------------

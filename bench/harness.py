@@ -29,6 +29,8 @@ from typing import Any
 import docker
 import httpx
 
+from cli.cluster import remove_cluster_objects
+from cli.redis_local import server_argv
 from shared import labels
 from tests.support.procs import ROOT, Processes, free_port, wait_for
 
@@ -151,40 +153,12 @@ class Redis:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(workdir),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            server_argv(self.port, workdir, persist=False), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
 
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
-
-
-def remove_cluster_objects(cluster: str) -> None:
-    client = docker_client()
-    selector = {"label": f"{labels.CLUSTER}={cluster}"}
-    for container in client.containers.list(all=True, filters=selector):
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
-    for network in client.networks.list(filters=selector):
-        with contextlib.suppress(docker.errors.APIError):
-            network.remove()
-    for volume in client.volumes.list(filters=selector):
-        with contextlib.suppress(docker.errors.APIError):
-            volume.remove(force=True)
 
 
 class Cluster:
@@ -220,7 +194,7 @@ class Cluster:
         self.http.close()
         self.procs.close()
         self.redis.close()
-        remove_cluster_objects(self.name)
+        remove_cluster_objects(self.name, networks=True, volumes=True)
 
     # REST helpers -------------------------------------------------------------------------
 

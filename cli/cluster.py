@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -151,7 +152,7 @@ class LocalCluster:
         and Redis goes last so every writer finishes first. Returns one-line warnings."""
         ours = [child for child in self.launcher.children if child is not self.embedded_redis]
         self.launcher.stop(ours, STOP_GRACE)
-        warnings = remove_containers(self.config.cluster_name)
+        warnings = remove_cluster_objects(self.config.cluster_name)
         self.launcher.stop(self.launcher.children, STOP_GRACE)
         return warnings
 
@@ -172,14 +173,16 @@ class LocalCluster:
         raise StartupError(f"timed out after {START_TIMEOUT:g}s waiting for {what}; logs in {self.log_dir}")
 
 
-def remove_containers(cluster: str) -> list[str]:
-    """Every container labelled for the cluster, whichever node agent made it."""
+def remove_cluster_objects(cluster: str, *, networks: bool = False, volumes: bool = False) -> list[str]:
+    """Remove every container labelled for the cluster, whichever node agent made it, and with the
+    flags its networks and named volumes; returns warnings. `up` keeps volumes (they hold user data)."""
     import docker
-    from docker.errors import DockerException, NotFound
+    from docker.errors import APIError, DockerException, NotFound
 
+    selector = {"label": f"{labels.CLUSTER}={cluster}"}
     try:
         client = docker.from_env()
-        containers = client.containers.list(all=True, filters={"label": f"{labels.CLUSTER}={cluster}"})
+        containers = client.containers.list(all=True, filters=selector)
     except DockerException as exc:
         return [f"could not list the cluster's containers: {exc}"]
     warnings = []
@@ -190,4 +193,13 @@ def remove_containers(cluster: str) -> list[str]:
             pass
         except DockerException as exc:
             warnings.append(f"could not remove container {container.name}: {exc}")
+    if networks:
+        for network in client.networks.list(filters=selector):
+            # The default network is shared by every cluster on an engine; another may still use it.
+            with contextlib.suppress(APIError):
+                network.remove()
+    if volumes:
+        for volume in client.volumes.list(filters=selector):
+            with contextlib.suppress(NotFound):
+                volume.remove(force=True)
     return warnings

@@ -42,17 +42,23 @@ def pick_port(requested: int | None) -> int:
     return DEFAULT_PORT if port_free(DEFAULT_PORT) else free_port()
 
 
-def start_embedded(launcher: Launcher, binary: str, data_dir: Path, port: int) -> tuple[Child, str]:
-    """A redis-server on loopback whose append-only file under `data_dir` outlives the cluster."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [
+def server_argv(port: int, data_dir: Path, *, persist: bool = True, binary: str = "redis-server") -> list[str]:
+    """A loopback redis-server in the foreground; with `persist`, an append-only file under `data_dir`
+    (fsync every second) that outlives the process. Tests and benchmarks start theirs from here too."""
+    persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if persist else ["--appendonly", "no"]
+    return [
         binary,
         "--bind", "127.0.0.1",
         "--port", str(port),
         "--dir", str(data_dir),
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
+        *persistence,
+        "--save", "",
         "--daemonize", "no",
         "--logfile", "",
-    ]
-    return launcher.start("redis", argv), f"redis://127.0.0.1:{port}/0"
+    ]  # fmt: skip
+
+
+def start_embedded(launcher: Launcher, binary: str, data_dir: Path, port: int) -> tuple[Child, str]:
+    """A redis-server on loopback whose append-only file under `data_dir` outlives the cluster."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return launcher.start("redis", server_argv(port, data_dir, binary=binary)), f"redis://127.0.0.1:{port}/0"

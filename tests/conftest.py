@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -12,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from shared import labels
+from cli.cluster import remove_cluster_objects
+from cli.redis_local import server_argv
 from shared.store import Store, connect
 from tests.support.procs import FAST_SETTINGS, Processes, free_port, wait_for
 
@@ -28,8 +28,7 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-             "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
+            server_argv(self.port, self.workdir),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -63,25 +62,10 @@ def store(redis_server: RedisServer, cluster: str) -> Store:
     return Store(connect(redis_server.url), cluster)
 
 
-def remove_docker_objects(cluster: str) -> None:
-    import docker
-
-    client = docker.from_env()
-    selector = {"label": f"{labels.CLUSTER}={cluster}"}
-    for container in client.containers.list(all=True, filters=selector):
-        container.remove(force=True)
-    for network in client.networks.list(filters=selector):
-        # The default network is shared by every cluster on this engine; another test may still use it.
-        with contextlib.suppress(docker.errors.APIError):
-            network.remove()
-    for volume in client.volumes.list(filters=selector):
-        volume.remove(force=True)
-
-
 @pytest.fixture
 def docker_cleanup(cluster: str) -> Iterator[None]:
     yield
-    remove_docker_objects(cluster)
+    remove_cluster_objects(cluster, networks=True, volumes=True)
 
 
 @pytest.fixture
