@@ -16,6 +16,9 @@ from shared.records import TaskRecord, TaskState
 from shared.store import Store
 from worker.engine import Engine
 
+# Task states an agent reports that are worth an event of their own.
+TRANSITION_EVENTS = {TaskState.RUNNING: "task_started", TaskState.FAILED: "task_failed"}
+
 
 @dataclass
 class Node:
@@ -47,8 +50,23 @@ class Node:
                 return None
             updated = self.store.update_task(task_id, gen, **fields)
         if updated is not None:
+            if updated.state is not task.state and updated.state in TRANSITION_EVENTS:
+                self._announce(updated)
             self.store.notify(f"task:{task_id}")
         return updated
+
+    def _announce(self, task: TaskRecord) -> None:
+        kind = TRANSITION_EVENTS[task.state]
+        detail = f": {task.reason}" if task.state is TaskState.FAILED and task.reason else ""
+        self.store.emit(
+            kind,
+            f"{task.id} {task.state.value} on {self.id}{detail}",
+            service=task.service,
+            task=task.id,
+            node=self.id,
+            gen=task.gen,
+            exit_code=task.exit_code,
+        )
 
     def forget(self, task_id: str, gen: int) -> bool:
         """Delete a task record that is SHUTDOWN at `gen`: its container is gone, so is the slot."""

@@ -107,6 +107,9 @@ def test_apply_runs_replicas_as_configured_and_spread(cluster: str, cluster_api:
         )
         assert body.strip() == "ok"
 
+    started = httpx.get(f"{api}/v1/events", params={"service": "web"}, timeout=5).json()
+    assert sorted(e["data"]["task"] for e in started if e["type"] == "task_started") == ["web.1", "web.2", "web.3"]
+
     status = httpx.get(f"{api}/v1/services/web", timeout=5).json()["status"]
     assert status["desired_replicas"] == 3 and status["running_replicas"] == 3 and status["health"] == "healthy"
 
@@ -145,6 +148,9 @@ def test_missing_image_fails_the_task_with_the_image_named(cluster_api: str):
         lambda: [t for t in tasks(api, "ghost") if t["state"] == "failed"], what="the task to fail", timeout=60
     )
     assert image in failed[0]["reason"]
+    events = httpx.get(f"{api}/v1/events", params={"service": "ghost"}, timeout=5).json()
+    [event] = [e for e in events if e["type"] == "task_failed"]
+    assert event["data"]["task"] == failed[0]["id"] and image in event["message"]
 
 
 def test_too_big_for_every_node_stays_pending_until_a_bigger_node_joins(procs: Processes, cluster_api: str):
