@@ -116,7 +116,8 @@ def test_apply_runs_replicas_as_configured_and_spread(cluster: str, cluster_api:
 
 def test_scale_up_down_and_delete(cluster: str, cluster_api: str):
     api = cluster_api
-    spec = service("scaled", 3, command=["sleep", "3600"])
+    # Exits on SIGTERM, so each scale-down stop is prompt (busybox sleep as PID 1 ignores SIGTERM).
+    spec = service("scaled", 3, command=["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"])
     assert httpx.post(f"{api}/v1/services", json=spec, timeout=5).status_code == 201
     wait_running(api, "scaled", 3)
 
