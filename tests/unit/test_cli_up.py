@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
-GORCHESTER = str(Path(sys.executable).parent / "gorchester")
+from tests.support.cli import run_cli
 
 
 def up(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([GORCHESTER, "up", *args], capture_output=True, text=True, timeout=60)
+    return run_cli("up", *args)
 
 
 def test_an_invalid_config_lists_its_errors_and_starts_nothing(tmp_path: Path) -> None:

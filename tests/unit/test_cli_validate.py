@@ -1,15 +1,15 @@
-"""`gorchester validate` run as the installed command: exit codes 0/1/2 and what it prints."""
+"""`gorchester validate`, run in-process: exit codes 0/1/2 and what it prints."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import run_cli
+
 ROOT = Path(__file__).resolve().parents[2]
-GORCHESTER = str(Path(sys.executable).parent / "gorchester")
 
 SEED_EXAMPLE_1 = """\
 service_name: "web-frontend"
@@ -87,7 +87,7 @@ services:
 
 
 def validate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([GORCHESTER, "validate", *args], capture_output=True, text=True, timeout=60)
+    return run_cli("validate", *args)
 
 
 def write(tmp_path: Path, text: str, name: str = "config.yaml") -> str:
