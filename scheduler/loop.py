@@ -69,13 +69,10 @@ class Scheduler:
         )
         done = [w for w, ok in zip(plan.writes, applied, strict=True) if ok]
         enqueue(self.jobs_redis, self.store.keys, (job for w in done for job in w.jobs))
-        for write in done:
-            for event in write.events:
-                self.store.emit(event.kind, event.message, now, **event.data)
+        self.store.emit_many(((e.kind, e.message, e.data) for w in done for e in w.events), now)
         for change in plan.services:
             if self.store.write_service(change.expected, change.record, leader_token=self.lease.token):
-                for event in change.events:
-                    self.store.emit(event.kind, event.message, now, **event.data)
+                self.store.emit_many(((e.kind, e.message, e.data) for e in change.events), now)
         for name in plan.forget:
             self.store.forget_service(name)
         if plan.writes or plan.forget or plan.services:

@@ -1,11 +1,21 @@
-"""Enqueueing task jobs on a node's RQ queue; used by the scheduler (and by tests that play it)."""
+"""Enqueueing task jobs on a node's RQ queue; used by the scheduler (and by tests that play it).
+
+A node gets one RQ job per call: a single decision is the job of its action (`start_task` ...);
+several decisions for one node are one batch job (`run_batch`) carrying them all. RQ costs several
+Redis round trips per job on both sides, so at cluster scale (thousands of decisions in one pass)
+a job per decision would dominate; a batch per node keeps that cost proportional to the nodes
+touched. Batches are as idempotent as single jobs: each decision inside is fenced by its gen, and
+the batch's job id is derived from its content, so the same decisions are never two jobs.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import redis
 from rq import Queue
@@ -25,6 +35,8 @@ JOB_FUNCTIONS = {
     Action.STOP: "worker.jobs.stop_task",
     Action.HALT: "worker.jobs.halt_task",
 }
+BATCH_FUNCTION = "worker.jobs.run_batch"
+PIPELINE_CHUNK = 200  # nodes' jobs per Redis pipeline when a pass touches many nodes
 
 
 @dataclass(frozen=True)
@@ -35,30 +47,61 @@ class Job:
     gen: int
 
 
-def enqueue(connection: redis.Redis, keys: Keys, jobs: Iterable[Job]) -> int:
-    """Enqueue jobs in one pipeline per node; returns how many were sent.
-
-    `connection` must not decode responses (RQ stores pickled payloads).
-    """
-    by_node: dict[str, list[Job]] = defaultdict(list)
+def by_node(jobs: Iterable[Job]) -> dict[str, list[Job]]:
+    """The decisions grouped per node, in their order, each decision once."""
+    grouped: dict[str, list[Job]] = defaultdict(list)
+    seen: set[Job] = set()
     for job in jobs:
-        by_node[job.node].append(job)
+        if job not in seen:
+            seen.add(job)
+            grouped[job.node].append(job)
+    return dict(grouped)
+
+
+def batch_id(keys: Keys, jobs: Sequence[Job]) -> str:
+    """A batch job's id: derived from the decisions it carries (order-independent)."""
+    text = "\n".join(sorted(f"{job.action.value} {job.task} {job.gen}" for job in jobs))
+    return keys.batch_job_id(hashlib.sha256(text.encode()).hexdigest()[:24])
+
+
+def job_spec(keys: Keys, jobs: Sequence[Job]) -> dict[str, Any]:
+    """What to enqueue on the node of `jobs` (all for one node): one job for all of them."""
+    args: tuple[Any, ...]
+    if len(jobs) == 1:
+        job = jobs[0]
+        function, args, job_id = JOB_FUNCTIONS[job.action], (job.task, job.gen), keys.job_id(
+            job.action.value, job.task, job.gen
+        )
+    else:
+        decisions = [(job.action.value, job.task, job.gen) for job in jobs]
+        function, args, job_id = BATCH_FUNCTION, (decisions,), batch_id(keys, jobs)
+    # A batch of container starts may take a while on a real engine: its timeout grows with it.
+    timeout = defaults.DEFAULT_JOB_TIMEOUT + 30 * (len(jobs) - 1)
+    return {"function": function, "args": args, "job_id": job_id, "timeout": timeout}
+
+
+def enqueue(connection: redis.Redis, keys: Keys, jobs: Iterable[Job]) -> int:
+    """Enqueue one job per node (a batch when a node has several decisions); returns the decisions sent.
+
+    Pipelined: up to PIPELINE_CHUNK nodes' jobs per round trip. `connection` must not decode
+    responses (RQ stores pickled payloads).
+    """
+    grouped = list(by_node(jobs).items())
     sent = 0
-    for node, node_jobs in by_node.items():
-        queue = Queue(keys.queue(node), connection=connection)
-        data = [
-            Queue.prepare_data(
-                JOB_FUNCTIONS[job.action],
-                args=(job.task, job.gen),
-                job_id=keys.job_id(job.action.value, job.task, job.gen),
-                timeout=defaults.DEFAULT_JOB_TIMEOUT,
-                result_ttl=0,
-                failure_ttl=3600,
-            )
-            for job in node_jobs
-        ]
+    for start in range(0, len(grouped), PIPELINE_CHUNK):
         with connection.pipeline() as pipe:
-            queue.enqueue_many(data, pipeline=pipe)
+            for node, node_jobs in grouped[start : start + PIPELINE_CHUNK]:
+                spec = job_spec(keys, node_jobs)
+                queue = Queue(keys.queue(node), connection=connection)
+                data = Queue.prepare_data(
+                    spec["function"],
+                    args=spec["args"],
+                    job_id=spec["job_id"],
+                    timeout=spec["timeout"],
+                    result_ttl=0,
+                    failure_ttl=3600,
+                )
+                queue.enqueue_many([data], pipeline=pipe)
+                sent += len(node_jobs)
             pipe.execute()
-        sent += len(node_jobs)
     return sent

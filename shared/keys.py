@@ -70,3 +70,12 @@ class Keys:
         separates the parts unambiguously.
         """
         return f"{ROOT}_{self.cluster}_{action}_{task.replace('.', '_')}_{gen}"
+
+    def batch_job_id(self, digest: str) -> str:
+        """A batch job (several decisions for one node) is named for a digest of its decisions."""
+        return f"{ROOT}_{self.cluster}_batch_{digest}"
+
+    @property
+    def revision(self) -> str:
+        """String: a token replaced by every write of services or tasks (readers cache views by it)."""
+        return f"{self.prefix}:revision"

@@ -8,8 +8,10 @@ the scheduler's leader lease, so concurrent writers never lose each other's deci
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+import uuid
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,14 +26,16 @@ from shared.keys import Keys
 from shared.records import Availability, NodeRecord, ServiceRecord, TaskRecord, TaskState
 from shared.settings import Settings
 
-# KEYS[1] tasks hash, KEYS[2] leader key (optional). ARGV[1] leader token ('' = unfenced),
-# then triples (task id, expected rev or -1 for "absent", new JSON or '' to delete).
+# KEYS[1] tasks hash, KEYS[2] revision key, KEYS[3] leader key (optional). ARGV[1] leader token
+# ('' = unfenced), ARGV[2] a fresh revision token, then triples (task id, expected rev or -1 for
+# "absent", new JSON or '' to delete). The revision key takes the token when anything was written.
 CAS_TASKS = """
-if KEYS[2] and redis.call('GET', KEYS[2]) ~= ARGV[1] then
+if KEYS[3] and redis.call('GET', KEYS[3]) ~= ARGV[1] then
   return redis.error_reply('NOTLEADER')
 end
 local out = {}
-for i = 2, #ARGV, 3 do
+local wrote = false
+for i = 3, #ARGV, 3 do
   local current = redis.call('HGET', KEYS[1], ARGV[i])
   local rev = -1
   if current then rev = cjson.decode(current)['rev'] or 0 end
@@ -42,12 +46,16 @@ for i = 2, #ARGV, 3 do
       redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
     end
     out[#out + 1] = 1
+    wrote = true
   else
     out[#out + 1] = 0
   end
 end
+if wrote then redis.call('SET', KEYS[2], ARGV[2]) end
 return out
 """
+
+WRITE_CHUNK = 2000  # task writes per Lua call: a huge plan must not block Redis for long at once
 
 
 class NotLeader(Exception):
@@ -85,6 +93,9 @@ class Store:
         self.redis: Any = client
         self.keys = Keys(cluster)
         self._cas = client.register_script(CAS_TASKS)
+        # Parsed task records keyed by their stored JSON: a snapshot re-parses only what changed.
+        self._parsed: dict[str, TaskRecord] = {}
+        self._parsed_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -108,6 +119,7 @@ class Store:
             existing = self.service(spec.service_name)
             state = "is being deleted" if existing.deleting else "already exists"
             raise Conflict(f"service {spec.service_name!r} {state}")
+        self.touch()
         self.notify()
         return record
 
@@ -132,6 +144,7 @@ class Store:
                         return old, None
                     pipe.multi()
                     pipe.hset(self.keys.services, name, new.model_dump_json())
+                    pipe.set(self.keys.revision, _token())
                     pipe.publish(self.keys.changes, f"service:{name}")
                     pipe.execute()
                     return old, new
@@ -207,7 +220,31 @@ class Store:
 
     def forget_service(self, name: str) -> None:
         """Drop a deleted service's record once nothing of it runs (the scheduler's last step)."""
-        self.redis.hdel(self.keys.services, name)
+        with self.redis.pipeline() as pipe:
+            pipe.hdel(self.keys.services, name)
+            pipe.set(self.keys.revision, _token())
+            pipe.execute()
+
+    def service_specs(self, names: Collection[str]) -> dict[str, ServiceSpec]:
+        """The specs of the named services that exist, in one round trip."""
+        wanted = sorted(names)
+        if not wanted:
+            return {}
+        bodies = self.redis.hmget(self.keys.services, wanted)
+        return {
+            name: ServiceRecord.model_validate_json(body).spec
+            for name, body in zip(wanted, bodies, strict=True)
+            if body is not None
+        }
+
+    def touch(self) -> None:
+        """Mark services or tasks as changed for readers caching views by the revision."""
+        self.redis.set(self.keys.revision, _token())
+
+    def revision(self) -> str | None:
+        """The token of the latest write of services or tasks (None: unknown; do not cache)."""
+        value: str | None = self.redis.get(self.keys.revision)
+        return value
 
     def apply(self, config: Config, now: float, *, prune: bool = False) -> dict[str, list[str]]:
         outcome: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": [], "deleted": []}
@@ -225,7 +262,34 @@ class Store:
     # -- tasks --------------------------------------------------------------------------------
 
     def tasks(self) -> list[TaskRecord]:
-        return [TaskRecord.model_validate_json(body) for body in self.redis.hvals(self.keys.tasks)]
+        """Every task. Records are shared between calls (parsed once per stored JSON): never mutate one."""
+        return self._parse_tasks(self.redis.hvals(self.keys.tasks))
+
+    def _parse_tasks(self, bodies: Iterable[str]) -> list[TaskRecord]:
+        known = self._parsed
+        fresh: dict[str, TaskRecord] = {}
+        result = []
+        for body in bodies:
+            record = known.get(body)
+            if record is None:
+                record = TaskRecord.model_validate_json(body)
+            fresh[body] = record
+            result.append(record)
+        with self._parsed_lock:
+            self._parsed = fresh  # only what is stored now: the cache never outgrows the hash
+        return result
+
+    def tasks_by_id(self, task_ids: Collection[str]) -> dict[str, TaskRecord]:
+        """The named tasks that exist, in one round trip."""
+        wanted = list(task_ids)
+        if not wanted:
+            return {}
+        bodies = self.redis.hmget(self.keys.tasks, wanted)
+        return {
+            task_id: TaskRecord.model_validate_json(body)
+            for task_id, body in zip(wanted, bodies, strict=True)
+            if body is not None
+        }
 
     def task(self, task_id: str) -> TaskRecord:
         body = self.redis.hget(self.keys.tasks, task_id)
@@ -244,25 +308,54 @@ class Store:
         Each new record gets rev = expected + 1. With a leader token, nothing is written unless the
         lease is still held by that token (raises NotLeader).
         """
-        args: list[Any] = [leader_token or ""]
-        count = 0
+        triples: list[Any] = []
         for task_id, expected, record in writes:
             body = ""
             if record is not None:
                 record.rev = max(expected, 0) + 1
                 body = record.model_dump_json()
-            args += [task_id, expected, body]
-            count += 1
-        if not count:
-            return []
-        keys = [self.keys.tasks] + ([self.keys.leader] if leader_token else [])
-        try:
-            result = self._cas(keys=keys, args=args)
-        except redis.ResponseError as exc:
-            if "NOTLEADER" in str(exc):
-                raise NotLeader(str(exc)) from None
-            raise
-        return [bool(flag) for flag in result]
+            triples += [task_id, expected, body]
+        keys = [self.keys.tasks, self.keys.revision] + ([self.keys.leader] if leader_token else [])
+        result: list[bool] = []
+        step = 3 * WRITE_CHUNK
+        for start in range(0, len(triples), step):
+            try:
+                flags = self._cas(keys=keys, args=[leader_token or "", _token(), *triples[start : start + step]])
+            except redis.ResponseError as exc:
+                if "NOTLEADER" not in str(exc):
+                    raise
+                if not result:
+                    raise NotLeader(str(exc)) from None
+                # Deposed between chunks: what was written stands (each write was fenced); the rest is not.
+                result += [False] * ((len(triples) - start) // 3)
+                break
+            result += [bool(flag) for flag in flags]
+        return result
+
+    def update_tasks(
+        self, updates: Sequence[tuple[str, int, dict[str, Any]]], accept: Callable[[TaskRecord], bool]
+    ) -> list[TaskRecord]:
+        """Agents' bulk write: for each (task id, gen, fields), apply `fields` while the task is at `gen`
+        and `accept`s it; a few round trips for the whole batch. Returns the records written."""
+        original = {task_id: (gen, fields) for task_id, gen, fields in updates}
+        fields_of = dict(original)
+        written: list[TaskRecord] = []
+        while fields_of:
+            current = self.tasks_by_id(fields_of)
+            writes = []
+            now = time.time()
+            for task_id, (gen, fields) in fields_of.items():
+                task = current.get(task_id)
+                if task is not None and task.gen == gen and accept(task):
+                    writes.append((task_id, task.rev, task.model_copy(update={**fields, "updated_at": now})))
+            applied = self.write_tasks(writes)
+            fields_of = {}
+            for (task_id, _, record), ok in zip(writes, applied, strict=True):
+                if ok and record is not None:
+                    written.append(record)
+                else:
+                    fields_of[task_id] = original[task_id]
+        return written
 
     def update_task(self, task_id: str, gen: int, **fields: Any) -> TaskRecord | None:
         """An agent's write: apply `fields` while the task is still at `gen`; None if it moved on."""
@@ -333,13 +426,23 @@ class Store:
         self.redis.publish(self.keys.changes, hint)
 
     def emit(self, kind: str, message: str, now: float | None = None, **data: Any) -> None:
-        event = {"type": kind, "time": now if now is not None else time.time(), "message": message, "data": data}
-        self.redis.xadd(
-            self.keys.events,
-            {"event": json.dumps(event)},
-            maxlen=defaults.DEFAULT_EVENTS_MAXLEN,
-            approximate=True,
-        )
+        self.emit_many([(kind, message, data)], now)
+
+    def emit_many(self, events: Iterable[tuple[str, str, dict[str, Any]]], now: float | None = None) -> None:
+        """Append events (kind, message, data) in pipelined round trips."""
+        when = now if now is not None else time.time()
+        with self.redis.pipeline(transaction=False) as pipe:
+            for queued, (kind, message, data) in enumerate(events, 1):
+                event = {"type": kind, "time": when, "message": message, "data": data}
+                pipe.xadd(
+                    self.keys.events,
+                    {"event": json.dumps(event)},
+                    maxlen=defaults.DEFAULT_EVENTS_MAXLEN,
+                    approximate=True,
+                )
+                if queued % 1000 == 0:
+                    pipe.execute()
+            pipe.execute()
 
     def events(self, *, since: float | None = None, service: str | None = None, limit: int = 500) -> list[dict]:
         start = f"{int(since * 1000)}-0" if since else "-"
@@ -352,6 +455,10 @@ class Store:
             event["id"] = event_id
             result.append(event)
         return result[-limit:]
+
+
+def _token() -> str:
+    return uuid.uuid4().hex
 
 
 def _node(fields: dict[str, str]) -> NodeRecord:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
+from typing import Any
 
 from shared.config import ServiceSpec
+from shared.dispatch import Action
 from shared.errors import NotFound
 from shared.records import TaskRecord, TaskState
 from worker.containers import container_args, named_volumes
@@ -20,23 +23,73 @@ log = logging.getLogger("rq.worker.gorchester")
 
 STARTABLE = frozenset({TaskState.ASSIGNED, TaskState.STARTING})
 STOPPED_ON_REQUEST = "stopped on request"
+FLUSH_SECONDS = 0.25  # a batch of starts reports RUNNING at least this often
 
 
 def start_task(task_id: str, gen: int) -> None:
+    start_tasks([(task_id, gen)])
+
+
+def run_batch(decisions: list[tuple[str, str, int]]) -> None:
+    """Several decisions for this node in one job (shared/dispatch.py): stops, then starts, then halts.
+
+    Stops first, so what they free (ports, resources) is free for the starts; each decision is fenced
+    by its gen exactly as its single job would be.
+    """
+    by_action: dict[Action, list[tuple[str, int]]] = defaultdict(list)
+    for action, task_id, gen in decisions:
+        by_action[Action(action)].append((task_id, gen))
+    for task_id, gen in by_action[Action.STOP]:
+        stop_task(task_id, gen)
+    if by_action[Action.START]:
+        start_tasks(by_action[Action.START])
+    for task_id, gen in by_action[Action.HALT]:
+        halt_task(task_id, gen)
+
+
+def start_tasks(items: list[tuple[str, int]]) -> None:
+    """Start the containers of (task, gen) pairs; the Redis work is batched over all of them.
+
+    STARTING is written for all in one compare-and-set, the specs are read once, what a service's
+    containers need (image, volumes, network) is made once, and RUNNING is reported in batches (at
+    least every FLUSH_SECONDS, so a slow engine still shows progress).
+    """
     node = current()
-    task = node.report(task_id, gen, STARTABLE, state=TaskState.STARTING)
-    if task is None:
-        log.info("start %s gen %s: the decision moved on; nothing to do", task_id, gen)
+    tasks = node.report_many([(task_id, gen, {"state": TaskState.STARTING}) for task_id, gen in items], STARTABLE)
+    starting = {task.id for task in tasks}
+    for task_id, gen in items:
+        if task_id not in starting:
+            log.info("start %s gen %s: the decision moved on; nothing to do", task_id, gen)
+    if not tasks:
         return
-    try:
-        _start(node, task)
-    except (EngineError, NotFound) as exc:
-        log.warning("start %s gen %s failed: %s", task_id, gen, exc)
-        node.report(task_id, gen, STARTABLE, state=TaskState.FAILED, reason=str(exc), finished_at=time.time())
+    specs = node.store.service_specs({task.service for task in tasks})
+    networks: dict[str, str | None] = {}  # service -> its network id, prepared once per batch
+    running: list[tuple[str, int, dict[str, Any]]] = []
+    flushed = time.monotonic()
+    # Under the lock from the container's start until RUNNING is written: an exit seen on the event
+    # stream meanwhile waits, and is then reported against RUNNING instead of being lost.
+    with node.lock:
+        for task in sorted(tasks, key=lambda task: (task.service, task.slot)):
+            try:
+                running.append((task.id, task.gen, _start(node, task, specs, networks)))
+            except (EngineError, NotFound) as exc:
+                log.warning("start %s gen %s failed: %s", task.id, task.gen, exc)
+                node.report(
+                    task.id, task.gen, STARTABLE, state=TaskState.FAILED, reason=str(exc), finished_at=time.time()
+                )
+            if running and time.monotonic() - flushed >= FLUSH_SECONDS:
+                node.report_many(running, {TaskState.STARTING})
+                running, flushed = [], time.monotonic()
+        node.report_many(running, {TaskState.STARTING})
 
 
-def _start(node: Node, task: TaskRecord) -> None:
-    spec = node.store.service(task.service).spec
+def _start(
+    node: Node, task: TaskRecord, specs: dict[str, ServiceSpec], networks: dict[str, str | None]
+) -> dict[str, Any]:
+    """Make (or adopt) the task's container; returns the fields that report it RUNNING."""
+    spec = specs.get(task.service)
+    if spec is None:
+        raise NotFound(f"service {task.service!r} not found")
     same_gen = []
     kept = task.previous.gen if task.previous is not None and task.previous.node == node.id else None
     for container in node.engine.containers(task.id):
@@ -45,31 +98,29 @@ def _start(node: Node, task: TaskRecord) -> None:
             node.engine.remove(container)
         elif gen == task.gen:
             same_gen.append(container)
-    network_id = None if same_gen else _prepare(node, spec)
-    with node.lock:
-        if same_gen:
-            # A re-run of this job (say, after an agent crash): adopt the container it already made.
-            container = same_gen[0]
-            if container.status != "running":
-                node.engine.start(container)
-        else:
-            args = container_args(
-                spec, task, cluster=node.cluster, node_id=node.id, node_address=node.address, network_id=network_id
-            )
-            container = node.engine.run(args)
-        node.report(
-            task.id,
-            task.gen,
-            {TaskState.STARTING},
-            state=TaskState.RUNNING,
-            container_id=container.id,
-            ports=node.engine.published_ports(container),
-            address=container_address(container.attrs),
-            started_at=time.time(),
-            finished_at=None,
-            exit_code=None,
-            reason=None,
+    if same_gen:
+        # A re-run of this job (say, after an agent crash): adopt the container it already made.
+        container = same_gen[0]
+        if container.status != "running":
+            node.engine.start(container)
+    else:
+        if task.service not in networks:
+            networks[task.service] = _prepare(node, spec)
+        args = container_args(
+            spec, task, cluster=node.cluster, node_id=node.id, node_address=node.address,
+            network_id=networks[task.service],
         )
+        container = node.engine.run(args)
+    return {
+        "state": TaskState.RUNNING,
+        "container_id": container.id,
+        "ports": node.engine.published_ports(container),
+        "address": container_address(container.attrs),
+        "started_at": time.time(),
+        "finished_at": None,
+        "exit_code": None,
+        "reason": None,
+    }
 
 
 def _prepare(node: Node, spec: ServiceSpec) -> str | None:

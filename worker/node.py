@@ -7,7 +7,8 @@ an exit seen on the event stream (or by the sweep) can never interleave into a s
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,17 +57,35 @@ class Node:
         return updated
 
     def _announce(self, task: TaskRecord) -> None:
+        self.store.emit_many([self._transition_event(task)])
+
+    def _transition_event(self, task: TaskRecord) -> tuple[str, str, dict[str, Any]]:
         kind = TRANSITION_EVENTS[task.state]
         detail = f": {task.reason}" if task.state is TaskState.FAILED and task.reason else ""
-        self.store.emit(
-            kind,
-            f"{task.id} {task.state.value} on {self.id}{detail}",
-            service=task.service,
-            task=task.id,
-            node=self.id,
-            gen=task.gen,
-            exit_code=task.exit_code,
-        )
+        data = {"service": task.service, "task": task.id, "node": self.id, "gen": task.gen, "exit_code": task.exit_code}
+        return kind, f"{task.id} {task.state.value} on {self.id}{detail}", data
+
+    def report_many(
+        self, updates: Sequence[tuple[str, int, dict[str, Any]]], states: Collection[TaskState]
+    ) -> list[TaskRecord]:
+        """`report` for many tasks at once: a few Redis round trips, one notification and one pipeline
+        of events (the transitions `report` announces) in all.
+
+        Each (task id, gen, fields) is written if the task is still this node's, at gen, in `states`.
+        """
+        if not updates:
+            return []
+        with self.lock:
+            written = self.store.update_tasks(updates, lambda task: task.node == self.id and task.state in states)
+        if written:
+            # A written record left one of `states`; it is a transition unless its state is one of them.
+            self.store.emit_many(
+                self._transition_event(task)
+                for task in written
+                if task.state in TRANSITION_EVENTS and task.state not in states
+            )
+            self.store.notify(f"node:{self.id}")
+        return written
 
     def forget(self, task_id: str, gen: int) -> bool:
         """Delete a task record that is SHUTDOWN at `gen`: its container is gone, so is the slot."""
@@ -81,6 +100,7 @@ class Node:
 
 
 _current: Node | None = None
+_serving = threading.local()  # the node whose job this thread runs, where a process hosts several
 
 
 def install(node: Node) -> None:
@@ -88,8 +108,20 @@ def install(node: Node) -> None:
     _current = node
 
 
+@contextmanager
+def serving(node: Node) -> Iterator[None]:
+    """Run a job for `node` on this thread (a process hosting many nodes, as worker/hollow.py does)."""
+    previous = getattr(_serving, "node", None)
+    _serving.node = node
+    try:
+        yield
+    finally:
+        _serving.node = previous
+
+
 def current() -> Node:
-    """The agent this process runs; jobs find their node, store and engine here."""
-    if _current is None:
+    """The node whose job runs: the one this thread serves, else the agent this process runs."""
+    node: Node | None = getattr(_serving, "node", None) or _current
+    if node is None:
         raise RuntimeError("no node agent runs in this process (start one with `rq worker -w worker.agent.NodeAgent`)")
-    return _current
+    return node

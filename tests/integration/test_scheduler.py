@@ -34,7 +34,11 @@ def test_reconcile_enqueues_each_decision_once(store: Store, redis_server, clust
     scheduler.reconcile_once()
     scheduler.reconcile_once()
     queue = Queue(store.keys.queue("n1"), connection=connect(redis_server.url, decode=False))
-    assert sorted(queue.job_ids) == [store.keys.job_id("start", "web.1", 1), store.keys.job_id("start", "web.2", 1)]
+    # The node's two decisions travel as one batch job (shared/dispatch.py), enqueued once.
+    assert len(queue.job_ids) == 1
+    job = queue.jobs[0]
+    assert job.func_name == "worker.jobs.run_batch"
+    assert sorted(map(tuple, job.args[0])) == [("start", "web.1", 1), ("start", "web.2", 1)]
     assert {t.state for t in store.tasks()} == {TaskState.ASSIGNED}
 
 
