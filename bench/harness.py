@@ -132,12 +132,21 @@ def write_section(section: str, body: str, path: Path = DOCS) -> None:
     log(f"updated section {section!r} of {path}")
 
 
-def arguments(description: str, default_runs: int = 5) -> argparse.Namespace:
+def arguments(
+    description: str, default_runs: int = 5, extra: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--runs", type=int, default=default_runs, help="runs per measurement (medians reported)")
     parser.add_argument("--write", action="store_true", help="update this benchmark's section of docs/benchmarks.md")
     parser.add_argument("--keep-logs", action="store_true", help="keep the cluster's process logs (path printed)")
+    if extra is not None:
+        extra(parser)
     return parser.parse_args()
+
+
+def load() -> str:
+    """The machine's load averages, to note next to a measurement on a shared machine."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 # ---------------------------------------------------------------------------------------------

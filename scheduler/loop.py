@@ -24,6 +24,7 @@ from shared.store import NotLeader, Store, connect
 
 log = logging.getLogger("gorchester.scheduler")
 
+PLACEMENT_EVENTS = frozenset({"task_scheduled", "task_rescheduled", "task_restarted", "task_updated"})
 NODE_EVENTS = {NodeStatus.DOWN: "node_down", NodeStatus.READY: "node_ready", NodeStatus.DRAINING: "node_draining"}
 
 
@@ -58,16 +59,19 @@ class Scheduler:
     def reconcile_once(self, now: float | None = None) -> Plan:
         """One pass: snapshot -> plan -> fenced write -> enqueue the jobs of the writes that applied."""
         now = time.time() if now is None else now
-        started = time.perf_counter()
+        began = time.perf_counter()
         services = self.store.services()
         tasks = self.store.tasks()
         nodes = self.store.nodes()
         self._node_events(nodes, now)
+        read = time.perf_counter()
         plan = reconcile(services, tasks, nodes, now, self.policy)
+        planned = time.perf_counter()
         applied = self.store.write_tasks(
             [(w.task, w.expected_rev, w.record) for w in plan.writes], leader_token=self.lease.token
         )
         done = [w for w, ok in zip(plan.writes, applied, strict=True) if ok]
+        written = time.perf_counter()
         enqueue(self.jobs_redis, self.store.keys, (job for w in done for job in w.jobs))
         self.store.emit_many(((e.kind, e.message, e.data) for w in done for e in w.events), now)
         for change in plan.services:
@@ -76,16 +80,26 @@ class Scheduler:
         for name in plan.forget:
             self.store.forget_service(name)
         if plan.writes or plan.forget or plan.services:
+            placed = sum(1 for w in done for e in w.events if e.kind in PLACEMENT_EVENTS)
             log.info(
-                "reconciled: %d writes (%d applied), %d services forgotten",
+                "reconciled: %d writes (%d applied, %d placements), %d services forgotten; %d tasks, %d nodes; "
+                "%.3fs (read %.3f, plan %.3f, write %.3f, enqueue+events %.3f)",
                 len(plan.writes),
                 len(done),
+                placed,
                 len(plan.forget),
+                len(tasks),
+                len(nodes),
+                time.perf_counter() - began,
+                read - began,
+                planned - read,
+                written - planned,
+                time.perf_counter() - written,
             )
         if len(done) < len(plan.writes):
             # Someone wrote in between: look again at once rather than at the next timer.
             self.store.notify("retry")
-        self.telemetry.record(time.perf_counter() - started, tasks, [e for w in done for e in w.events])
+        self.telemetry.record(time.perf_counter() - began, tasks, [e for w in done for e in w.events])
         return plan
 
     def _node_events(self, nodes: list, now: float) -> None:

@@ -125,10 +125,24 @@ class ServiceRecord(BaseModel):
         return self.spec
 
 
+_TEMPLATES: dict[int, tuple[ServiceSpec, str]] = {}  # id(spec) -> (spec, digest); specs are frozen
+
+
 def template_hash(spec: ServiceSpec) -> str:
-    """A short digest of what containers are made from; replicas alone never change it."""
+    """A short digest of what containers are made from; replicas alone never change it.
+
+    Remembered per spec object (a pass asks once per replica it places: 10,000 JSON dumps otherwise);
+    the cache holds the spec itself, so its id cannot be reused while cached.
+    """
+    cached = _TEMPLATES.get(id(spec))
+    if cached is not None and cached[0] is spec:
+        return cached[1]
     canonical = json.dumps(spec.template(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    if len(_TEMPLATES) >= 4096:
+        _TEMPLATES.clear()
+    _TEMPLATES[id(spec)] = (spec, digest)
+    return digest
 
 
 class PreviousContainer(BaseModel):

@@ -400,6 +400,13 @@ class Store:
             fields["usage"] = json.dumps(usage)
         self.redis.hset(self.keys.node(node_id), mapping=fields)
 
+    def heartbeat_many(self, node_ids: Iterable[str], now: float) -> None:
+        """Heartbeats of several nodes (a process hosting many, worker/hollow.py) in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for node_id in node_ids:
+                pipe.hset(self.keys.node(node_id), "last_heartbeat", json.dumps(now))
+            pipe.execute()
+
     def nodes(self) -> list[NodeRecord]:
         ids = sorted(self.redis.smembers(self.keys.nodes))
         with self.redis.pipeline(transaction=False) as pipe:
