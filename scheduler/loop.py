@@ -24,6 +24,7 @@ from shared.store import NotLeader, Store, connect
 
 log = logging.getLogger("gorchester.scheduler")
 
+MAX_REST = 1.0  # seconds: the longest rest between passes however long the last one took
 PLACEMENT_EVENTS = frozenset({"task_scheduled", "task_rescheduled", "task_restarted", "task_updated"})
 NODE_EVENTS = {NodeStatus.DOWN: "node_down", NodeStatus.READY: "node_ready", NodeStatus.DRAINING: "node_draining"}
 
@@ -43,6 +44,7 @@ class Scheduler:
         # Autoscaling and the pass's own numbers for GET /metrics (scheduler/autoscaler.py, shared/metrics.py).
         self.autoscaler = Autoscaler(self.store, settings.metrics_interval)
         self.telemetry = ReconcileTelemetry(self.store.redis, self.store.keys, time.time())
+        self.last_pass = 0.0  # seconds the latest pass took
 
     def lead(self) -> bool:
         was = self.lease.held
@@ -79,6 +81,7 @@ class Scheduler:
                 self.store.emit_many(((e.kind, e.message, e.data) for e in change.events), now)
         for name in plan.forget:
             self.store.forget_service(name)
+        self.last_pass = time.perf_counter() - began
         if plan.writes or plan.forget or plan.services:
             placed = sum(1 for w in done for e in w.events if e.kind in PLACEMENT_EVENTS)
             log.info(
@@ -140,6 +143,9 @@ class Scheduler:
                         wait = min(wait, max(plan.wake_at - time.time(), 0.01))
                     wait = min(wait, self.autoscaler.tick())
                 if pubsub.get_message(timeout=wait) is not None:
+                    # Rest as long as the last pass took: at most half a core goes to passes however
+                    # fast notifications come (agents on many nodes), and the burst meanwhile is one pass.
+                    stop.wait(min(self.last_pass, MAX_REST))
                     while pubsub.get_message(timeout=0.005) is not None:
                         pass  # coalesce a burst of notifications into one pass
         finally:

@@ -29,12 +29,14 @@ class NodeState:
     memory_allocated: int = 0
     ports_used: set[str] = field(default_factory=set)  # "80/tcp"
     replicas: dict[str, int] = field(default_factory=dict)  # service -> replicas held here
+    tasks: int = 0  # replicas of all services held here
 
     def hold(self, request: Request) -> None:
         self.cpu_allocated += request.cpu_millicores
         self.memory_allocated += request.memory_bytes
         self.ports_used.update(request.host_ports)
         self.replicas[request.service] = self.replicas.get(request.service, 0) + 1
+        self.tasks += 1
 
     def release(self, request: Request) -> None:
         """Undo `hold` (a replacement that frees what the replaced container held)."""
@@ -111,9 +113,10 @@ def fits(node: NodeState, request: Request) -> bool:
     )
 
 
-def rank(node: NodeState, request: Request) -> tuple[int, float, str]:
-    """Lower is better: fewest replicas of this service, then least allocated, then name (stable)."""
-    return (node.replicas.get(request.service, 0), node.load(), node.id)
+def rank(node: NodeState, request: Request) -> tuple[int, float, int, str]:
+    """Lower is better: fewest replicas of this service, then least allocated, then fewest replicas
+    of any service (so services without resource requests spread too), then name (stable)."""
+    return (node.replicas.get(request.service, 0), node.load(), node.tasks, node.id)
 
 
 @dataclass

@@ -55,7 +55,10 @@ def start_tasks(items: list[tuple[str, int]]) -> None:
     least every FLUSH_SECONDS, so a slow engine still shows progress).
     """
     node = current()
-    tasks = node.report_many([(task_id, gen, {"state": TaskState.STARTING}) for task_id, gen in items], STARTABLE)
+    tasks = node.report_many(
+        [(task_id, gen, {"state": TaskState.STARTING}) for task_id, gen in items], STARTABLE, notify=False
+    )
+    known = {task.id: task for task in tasks}  # as just written: RUNNING needs no fresh read
     starting = {task.id for task in tasks}
     for task_id, gen in items:
         if task_id not in starting:
@@ -78,9 +81,9 @@ def start_tasks(items: list[tuple[str, int]]) -> None:
                     task.id, task.gen, STARTABLE, state=TaskState.FAILED, reason=str(exc), finished_at=time.time()
                 )
             if running and time.monotonic() - flushed >= FLUSH_SECONDS:
-                node.report_many(running, {TaskState.STARTING})
+                node.report_many(running, {TaskState.STARTING}, known=known)
                 running, flushed = [], time.monotonic()
-        node.report_many(running, {TaskState.STARTING})
+        node.report_many(running, {TaskState.STARTING}, known=known)
 
 
 def _start(

@@ -66,17 +66,26 @@ class Node:
         return kind, f"{task.id} {task.state.value} on {self.id}{detail}", data
 
     def report_many(
-        self, updates: Sequence[tuple[str, int, dict[str, Any]]], states: Collection[TaskState]
+        self,
+        updates: Sequence[tuple[str, int, dict[str, Any]]],
+        states: Collection[TaskState],
+        *,
+        known: dict[str, TaskRecord] | None = None,
+        notify: bool = True,
     ) -> list[TaskRecord]:
         """`report` for many tasks at once: a few Redis round trips, one notification and one pipeline
         of events (the transitions `report` announces) in all.
 
         Each (task id, gen, fields) is written if the task is still this node's, at gen, in `states`.
+        `known` are records this node just wrote (skips a read); `notify=False` for a state no
+        scheduler decision depends on (STARTING), which spares it a pass.
         """
         if not updates:
             return []
         with self.lock:
-            written = self.store.update_tasks(updates, lambda task: task.node == self.id and task.state in states)
+            written = self.store.update_tasks(
+                updates, lambda task: task.node == self.id and task.state in states, known=known
+            )
         if written:
             # A written record left one of `states`; it is a transition unless its state is one of them.
             self.store.emit_many(
@@ -84,6 +93,7 @@ class Node:
                 for task in written
                 if task.state in TRANSITION_EVENTS and task.state not in states
             )
+        if written and notify:
             self.store.notify(f"node:{self.id}")
         return written
 
