@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from api.context import blocking, jobs_of, settings_of, store_of
+from api.snapshot import json_response, views_of
 from api.views import event_view, node_view, task_view
 from shared.config import ConfigError
 from shared.dispatch import Action, Job, enqueue
@@ -76,15 +78,27 @@ async def _change_availability(request: Request, availability: Availability) -> 
     return JSONResponse(await blocking(change))
 
 
-async def list_tasks(request: Request) -> JSONResponse:
+async def list_tasks(request: Request) -> Response:
     service, node = request.query_params.get("service"), request.query_params.get("node")
-    tasks = await blocking(store_of(request).tasks)
-    chosen = [
-        task
-        for task in sorted(tasks, key=lambda task: (task.service, task.slot))
-        if (service is None or task.service == service) and (node is None or task.node == node)
-    ]
-    return JSONResponse([task_view(task) for task in chosen])
+    store = store_of(request)
+
+    views = views_of(store)
+
+    def build() -> bytes:
+        entries = store.task_entries()
+        chosen = sorted(
+            (
+                (task.service, task.slot, body, task)
+                for body, task in entries
+                if (service is None or task.service == service) and (node is None or task.node == node)
+            ),
+            key=lambda entry: (entry[0], entry[1]),
+        )
+        body = b"[" + b",".join(views.fragment(raw, partial(task_view, task)) for _, _, raw, task in chosen) + b"]"
+        views.prune([raw for raw, _ in entries])
+        return body
+
+    return json_response(await blocking(lambda: views.get_raw(store, ("tasks", service, node), build)))
 
 
 async def get_task(request: Request) -> JSONResponse:

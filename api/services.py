@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from api.body import read_document, read_mapping
 from api.context import blocking, settings_of, store_of
 from api.metrics import with_autoscale
+from api.snapshot import json_response, views_of
 from api.views import endpoints_view, service_view
 from shared.config import ConfigError, ServiceSpec, validate_config, validate_service
-from shared.records import ServiceRecord, UpdateState
+from shared.records import ServiceRecord, TaskRecord, UpdateState
 from shared.store import Store
 
 log = logging.getLogger("gorchester.api")
@@ -55,10 +57,17 @@ def _view(store: Store, record: ServiceRecord) -> dict[str, Any]:
     return service_view(record, store.tasks())
 
 
-async def list_services(request: Request) -> JSONResponse:
+async def list_services(request: Request) -> Response:
     store = store_of(request)
-    services, tasks = await blocking(lambda: (store.services(), store.tasks()))
-    return JSONResponse([service_view(services[name], tasks) for name in sorted(services)])
+
+    def build() -> list[dict[str, Any]]:
+        services, tasks = store.services(), store.tasks()
+        by_service: dict[str, list[TaskRecord]] = defaultdict(list)
+        for task in tasks:
+            by_service[task.service].append(task)
+        return [service_view(services[name], by_service[name]) for name in sorted(services)]
+
+    return json_response(await blocking(lambda: views_of(store).get(store, ("services",), build)))
 
 
 async def get_service(request: Request) -> JSONResponse:

@@ -231,6 +231,7 @@ class Store:
                     return False
                 pipe.multi()
                 pipe.hset(self.keys.services, name, record.model_dump_json())
+                pipe.set(self.keys.revision, _token())
                 pipe.publish(self.keys.changes, f"service:{name}")
                 pipe.execute()
                 return True
@@ -282,18 +283,19 @@ class Store:
 
     def tasks(self) -> list[TaskRecord]:
         """Every task. Records are shared between calls (parsed once per stored JSON): never mutate one."""
-        return self._parse_tasks(self.redis.hvals(self.keys.tasks))
+        return [record for _, record in self.task_entries()]
 
-    def _parse_tasks(self, bodies: Iterable[str]) -> list[TaskRecord]:
+    def task_entries(self) -> list[tuple[str, TaskRecord]]:
+        """Every task with its stored JSON (which readers may key caches of their own on)."""
         known = self._parsed
         fresh: dict[str, TaskRecord] = {}
         result = []
-        for body in bodies:
+        for body in self.redis.hvals(self.keys.tasks):
             record = known.get(body)
             if record is None:
                 record = TaskRecord.model_validate_json(body)
             fresh[body] = record
-            result.append(record)
+            result.append((body, record))
         with self._parsed_lock:
             self._parsed = fresh  # only what is stored now: the cache never outgrows the hash
         return result
