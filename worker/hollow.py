@@ -59,6 +59,7 @@ class FakeEngine:
 
     _ids = itertools.count(1)
     _ports = itertools.count(30000)
+    parallel_starts = 1  # nothing to overlap in memory; threads would only cost
 
     def __init__(self, cluster: str, node_id: str):
         self.cluster = cluster

@@ -7,8 +7,10 @@ as a raised exception: RQ would only file the job as failed where nobody looks.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from shared.config import ServiceSpec
@@ -24,6 +26,9 @@ log = logging.getLogger("rq.worker.gorchester")
 STARTABLE = frozenset({TaskState.ASSIGNED, TaskState.STARTING})
 STOPPED_ON_REQUEST = "stopped on request"
 FLUSH_SECONDS = 0.25  # a batch of starts reports RUNNING at least this often
+# Containers a batch starts at once: the engine's create/start calls overlap (as Swarm's and the
+# kubelet's do); an engine may say otherwise (`parallel_starts`, worker/hollow.py's in-memory one: 1).
+START_PARALLELISM = 3
 
 
 def start_task(task_id: str, gen: int) -> None:
@@ -66,16 +71,30 @@ def start_tasks(items: list[tuple[str, int]]) -> None:
     if not tasks:
         return
     specs = node.store.service_specs({task.service for task in tasks})
-    networks: dict[str, str | None] = {}  # service -> its network id, prepared once per batch
+    prepared = _Prepared()
+    ordered = sorted(tasks, key=lambda task: (task.service, task.slot))
+
+    def attempt(task: TaskRecord) -> tuple[TaskRecord, dict[str, Any] | None, Exception | None]:
+        try:
+            return task, _start(node, task, specs, prepared), None
+        except (EngineError, NotFound) as exc:
+            return task, None, exc
+
     running: list[tuple[str, int, dict[str, Any]]] = []
     flushed = time.monotonic()
-    # Under the lock from the container's start until RUNNING is written: an exit seen on the event
+    parallel = min(getattr(node.engine, "parallel_starts", START_PARALLELISM), len(ordered))
+    # Under the lock from the containers' starts until RUNNING is written: an exit seen on the event
     # stream meanwhile waits, and is then reported against RUNNING instead of being lost.
-    with node.lock:
-        for task in sorted(tasks, key=lambda task: (task.service, task.slot)):
-            try:
-                running.append((task.id, task.gen, _start(node, task, specs, networks)))
-            except (EngineError, NotFound) as exc:
+    with node.lock, ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="start") as pool:
+        outcomes = (
+            (future.result() for future in as_completed([pool.submit(attempt, task) for task in ordered]))
+            if parallel > 1
+            else map(attempt, ordered)
+        )
+        for task, fields, exc in outcomes:
+            if fields is not None:
+                running.append((task.id, task.gen, fields))
+            else:
                 log.warning("start %s gen %s failed: %s", task.id, task.gen, exc)
                 node.report(
                     task.id, task.gen, STARTABLE, state=TaskState.FAILED, reason=str(exc), finished_at=time.time()
@@ -86,9 +105,21 @@ def start_tasks(items: list[tuple[str, int]]) -> None:
         node.report_many(running, {TaskState.STARTING}, known=known)
 
 
-def _start(
-    node: Node, task: TaskRecord, specs: dict[str, ServiceSpec], networks: dict[str, str | None]
-) -> dict[str, Any]:
+class _Prepared:
+    """What a batch made for its services' containers (image, volumes, network): once per service."""
+
+    def __init__(self) -> None:
+        self.networks: dict[str, str | None] = {}
+        self.lock = threading.Lock()
+
+    def network(self, node: Node, spec: ServiceSpec) -> str | None:
+        with self.lock:
+            if spec.service_name not in self.networks:
+                self.networks[spec.service_name] = _prepare(node, spec)
+            return self.networks[spec.service_name]
+
+
+def _start(node: Node, task: TaskRecord, specs: dict[str, ServiceSpec], prepared: _Prepared) -> dict[str, Any]:
     """Make (or adopt) the task's container; returns the fields that report it RUNNING."""
     spec = specs.get(task.service)
     if spec is None:
@@ -107,11 +138,9 @@ def _start(
         if container.status != "running":
             node.engine.start(container)
     else:
-        if task.service not in networks:
-            networks[task.service] = _prepare(node, spec)
         args = container_args(
             spec, task, cluster=node.cluster, node_id=node.id, node_address=node.address,
-            network_id=networks[task.service],
+            network_id=prepared.network(node, spec),
         )
         container = node.engine.run(args)
     return {
