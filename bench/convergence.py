@@ -2,14 +2,16 @@
 
 Measured against, in the same run, the floor (N `docker run -d` of the same image from 2 parallel
 CLI clients) and Docker Swarm (`docker service create --replicas N` until N tasks are running).
-Target: gorchester within 1.2x of the floor and faster than Swarm at every N. Runs are interleaved (gorchester, floor, swarm, in an
-order rotated per run) so load from other work on the machine falls on all three alike.
+Target: gorchester within 1.2x of the floor and faster than Swarm at every N. Runs are interleaved
+(gorchester, floor, swarm, in an order rotated per run) so load from other work on the machine falls
+on all three alike.
 
-    .venv/bin/python -m bench.convergence --runs 5 --write
+    .venv/bin/python -m bench.convergence --runs 3 --write
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 import uuid
 
@@ -57,13 +59,18 @@ def time_swarm(swarm: harness.Swarm, name: str, replicas: int) -> float:
     return elapsed
 
 
+def sizes_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="replica counts (default %(default)s)")
+
+
 def main() -> None:
-    args = harness.arguments(__doc__.splitlines()[0])
-    results = {n: {k: Samples(k) for k in ("gorchester", "floor", "swarm")} for n in SIZES}
-    ratios = {n: {"floor": Samples("floor"), "swarm": Samples("swarm")} for n in SIZES}
+    args = harness.arguments(__doc__.splitlines()[0], extra=sizes_option)
+    sizes = tuple(int(n) for n in args.sizes.split(","))
+    results = {n: {k: Samples(k) for k in ("gorchester", "floor", "swarm")} for n in sizes}
+    ratios = {n: {"floor": Samples("floor"), "swarm": Samples("swarm")} for n in sizes}
     with harness.swarm() as swarm, harness.cluster(args.keep_logs) as cluster:
         for run in range(args.runs):
-            for n in SIZES:
+            for n in sizes:
                 measure = {
                     "gorchester": lambda n=n, run=run: time_gorchester(cluster, f"c{n}r{run}", n),
                     "floor": lambda n=n: time_floor(n),
@@ -87,7 +94,7 @@ def main() -> None:
 
 def render(results: dict, ratios: dict, runs: int) -> str:
     rows = []
-    for n in SIZES:
+    for n in results:
         r, q = results[n], ratios[n]
         floor_ratio = q["floor"].median
         rows.append(
@@ -116,7 +123,7 @@ def render(results: dict, ratios: dict, runs: int) -> str:
         rows,
     )
     raw = "\n".join(
-        f"- N={n} {kind}: {results[n][kind].all()}" for n in SIZES for kind in ("gorchester", "floor", "swarm")
+        f"- N={n} {kind}: {results[n][kind].all()}" for n in results for kind in ("gorchester", "floor", "swarm")
     )
     ratio_note = (
         "Ratios are the median of the per-run ratios (each run times gorchester and its baselines back to back)."

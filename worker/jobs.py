@@ -13,6 +13,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
+from shared import labels
 from shared.config import ServiceSpec
 from shared.dispatch import Action
 from shared.errors import NotFound
@@ -76,7 +77,7 @@ def start_tasks(items: list[tuple[str, int]]) -> None:
 
     def attempt(task: TaskRecord) -> tuple[TaskRecord, dict[str, Any] | None, Exception | None]:
         try:
-            return task, _start(node, task, specs, prepared), None
+            return task, _start(node, task, specs, prepared, existing.get(task.id, [])), None
         except (EngineError, NotFound) as exc:
             return task, None, exc
 
@@ -86,18 +87,29 @@ def start_tasks(items: list[tuple[str, int]]) -> None:
     # Under the lock from the containers' starts until RUNNING is written: an exit seen on the event
     # stream meanwhile waits, and is then reported against RUNNING instead of being lost.
     with node.lock, ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="start") as pool:
+        # One listing of the node's containers for the whole batch (under the lock nothing else makes one).
+        existing: dict[str, list[Any]] = defaultdict(list)
+        try:
+            for container in node.engine.containers():
+                existing[container.labels.get(labels.TASK, "")].append(container)
+        except EngineError as listing:
+            for task in ordered:
+                node.report(
+                    task.id, task.gen, STARTABLE, state=TaskState.FAILED, reason=str(listing), finished_at=time.time()
+                )
+            return
         outcomes = (
             (future.result() for future in as_completed([pool.submit(attempt, task) for task in ordered]))
             if parallel > 1
             else map(attempt, ordered)
         )
-        for task, fields, exc in outcomes:
+        for task, fields, error in outcomes:
             if fields is not None:
                 running.append((task.id, task.gen, fields))
             else:
-                log.warning("start %s gen %s failed: %s", task.id, task.gen, exc)
+                log.warning("start %s gen %s failed: %s", task.id, task.gen, error)
                 node.report(
-                    task.id, task.gen, STARTABLE, state=TaskState.FAILED, reason=str(exc), finished_at=time.time()
+                    task.id, task.gen, STARTABLE, state=TaskState.FAILED, reason=str(error), finished_at=time.time()
                 )
             if running and time.monotonic() - flushed >= FLUSH_SECONDS:
                 node.report_many(running, {TaskState.STARTING}, known=known)
@@ -119,14 +131,17 @@ class _Prepared:
             return self.networks[spec.service_name]
 
 
-def _start(node: Node, task: TaskRecord, specs: dict[str, ServiceSpec], prepared: _Prepared) -> dict[str, Any]:
-    """Make (or adopt) the task's container; returns the fields that report it RUNNING."""
+def _start(
+    node: Node, task: TaskRecord, specs: dict[str, ServiceSpec], prepared: _Prepared, containers: list[Any]
+) -> dict[str, Any]:
+    """Make (or adopt) the task's container (`containers`: the task's on this node); returns the
+    fields that report it RUNNING."""
     spec = specs.get(task.service)
     if spec is None:
         raise NotFound(f"service {task.service!r} not found")
     same_gen = []
     kept = task.previous.gen if task.previous is not None and task.previous.node == node.id else None
-    for container in node.engine.containers(task.id):
+    for container in containers:
         gen = container_gen(container)
         if gen < task.gen and gen != kept:  # the previous container serves until this one is ready
             node.engine.remove(container)
