@@ -42,7 +42,9 @@ def summarise(raw: Path) -> str:
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         frames = stack.split(";")
-        if not any(frame_matches(f, "start_task", "worker/jobs.py") for f in frames):
+        # start_tasks runs every start, a single job's (start_task) and a batch's (run_batch) alike;
+        # its worker threads (a batch starts several containers at once) run `_start`.
+        if not any(frame_matches(f, fn, "worker/jobs.py") for f in frames for fn in ("start_tasks", "_start")):
             continue
         samples = int(n)
         total += samples
