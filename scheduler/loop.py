@@ -24,7 +24,6 @@ from shared.store import NotLeader, Store, connect
 
 log = logging.getLogger("gorchester.scheduler")
 
-MAX_REST = 1.0  # seconds: the longest rest between passes however long the last one took
 PLACEMENT_EVENTS = frozenset({"task_scheduled", "task_rescheduled", "task_restarted", "task_updated"})
 NODE_EVENTS = {NodeStatus.DOWN: "node_down", NodeStatus.READY: "node_ready", NodeStatus.DRAINING: "node_draining"}
 
@@ -145,7 +144,8 @@ class Scheduler:
                 if pubsub.get_message(timeout=wait) is not None:
                     # Rest as long as the last pass took: at most half a core goes to passes however
                     # fast notifications come (agents on many nodes), and the burst meanwhile is one pass.
-                    stop.wait(min(self.last_pass, MAX_REST))
+                    # Capped at a sixth of the lease, so the lease is still renewed well before it expires.
+                    stop.wait(min(self.last_pass, self.settings.leader_lease / 6))
                     while pubsub.get_message(timeout=0.005) is not None:
                         pass  # coalesce a burst of notifications into one pass
         finally:
