@@ -137,6 +137,8 @@ def place(nodes: Iterable[NodeState], requests: Iterable[Request]) -> Placement:
     the same per-node reasons.
     """
     candidates = list(nodes)
+    # `rank` past the service's own count, per node, kept true as placements change the node.
+    bases = [_base(node) for node in candidates]
     result = Placement()
     pending = list(requests)
     start = 0
@@ -145,28 +147,37 @@ def place(nodes: Iterable[NodeState], requests: Iterable[Request]) -> Placement:
         end = start + 1
         while end < len(pending) and _shape(pending[end]) == shape:
             end += 1
-        _place_run(candidates, pending[start:end], result)
+        _place_run(candidates, bases, pending[start:end], result)
         start = end
     return result
+
+
+def _base(node: NodeState) -> tuple[float, int, str]:
+    return (node.load(), node.tasks, node.id)
 
 
 def _shape(request: Request) -> tuple[str, int, int, tuple[str, ...]]:
     return (request.service, request.cpu_millicores, request.memory_bytes, request.host_ports)
 
 
-def _place_run(candidates: list[NodeState], run: list[Request], result: Placement) -> None:
-    first = run[0]
-    heap = [(rank(node, first), index) for index, node in enumerate(candidates) if fits(node, first)]
+def _place_run(
+    candidates: list[NodeState], bases: list[tuple[float, int, str]], run: list[Request], result: Placement
+) -> None:
+    # Keys order as `rank` does: (replicas of this service, (load, tasks, id)), then the node's
+    # position, as the scan keeps the first of equals. Infeasible nodes are dropped when they come up.
+    service = run[0].service
+    heap = [(node.replicas.get(service, 0), bases[index], index) for index, node in enumerate(candidates)]
     heapq.heapify(heap)
     for position, request in enumerate(run):
         while heap:
-            _, index = heap[0]
+            index = heap[0][2]
             node = candidates[index]
             if not fits(node, request):
                 heapq.heappop(heap)  # infeasible now, so for the rest of the run
                 continue
             node.hold(request)
-            heapq.heapreplace(heap, (rank(node, request), index))
+            bases[index] = _base(node)
+            heapq.heapreplace(heap, (node.replicas.get(service, 0), bases[index], index))
             result.assigned[request.task] = node.id
             break
         else:
