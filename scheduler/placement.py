@@ -128,8 +128,9 @@ class Placement:
 def place(nodes: Iterable[NodeState], requests: Iterable[Request]) -> Placement:
     """Place each request in order on the best feasible node; `nodes` are updated in place.
 
-    Same answer as scanning every node for every request (`place_by_scan`), in O(nodes + replicas x
-    log nodes) per run of alike requests instead of O(replicas x nodes): consecutive requests of one
+    Same answer as scanning every node for every request (the reference scan in
+    tests/unit/test_placement_scale.py), in O(nodes + replicas x log nodes) per run of alike
+    requests instead of O(replicas x nodes): consecutive requests of one
     shape (service, cpu, memory, host ports; a service's replicas, as reconcile sorts them) share a
     heap of the feasible nodes keyed by `rank`. Within a run only the node just chosen changes, so the
     other keys stay true; a node found infeasible stays so for the rest of the run (placements only
@@ -191,23 +192,3 @@ def _why_none(candidates: list[NodeState], request: Request) -> str:
     reasons = [f"{node.id}: {reason}" for node in candidates if (reason := rejection(node, request))]
     return "; ".join(reasons) if reasons else "no nodes registered"
 
-
-def place_by_scan(nodes: Iterable[NodeState], requests: Iterable[Request]) -> Placement:
-    """The reference: every node checked and ranked for every request. O(replicas x nodes)."""
-    candidates = list(nodes)
-    result = Placement()
-    for request in requests:
-        best: NodeState | None = None
-        reasons: list[str] = []
-        for node in candidates:
-            reason = rejection(node, request)
-            if reason:
-                reasons.append(f"{node.id}: {reason}")
-            elif best is None or rank(node, request) < rank(best, request):
-                best = node
-        if best is None:
-            result.pending[request.task] = "; ".join(reasons) if reasons else "no nodes registered"
-            continue
-        best.hold(request)
-        result.assigned[request.task] = best.id
-    return result

@@ -4,12 +4,34 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Iterable
 
-from scheduler.placement import NodeState, Request, place, place_by_scan
+from scheduler.placement import NodeState, Placement, Request, place, rank, rejection
 from shared.records import NodeStatus
 
 GIB = 1024**3
 MIB = 1024**2
+
+
+def place_by_scan(nodes: Iterable[NodeState], requests: Iterable[Request]) -> Placement:
+    """The reference: every node checked and ranked for every request. O(replicas x nodes)."""
+    candidates = list(nodes)
+    result = Placement()
+    for request in requests:
+        best: NodeState | None = None
+        reasons: list[str] = []
+        for node in candidates:
+            reason = rejection(node, request)
+            if reason:
+                reasons.append(f"{node.id}: {reason}")
+            elif best is None or rank(node, request) < rank(best, request):
+                best = node
+        if best is None:
+            result.pending[request.task] = "; ".join(reasons) if reasons else "no nodes registered"
+            continue
+        best.hold(request)
+        result.assigned[request.task] = best.id
+    return result
 
 
 def cluster(rng: random.Random, count: int) -> list[NodeState]:
