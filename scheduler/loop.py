@@ -15,7 +15,8 @@ import redis
 from scheduler.autoscaler import Autoscaler
 from scheduler.backoff import Backoff
 from scheduler.leader import Lease
-from scheduler.reconcile import Plan, Policy, reconcile
+from scheduler.plan import Plan, Policy
+from scheduler.reconcile import reconcile
 from shared.dispatch import enqueue
 from shared.metrics import ReconcileTelemetry
 from shared.records import NodeStatus

@@ -7,11 +7,12 @@ loop in scheduler/loop.py reads a snapshot, calls `reconcile`, and carries the p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from scheduler.backoff import Backoff, wants_restart
+from scheduler.backoff import wants_restart
 from scheduler.placement import NodeState, Request, place
+from scheduler.plan import Event, Plan, Policy, Write
+from scheduler.rollout import follow_update
 from shared.dispatch import Action, Job
 from shared.records import (
     ACTIVE_STATES,
@@ -23,7 +24,6 @@ from shared.records import (
     ServiceRecord,
     TaskRecord,
     TaskState,
-    UpdateState,
     host_port_keys,
     task_id,
 )
@@ -31,53 +31,6 @@ from shared.records import (
 # Replicas replaced at once when a service's template changes, and replicas moved start-first off a
 # draining node at once: a service never has more than replicas + UPDATE_PARALLELISM containers.
 UPDATE_PARALLELISM = 1
-UPDATE_DEADLINE = 60.0  # seconds a replica of an update may take to start (an image pull), before its checks
-
-
-@dataclass(frozen=True)
-class Event:
-    kind: str
-    message: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Write:
-    """One task write; its jobs and events go out only if the compare-and-set succeeds."""
-
-    task: str
-    expected_rev: int  # -1: the task must not exist yet
-    record: TaskRecord | None  # None deletes the task
-    jobs: list[Job] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-
-
-@dataclass
-class ServiceWrite:
-    """A service record change (update progress, rollback), written only if it is still `expected`."""
-
-    expected: ServiceRecord
-    record: ServiceRecord
-    events: list[Event] = field(default_factory=list)
-
-
-@dataclass
-class Plan:
-    writes: list[Write] = field(default_factory=list)
-    services: list[ServiceWrite] = field(default_factory=list)
-    forget: list[str] = field(default_factory=list)  # deleted services with nothing left
-    wake_at: float | None = None  # when time alone will change the answer (back-off, timeouts)
-
-    def wake(self, when: float) -> None:
-        self.wake_at = when if self.wake_at is None else min(self.wake_at, when)
-
-
-@dataclass(frozen=True)
-class Policy:
-    backoff: Backoff
-    assigned_timeout: float
-    heartbeat_misses: float
-    update_deadline: float = UPDATE_DEADLINE
 
 
 @dataclass
@@ -118,7 +71,7 @@ def reconcile(
                 plan.forget.append(name)
             continue
         current = by_service.get(name, {})
-        if _rollout(service, list(current.values()), now, policy, plan):
+        if follow_update(service, list(current.values()), now, policy, plan):
             continue  # the service record changes first; the write wakes the next pass
         for slot in range(1, service.spec.replicas + 1):
             if slot not in current:
@@ -154,83 +107,6 @@ def _retire(task: TaskRecord, status: dict[str, NodeStatus], now: float, policy:
     if previous is not None and previous.node != task.node and status.get(previous.node) is not NodeStatus.DOWN:
         jobs.append(Job(previous.node, Action.STOP, task.id, previous.gen))
     plan.writes.append(Write(task.id, task.rev, stopping, jobs=jobs))
-
-
-def update_deadline(service: ServiceRecord, policy: Policy) -> float:
-    """Seconds a replica of a rolling update may take from assignment to ready before the update is
-    rolled back: the start grace, plus interval x (retries + 2) for its health checks to decide."""
-    check = service.spec.health_check
-    checks = check.interval * (check.retries + 2) if check is not None else 0
-    return policy.update_deadline + checks
-
-
-def _rollout(service: ServiceRecord, tasks: list[TaskRecord], now: float, policy: Policy, plan: Plan) -> bool:
-    """Follow a rolling update: completed once every slot runs the new template and is ready; rolled
-    back to the previous spec when a new replica fails or is not ready by the deadline.
-
-    Returns whether the service record is written in this plan.
-    """
-    update = service.update
-    if update is None or update.state is not UpdateState.UPDATING:
-        return False
-    template = service.template_hash()
-    deadline = update_deadline(service, policy)
-    reason = None
-    for task in sorted(tasks, key=lambda t: t.slot):
-        if task.template != template or task.assigned_at is None or task.assigned_at < update.started_at:
-            continue
-        if task.state in TERMINAL_STATES and not task.stop_requested:
-            reason = f"{task.id} {task.state.value}: {task.reason}"
-            break
-        if task.state in ACTIVE_STATES and not task.ready():
-            if now - task.assigned_at >= deadline:
-                reason = f"{task.id} not ready {deadline:g}s after it was assigned (health {task.health.value})"
-                break
-            plan.wake(task.assigned_at + deadline)
-    name = service.name
-    if reason is not None and service.previous_spec is not None:
-        # The template goes back; the replica count (perhaps scaled meanwhile) stays what it is now.
-        restored = service.previous_spec.model_copy(
-            update={"replicas": service.spec.replicas, "scale_policy": service.spec.scale_policy}
-        )
-        rolled_back = service.model_copy(
-            update={
-                "spec": restored,
-                "previous_spec": service.spec,  # replicas still on it are checked by its rules until replaced
-                "version": service.version + 1,
-                "updated_at": now,
-                "update": update.model_copy(
-                    update={"state": UpdateState.ROLLED_BACK, "finished_at": now, "reason": reason}
-                ),
-            }
-        )
-        event = Event(
-            "service_rolled_back",
-            f"service {name} rolled back to its previous spec: {reason}",
-            {"service": name, "reason": reason, "version": rolled_back.version},
-        )
-        plan.services.append(ServiceWrite(service, rolled_back, [event]))
-        return True
-    slots = {task.slot: task for task in tasks}
-    done = all(
-        (held := slots.get(slot)) is not None
-        and held.template == template
-        and held.ready()
-        and held.previous is None
-        for slot in range(1, service.spec.replicas + 1)
-    )
-    if not done:
-        return False
-    completed = service.model_copy(
-        update={"update": update.model_copy(update={"state": UpdateState.COMPLETED, "finished_at": now})}
-    )
-    event = Event(
-        "service_update_completed",
-        f"service {name} updated: {service.spec.replicas} replicas run version {service.version}",
-        {"service": name, "version": service.version},
-    )
-    plan.services.append(ServiceWrite(service, completed, [event]))
-    return True
 
 
 def _keep(

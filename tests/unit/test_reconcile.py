@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from scheduler.backoff import Backoff
-from scheduler.reconcile import Plan, Policy, reconcile
+from scheduler.plan import Plan, Policy
+from scheduler.reconcile import reconcile
 from shared.config import ServiceSpec
 from shared.dispatch import Action, Job
 from shared.records import (

@@ -1,0 +1,62 @@
+"""The scheduler's plan: what one reconcile pass decided, as data the loop carries out.
+
+Task writes are compare-and-sets on each task's rev; service writes only apply if the record is
+still the one read; jobs and events go out only for the writes that applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from scheduler.backoff import Backoff
+from shared.dispatch import Job
+from shared.records import ServiceRecord, TaskRecord
+
+UPDATE_DEADLINE = 60.0  # seconds a replica of an update may take to start (an image pull), before its checks
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Write:
+    """One task write; its jobs and events go out only if the compare-and-set succeeds."""
+
+    task: str
+    expected_rev: int  # -1: the task must not exist yet
+    record: TaskRecord | None  # None deletes the task
+    jobs: list[Job] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass
+class ServiceWrite:
+    """A service record change (update progress, rollback), written only if it is still `expected`."""
+
+    expected: ServiceRecord
+    record: ServiceRecord
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    writes: list[Write] = field(default_factory=list)
+    services: list[ServiceWrite] = field(default_factory=list)
+    forget: list[str] = field(default_factory=list)  # deleted services with nothing left
+    wake_at: float | None = None  # when time alone will change the answer (back-off, timeouts)
+
+    def wake(self, when: float) -> None:
+        self.wake_at = when if self.wake_at is None else min(self.wake_at, when)
+
+
+@dataclass(frozen=True)
+class Policy:
+    backoff: Backoff
+    assigned_timeout: float
+    heartbeat_misses: float
+    update_deadline: float = UPDATE_DEADLINE
