@@ -178,6 +178,7 @@ class HealthMonitor:
     def __init__(self, node: Node):
         self.node = node
         self.checkers: dict[str, Checker] = {}
+        self.seen_revision: str | None = None  # the store's revision at the last full scan
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -201,6 +202,12 @@ class HealthMonitor:
         return result
 
     def scan(self) -> None:
+        # Read the revision before the tasks: a write in between only makes the next scan look again.
+        revision = self.node.store.revision()
+        unchanged = revision is not None and revision == self.seen_revision
+        if unchanged and not any(checker.done for checker in self.checkers.values()):
+            return  # nothing was written since the last scan, so the wanted checks are the same
+        self.seen_revision = revision
         wanted = self.wanted()
         for task_id, checker in list(self.checkers.items()):
             current = wanted.get(task_id)
