@@ -25,20 +25,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import random
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
-import httpx
 import redis as redis_lib
 
 from bench import harness
@@ -46,7 +43,7 @@ from bench.harness import log
 from cli.cluster import remove_cluster_objects
 from cli.redis_local import server_argv
 from shared import labels
-from tests.support.procs import Processes, free_port, wait_for
+from tests.support.procs import free_port, wait_for
 
 NODES = {"node-1": "127.0.0.2", "node-2": "127.0.0.3", "node-3": "127.0.0.4"}
 SCHEDULERS = ("scheduler-a", "scheduler-b")
@@ -114,15 +111,8 @@ class ChaosCluster(harness.Cluster):
 
     redis: PersistentRedis  # type: ignore[assignment]  # same url and close(), and restartable
 
-    def __init__(self, workdir: Path):  # noqa: D107 - the parent's fields, another Redis
-        self.name = f"chaos{uuid.uuid4().hex[:8]}"
-        self.workdir = workdir
-        self.redis = PersistentRedis(workdir)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GORCHESTER_")}
-        env.update({"GORCHESTER_REDIS_URL": self.redis.url, "GORCHESTER_CLUSTER": self.name})
-        self.procs = Processes(env, workdir)
-        self.http = httpx.Client(timeout=10)
-        self.url = ""
+    def __init__(self, workdir: Path):
+        super().__init__(workdir, redis=PersistentRedis(workdir), prefix="chaos")  # type: ignore[arg-type]
         self.offsets: dict[str, int] = {}  # where each process's current life starts in its log
         self.db = redis_lib.Redis.from_url(self.redis.url, socket_timeout=2, socket_connect_timeout=2)
 

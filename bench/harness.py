@@ -173,10 +173,10 @@ class Redis:
 class Cluster:
     """API + scheduler + node-1/node-2 agents on one Redis, default settings, a unique cluster name."""
 
-    def __init__(self, workdir: Path):
-        self.name = f"bench{uuid.uuid4().hex[:8]}"
+    def __init__(self, workdir: Path, *, redis: Redis | None = None, prefix: str = "bench"):
+        self.name = f"{prefix}{uuid.uuid4().hex[:8]}"
         self.workdir = workdir
-        self.redis = Redis(workdir)
+        self.redis = redis if redis is not None else Redis(workdir)
         env = {k: v for k, v in os.environ.items() if not k.startswith("GORCHESTER_")}
         env.update({"GORCHESTER_REDIS_URL": self.redis.url, "GORCHESTER_CLUSTER": self.name})
         self.procs = Processes(env, workdir)
