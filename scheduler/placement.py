@@ -129,31 +129,35 @@ def place(nodes: Iterable[NodeState], requests: Iterable[Request]) -> Placement:
     """Place each request in order on the best feasible node; `nodes` are updated in place.
 
     Same answer as scanning every node for every request (the reference scan in
-    tests/unit/test_placement_scale.py), in O(nodes + replicas x log nodes) per run of alike
-    requests instead of O(replicas x nodes): consecutive requests of one
-    shape (service, cpu, memory, host ports; a service's replicas, as reconcile sorts them) share a
-    heap of the feasible nodes keyed by `rank`. Within a run only the node just chosen changes, so the
-    other keys stay true; a node found infeasible stays so for the rest of the run (placements only
-    take resources and ports), so it is dropped; once none is left, the rest of the run is pending for
-    the same per-node reasons.
+    tests/unit/test_placement_scale.py), in O(nodes) once per pass plus O(log nodes) per placement
+    (and per node a run skips), rather than O(nodes) per service. Consecutive requests of one shape
+    (service, cpu, memory, host ports; a service's replicas, as reconcile sorts them) form a run.
+    Spread makes any node holding none of the service beat every node holding some, so a run takes
+    the best feasible node holding none from the pass-wide `_Pool` (ordered by load, tasks, id), and
+    ranks the nodes already holding the service (usually few) only once none is left. Within a run
+    only the chosen node changes, so other keys stay true; a node found infeasible stays so for the
+    rest of the run (placements only take resources and ports), so it is set aside; once none is
+    left, the rest of the run is pending for the same per-node reasons.
     """
     candidates = list(nodes)
-    # `rank` past the service's own count, per node, kept true as placements change the node.
-    bases = [_base(node) for node in candidates]
-    result = Placement()
     pending = list(requests)
+    pool = _Pool(candidates, {request.service for request in pending})
+    result = Placement()
     start = 0
     while start < len(pending):
         shape = _shape(pending[start])
         end = start + 1
         while end < len(pending) and _shape(pending[end]) == shape:
             end += 1
-        _place_run(candidates, bases, pending[start:end], result)
+        _place_run(pool, pending[start:end], result)
         start = end
     return result
 
 
-def _base(node: NodeState) -> tuple[float, int, str]:
+Base = tuple[float, int, str]  # (load, tasks, id)
+
+
+def _base(node: NodeState) -> Base:
     return (node.load(), node.tasks, node.id)
 
 
@@ -161,34 +165,102 @@ def _shape(request: Request) -> tuple[str, int, int, tuple[str, ...]]:
     return (request.service, request.cpu_millicores, request.memory_bytes, request.host_ports)
 
 
-def _place_run(
-    candidates: list[NodeState], bases: list[tuple[float, int, str]], run: list[Request], result: Placement
-) -> None:
-    # Keys order as `rank` does: (replicas of this service, (load, tasks, id)), then the node's
-    # position, as the scan keeps the first of equals. Infeasible nodes are dropped when they come up.
+class _Pool:
+    """The pass's ready nodes in one heap by (load, tasks, id), then position, and who holds what.
+
+    Built once per pass. Kept true lazily: `hold` bumps the node's version, which makes its entry
+    stale (dropped when it comes up), and `settle` pushes a fresh one after the run. Entries a run
+    skips (the node holds the service, or cannot take the request) go back after the run.
+    """
+
+    def __init__(self, candidates: list[NodeState], services: set[str]) -> None:
+        self.nodes = candidates
+        self.ready = [index for index, node in enumerate(candidates) if node.status is NodeStatus.READY]
+        self.versions = [0] * len(candidates)
+        # `rank` past the service's own count, per node, kept true as placements change the node.
+        self.bases = [_base(node) for node in candidates]
+        # Service placed -> positions of the ready nodes holding some of it.
+        self.holders: dict[str, set[int]] = {service: set() for service in services}
+        for index in self.ready:
+            held = candidates[index].replicas
+            # Through the smaller side: a node may hold many services the pass does not place.
+            for service in held if len(held) < len(services) else services:
+                if held.get(service) and service in services:
+                    self.holders[service].add(index)
+        self.heap = [self._entry(index) for index in self.ready]
+        heapq.heapify(self.heap)
+        self.aside: list[tuple[Base, int, int]] = []
+        self.changed: set[int] = set()
+
+    def _entry(self, index: int) -> tuple[Base, int, int]:
+        return (self.bases[index], index, self.versions[index])
+
+    def take_unheld(self, request: Request) -> int | None:
+        """Pop the best node that holds none of the service and fits the request, if any."""
+        while self.heap:
+            entry = heapq.heappop(self.heap)
+            _, index, version = entry
+            if version != self.versions[index]:
+                continue  # stale: `settle` pushes the node's current entry
+            node = self.nodes[index]
+            if node.replicas.get(request.service, 0) or not fits(node, request):
+                self.aside.append(entry)
+                continue
+            return index
+        return None
+
+    def hold(self, index: int, request: Request) -> None:
+        node = self.nodes[index]
+        node.hold(request)
+        self.bases[index] = _base(node)
+        self.holders[request.service].add(index)
+        self.versions[index] += 1
+        self.changed.add(index)
+
+    def ranked(self, service: str, index: int) -> tuple[int, Base, int]:
+        """The node's `rank` for the service, then its position (the scan keeps the first of equals)."""
+        return (self.nodes[index].replicas.get(service, 0), self.bases[index], index)
+
+    def settle(self) -> None:
+        """After a run: put back what it set aside and push the current entry of what it changed."""
+        for entry in self.aside:
+            if entry[2] == self.versions[entry[1]]:
+                heapq.heappush(self.heap, entry)
+        for index in self.changed:
+            heapq.heappush(self.heap, self._entry(index))
+        self.aside.clear()
+        self.changed.clear()
+
+
+def _place_run(pool: _Pool, run: list[Request], result: Placement) -> None:
+    # The run's own heap ranks the nodes holding the service. When they are many, skipping them in the
+    # pool would cost more (a pop each) than ranking every ready node here, so then the pool is unused.
     service = run[0].service
-    heap = [(node.replicas.get(service, 0), bases[index], index) for index, node in enumerate(candidates)]
+    holders = pool.holders[service]
+    wide = len(holders) * len(pool.ready).bit_length() > len(pool.ready)
+    nodes = pool.nodes
+    heap = [pool.ranked(service, index) for index in (pool.ready if wide else holders)]
     heapq.heapify(heap)
     for position, request in enumerate(run):
-        while heap:
-            index = heap[0][2]
-            node = candidates[index]
-            if not fits(node, request):
-                heapq.heappop(heap)  # infeasible now, so for the rest of the run
-                continue
-            node.hold(request)
-            bases[index] = _base(node)
-            heapq.heapreplace(heap, (node.replicas.get(service, 0), bases[index], index))
-            result.assigned[request.task] = node.id
-            break
+        index = None if wide else pool.take_unheld(request)
+        if index is not None:
+            pool.hold(index, request)
+            heapq.heappush(heap, pool.ranked(service, index))
         else:
-            reason = _why_none(candidates, request)
-            for rest in run[position:]:
-                result.pending[rest.task] = reason
-            return
+            while heap and not fits(nodes[heap[0][2]], request):
+                heapq.heappop(heap)  # infeasible now, so for the rest of the run
+            if not heap:
+                reason = _why_none(nodes, request)
+                for rest in run[position:]:
+                    result.pending[rest.task] = reason
+                break
+            index = heap[0][2]
+            pool.hold(index, request)
+            heapq.heapreplace(heap, pool.ranked(service, index))
+        result.assigned[request.task] = nodes[index].id
+    pool.settle()
 
 
 def _why_none(candidates: list[NodeState], request: Request) -> str:
     reasons = [f"{node.id}: {reason}" for node in candidates if (reason := rejection(node, request))]
     return "; ".join(reasons) if reasons else "no nodes registered"
-
