@@ -13,9 +13,10 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import redis
+from pydantic import BaseModel
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -75,6 +76,33 @@ return out
 
 WRITE_CHUNK = 2000  # task writes per Lua call: a huge plan must not block Redis for long at once
 
+Record = TypeVar("Record", bound=BaseModel)
+
+
+class ParsedRecords(Generic[Record]):
+    """Parsed records keyed by their stored JSON, so a read of a whole hash re-parses only what
+    changed since the last read. Records are shared between reads: callers must never mutate one."""
+
+    def __init__(self, model: type[Record]) -> None:
+        self.model = model
+        self._known: dict[str, Record] = {}
+        self._lock = threading.Lock()
+
+    def parse(self, bodies: Iterable[str]) -> list[Record]:
+        """The record of each body, in order; the cache keeps only these bodies."""
+        known = self._known
+        fresh: dict[str, Record] = {}
+        records = []
+        for body in bodies:
+            record = known.get(body)
+            if record is None:
+                record = self.model.model_validate_json(body)
+            fresh[body] = record
+            records.append(record)
+        with self._lock:
+            self._known = fresh  # only what is stored now: the cache never outgrows the hash
+        return records
+
 
 class NotLeader(Exception):
     """The scheduler's lease was lost before its plan was written; nothing was written."""
@@ -112,9 +140,9 @@ class Store:
         self.keys = Keys(cluster)
         self._cas = client.register_script(CAS_TASKS)
         self._nodes_json = client.register_script(NODES_JSON)
-        # Parsed task records keyed by their stored JSON: a snapshot re-parses only what changed.
-        self._parsed: dict[str, TaskRecord] = {}
-        self._parsed_lock = threading.Lock()
+        # A snapshot (every scheduler pass, every list request) re-parses only what changed.
+        self._services = ParsedRecords(ServiceRecord)
+        self._tasks = ParsedRecords(TaskRecord)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -123,8 +151,10 @@ class Store:
     # -- services -----------------------------------------------------------------------------
 
     def services(self) -> dict[str, ServiceRecord]:
+        """Every service by name. Records are shared between calls (parsed once per stored JSON): never
+        mutate one."""
         raw = self.redis.hgetall(self.keys.services)
-        return {name: ServiceRecord.model_validate_json(body) for name, body in raw.items()}
+        return dict(zip(raw, self._services.parse(raw.values()), strict=True))
 
     def service(self, name: str) -> ServiceRecord:
         body = self.redis.hget(self.keys.services, name)
@@ -204,6 +234,7 @@ class Store:
 
         Returns the record and whether this call marked it (False: it was being deleted already).
         """
+
         def mark(old: ServiceRecord | None) -> ServiceRecord | None:
             if old is None:
                 raise NotFound(f"service {name!r} not found")
@@ -287,18 +318,8 @@ class Store:
 
     def task_entries(self) -> list[tuple[str, TaskRecord]]:
         """Every task with its stored JSON (which readers may key caches of their own on)."""
-        known = self._parsed
-        fresh: dict[str, TaskRecord] = {}
-        result = []
-        for body in self.redis.hvals(self.keys.tasks):
-            record = known.get(body)
-            if record is None:
-                record = TaskRecord.model_validate_json(body)
-            fresh[body] = record
-            result.append((body, record))
-        with self._parsed_lock:
-            self._parsed = fresh  # only what is stored now: the cache never outgrows the hash
-        return result
+        bodies = self.redis.hvals(self.keys.tasks)
+        return list(zip(bodies, self._tasks.parse(bodies), strict=True))
 
     def tasks_by_id(self, task_ids: Collection[str]) -> dict[str, TaskRecord]:
         """The named tasks that exist, in one round trip."""
