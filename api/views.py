@@ -100,7 +100,7 @@ def endpoints_view(record: ServiceRecord, tasks: list[TaskRecord], nodes: list[N
             "node": task.node,
             "node_address": addresses.get(task.node or ""),
             "ports": [port.model_dump() for port in task.ports],
-            "network": record.spec_for(task.template).effective_network(),
+            "network": record.spec_for(task.template).network_name(),
             "address": task.address,
             "health": task.health.value,
         }

@@ -4,7 +4,9 @@ Measured against, in the same run, the floor (N `docker run -d` of the same imag
 CLI clients) and Docker Swarm (`docker service create --replicas N` until N tasks are running).
 Target: gorchester within 1.2x of the floor and faster than Swarm at every N. Runs are interleaved
 (gorchester, floor, swarm, in an order rotated per run) so load from other work on the machine falls
-on all three alike.
+on all three alike. A fourth timing per run, outside the targets, shows what service discovery costs:
+the same service with `network` set (a user-defined bridge network where its name resolves; like a
+Swarm service without `--network`, neither the target's gorchester service nor the baselines have one).
 
     .venv/bin/python -m bench.convergence --runs 3 --write
 """
@@ -22,16 +24,17 @@ SIZES = (10, 30, 100)
 TARGET = 1.2
 TIMEOUT = 180.0
 SETTLE = 1.0  # seconds of quiet after cleanup, before the next timed run
+KINDS = ("gorchester", "floor", "swarm", "network")  # "network": gorchester with service discovery
 
 
-def time_gorchester(cluster: harness.Cluster, name: str, replicas: int) -> float:
+def time_gorchester(cluster: harness.Cluster, name: str, replicas: int, network: str | None = None) -> float:
     start = time.perf_counter()
-    cluster.create_service(name, replicas)
+    cluster.create_service(name, replicas, network=network)
     poll_until(lambda: cluster.running(name, replicas), TIMEOUT, f"{replicas} running replicas of {name}")
     elapsed = time.perf_counter() - start
     nodes = sorted({t["node"] for t in cluster.tasks(name)})
     cluster.delete_service(name)
-    log(f"gorchester N={replicas}: {elapsed:.2f}s on {nodes}")
+    log(f"gorchester N={replicas}{' on ' + network if network else ''}: {elapsed:.2f}s on {nodes}")
     return elapsed
 
 
@@ -66,18 +69,22 @@ def sizes_option(parser: argparse.ArgumentParser) -> None:
 def main() -> None:
     args = harness.arguments(__doc__.splitlines()[0], extra=sizes_option)
     sizes = tuple(int(n) for n in args.sizes.split(","))
-    results = {n: {k: Samples(k) for k in ("gorchester", "floor", "swarm")} for n in sizes}
+    results = {n: {k: Samples(k) for k in KINDS} for n in sizes}
     ratios = {n: {"floor": Samples("floor"), "swarm": Samples("swarm")} for n in sizes}
     with harness.swarm() as swarm, harness.cluster(args.keep_logs) as cluster:
+        time_gorchester(cluster, "warmup", 1, network=f"{cluster.name}-net")  # untimed: makes the network
         for run in range(args.runs):
             for n in sizes:
                 measure = {
                     "gorchester": lambda n=n, run=run: time_gorchester(cluster, f"c{n}r{run}", n),
                     "floor": lambda n=n: time_floor(n),
                     "swarm": lambda n=n, run=run: time_swarm(swarm, f"{swarm.prefix}c{n}r{run}", n),
+                    "network": lambda n=n, run=run: time_gorchester(
+                        cluster, f"d{n}r{run}", n, network=f"{cluster.name}-net"
+                    ),
                 }
                 order = list(measure)
-                order = order[run % 3 :] + order[: run % 3]
+                order = order[run % 4 :] + order[: run % 4]
                 got = {}
                 for kind in order:
                     time.sleep(SETTLE)
@@ -107,6 +114,7 @@ def render(results: dict, ratios: dict, runs: int) -> str:
                 f"{q['swarm'].median:.2f}x",
                 "met" if floor_ratio <= TARGET else "**missed**",
                 "met" if q["swarm"].median < 1 else "**missed**",
+                f"{r['network'].median:.2f} ({r['network'].spread()})",
             ]
         )
     table = harness.markdown_table(
@@ -119,11 +127,12 @@ def render(results: dict, ratios: dict, runs: int) -> str:
             "gorchester / swarm",
             f"target ≤ {TARGET}x floor",
             "target: faster than Swarm",
+            "gorchester with `network` (discovery) s",
         ],
         rows,
     )
     raw = "\n".join(
-        f"- N={n} {kind}: {results[n][kind].all()}" for n in results for kind in ("gorchester", "floor", "swarm")
+        f"- N={n} {kind}: {results[n][kind].all()}" for n in results for kind in KINDS
     )
     ratio_note = (
         "Ratios are the median of the per-run ratios (each run times gorchester and its baselines back to back)."

@@ -207,13 +207,14 @@ class Cluster:
 
     # REST helpers -------------------------------------------------------------------------
 
-    def create_service(self, name: str, replicas: int) -> None:
+    def create_service(self, name: str, replicas: int, network: str | None = None) -> None:
         body = {
             "service_name": name,
             "image": IMAGE,
             "replicas": replicas,
             "command": COMMAND,
             "restart_policy": "always",
+            "network": network,
         }
         response = self.http.post(f"{self.url}/v1/services", json=body)
         if response.status_code != 201:

@@ -195,7 +195,7 @@ def remove_cluster_objects(cluster: str, *, networks: bool = False, volumes: boo
             warnings.append(f"could not remove container {container.name}: {exc}")
     if networks:
         for network in client.networks.list(filters=selector):
-            # The default network is shared by every cluster on an engine; another may still use it.
+            # A named network may be shared by the clusters of an engine; another may still use it.
             with contextlib.suppress(APIError):
                 network.remove()
     if volumes:

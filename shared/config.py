@@ -182,7 +182,11 @@ class ServiceSpec(Strict):
     env: list[str] = Field(default_factory=list)
     command: list[str] | None = Field(None, min_length=1)
     volumes: list[str] = Field(default_factory=list)
-    network: str | None = Field(None, description=f"defaults to {defaults.DEFAULT_NETWORK} in bridge mode")
+    network: str | None = Field(
+        None,
+        description="a user-defined bridge network to join (made when missing), where the service name resolves; "
+        "unset: Docker's default bridge, no discovery",
+    )
     network_mode: NetworkMode = NetworkMode.BRIDGE
     dns: list[str] = Field(default_factory=list)
     extra_hosts: list[str] = Field(default_factory=list)
@@ -294,10 +298,10 @@ class ServiceSpec(Strict):
                 )
         return self
 
-    def effective_network(self) -> str | None:
-        if self.network_mode is not NetworkMode.BRIDGE:
-            return None
-        return self.network or defaults.DEFAULT_NETWORK
+    def network_name(self) -> str:
+        """The Docker network the replicas are on: the user-defined one, else Docker's built-in
+        `bridge`, `host` or `none` (as `docker inspect` names them)."""
+        return self.network or self.network_mode.value
 
     def max_replicas(self) -> int:
         """The autoscaler's ceiling: scale_policy.max_replicas, or the declared replicas."""

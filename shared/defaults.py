@@ -5,7 +5,6 @@ DEFAULT_ENV = "local"
 DEFAULT_LISTEN_ADDR = ":8080"
 DEFAULT_DATA_DIR = "./orchestrator-data"
 DEFAULT_CLUSTER_NAME = "default-cluster"
-DEFAULT_NETWORK = "gorchester-network"
 MIN_CPU_MILLICORES = 5
 MIN_MEMORY_BYTES = 16 * 1024 * 1024
 MAX_REPLICAS = 10_000

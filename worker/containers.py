@@ -57,9 +57,8 @@ def container_args(
         "restart_policy": {"Name": "no"},
         "detach": True,
     }
-    network = spec.effective_network()
-    if network is not None:
-        network = network_id or network
+    if spec.network is not None:
+        network = network_id or spec.network
         # A plain dict is what EndpointConfig serialises to; it keeps this function free of an API version.
         args["network"] = network
         args["networking_config"] = {network: {"Aliases": [spec.service_name]}}

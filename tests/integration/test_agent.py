@@ -102,6 +102,7 @@ def test_start_makes_the_container_the_spec_describes(scheduler: Scheduler, stor
         env=["GREETING=hello", "MODE=test"],
         command=["httpd", "-f", "-p", "80", "-h", "/www"],
         ports=[{"container_port": 80}, {"container_port": 81, "host_port": fixed}],
+        network=f"{cluster}-net",  # the test's own: cleaned up with its cluster's objects
         resources={"cpu_millicores": 250, "memory_bytes": 64 * MIB},
     )
     task = scheduler.wait_state(scheduler.start(spec), TaskState.RUNNING)
@@ -120,7 +121,7 @@ def test_start_makes_the_container_the_spec_describes(scheduler: Scheduler, stor
     assert container.labels[labels.GEN] == "1"
     assert container.labels[labels.SERVICE] == "web"
     [(network, endpoint)] = attrs["NetworkSettings"]["Networks"].items()
-    assert network == spec.effective_network()
+    assert network == spec.network
     assert "web" in endpoint["Aliases"]
 
     ports = {port.container_port: port for port in task.ports}

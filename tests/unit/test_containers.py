@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import defaults, labels
+from shared import labels
 from shared.config import ServiceSpec
 from shared.records import TaskRecord
 from worker.containers import container_args, named_volumes
@@ -69,18 +69,26 @@ def test_volumes_named_and_bind_with_mode() -> None:
     assert named_volumes(service) == ["data"]
 
 
-def test_bridge_network_defaults_and_carries_the_service_alias() -> None:
+def test_without_a_network_the_container_is_on_dockers_default_bridge() -> None:
     result = args(spec())
-    assert result["network"] == defaults.DEFAULT_NETWORK
-    assert result["networking_config"] == {defaults.DEFAULT_NETWORK: {"Aliases": ["web"]}}
+    assert result["network_mode"] == "bridge"
+    assert "network" not in result and "networking_config" not in result
+    assert spec().network_name() == "bridge"
+
+
+def test_a_named_network_carries_the_service_alias() -> None:
+    result = args(spec(network="backend"))
+    assert result["network"] == "backend"
+    assert result["networking_config"] == {"backend": {"Aliases": ["web"]}}
     assert "network_mode" not in result
-    assert args(spec(network="backend"))["networking_config"] == {"backend": {"Aliases": ["web"]}}
+    assert spec(network="backend").network_name() == "backend"
 
 
 def test_host_and_none_network_modes() -> None:
     for mode in ("host", "none"):
         result = args(spec(network_mode=mode))
         assert result["network_mode"] == mode
+        assert spec(network_mode=mode).network_name() == mode
         assert "network" not in result
         assert "networking_config" not in result
 

@@ -68,7 +68,7 @@ def test_update_view_shows_progress_and_outcome():
 
 
 def test_endpoints_are_the_ready_replicas_with_node_and_container_addresses():
-    svc = record(health_check=CHECK, ports=[{"container_port": 80}])
+    svc = record(health_check=CHECK, ports=[{"container_port": 80}], network="backend")
     port = PublishedPort(host_ip="10.0.0.5", host_port=32768, container_port=80)
     tasks = [
         task(svc, 1, Health.HEALTHY, ports=[port], address="172.18.0.2"),
@@ -78,5 +78,5 @@ def test_endpoints_are_the_ready_replicas_with_node_and_container_addresses():
     node = NodeRecord(id="n1", address="10.0.0.5", cpu_millicores=1000, memory_bytes=1 << 30)
     [endpoint] = endpoints_view(svc, tasks, [node])
     assert endpoint["task"] == "web.1" and endpoint["node"] == "n1" and endpoint["node_address"] == "10.0.0.5"
-    assert endpoint["address"] == "172.18.0.2" and endpoint["network"] == "gorchester-network"
+    assert endpoint["address"] == "172.18.0.2" and endpoint["network"] == "backend"
     assert endpoint["ports"] == [port.model_dump()]
