@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -112,16 +113,23 @@ def count(pipe: Any, keys: Keys, name: str, amount: float = 1.0, **labels: str) 
     pipe.hincrbyfloat(keys.telemetry, _field(name, "total", labels), amount)
 
 
-def observe(pipe: Any, keys: Keys, name: str, value: float, **labels: str) -> None:
-    """Queue a histogram observation: cumulative buckets, sum and count, as Prometheus keeps them."""
+def observe(pipe: Any, keys: Keys, name: str, values: Collection[float], **labels: str) -> None:
+    """Queue histogram observations: cumulative buckets, sum and count, as Prometheus keeps them.
+
+    Added up here first, so a pass that sees 10,000 replicas start sends one increment per bucket,
+    not one per bucket per replica.
+    """
     kind, _, buckets = TELEMETRY[name]
     assert kind == "histogram", name
+    if not values:
+        return
     for bound in buckets:
-        if value <= bound:
-            pipe.hincrby(keys.telemetry, _field(name, "bucket", {**labels, "le": repr(float(bound))}), 1)
-    pipe.hincrby(keys.telemetry, _field(name, "bucket", {**labels, "le": "+Inf"}), 1)
-    pipe.hincrbyfloat(keys.telemetry, _field(name, "sum", labels), value)
-    pipe.hincrby(keys.telemetry, _field(name, "count", labels), 1)
+        within = sum(1 for value in values if value <= bound)
+        if within:
+            pipe.hincrby(keys.telemetry, _field(name, "bucket", {**labels, "le": repr(float(bound))}), within)
+    pipe.hincrby(keys.telemetry, _field(name, "bucket", {**labels, "le": "+Inf"}), len(values))
+    pipe.hincrbyfloat(keys.telemetry, _field(name, "sum", labels), sum(values))
+    pipe.hincrby(keys.telemetry, _field(name, "count", labels), len(values))
 
 
 def read_telemetry(client: Any, keys: Keys) -> dict[str, list[tuple[str, dict[str, str], float]]]:
@@ -151,20 +159,23 @@ class ReconcileTelemetry:
         self.seen: set[tuple[str, int]] = set()
 
     def record(self, duration: float, tasks: Iterable[Any], events: Iterable[Any]) -> None:
+        current: set[tuple[str, int]] = set()
+        latencies = []
+        for task in tasks:
+            if task.state != "running" or not task.started_at or not task.assigned_at:
+                continue
+            key = (task.id, task.gen)
+            current.add(key)
+            if key not in self.seen and task.started_at >= self.since:
+                latencies.append(max(task.started_at - task.assigned_at, 0.0))
+        self.seen = current
+        kinds = Counter(event.kind for event in events)
+        restarts = Counter(str(event.data.get("service", "")) for event in events if event.kind == "task_restarted")
         with self.client.pipeline(transaction=False) as pipe:
-            observe(pipe, self.keys, "gorchester_reconcile_duration_seconds", duration)
-            current: set[tuple[str, int]] = set()
-            for task in tasks:
-                if task.state != "running" or not task.started_at or not task.assigned_at:
-                    continue
-                key = (task.id, task.gen)
-                current.add(key)
-                if key not in self.seen and task.started_at >= self.since:
-                    latency = max(task.started_at - task.assigned_at, 0.0)
-                    observe(pipe, self.keys, "gorchester_schedule_to_running_seconds", latency)
-            self.seen = current
-            for event in events:
-                count(pipe, self.keys, "gorchester_scheduler_events", type=event.kind)
-                if event.kind == "task_restarted":
-                    count(pipe, self.keys, "gorchester_task_restarts", service=str(event.data.get("service", "")))
+            observe(pipe, self.keys, "gorchester_reconcile_duration_seconds", [duration])
+            observe(pipe, self.keys, "gorchester_schedule_to_running_seconds", latencies)
+            for kind, amount in kinds.items():
+                count(pipe, self.keys, "gorchester_scheduler_events", amount, type=kind)
+            for service, amount in restarts.items():
+                count(pipe, self.keys, "gorchester_task_restarts", amount, service=service)
             pipe.execute()
