@@ -17,7 +17,7 @@ from api.metrics import with_autoscale
 from api.snapshot import json_response, views_of
 from api.views import endpoints_view, service_view
 from shared.config import ConfigError, ServiceSpec, validate_config, validate_service
-from shared.records import ServiceRecord, TaskRecord, UpdateState
+from shared.records import ServiceRecord, TaskRecord
 from shared.store import Store
 
 log = logging.getLogger("gorchester.api")
@@ -44,7 +44,7 @@ def _announce(store: Store, outcome: str, name: str, record: ServiceRecord | Non
     if outcome == "updated":
         record = record or store.service(name)
         update = record.update
-        if update is not None and update.version == record.version and update.state is UpdateState.UPDATING:
+        if update is not None and update.version == record.version and record.updating:
             store.emit(
                 "service_update_started",
                 f"service {name}: rolling update to version {record.version} started",

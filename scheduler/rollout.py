@@ -22,7 +22,7 @@ def follow_update(service: ServiceRecord, tasks: list[TaskRecord], now: float, p
     Returns whether the service record is written in this plan.
     """
     update = service.update
-    if update is None or update.state is not UpdateState.UPDATING:
+    if update is None or not service.updating:
         return False
     template = service.template_hash()
     deadline = update_deadline(service, policy)

@@ -103,6 +103,17 @@ class ServiceRecord(BaseModel):
     def template_hash(self) -> str:
         return template_hash(self.spec)
 
+    @property
+    def updating(self) -> bool:
+        """A rolling update is under way."""
+        return self.update is not None and self.update.state is UpdateState.UPDATING
+
+    @property
+    def replacing(self) -> bool:
+        """Replicas may still be replaced one by one: an update under way, or a rollback (which does
+        not record its end)."""
+        return self.update is not None and self.update.state is not UpdateState.COMPLETED
+
     def with_spec(self, spec: ServiceSpec, now: float) -> ServiceRecord:
         """The record after a user's change of spec; a changed template starts a rolling update.
 
@@ -112,8 +123,7 @@ class ServiceRecord(BaseModel):
         version = self.version + 1
         fields: dict[str, Any] = {"spec": spec, "version": version, "updated_at": now}
         if template_hash(spec) != self.template_hash():
-            updating = self.update is not None and self.update.state is UpdateState.UPDATING
-            fields["previous_spec"] = self.previous_spec if updating and self.previous_spec else self.spec
+            fields["previous_spec"] = self.previous_spec if self.updating and self.previous_spec else self.spec
             fields["update"] = UpdateStatus(version=version, started_at=now)
         return self.model_copy(update=fields)
 

@@ -276,14 +276,14 @@ class Store:
             pipe.set(self.keys.revision, _token())
             pipe.execute()
 
-    def service_specs(self, names: Collection[str]) -> dict[str, ServiceSpec]:
-        """The specs of the named services that exist, in one round trip."""
+    def services_named(self, names: Collection[str]) -> dict[str, ServiceRecord]:
+        """The named services that exist, in one round trip."""
         wanted = sorted(names)
         if not wanted:
             return {}
         bodies = self.redis.hmget(self.keys.services, wanted)
         return {
-            name: ServiceRecord.model_validate_json(body).spec
+            name: ServiceRecord.model_validate_json(body)
             for name, body in zip(wanted, bodies, strict=True)
             if body is not None
         }

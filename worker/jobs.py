@@ -58,7 +58,11 @@ def start_tasks(items: list[tuple[str, int]]) -> None:
 
     STARTING is written for all in one compare-and-set, the specs are read once, what a service's
     containers need (image, volumes, network) is made once, and RUNNING is reported in batches (at
-    least every FLUSH_SECONDS, so a slow engine still shows progress).
+    least every FLUSH_SECONDS, so a slow engine still shows progress). A RUNNING report wakes the
+    scheduler only when it waits for that replica to be ready: to release the container it replaces
+    (start-first) or to go on replacing replicas one by one (an update or its rollback). No other
+    decision depends on it, and at cluster scale a pass per report (each reading every task and
+    node) was most of the control plane's work while replicas started.
     """
     node = current()
     tasks = node.report_many(
@@ -71,7 +75,13 @@ def start_tasks(items: list[tuple[str, int]]) -> None:
             log.info("start %s gen %s: the decision moved on; nothing to do", task_id, gen)
     if not tasks:
         return
-    specs = node.store.service_specs({task.service for task in tasks})
+    services = node.store.services_named({task.service for task in tasks})
+    specs = {name: record.spec for name, record in services.items()}
+    awaited = {
+        task.id
+        for task in tasks
+        if task.previous is not None or (task.service in services and services[task.service].replacing)
+    }
     prepared = _Prepared()
     ordered = sorted(tasks, key=lambda task: (task.service, task.slot))
 
@@ -112,9 +122,16 @@ def start_tasks(items: list[tuple[str, int]]) -> None:
                     task.id, task.gen, STARTABLE, state=TaskState.FAILED, reason=str(error), finished_at=time.time()
                 )
             if running and time.monotonic() - flushed >= FLUSH_SECONDS:
-                node.report_many(running, {TaskState.STARTING}, known=known)
+                _report_running(node, running, known, awaited)
                 running, flushed = [], time.monotonic()
-        node.report_many(running, {TaskState.STARTING}, known=known)
+        _report_running(node, running, known, awaited)
+
+
+def _report_running(
+    node: Node, running: list[tuple[str, int, dict[str, Any]]], known: dict[str, TaskRecord], awaited: set[str]
+) -> None:
+    notify = any(task_id in awaited for task_id, _, _ in running)
+    node.report_many(running, {TaskState.STARTING}, known=known, notify=notify)
 
 
 class _Prepared:

@@ -78,7 +78,7 @@ class Node:
 
         Each (task id, gen, fields) is written if the task is still this node's, at gen, in `states`.
         `known` are records this node just wrote (skips a read); `notify=False` for a state no
-        scheduler decision depends on (STARTING), which spares it a pass.
+        scheduler decision depends on (STARTING; RUNNING mostly, see worker/jobs.py), which spares it a pass.
         """
         if not updates:
             return []

@@ -12,11 +12,12 @@ from typing import Any
 
 import docker
 import pytest
+from rq.job import Job as RQJob
 
 from shared import labels
 from shared.config import ServiceSpec
 from shared.dispatch import Action, Job, enqueue
-from shared.records import TaskRecord, TaskState, host_port_keys, template_hash
+from shared.records import PreviousContainer, TaskRecord, TaskState, host_port_keys, template_hash
 from shared.store import Store, connect
 from tests.support.procs import TEST_IMAGE, Processes, free_port, wait_for
 
@@ -39,7 +40,7 @@ class Scheduler:
         self.store = store
         self.rq = connect(redis_url, decode=False)
 
-    def start(self, spec: ServiceSpec, slot: int = 1, gen: int = 1) -> str:
+    def start(self, spec: ServiceSpec, slot: int = 1, gen: int = 1, **fields: Any) -> str:
         if spec.service_name not in self.store.services():
             self.store.create_service(spec, time.time())
         task = TaskRecord(
@@ -55,6 +56,7 @@ class Scheduler:
             host_ports=host_port_keys(spec),
             created_at=time.time(),
             assigned_at=time.time(),
+            **fields,
         )
         assert self.store.write_tasks([(task.id, -1, task)]) == [True]
         self.send(Action.START, task.id, gen)
@@ -129,6 +131,35 @@ def test_start_makes_the_container_the_spec_describes(scheduler: Scheduler, stor
     assert ports[80].host_ip == ADDRESS and ports[80].host_port not in (0, fixed)
     bound = attrs["NetworkSettings"]["Ports"]["80/tcp"][0]
     assert (bound["HostIp"], int(bound["HostPort"])) == (ADDRESS, ports[80].host_port)
+
+
+def test_running_wakes_the_scheduler_only_when_it_waits_for_that_replica(scheduler: Scheduler, store: Store):
+    """A pass per RUNNING report was most of the control plane's work at scale; only a replica that
+    releases a previous container, or one of a service being updated, is worth one."""
+    pubsub = store.redis.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(store.keys.changes)
+
+    def started(spec: ServiceSpec, slot: int, **fields: Any) -> list[str]:
+        """The agent's notifications while it starts this replica (its job done, so all of them)."""
+        task_id = scheduler.start(spec, slot, **fields)
+        job_id = store.keys.job_id(Action.START.value, task_id, 1)
+        wait_for(lambda: not RQJob.exists(job_id, connection=scheduler.rq), what=f"the start job of {task_id} to end")
+        store.notify("marker")
+        seen: list[str] = []
+        wait_for(lambda: (m := pubsub.get_message(timeout=0.1)) and seen.append(m["data"]) or "marker" in seen,
+                 what="the marker")
+        assert store.task(task_id).state is TaskState.RUNNING
+        return [hint for hint in seen if hint == f"node:{NODE}"]
+
+    try:
+        sleeper = service(command=["sleep", "3600"])
+        assert started(sleeper, 1) == []
+        assert len(started(sleeper, 2, previous=PreviousContainer(node=NODE, gen=0))) == 1
+        store.update_service(sleeper.model_copy(update={"env": ["V=2"]}), time.time())
+        assert store.service("web").updating
+        assert len(started(sleeper, 3)) == 1
+    finally:
+        pubsub.close()
 
 
 def test_the_same_job_twice_makes_one_container(scheduler: Scheduler, store: Store, cluster: str):
