@@ -74,8 +74,9 @@ class Scheduler:
         )
         done = [w for w, ok in zip(plan.writes, applied, strict=True) if ok]
         written = time.perf_counter()
-        enqueue(self.jobs_redis, self.store.keys, (job for w in done for job in w.jobs))
+        # Events first: the jobs wake the agents, and the pass should not compete with them for the CPU.
         self.store.emit_many(((e.kind, e.message, e.data) for w in done for e in w.events), now)
+        enqueue(self.jobs_redis, self.store.keys, (job for w in done for job in w.jobs))
         for change in plan.services:
             if self.store.write_service(change.expected, change.record, leader_token=self.lease.token):
                 self.store.emit_many(((e.kind, e.message, e.data) for e in change.events), now)
