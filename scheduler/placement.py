@@ -44,6 +44,7 @@ class NodeState:
         self.memory_allocated -= request.memory_bytes
         self.ports_used.difference_update(request.host_ports)
         self.replicas[request.service] = max(self.replicas.get(request.service, 0) - 1, 0)
+        self.tasks = max(self.tasks - 1, 0)
 
     def load(self) -> float:
         """Share of the node already allocated: the mean of its cpu and memory shares."""

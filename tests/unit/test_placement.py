@@ -77,3 +77,13 @@ def test_pending_is_per_request_and_later_requests_still_fit():
     result = place([node("n1", cpu=1000)], [Request("big.1", "big", cpu_millicores=5000), Request("s.1", "s", 100)])
     assert result.assigned == {"s.1": "n1"}
     assert result.pending == {"big.1": "n1: not enough cpu (needs 5000m, 1000m free)"}
+
+
+def test_release_undoes_hold_entirely():
+    """A stop-first replacement releases the old container's share, then holds the new one's: the
+    node must end as it was, or its replica count skews later ties."""
+    n = node("a", cpu=1000, memory=1024)
+    request = Request("web.1", "web", 250, 128, ("80/tcp",))
+    n.hold(request)
+    n.release(request)
+    assert (n.cpu_allocated, n.memory_allocated, n.ports_used, n.replicas.get("web"), n.tasks) == (0, 0, set(), 0, 0)
