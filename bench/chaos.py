@@ -294,7 +294,7 @@ def invariants(cluster: ChaosCluster) -> list[Check]:
     tasks = cluster.http.get(f"{api}/v1/tasks").json()
     nodes = cluster.http.get(f"{api}/v1/nodes").json()
     client = harness.docker_client()
-    every = client.containers.list(all=True, filters={"label": f"{labels.CLUSTER}={cluster.name}"})
+    every = client.containers.list(all=True, filters={"label": f"{labels.CLUSTER}={cluster.name}"}, ignore_removed=True)
     by_task = {t["id"]: t for t in tasks}
     checks: list[Check] = []
 

@@ -374,6 +374,6 @@ def docker_run_parallel(count: int, label: str, clients: int = 2) -> None:
 
 def remove_labelled(label: str | list[str]) -> None:
     client = docker_client()
-    for container in client.containers.list(all=True, filters={"label": label}):
+    for container in client.containers.list(all=True, filters={"label": label}, ignore_removed=True):
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)

@@ -182,7 +182,7 @@ def remove_cluster_objects(cluster: str, *, networks: bool = False, volumes: boo
     selector = {"label": f"{labels.CLUSTER}={cluster}"}
     try:
         client = docker.from_env()
-        containers = client.containers.list(all=True, filters=selector)
+        containers = client.containers.list(all=True, filters=selector, ignore_removed=True)
     except DockerException as exc:
         return [f"could not list the cluster's containers: {exc}"]
     warnings = []

@@ -134,7 +134,9 @@ class Engine:
         if task is not None:
             selector.append(f"{labels.TASK}={task}")
         with engine_errors("list containers"):
-            return self.client.containers.list(all=True, filters={"label": selector})
+            # The SDK inspects each listed container; one removed meanwhile (a stop job, `docker rm`)
+            # is skipped rather than failing the listing, and with it a whole batch of starts.
+            return self.client.containers.list(all=True, filters={"label": selector}, ignore_removed=True)
 
     def inspect(self, container_id: str) -> dict[str, Any] | None:
         """A container's inspect document, or None once it is gone."""

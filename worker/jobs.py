@@ -103,6 +103,7 @@ def start_tasks(items: list[tuple[str, int]]) -> None:
             for container in node.engine.containers():
                 existing[container.labels.get(labels.TASK, "")].append(container)
         except EngineError as listing:
+            log.warning("start batch of %d: %s", len(ordered), listing)
             for task in ordered:
                 node.report(
                     task.id, task.gen, STARTABLE, state=TaskState.FAILED, reason=str(listing), finished_at=time.time()

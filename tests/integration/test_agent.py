@@ -20,6 +20,7 @@ from shared.dispatch import Action, Job, enqueue
 from shared.records import PreviousContainer, TaskRecord, TaskState, host_port_keys, template_hash
 from shared.store import Store, connect
 from tests.support.procs import TEST_IMAGE, Processes, free_port, wait_for
+from worker.engine import Engine
 
 NODE = "node-a"
 ADDRESS = "127.0.0.2"
@@ -160,6 +161,27 @@ def test_running_wakes_the_scheduler_only_when_it_waits_for_that_replica(schedul
         assert len(started(sleeper, 3)) == 1
     finally:
         pubsub.close()
+
+
+def test_a_container_removed_while_the_engine_lists_is_skipped(cluster: str, docker_cleanup: None):
+    """A stop job removing a container while a start batch lists the node's containers failed the
+    whole batch (the SDK inspects each listed container, and one was gone): seen in CI."""
+    engine = Engine.from_env(cluster, NODE)
+    made = [
+        engine.client.containers.create(
+            TEST_IMAGE, ["sleep", "1"], labels={labels.CLUSTER: cluster, labels.NODE: NODE, labels.TASK: f"web.{slot}"}
+        )
+        for slot in (1, 2)
+    ]
+    listing = engine.client.api.containers
+
+    def list_then_remove_one(*args: Any, **kwargs: Any) -> Any:
+        found = listing(*args, **kwargs)
+        made[0].remove(force=True)  # gone before the SDK inspects what was listed
+        return found
+
+    engine.client.api.containers = list_then_remove_one
+    assert [container.id for container in engine.containers()] == [made[1].id]
 
 
 def test_the_same_job_twice_makes_one_container(scheduler: Scheduler, store: Store, cluster: str):
