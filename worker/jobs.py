@@ -18,9 +18,10 @@ from shared.config import ServiceSpec
 from shared.dispatch import Action
 from shared.errors import NotFound
 from shared.records import TaskRecord, TaskState
+from worker import fanout
 from worker.containers import container_args, named_volumes
 from worker.engine import EngineError, container_address, container_gen
-from worker.node import Node, current
+from worker.node import Node, current, serving
 
 log = logging.getLogger("rq.worker.gorchester")
 
@@ -39,14 +40,20 @@ def start_task(task_id: str, gen: int) -> None:
 def run_batch(decisions: list[tuple[str, str, int]]) -> None:
     """Several decisions for this node in one job (shared/dispatch.py): stops, then starts, then halts.
 
-    Stops first, so what they free (ports, resources) is free for the starts; each decision is fenced
-    by its gen exactly as its single job would be.
+    Stops first (several at once: each may wait out a graceful stop), so what they free (ports,
+    resources) is free for the starts; each decision is fenced by its gen exactly as its single job
+    would be.
     """
     by_action: dict[Action, list[tuple[str, int]]] = defaultdict(list)
     for action, task_id, gen in decisions:
         by_action[Action(action)].append((task_id, gen))
-    for task_id, gen in by_action[Action.STOP]:
-        stop_task(task_id, gen)
+    node = current()
+
+    def stop(decision: tuple[str, int]) -> None:
+        with serving(node):  # the pool's threads serve this job's node (worker/hollow.py hosts many)
+            stop_task(*decision)
+
+    fanout.each(stop, by_action[Action.STOP])
     if by_action[Action.START]:
         start_tasks(by_action[Action.START])
     for task_id, gen in by_action[Action.HALT]:

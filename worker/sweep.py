@@ -12,6 +12,7 @@ from docker.models.containers import Container
 
 from shared import labels
 from shared.records import TaskRecord, TaskState
+from worker import fanout
 from worker.engine import container_address, container_gen
 from worker.exits import REMOVED, exit_fields
 from worker.node import Node
@@ -47,11 +48,14 @@ def sweep(node: Node) -> None:
                     task.id, task.gen, {TaskState.RUNNING}, state=TaskState.FAILED, reason=REMOVED,
                     finished_at=time.time(),
                 )
-    for container, task in strays:
-        node.engine.remove(container)
-        if task is not None and task.node == node.id and container_gen(container) <= task.gen:
-            # Does what a lost stop job would have: a SHUTDOWN record goes with its containers.
-            node.forget(task.id, task.gen)
+    fanout.each(lambda stray: _remove(node, *stray), strays)
+
+
+def _remove(node: Node, container: Container, task: TaskRecord | None) -> None:
+    node.engine.remove(container)
+    if task is not None and task.node == node.id and container_gen(container) <= task.gen:
+        # Does what a lost stop job would have: a SHUTDOWN record goes with its containers.
+        node.forget(task.id, task.gen)
 
 
 def _is_previous(task: TaskRecord, node: Node, container: Container) -> bool:
