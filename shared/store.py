@@ -278,15 +278,7 @@ class Store:
 
     def services_named(self, names: Collection[str]) -> dict[str, ServiceRecord]:
         """The named services that exist, in one round trip."""
-        wanted = sorted(names)
-        if not wanted:
-            return {}
-        bodies = self.redis.hmget(self.keys.services, wanted)
-        return {
-            name: ServiceRecord.model_validate_json(body)
-            for name, body in zip(wanted, bodies, strict=True)
-            if body is not None
-        }
+        return self._named(self.keys.services, ServiceRecord, sorted(names))
 
     def touch(self) -> None:
         """Mark services or tasks as changed for readers caching views by the revision."""
@@ -323,14 +315,15 @@ class Store:
 
     def tasks_by_id(self, task_ids: Collection[str]) -> dict[str, TaskRecord]:
         """The named tasks that exist, in one round trip."""
-        wanted = list(task_ids)
+        return self._named(self.keys.tasks, TaskRecord, list(task_ids))
+
+    def _named(self, key: str, model: type[Record], wanted: list[str]) -> dict[str, Record]:
+        """The records of hash `key` stored under the `wanted` fields that exist, in one HMGET."""
         if not wanted:
             return {}
-        bodies = self.redis.hmget(self.keys.tasks, wanted)
+        bodies = self.redis.hmget(key, wanted)
         return {
-            task_id: TaskRecord.model_validate_json(body)
-            for task_id, body in zip(wanted, bodies, strict=True)
-            if body is not None
+            name: model.model_validate_json(body) for name, body in zip(wanted, bodies, strict=True) if body is not None
         }
 
     def task(self, task_id: str) -> TaskRecord:
