@@ -15,6 +15,7 @@ import httpx
 
 from cli import redis_local
 from cli.launcher import Child, Launcher
+from cli.supervision import exit_reason
 from shared import labels
 from shared.config import Config
 
@@ -162,8 +163,7 @@ class LocalCluster:
             dead = self.dead_child()
             if dead is not None:
                 raise StartupError(
-                    f"{dead.name} exited with status {dead.proc.returncode} while waiting for {what}; "
-                    f"see {dead.log_path}"
+                    f"{dead.name} {exit_reason(dead.proc.returncode)} while waiting for {what}; see {dead.log_path}"
                 )
             if condition():
                 return

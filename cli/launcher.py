@@ -1,8 +1,10 @@
-"""A class owning child processes: start them with logs, notice one dying, stop them all in order.
+"""A class owning child processes: start them with logs, start again one that dies, stop them all in order.
 
 Each child gets its own session, so a Ctrl-C at the terminal reaches only the launcher, which then
 stops children in the order it chooses; on Linux each child also dies with the launcher, so a
-killed launcher leaves nothing behind.
+killed launcher leaves nothing behind. While `supervise` is called, a child that exits is started
+again with the argv and environment it was first started with, after a back-off
+(cli/supervision.py decides when).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cli.supervision import Restarts, exit_reason, plan_restart, restart_line
+
 PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
@@ -29,8 +33,13 @@ def _die_with_parent() -> None:
 @dataclass
 class Child:
     name: str
-    proc: subprocess.Popen
+    argv: list[str]
+    env: dict[str, str]  # as first started: a restart gets the same, whatever the launcher's env is now
     log_path: Path
+    proc: subprocess.Popen
+    started_at: float  # time.monotonic()
+    restarts: Restarts = Restarts()
+    restart_due: float | None = None  # time.monotonic() of the next start, while it waits out its back-off
 
     def running(self) -> bool:
         return self.proc.poll() is None
@@ -39,6 +48,11 @@ class Child:
         """The whole process group: an rq worker's work horse goes with its worker."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
+
+
+def _log(log_path: Path, line: str) -> None:
+    with open(log_path, "ab") as log:
+        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n".encode())
 
 
 class Launcher:
@@ -50,24 +64,58 @@ class Launcher:
     def start(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
+        env = {**self.env, **(extra_env or {})}
+        child = Child(name, argv, env, log_path, self._popen(argv, env, log_path), time.monotonic())
+        self.children.append(child)
+        return child
+
+    def _popen(self, argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+        # Called from the main thread only: the parent-death signal fires when the thread that
+        # forked the child ends, not the process.
+        _log(log_path, f"starting: {' '.join(argv)}")
         with open(log_path, "ab") as log:
-            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n".encode())
-            log.flush()
-            proc = subprocess.Popen(
+            return subprocess.Popen(
                 argv,
-                env={**self.env, **(extra_env or {})},
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
-        child = Child(name, proc, log_path)
-        self.children.append(child)
-        return child
 
     def first_exited(self) -> Child | None:
         return next((child for child in self.children if not child.running()), None)
+
+    def supervise(self, now: float) -> list[str]:
+        """Notice every child that exited and start again those whose back-off is over (`now` is
+        time.monotonic()). Returns one line per exit noticed, also written to the child's log."""
+        lines = []
+        for child in self.children:
+            if child.restart_due is None and not child.running():
+                # What the child leaves in its group (an orphaned work horse) goes before a new one starts.
+                child.signal(signal.SIGKILL)
+                lines.append(self._schedule_restart(child, exit_reason(child.proc.returncode), now))
+            if child.restart_due is not None and now >= child.restart_due:
+                try:
+                    child.proc = self._popen(child.argv, child.env, child.log_path)
+                except OSError as exc:  # e.g. fork failing under memory pressure: try again later
+                    child.started_at = now
+                    lines.append(self._schedule_restart(child, f"could not start ({exc})", now))
+                    continue
+                child.started_at, child.restart_due = now, None
+        return lines
+
+    def _schedule_restart(self, child: Child, reason: str, now: float) -> str:
+        restart = plan_restart(child.restarts, child.started_at, now)
+        child.restarts, child.restart_due = restart.restarts, restart.due_at
+        line = restart_line(child.name, reason, restart, child.log_path)
+        _log(child.log_path, line)
+        return line
+
+    def next_restart(self) -> float | None:
+        """When the earliest pending restart is due (time.monotonic()), if any is."""
+        return min((child.restart_due for child in self.children if child.restart_due is not None), default=None)
 
     def stop(self, children: list[Child], grace: float) -> None:
         """SIGTERM together, then SIGKILL whatever outlives the grace period."""
@@ -76,6 +124,8 @@ class Launcher:
                 child.signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
         for child in children:
+            if child.restart_due is not None:
+                continue  # exited, and its group was killed then: its pid may belong to another by now
             try:
                 child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:

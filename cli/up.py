@@ -1,4 +1,8 @@
-"""`gorchester up`: a whole cluster on this machine, in the foreground, until Ctrl-C or SIGTERM."""
+"""`gorchester up`: a whole cluster on this machine, in the foreground, until Ctrl-C or SIGTERM.
+
+A part that dies before the cluster is up makes up fail; once it is up, a part that dies is started
+again (cli/supervision.py) and the cluster's containers keep running.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,13 @@ import argparse
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 
 from cli.cluster import LocalCluster, StartupError, health
 from cli.configfile import read_config
 from cli.down import remove_pidfile, write_pidfile
+from cli.launcher import Launcher
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 POLL_INTERVAL = 0.5  # seconds between checks that every child is still alive
@@ -41,6 +47,17 @@ def positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value
+
+
+def supervise(launcher: Launcher, stop: threading.Event) -> None:
+    """Until stopped: a child that exits is started again after its back-off, never the end of the
+    cluster (its containers keep running); each exit is one line on stderr."""
+    while not stop.is_set():
+        now = time.monotonic()
+        for line in launcher.supervise(now):
+            print(line, file=sys.stderr, flush=True)
+        due = launcher.next_restart()
+        stop.wait(POLL_INTERVAL if due is None else min(POLL_INTERVAL, max(due - now, 0.0)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,15 +92,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  Redis  {cluster.redis_url}{embedded}", flush=True)
             print(f"  Logs   {cluster.log_dir}", flush=True)
             print("Press Ctrl-C to stop.", flush=True)
-        while not stop.wait(POLL_INTERVAL):
-            dead = cluster.dead_child()
-            if dead is not None:
-                print(
-                    f"{dead.name} exited unexpectedly (status {dead.proc.returncode}); see {dead.log_path}",
-                    file=sys.stderr, flush=True,
-                )
-                status = 1
-                break
+        supervise(cluster.launcher, stop)
     except StartupError as exc:
         print(str(exc), file=sys.stderr, flush=True)
         status = 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +11,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_up import GORCHESTER, Up, alive, cluster_containers, wait_until_up
+from tests.integration.test_up import (
+    GORCHESTER,
+    Up,
+    alive,
+    child_pid,
+    cluster_containers,
+    held_port,
+    wait_until_up,
+)
 from tests.support.procs import wait_for
 
 ADMIN = "down-admin-9a3f"
@@ -54,6 +64,29 @@ def test_down_stops_the_cluster_up_started(launched: Up, cluster: str) -> None:
     again = down(up)
     assert again.returncode == 0
     assert "not running" in again.stdout
+
+
+def test_down_stops_the_cluster_while_a_child_is_being_restarted(launched: Up, cluster: str) -> None:
+    up = launched
+    up.start()
+    children = wait_until_up(up)
+    wait_for(lambda: len(up.running_tasks()) == 2, timeout=60, what="two running tasks")
+    api = child_pid(children, "api")
+    assert api is not None
+    os.killpg(api, signal.SIGKILL)
+    # Another program takes the API's port: every restart fails until up gives a crash loop its name.
+    with held_port(up.api_port):
+        wait_for(lambda: "(restart 5); it keeps failing: 5 exits in a row" in up.text(), timeout=120,
+                 what="up to report the API's crash loop")
+        assert "api exited (status 3); restarting in 8.0s (restart 5)" in up.text()
+        assert up.proc is not None and up.proc.poll() is None
+
+        result = down(up)  # while up waits out the API's back-off
+    assert result.returncode == 0, result.stderr
+    assert up.proc.wait(timeout=5) == 0
+    assert not any(alive(pid) for pid in up.children()) and not any(alive(pid) for pid in children)
+    assert cluster_containers(cluster) == []
+    assert not (up.data_dir / "gorchester-up.pid").exists()
 
 
 def test_down_removes_a_stale_pidfile_and_signals_nothing(launched: Up, cluster: str) -> None:
