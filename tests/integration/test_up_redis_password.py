@@ -59,10 +59,12 @@ def test_up_starts_redis_with_a_password_every_process_uses(up: Up, cluster: str
     wait_for(lambda: len(up.running_tasks()) == 2, timeout=60, what="two running tasks")
     assert authenticated.scard(f"gorchester:{cluster}:nodes") == 2
 
-    # The password is on no command line or initial environment, nor in up's output.
+    # The password is on no command line or initial environment, nor in up's output or its children's logs.
     for pid in children:
         assert secret not in proc_text(pid, "cmdline") and secret not in proc_text(pid, "environ"), children[pid]
     assert secret not in up.text()
+    for log in (up.data_dir / "logs").iterdir():
+        assert secret not in log.read_text(errors="replace"), log
 
     assert up.proc is not None
     up.proc.send_signal(signal.SIGTERM)
