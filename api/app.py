@@ -59,7 +59,7 @@ ROUTES = [
 class State(TypedDict):
     settings: Settings
     store: Store
-    jobs: redis.Redis  # RQ's connection (pickled payloads, so not decoding) for the jobs the API sends
+    jobs: redis.Redis  # RQ's connection (zlib-compressed payloads, so not decoding) for the jobs the API sends
     tokens: Tokens  # bearer tokens (api/auth.py); none configured means loopback-only
 
 

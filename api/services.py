@@ -17,6 +17,7 @@ from api.metrics import with_autoscale
 from api.snapshot import json_response, views_of
 from api.views import endpoints_view, service_view
 from shared.config import ConfigError, ServiceSpec, validate_config, validate_service
+from shared.hostaccess import check_config, check_service
 from shared.records import ServiceRecord, TaskRecord
 from shared.store import Store
 
@@ -78,6 +79,7 @@ async def get_service(request: Request) -> JSONResponse:
 
 async def create_service(request: Request) -> JSONResponse:
     spec = validate_service(await read_mapping(request, "one service"))
+    check_service(spec, settings_of(request).host_access)
     store = store_of(request)
 
     def create() -> dict[str, Any]:
@@ -96,6 +98,7 @@ async def replace_service(request: Request) -> JSONResponse:
     spec = validate_service(data)
     if spec.service_name != name:
         raise ConfigError([f"service_name: must match the URL ({name})"])
+    check_service(spec, settings_of(request).host_access)
     store = store_of(request)
 
     def replace() -> dict[str, Any]:
@@ -175,6 +178,7 @@ async def apply(request: Request) -> JSONResponse:
     prune = _flag(request, "prune")
     data = await read_document(request)
     config = validate_config(data)
+    check_config(config, settings_of(request).host_access)
     cluster = settings_of(request).cluster
     if "cluster_name" in data and config.cluster_name != cluster:
         raise ConfigError([f"cluster_name: this API serves cluster {cluster}"])

@@ -41,8 +41,9 @@ import redis as redis_lib
 from bench import harness
 from bench.harness import log
 from cli.cluster import remove_cluster_objects
-from cli.redis_local import server_argv
+from cli.redis_local import password, server_argv, server_config
 from shared import labels
+from shared.settings import with_password
 from tests.support.procs import free_port, wait_for
 
 NODES = {"node-1": "127.0.0.2", "node-2": "127.0.0.3", "node-3": "127.0.0.4"}
@@ -78,13 +79,15 @@ class PersistentRedis:
         self.dir = workdir / "redis"
         self.dir.mkdir()
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        secret, _ = password(self.dir)  # a password as a cluster's has; the URL carries it
+        self.url = with_password(f"redis://127.0.0.1:{self.port}/0", secret)
+        self.config = server_config(self.dir, secret)
         self.proc: subprocess.Popen | None = None
         self.log = open(workdir / "redis.log", "ab")  # noqa: SIM115 - closed in close()
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            server_argv(self.port, self.dir),
+            server_argv(self.port, self.dir, config=self.config),
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

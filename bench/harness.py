@@ -30,8 +30,9 @@ import docker
 import httpx
 
 from cli.cluster import remove_cluster_objects
-from cli.redis_local import server_argv
+from cli.redis_local import password, server_argv, server_config
 from shared import labels
+from shared.settings import with_password
 from tests.support.procs import ROOT, Processes, free_port, wait_for
 
 IMAGE = "gorchester/busybox:latest"
@@ -154,15 +155,18 @@ def load() -> str:
 
 
 class Redis:
-    """A redis-server of our own on a free loopback port, in a temporary folder, no persistence."""
+    """A redis-server of our own on a free loopback port, in a temporary folder, no persistence, with
+    a password as a cluster's has (the URL carries it to every process)."""
 
     def __init__(self, workdir: Path):
         if shutil.which("redis-server") is None:
             raise SystemExit("redis-server is not installed")
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        secret, _ = password(workdir)
+        self.url = with_password(f"redis://127.0.0.1:{self.port}/0", secret)
         self.proc = subprocess.Popen(
-            server_argv(self.port, workdir, persist=False), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            server_argv(self.port, workdir, persist=False, config=server_config(workdir, secret)),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
 
     def close(self) -> None:

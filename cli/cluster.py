@@ -18,6 +18,7 @@ from cli.launcher import Child, Launcher
 from cli.supervision import exit_reason
 from shared import labels
 from shared.config import Config
+from shared.settings import PASSWORD_FILE_SETTING, redis_url_from_env, without_password
 
 VENV_BIN = Path(sys.executable).parent  # children run from the venv the CLI itself runs from
 STOP_GRACE = 10.0  # seconds a child gets to finish its work after SIGTERM
@@ -73,27 +74,38 @@ class LocalCluster:
         self.data_dir = Path(config.data_dir).resolve()
         self.log_dir = self.data_dir / "logs"
         self.url = api_url(config)
-        self.redis_url = ""
+        self.redis_url = ""  # to show: never with a password (the children's env finds and opens Redis)
         self.embedded_redis: Child | None = None
         env = {**os.environ, "GORCHESTER_CLUSTER": config.cluster_name, "PYTHONUNBUFFERED": "1"}
         self.launcher = Launcher(env, self.log_dir)
 
     def start_redis(self) -> None:
+        """The Redis GORCHESTER_REDIS_URL names when it answers (with GORCHESTER_REDIS_PASSWORD_FILE's
+        password if set), else an embedded one requiring a password kept under data_dir."""
         given = os.environ.get("GORCHESTER_REDIS_URL", "")
-        if given and redis_local.answers(given):
-            self.redis_url = given
+        if given and redis_local.answers(redis_url_from_env(os.environ)):
+            url = given  # the children inherit it, and any password file setting, as they are
         else:
             if given:
-                print(f"GORCHESTER_REDIS_URL {given} does not answer; starting an embedded redis-server")
+                print(
+                    f"GORCHESTER_REDIS_URL {without_password(given)} does not answer PING (down, or it needs a "
+                    f"password: in the URL or in {PASSWORD_FILE_SETTING}); starting an embedded redis-server"
+                )
             binary = shutil.which("redis-server")
             if binary is None:
                 raise StartupError("redis-server is not installed (deploy/setup.sh installs it)")
             port = redis_local.pick_port(self.redis_port)
-            self.embedded_redis, self.redis_url = redis_local.start_embedded(
+            self.embedded_redis, url, password_file = redis_local.start_embedded(
                 self.launcher, binary, self.data_dir / "redis", port
             )
-            self._wait(lambda: redis_local.answers(self.redis_url), "redis-server to answer PING")
-        self.launcher.env["GORCHESTER_REDIS_URL"] = self.redis_url
+            self.launcher.env[PASSWORD_FILE_SETTING] = str(password_file)
+        self.launcher.env["GORCHESTER_REDIS_URL"] = url
+        self.redis_url = without_password(url)
+        self._wait(self.redis_answers, "redis-server to answer PING")
+
+    def redis_answers(self) -> bool:
+        """Whether the cluster's Redis answers PING to a client that finds it as the children do."""
+        return redis_local.answers(redis_url_from_env(self.launcher.env))
 
     def start_components(self) -> None:
         host, port = api_address(self.config)

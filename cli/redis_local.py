@@ -1,7 +1,15 @@
-"""Find the Redis a local cluster uses: the one GORCHESTER_REDIS_URL names if it answers, else our own."""
+"""Find the Redis a local cluster uses: the one GORCHESTER_REDIS_URL names if it answers, else our own.
+
+Our own requires a password: made once (secrets) and kept in `<dir>/password` (0600), given to
+redis-server through a 0600 `<dir>/redis.conf` (never on a command line, where `ps` shows it) and
+to the cluster's processes through GORCHESTER_REDIS_PASSWORD_FILE.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
 import socket
 from pathlib import Path
 
@@ -11,6 +19,9 @@ from cli.launcher import Child, Launcher
 from shared.store import connect
 
 DEFAULT_PORT = 6379
+PASSWORD_FILE = "password"
+CONFIG_FILE = "redis.conf"
+PRIVATE = 0o600
 
 
 def answers(url: str) -> bool:
@@ -42,12 +53,50 @@ def pick_port(requested: int | None) -> int:
     return DEFAULT_PORT if port_free(DEFAULT_PORT) else free_port()
 
 
-def server_argv(port: int, data_dir: Path, *, persist: bool = True, binary: str = "redis-server") -> list[str]:
+def write_private(path: Path, text: str) -> None:
+    """`text` into `path`, readable and writable by this user only (0600) from its first byte, atomically."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE), "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(temporary, path)
+
+
+def password(directory: Path) -> tuple[str, Path]:
+    """The password of the Redis under `directory` and its file: made the first time, then kept.
+
+    The file is set to 0600 each time, so a copy that lost its mode does not stay readable."""
+    path = directory / PASSWORD_FILE
+    with contextlib.suppress(FileNotFoundError, UnicodeDecodeError):
+        os.chmod(path, PRIVATE)
+        kept = path.read_text(encoding="utf-8").strip().splitlines()
+        if kept and kept[0].strip():
+            return kept[0].strip(), path
+    made = secrets.token_urlsafe(32)
+    write_private(path, made + "\n")
+    return made, path
+
+
+def server_config(directory: Path, secret: str) -> Path:
+    """A 0600 redis.conf under `directory` that requires `secret` (read by redis-server at start)."""
+    quoted = secret.replace("\\", "\\\\").replace('"', '\\"')
+    path = directory / CONFIG_FILE
+    write_private(path, f"# written by gorchester from {PASSWORD_FILE}; 0600: it holds the password\n"
+                        f'requirepass "{quoted}"\n')
+    return path
+
+
+def server_argv(
+    port: int, data_dir: Path, *, persist: bool = True, binary: str = "redis-server", config: Path | None = None
+) -> list[str]:
     """A loopback redis-server in the foreground; with `persist`, an append-only file under `data_dir`
-    (fsync every second) that outlives the process. Tests and benchmarks start theirs from here too."""
+    (fsync every second) that outlives the process; `config` first (redis.conf: the password).
+    Tests and benchmarks start theirs from here too."""
     persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if persist else ["--appendonly", "no"]
     return [
         binary,
+        *([str(config)] if config is not None else []),
         "--bind", "127.0.0.1",
         "--port", str(port),
         "--dir", str(data_dir),
@@ -58,7 +107,10 @@ def server_argv(port: int, data_dir: Path, *, persist: bool = True, binary: str 
     ]  # fmt: skip
 
 
-def start_embedded(launcher: Launcher, binary: str, data_dir: Path, port: int) -> tuple[Child, str]:
-    """A redis-server on loopback whose append-only file under `data_dir` outlives the cluster."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return launcher.start("redis", server_argv(port, data_dir, binary=binary)), f"redis://127.0.0.1:{port}/0"
+def start_embedded(launcher: Launcher, binary: str, data_dir: Path, port: int) -> tuple[Child, str, Path]:
+    """A redis-server on loopback, requiring the password kept under `data_dir`, whose append-only
+    file there outlives the cluster. Returns it, its URL (no password in it) and the password file."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secret, password_file = password(data_dir)
+    argv = server_argv(port, data_dir, binary=binary, config=server_config(data_dir, secret))
+    return launcher.start("redis", argv), f"redis://127.0.0.1:{port}/0", password_file

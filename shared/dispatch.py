@@ -6,6 +6,10 @@ Redis round trips per job on both sides, so at cluster scale (thousands of decis
 a job per decision would dominate; a batch per node keeps that cost proportional to the nodes
 touched. Batches are as idempotent as single jobs: each decision inside is fenced by its gen, and
 the batch's job id is derived from its content, so the same decisions are never two jobs.
+
+Payloads are JSON (RQ's JSONSerializer), never pickle, on every queue of the cluster, and a worker
+runs only the job functions below (TaskJob): whoever can write to Redis must not thereby run code
+on every node.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Any
 
 import redis
 from rq import Queue
+from rq.job import Job as RQJob
+from rq.serializers import JSONSerializer
 
 from shared import defaults
 from shared.keys import Keys
@@ -36,10 +42,40 @@ JOB_FUNCTIONS = {
     Action.HALT: "worker.jobs.halt_task",
 }
 BATCH_FUNCTION = "worker.jobs.run_batch"
+RUNNABLE = frozenset({*JOB_FUNCTIONS.values(), BATCH_FUNCTION})
+SERIALIZER = JSONSerializer  # every queue and worker of the cluster: enqueue, the API, agents, hollow nodes
 # Nodes' jobs per Redis transaction when a pass touches many nodes: bounds how long one blocks Redis
 # (~5 ms per 1,000 jobs), and is large enough that agents, woken by the first chunk, do not compete
 # with the scheduler for the CPU while it builds the rest (1,000 nodes: one chunk).
 PIPELINE_CHUNK = 1000
+
+
+class UnknownJobFunction(Exception):
+    """A job on a node's queue names a function that is not one of the cluster's jobs."""
+
+
+class TaskJob(RQJob):
+    """An RQ job that can run only one of the cluster's job functions, and no callbacks or webhooks.
+
+    Anything else found on a queue (written by hand into Redis) fails as a job, and is never called."""
+
+    @property
+    def func(self) -> Any:
+        if self.func_name not in RUNNABLE:
+            raise UnknownJobFunction(f"job {self.id}: {self.func_name!r} is not a gorchester job; not run")
+        return super().func
+
+    def restore(self, raw_data: Any) -> None:
+        super().restore(raw_data)
+        # Ours never have any; a stored name would be imported and called like the job's function.
+        self._success_callback_name = self._failure_callback_name = self._stopped_callback_name = None
+        self.webhooks = []
+
+
+def queue(connection: redis.Redis, name: str) -> Queue:
+    """An RQ queue of the cluster: JSON payloads, TaskJob jobs. `connection` must not decode responses
+    (RQ stores payloads zlib-compressed)."""
+    return Queue(name, connection=connection, job_class=TaskJob, serializer=SERIALIZER)
 
 
 @dataclass(frozen=True)
@@ -87,7 +123,7 @@ def enqueue(connection: redis.Redis, keys: Keys, jobs: Iterable[Job]) -> int:
     """Enqueue one job per node (a batch when a node has several decisions); returns the decisions sent.
 
     Pipelined: up to PIPELINE_CHUNK nodes' jobs per round trip. `connection` must not decode
-    responses (RQ stores pickled payloads).
+    responses (RQ stores payloads zlib-compressed).
     """
     grouped = list(by_node(jobs).items())
     sent = 0
@@ -95,7 +131,6 @@ def enqueue(connection: redis.Redis, keys: Keys, jobs: Iterable[Job]) -> int:
         with connection.pipeline() as pipe:
             for node, node_jobs in grouped[start : start + PIPELINE_CHUNK]:
                 spec = job_spec(keys, node_jobs)
-                queue = Queue(keys.queue(node), connection=connection)
                 data = Queue.prepare_data(
                     spec["function"],
                     args=spec["args"],
@@ -104,7 +139,7 @@ def enqueue(connection: redis.Redis, keys: Keys, jobs: Iterable[Job]) -> int:
                     result_ttl=0,
                     failure_ttl=3600,
                 )
-                queue.enqueue_many([data], pipeline=pipe)
+                queue(connection, keys.queue(node)).enqueue_many([data], pipeline=pipe)
                 sent += len(node_jobs)
             pipe.execute()
     return sent

@@ -1,11 +1,22 @@
-"""Process settings from the environment, read once, so every command finds Redis and its cluster alike."""
+"""Process settings from the environment, read once, so every command finds Redis and its cluster alike.
+
+The Redis password comes from the URL (`redis://:PASSWORD@host:port/0`) or from the file named by
+GORCHESTER_REDIS_PASSWORD_FILE (its first line; it wins over a password in the URL); either way
+`redis_url` carries it, so every connection (ours and RQ's) is made from that one URL.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from shared import defaults
+from shared.hostaccess import NETWORK_SETTING, PATHS_SETTING, HostAccess, normal_path
+
+PASSWORD_FILE_SETTING = "GORCHESTER_REDIS_PASSWORD_FILE"
 
 
 def _float(name: str, default: float) -> float:
@@ -18,9 +29,67 @@ def _float(name: str, default: float) -> float:
         raise SystemExit(f"{name}: must be a number, got {raw!r}") from exc
 
 
+def _flag(name: str) -> bool:
+    raw = (os.environ.get(name) or "false").strip().lower()
+    if raw not in ("true", "1", "yes", "false", "0", "no"):
+        raise SystemExit(f"{name}: must be true or false, got {raw!r}")
+    return raw in ("true", "1", "yes")
+
+
+def _paths(name: str) -> tuple[str, ...]:
+    """Comma-separated absolute host paths, normalised (`/srv/data/` is /srv/data)."""
+    paths = []
+    for item in (os.environ.get(name) or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if not item.startswith("/") or ".." in item.split("/"):
+            raise SystemExit(f"{name}: {item!r} must be an absolute path without '..'")
+        paths.append(normal_path(item))
+    return tuple(paths)
+
+
+def read_secret(name: str, path: str) -> str:
+    """The first line of the file a *_FILE setting names; exits naming the setting when it cannot."""
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SystemExit(f"{name}: cannot read {path}: {reason}") from None
+    secret = text.splitlines()[0].strip() if text else ""
+    if not secret:
+        raise SystemExit(f"{name}: {path} is empty")
+    return secret
+
+
+def with_password(url: str, password: str) -> str:
+    """`url` with `password` in place of any it has (a user name is kept)."""
+    parts = urlsplit(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
+
+
+def without_password(url: str) -> str:
+    """`url` fit to print: a password in it is shown as `***`."""
+    parts = urlsplit(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    if ":" not in userinfo:
+        return url
+    return urlunsplit(parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{host}"))
+
+
+def redis_url_from_env(env: Mapping[str, str] | None = None) -> str:
+    """GORCHESTER_REDIS_URL (or the default) with the password of GORCHESTER_REDIS_PASSWORD_FILE when set."""
+    env = os.environ if env is None else env
+    url = env.get("GORCHESTER_REDIS_URL") or defaults.DEFAULT_REDIS_URL
+    password_file = env.get(PASSWORD_FILE_SETTING)
+    return with_password(url, read_secret(PASSWORD_FILE_SETTING, password_file)) if password_file else url
+
+
 @dataclass(frozen=True)
 class Settings:
-    redis_url: str = defaults.DEFAULT_REDIS_URL
+    redis_url: str = field(default=defaults.DEFAULT_REDIS_URL, repr=False)  # may hold the password
     cluster: str = defaults.DEFAULT_CLUSTER_NAME
     heartbeat_interval: float = defaults.DEFAULT_HEARTBEAT_INTERVAL
     heartbeat_misses: float = defaults.DEFAULT_HEARTBEAT_MISSES
@@ -31,12 +100,13 @@ class Settings:
     restart_reset_after: float = defaults.DEFAULT_RESTART_RESET_AFTER
     leader_lease: float = defaults.DEFAULT_LEADER_LEASE
     metrics_interval: float = defaults.DEFAULT_METRICS_INTERVAL
+    host_access: HostAccess = HostAccess()  # shared/hostaccess.py: nothing of the host unless allowed
 
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ
         return cls(
-            redis_url=env.get("GORCHESTER_REDIS_URL") or defaults.DEFAULT_REDIS_URL,
+            redis_url=redis_url_from_env(),
             cluster=env.get("GORCHESTER_CLUSTER") or defaults.DEFAULT_CLUSTER_NAME,
             heartbeat_interval=_float("GORCHESTER_HEARTBEAT_INTERVAL", defaults.DEFAULT_HEARTBEAT_INTERVAL),
             heartbeat_misses=_float("GORCHESTER_HEARTBEAT_MISSES", defaults.DEFAULT_HEARTBEAT_MISSES),
@@ -47,4 +117,5 @@ class Settings:
             restart_reset_after=_float("GORCHESTER_RESTART_RESET_AFTER", defaults.DEFAULT_RESTART_RESET_AFTER),
             leader_lease=_float("GORCHESTER_LEADER_LEASE", defaults.DEFAULT_LEADER_LEASE),
             metrics_interval=_float("GORCHESTER_METRICS_INTERVAL", defaults.DEFAULT_METRICS_INTERVAL),
+            host_access=HostAccess(allowed_paths=_paths(PATHS_SETTING), host_network=_flag(NETWORK_SETTING)),
         )

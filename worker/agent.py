@@ -1,8 +1,10 @@
 """The node agent: an RQ worker that runs this node's task jobs and keeps the node's records true.
 
 Run as `rq worker -w worker.agent.NodeAgent node-1`: the queue name given is the node id; the
-worker listens on the cluster's queue for that node and finds Redis through GORCHESTER_REDIS_URL.
-Besides jobs it runs three daemon threads: heartbeat, Docker event stream, and the sweep.
+worker listens on the cluster's queue for that node and finds Redis through GORCHESTER_REDIS_URL
+(and GORCHESTER_REDIS_PASSWORD_FILE). Its jobs are JSON and only the cluster's own (shared/dispatch.py),
+whatever serializer rq's command line names. Besides jobs it runs daemon threads: heartbeat, Docker
+event stream, the sweep, metrics and health checks.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from redis.client import Pipeline
 from rq import Queue, SimpleWorker
 from rq.job import Job
 
+from shared.dispatch import SERIALIZER, TaskJob
 from shared.records import NodeRecord
 from shared.settings import Settings
 from shared.store import Store, connect
@@ -36,8 +39,9 @@ __all__ = ["NodeAgent", "current"]
 log = logging.getLogger("rq.worker.gorchester")
 
 # `rq worker` checks for suspension on its own connection before it builds the worker, and without
-# --url that is localhost:6379; point it at the cluster's Redis so the agent needs no --url.
-os.environ.setdefault("REDIS_URL", Settings.from_env().redis_url)
+# --url that is REDIS_URL or localhost:6379; point it at the cluster's Redis, with its password, so
+# the agent needs no --url (which `ps` would show).
+os.environ["REDIS_URL"] = Settings.from_env().redis_url
 
 T = TypeVar("T")
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
@@ -60,7 +64,8 @@ class NodeAgent(SimpleWorker):
         self.store = Store(connect(self.settings.redis_url), self.settings.cluster)
         self.record: NodeRecord = node_record(node_id, self.settings, os.environ, time.time())
         self.stopping = threading.Event()
-        kwargs["connection"] = connect(self.settings.redis_url, decode=False)  # RQ stores pickled payloads
+        kwargs["connection"] = connect(self.settings.redis_url, decode=False)  # RQ's payloads are zlib-compressed
+        kwargs["serializer"], kwargs["job_class"] = SERIALIZER, TaskJob  # never pickle, only our jobs
         super().__init__([self.store.keys.queue(node_id)], *args, **kwargs)
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
@@ -70,6 +75,7 @@ class NodeAgent(SimpleWorker):
             address=self.record.address,
             store=self.store,
             engine=Engine.from_env(self.settings.cluster, self.record.id),
+            host_access=self.settings.host_access,
         )
         install(node)
         self.register()

@@ -6,6 +6,7 @@ can trust that one (task, gen) always maps to one name and one set of labels.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from shared import labels
@@ -23,11 +24,13 @@ def container_args(
     node_id: str,
     node_address: str,
     network_id: str | None = None,
+    bind_sources: Mapping[str, str] | None = None,
 ) -> dict:
     """Keyword arguments for `client.containers.create(**kwargs)` for this task at its gen.
 
     `network_id` names the bridge network by id when known: Docker allows two networks of one name,
-    and then refuses the name as ambiguous.
+    and then refuses the name as ambiguous. `bind_sources` maps a bind mount's source to the path
+    the node checked (worker/host_access.py: symlinks resolved); the engine mounts that path.
     """
     args: dict[str, Any] = {
         "image": spec.image,
@@ -47,10 +50,11 @@ def container_args(
             f"{port.container_port}/{port.protocol.value}": (node_address, port.host_port or None)
             for port in spec.ports
         },
-        "volumes": {
-            mount.source: {"bind": mount.target, "mode": "ro" if mount.read_only else "rw"}
+        # A list, not the SDK's dict keyed by source: one host path may be mounted at two targets.
+        "volumes": [
+            f"{(bind_sources or {}).get(mount.source, mount.source)}:{mount.target}:{'ro' if mount.read_only else 'rw'}"
             for mount in map(parse_volume, spec.volumes)
-        },
+        ],
         "dns": list(spec.dns),
         "extra_hosts": dict(item.split(":", 1) for item in spec.extra_hosts),
         # The scheduler applies the restart policy (with back-off and rescheduling), never the engine.

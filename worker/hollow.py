@@ -28,6 +28,7 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 
 from shared import labels
+from shared.dispatch import SERIALIZER, TaskJob
 from shared.records import NodeRecord, PublishedPort
 from shared.settings import Settings
 from shared.store import Store, connect
@@ -126,7 +127,7 @@ class HollowWorker(SimpleWorker):
 
     def __init__(self, nodes: list[Node], connection: Any):
         self.by_queue = {node.store.keys.queue(node.id): node for node in nodes}
-        super().__init__(list(self.by_queue), connection=connection)
+        super().__init__(list(self.by_queue), connection=connection, serializer=SERIALIZER, job_class=TaskJob)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         with serving(self.by_queue[queue.name]):
@@ -137,7 +138,9 @@ def hollow_nodes(store: Store, settings: Settings, prefix: str, count: int) -> l
     nodes = []
     for i in range(count):
         engine: Any = FakeEngine(settings.cluster, f"{prefix}{i}")  # duck-typed as worker.engine.Engine
-        nodes.append(Node(id=f"{prefix}{i}", address="127.0.0.1", store=store, engine=engine))
+        nodes.append(
+            Node(id=f"{prefix}{i}", address="127.0.0.1", store=store, engine=engine, host_access=settings.host_access)
+        )
     return nodes
 
 

@@ -17,10 +17,12 @@ from shared import labels
 from shared.config import ServiceSpec
 from shared.dispatch import Action
 from shared.errors import NotFound
+from shared.hostaccess import HostAccessRefused
 from shared.records import TaskRecord, TaskState
 from worker import fanout
 from worker.containers import container_args, named_volumes
 from worker.engine import EngineError, container_address, container_gen
+from worker.host_access import bind_sources
 from worker.node import Node, current, serving
 
 log = logging.getLogger("rq.worker.gorchester")
@@ -95,7 +97,7 @@ def start_tasks(items: list[tuple[str, int]]) -> None:
     def attempt(task: TaskRecord) -> tuple[TaskRecord, dict[str, Any] | None, Exception | None]:
         try:
             return task, _start(node, task, specs, prepared, existing.get(task.id, [])), None
-        except (EngineError, NotFound) as exc:
+        except (EngineError, NotFound, HostAccessRefused) as exc:
             return task, None, exc
 
     running: list[tuple[str, int, dict[str, Any]]] = []
@@ -178,9 +180,10 @@ def _start(
         if container.status != "running":
             node.engine.start(container)
     else:
+        binds = bind_sources(spec, node.host_access, node.id)  # this node's own check, before anything is made
         args = container_args(
             spec, task, cluster=node.cluster, node_id=node.id, node_address=node.address,
-            network_id=prepared.network(node, spec),
+            network_id=prepared.network(node, spec), bind_sources=binds,
         )
         container = node.engine.run(args)
     return {

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import NotFound
+from shared.hostaccess import HostAccess
 from shared.records import TaskRecord, TaskState
 from shared.store import Store
 from worker.engine import Engine
@@ -27,6 +28,7 @@ class Node:
     address: str
     store: Store
     engine: Engine
+    host_access: HostAccess = HostAccess()  # what of this host its containers may use (worker/host_access.py)
     # Reentrant: the job and the sweep report while already holding it.
     lock: threading.RLock = field(default_factory=threading.RLock)
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 import time
 
-from rq import Queue
-
 from scheduler.backoff import Backoff
 from scheduler.loop import Scheduler
 from shared.config import validate_service
+from shared.dispatch import queue as node_queue
 from shared.records import NodeRecord, TaskRecord, TaskState
 from shared.settings import Settings
 from shared.store import NotLeader, Store, connect
@@ -33,7 +32,7 @@ def test_reconcile_enqueues_each_decision_once(store: Store, redis_server, clust
     scheduler.reconcile_once()
     scheduler.reconcile_once()
     scheduler.reconcile_once()
-    queue = Queue(store.keys.queue("n1"), connection=connect(redis_server.url, decode=False))
+    queue = node_queue(connect(redis_server.url, decode=False), store.keys.queue("n1"))
     # The node's two decisions travel as one batch job (shared/dispatch.py), enqueued once.
     assert len(queue.job_ids) == 1
     job = queue.jobs[0]

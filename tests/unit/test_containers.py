@@ -60,13 +60,23 @@ def test_ports_bind_the_node_address_and_zero_lets_the_engine_pick() -> None:
 
 
 def test_volumes_named_and_bind_with_mode() -> None:
-    service = spec(volumes=["data:/var/lib/data", "/srv/conf:/etc/conf:ro", "/srv/logs:/logs:rw"])
-    assert args(service)["volumes"] == {
-        "data": {"bind": "/var/lib/data", "mode": "rw"},
-        "/srv/conf": {"bind": "/etc/conf", "mode": "ro"},
-        "/srv/logs": {"bind": "/logs", "mode": "rw"},
-    }
+    service = spec(volumes=["data:/var/lib/data", "/srv/conf:/etc/conf:ro", "/srv/logs:/logs:rw", "/srv/conf:/again"])
+    assert args(service)["volumes"] == [
+        "data:/var/lib/data:rw",
+        "/srv/conf:/etc/conf:ro",
+        "/srv/logs:/logs:rw",
+        "/srv/conf:/again:rw",  # one host path at two targets
+    ]
     assert named_volumes(service) == ["data"]
+
+
+def test_bind_mounts_use_the_sources_the_node_resolved() -> None:
+    service = spec(volumes=["data:/data", "/srv/link:/conf:ro"])
+    result = container_args(
+        service, TASK, cluster="prod", node_id="node-1", node_address="10.0.0.5",
+        bind_sources={"/srv/link": "/srv/real"},
+    )
+    assert result["volumes"] == ["data:/data:rw", "/srv/real:/conf:ro"]
 
 
 def test_without_a_network_the_container_is_on_dockers_default_bridge() -> None:

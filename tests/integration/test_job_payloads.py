@@ -1,0 +1,89 @@
+"""Job payloads on the wire: JSON, never pickle, and a node agent runs only the cluster's own jobs.
+
+Whoever can write to Redis must not get code run on the nodes: a pickled payload pushed by hand onto
+a node's queue is never unpickled, a JSON one naming another function is never called, and the
+agent goes on working.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rq import Queue
+from rq.job import Job as RQJob
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
+
+from shared.dispatch import Action, Job, enqueue, queue
+from shared.records import TaskState
+from shared.store import Store, connect
+from tests.integration.test_agent import NODE, Scheduler, service
+from tests.support.procs import Processes, wait_for
+
+
+class Marker:
+    """Unpickling one creates its file: proof that a payload was unpickled."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return open, (str(self.path), "w")
+
+
+def stored_payload(redis_url: str, job_id: str) -> Any:
+    raw = connect(redis_url, decode=False).hget(f"rq:job:{job_id}", "data")
+    return json.loads(zlib.decompress(raw))
+
+
+def test_enqueued_jobs_are_json(store: Store, redis_server: Any) -> None:
+    jobs = connect(redis_server.url, decode=False)
+    enqueue(jobs, store.keys, [Job("n1", Action.START, "web.1", 3)])
+    enqueue(jobs, store.keys, [Job("n2", Action.STOP, "web.2", 4), Job("n2", Action.START, "db.1", 1)])
+
+    [single] = queue(jobs, store.keys.queue("n1")).job_ids
+    assert stored_payload(redis_server.url, single) == ["worker.jobs.start_task", None, ["web.1", 3], {}]
+    [batch] = queue(jobs, store.keys.queue("n2")).job_ids
+    assert stored_payload(redis_server.url, batch) == [
+        "worker.jobs.run_batch", None, [[["stop", "web.2", 4], ["start", "db.1", 1]]], {}
+    ]
+
+
+@pytest.fixture
+def agent(procs: Processes, store: Store) -> Processes:
+    procs.agent(NODE, "127.0.0.2")
+    wait_for(lambda: store.node(NODE), what="the agent to register")
+    return procs
+
+
+def test_a_hand_made_job_is_never_unpickled_nor_run(
+    agent: Processes, store: Store, redis_server: Any, tmp_path: Path
+) -> None:
+    raw = connect(redis_server.url, decode=False)
+    node_queue = store.keys.queue(NODE)
+    pickled = Queue(node_queue, connection=raw)  # RQ's default serializer: pickle
+    data_marker, meta_marker, call_marker = tmp_path / "data", tmp_path / "meta", tmp_path / "called"
+    hostile = [
+        pickled.enqueue("worker.jobs.start_task", Marker(data_marker), 1),
+        pickled.enqueue("worker.jobs.start_task", "web.9", 1, meta={"x": Marker(meta_marker)}),
+        # JSON, but naming a function that is not one of the cluster's jobs.
+        Queue(node_queue, connection=raw, serializer=JSONSerializer).enqueue("os.system", f"touch {call_marker}"),
+    ]
+    assert not data_marker.exists() and not meta_marker.exists()  # building them here did not unpickle
+
+    # Queued after the hostile jobs, so the agent has been through them when it starts this one.
+    scheduler = Scheduler(store, redis_server.url)
+    task_id = scheduler.start(service(command=["sh", "-c", "while true; do sleep 1; done"]))
+    scheduler.wait_state(task_id, TaskState.RUNNING)
+
+    assert agent.procs[NODE].poll() is None, agent.log(NODE)
+    assert not data_marker.exists() and not meta_marker.exists() and not call_marker.exists()
+    for job in hostile:
+        status = RQJob.fetch(job.id, connection=raw, serializer=JSONSerializer).get_status()
+        assert status == JobStatus.FAILED, (job.id, status)
+    assert os.listdir(tmp_path) == [f"{NODE}.log"]
