@@ -42,10 +42,10 @@ class Resource(Route):
         await self.app(scope, receive, send)
 
     async def dispatch(self, request: Request) -> Response:
-        if request.method == "OPTIONS":
-            return Response(status_code=204, headers={"Allow": self.allow})
         params.check_path(request.path_params)
         request.scope[QUERY_KEY] = params.check_query(request.query_params.multi_items(), self.query)
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers={"Allow": self.allow})
         return await self.endpoints[request.method](request)
 
 

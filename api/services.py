@@ -19,6 +19,7 @@ from api.routing import query_of
 from api.snapshot import json_response, views_of
 from api.views import endpoints_view, service_view, without_env_values
 from shared.config import ConfigError, ServiceSpec, validate_config, validate_service
+from shared.defaults import MAX_REPLICAS
 from shared.records import ServiceRecord, TaskRecord
 from shared.store import Store
 
@@ -34,7 +35,9 @@ EVENT_MESSAGES = {
 class ScaleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    replicas: StrictInt = Field(description="checked against the whole spec, so scale_policy bounds apply")
+    replicas: StrictInt = Field(
+        ge=0, le=MAX_REPLICAS, description="checked against the whole spec, so scale_policy bounds apply"
+    )
 
 
 def _announce(store: Store, outcome: str, name: str, record: ServiceRecord | None = None) -> None:
