@@ -360,7 +360,7 @@ def describe(path: str, resource: Resource, described: dict[tuple[str, str], Ope
         "summary": "The methods this path serves", "operationId": "options" + _identifier(path),
         "responses": {"204": {"description": "the methods, in Allow",
                               "headers": {"Allow": {"schema": {"type": "string"}, "description": resource.allow}}},
-                      **_errors(400, 403, *(() if open_ else (401,)))},
+                      **_errors(400, 403, *(() if open_ else (401,)), *((404,) if path_names else ()))},
     }
     if open_:  # as open as the path's other methods
         entry["options"]["security"] = []

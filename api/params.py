@@ -54,7 +54,8 @@ DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 # Node ids are the agent's queue name (`rq worker ... node-1`): short names or host names.
 NODE_ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}"
 # Task ids are `<service>.<slot>`, slots counting from 1 up to the most replicas a service may have.
-TASK_ID = DNS_LABEL + r"\.[1-9][0-9]{0,4}"
+assert MAX_REPLICAS == 10_000, "TASK_ID spells the largest slot out"
+TASK_ID = DNS_LABEL + r"\.([1-9][0-9]{0,3}|10000)"
 
 SERVICE_NAME_RULE = (
     "a service name: a DNS label of 1-63 lowercase letters, digits or '-', not starting or ending with '-'"
@@ -64,14 +65,7 @@ TASK_ID_RULE = f"a task id: <service name>.<slot>, the slot from 1 to {MAX_REPLI
 
 service_name = _pattern(DNS_LABEL, SERVICE_NAME_RULE)
 node_id = _pattern(NODE_ID, NODE_ID_RULE)
-_task_id = _pattern(TASK_ID, TASK_ID_RULE)
-
-
-def task_id(raw: str) -> str:
-    _task_id(raw)
-    if int(raw.rpartition(".")[2]) > MAX_REPLICAS:
-        raise ValueError(f"must be {TASK_ID_RULE}")
-    return raw
+task_id = _pattern(TASK_ID, TASK_ID_RULE)
 
 
 def integer(low: int, high: int) -> Callable[[str], int]:
@@ -105,10 +99,11 @@ def tail(raw: str) -> int | str:
 
 # The last second of year 9999: past it no ISO 8601 time can be written, so no event is later.
 MAX_UNIX_SECONDS = 253_402_300_799
-UNIX_SECONDS = r"([0-9]{1,15}(\.[0-9]{0,9})?|\.[0-9]{1,9})([eE][-+]?[0-9]{1,3})?"
-# RFC 3339 as the document states it; the API reads any ISO 8601 that Python's fromisoformat reads.
+UNIX_SECONDS = r"([0-9]{1,20}(\.[0-9]{0,20})?|\.[0-9]{1,20})([eE][-+]?[0-9]{1,3})?"  # as repr(float) writes them
+# RFC 3339 as the document states it (from 1971 on, so that no zone offset puts it before 1970); the
+# API reads any ISO 8601 that Python's fromisoformat reads, from 1970 to the end of 9999.
 DATE_TIME = (
-    r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(197[1-9]|19[89][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
     r"(\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
 )
 SINCE_RULE = f"unix seconds (a decimal number from 0 to {MAX_UNIX_SECONDS}) or an ISO 8601 time"
