@@ -4,6 +4,7 @@ methods, media types, what a read-only token sees)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -66,12 +67,13 @@ def test_a_frozen_redis_is_answered_503_within_2_s_and_health_and_the_dashboard_
 ) -> None:
     env = {**os.environ, **FAST_SETTINGS, "GORCHESTER_REDIS_URL": own_redis.url, "GORCHESTER_CLUSTER": cluster}
     procs = Processes(env, tmp_path)
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(procs.close)
         url = procs.api(free_port())
         assert httpx.post(f"{url}/v1/services", json=WEB, timeout=10).status_code == 201
         assert own_redis.proc is not None
         os.kill(own_redis.proc.pid, signal.SIGSTOP)
-        client = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=100))  # made before the clock runs
+        client = stack.enter_context(httpx.Client(timeout=30, limits=httpx.Limits(max_connections=100)))
         requests = [("GET", "/v1/services"), ("GET", "/v1/services/web"), ("GET", "/v1/tasks"),
                     ("GET", "/v1/nodes"), ("GET", "/v1/events"), ("POST", "/v1/services/web/scale"),
                     ("GET", "/v1/health"), ("GET", "/ui/"), ("GET", "/ui/app.js"), ("GET", "/metrics")] * 6
@@ -98,9 +100,6 @@ def test_a_frozen_redis_is_answered_503_within_2_s_and_health_and_the_dashboard_
         # Back to normal as soon as Redis is: no request is stuck behind the freeze.
         assert httpx.get(f"{url}/v1/health", timeout=10).json()["status"] == "ok"
         assert httpx.get(f"{url}/v1/services/web", timeout=10).status_code == 200
-        client.close()
-    finally:
-        procs.close()
 
 
 def raw_request(port: int, head: str, body: bytes = b"", timeout: float = 30) -> tuple[float, bytes]:
