@@ -11,45 +11,49 @@ from contextlib import asynccontextmanager
 from typing import TypedDict
 
 import redis
+import redis.asyncio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Mount, Route
+from starlette.routing import Mount
 
-from api import cluster, dashboard, logs, openapi, services
+from api import cluster, dashboard, logs, openapi, params, services
 from api.auth import Auth, Tokens
 from api.body import BodyLimit
+from api.context import API_REDIS_TIMEOUT_SECONDS, RedisWork, RequestDeadline, api_redis
 from api.errors import HANDLERS
 from api.metrics import RequestMetrics, get_service_metrics, prometheus
+from api.origins import OriginPolicy
+from api.routing import Resource
 from shared.settings import Settings
-from shared.store import Store, connect
+from shared.store import Store
 
 log = logging.getLogger("gorchester.api")
 
 ROUTES = [
-    Route("/metrics", prometheus, methods=["GET"]),  # Prometheus text format (api/metrics.py)
+    Resource("/metrics", get=prometheus),  # Prometheus text format (api/metrics.py)
     Mount(
         "/v1",
         routes=[
-            Route("/health", cluster.health, methods=["GET"]),
-            Route("/openapi.json", openapi.openapi, methods=["GET"]),
-            Route("/services", services.list_services, methods=["GET"]),
-            Route("/services", services.create_service, methods=["POST"]),
-            Route("/services/{name}", services.get_service, methods=["GET"]),
-            Route("/services/{name}", services.replace_service, methods=["PUT"]),
-            Route("/services/{name}", services.delete_service, methods=["DELETE"]),
-            Route("/services/{name}/scale", services.scale_service, methods=["POST"]),
-            Route("/services/{name}/metrics", get_service_metrics, methods=["GET"]),
-            Route("/services/{name}/endpoints", services.service_endpoints, methods=["GET"]),
-            Route("/apply", services.apply, methods=["POST"]),
-            Route("/nodes", cluster.list_nodes, methods=["GET"]),
-            Route("/nodes/{id}", cluster.get_node, methods=["GET"]),
-            Route("/nodes/{id}/drain", cluster.drain_node, methods=["POST"]),
-            Route("/nodes/{id}/activate", cluster.activate_node, methods=["POST"]),
-            Route("/tasks", cluster.list_tasks, methods=["GET"]),
-            Route("/tasks/{id}", cluster.get_task, methods=["GET"]),
-            Route("/tasks/{id}/stop", cluster.stop_task, methods=["POST"]),
-            Route("/tasks/{id}/logs", logs.task_logs, methods=["GET"]),
-            Route("/events", cluster.list_events, methods=["GET"]),
+            Resource("/health", get=cluster.health),
+            Resource("/openapi.json", get=openapi.openapi),
+            Resource("/services", get=services.list_services, post=services.create_service),
+            Resource(
+                "/services/{name}",
+                get=services.get_service, put=services.replace_service, delete=services.delete_service,
+            ),
+            Resource("/services/{name}/scale", post=services.scale_service),
+            Resource("/services/{name}/metrics", get=get_service_metrics),
+            Resource("/services/{name}/endpoints", get=services.service_endpoints),
+            Resource("/apply", post=services.apply, query=params.APPLY),
+            Resource("/nodes", get=cluster.list_nodes),
+            Resource("/nodes/{node}", get=cluster.get_node),
+            Resource("/nodes/{node}/drain", post=cluster.drain_node),
+            Resource("/nodes/{node}/activate", post=cluster.activate_node),
+            Resource("/tasks", get=cluster.list_tasks, query=params.TASKS),
+            Resource("/tasks/{task}", get=cluster.get_task),
+            Resource("/tasks/{task}/stop", post=cluster.stop_task),
+            Resource("/tasks/{task}/logs", get=logs.task_logs, query=params.LOGS),
+            Resource("/events", get=cluster.list_events, query=params.EVENTS),
         ],
     ),
     dashboard.MOUNT,
@@ -61,28 +65,46 @@ class State(TypedDict):
     store: Store
     jobs: redis.Redis  # RQ's connection (zlib-compressed payloads, so not decoding) for the jobs the API sends
     tokens: Tokens  # bearer tokens (api/auth.py); none configured means loopback-only
+    origins: OriginPolicy  # which browser origins and Host names may call (api/origins.py)
+    redis_work: RedisWork  # the threads Redis calls run on, bounded (api/context.py)
+    health_redis: redis.asyncio.Redis  # /v1/health's own connection, on the event loop
 
 
-def create_app(settings: Settings | None = None, tokens: Tokens | None = None) -> Starlette:
-    """An API app; without settings (or tokens) it reads the environment when it starts, not when imported."""
+def create_app(
+    settings: Settings | None = None, tokens: Tokens | None = None, origins: OriginPolicy | None = None
+) -> Starlette:
+    """An API app; without settings (or tokens, origins) it reads the environment when it starts, not when
+    imported."""
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[State]:
         resolved = settings or Settings.from_env()
         auth = tokens if tokens is not None else Tokens.from_env()
         (log.info if auth.enabled else log.warning)("%s", auth.describe())
-        store = Store.from_settings(resolved)
-        jobs = connect(resolved.redis_url, decode=False)
+        store = Store(api_redis(resolved.redis_url), resolved.cluster)
+        jobs = api_redis(resolved.redis_url, decode=False)
+        health_redis = redis.asyncio.Redis.from_url(
+            resolved.redis_url, socket_timeout=API_REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=API_REDIS_TIMEOUT_SECONDS,
+        )
+        work = RedisWork()
         log.info("serving cluster %s", resolved.cluster)
         try:
-            yield {"settings": resolved, "store": store, "jobs": jobs, "tokens": auth}
+            yield {
+                "settings": resolved, "store": store, "jobs": jobs, "tokens": auth,
+                "origins": origins or OriginPolicy.from_env(), "redis_work": work, "health_redis": health_redis,
+            }
         finally:
+            work.close()
             store.redis.close()
             jobs.close()
+            await health_redis.aclose()
 
     return Starlette(
         routes=ROUTES,
-        middleware=[Middleware(RequestMetrics), Middleware(Auth), Middleware(BodyLimit)],
+        middleware=[
+            Middleware(RequestMetrics), Middleware(Auth), Middleware(BodyLimit), Middleware(RequestDeadline),
+        ],
         lifespan=lifespan,
         exception_handlers=HANDLERS,
     )

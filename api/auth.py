@@ -9,14 +9,17 @@ time and never logged. Rules:
 - With a token configured: no `Authorization: Bearer` header is 401 (with `WWW-Authenticate: Bearer`);
   an unknown token is 401; the read token on a change (any method but GET/HEAD/OPTIONS) is 403.
   The admin token may also read.
-- With no token configured at all: the API is unauthenticated and serves loopback clients only;
-  anyone else gets 403 saying so (and the API says so in its log at start).
+- With no token configured at all: the API is unauthenticated and serves loopback clients only
+  (as the admin); anyone else gets 403 saying so (and the API says so in its log at start).
+- Before any of that, api/origins.py refuses cross-site browser requests and, in loopback-only
+  mode, a Host that is not loopback or the server's address (DNS rebinding).
+
+The role is recorded on the request's state: the read-only token sees env keys, not their values.
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import os
 from collections.abc import Mapping
@@ -24,10 +27,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import problem
+from api.origins import OriginPolicy, is_loopback_address
 
 log = logging.getLogger("gorchester.api")
 
@@ -37,6 +42,7 @@ OPEN_PREFIXES = ("/ui/",)
 # Starlette's TestClient calls the app in-process with this client host; a real server (uvicorn)
 # only ever gives IP addresses, so no remote client can claim it.
 IN_PROCESS_CLIENTS = frozenset({"testclient"})
+ROLE_KEY = "role"
 
 
 class Role(StrEnum):
@@ -103,12 +109,7 @@ class Tokens:
 
 def is_loopback(host: str | None) -> bool:
     """Loopback, an in-process test client, or no peer address at all (a unix socket is local)."""
-    if host is None or host in IN_PROCESS_CLIENTS:
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
+    return host is None or host in IN_PROCESS_CLIENTS or is_loopback_address(host.split("%")[0])
 
 
 def bearer(header: str) -> str | None:
@@ -126,29 +127,41 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="gorchester"'}
 
 
 class Auth:
-    """ASGI middleware applying the rules above; the tokens come from the app's lifespan state."""
+    """ASGI middleware applying the rules above, after api/origins.py's cross-site checks, and recording
+    the caller's role on the request's state (`role_of`). Tokens and the origin policy come from the
+    app's lifespan state."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_open(scope["path"]):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        tokens: Tokens = scope.get("state", {}).get("tokens") or Tokens()
-        refusal = self.refusal(scope, tokens)
-        if refusal is None:
+        state = scope.setdefault("state", {})
+        tokens: Tokens = state.get("tokens") or Tokens()
+        policy: OriginPolicy = state.get("origins") or OriginPolicy()
+        site_refusal = policy.refusal(scope, loopback_only=not tokens.enabled)
+        if site_refusal is not None:
+            await problem(403, "forbidden", message=site_refusal)(scope, receive, send)
+            return
+        if is_open(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        outcome = self.role_or_refusal(scope, tokens)
+        if isinstance(outcome, Role):
+            state[ROLE_KEY] = outcome
             await self.app(scope, receive, send)
         else:
-            await refusal(scope, receive, send)
+            await outcome(scope, receive, send)
 
     @staticmethod
-    def refusal(scope: Scope, tokens: Tokens) -> Response | None:
+    def role_or_refusal(scope: Scope, tokens: Tokens) -> Role | Response:
         client = scope.get("client")
         host = client[0] if client else None
         if not tokens.enabled:
             if is_loopback(host):
-                return None
+                return Role.ADMIN  # the loopback-only mode: whoever is on this machine runs it
             return problem(
                 403, "forbidden",
                 message="this API has no token configured, so it serves loopback clients only; "
@@ -170,4 +183,11 @@ class Auth:
             )
         if role is Role.READ and scope["method"] not in READ_METHODS:
             return problem(403, "forbidden", message="the read-only token cannot make changes; use the admin token")
-        return None
+        return role
+
+
+def role_of(request: Request) -> Role:
+    """The caller's role as Auth recorded it; the least one when none was (an open path)."""
+    role = request.scope.get("state", {}).get(ROLE_KEY, Role.READ)
+    assert isinstance(role, Role)
+    return role

@@ -2,35 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+import redis
+import redis.asyncio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api.context import blocking, jobs_of, settings_of, store_of
+from api.routing import query_of
 from api.snapshot import json_response, views_of
 from api.views import event_view, node_view, task_view
-from shared.config import ConfigError
 from shared.dispatch import Action, Job, enqueue
-from shared.errors import Unavailable
 from shared.records import Availability, NodeRecord
 
 log = logging.getLogger("gorchester.api")
 
-MAX_EVENTS = 10_000
+HEALTH_TIMEOUT_SECONDS = 1.0
 
 
 async def health(request: Request) -> JSONResponse:
-    """Liveness plus Redis reachability; a load balancer can take a 503 as "not ready"."""
-    store = store_of(request)
+    """Liveness plus Redis reachability; a load balancer can take a 503 as "not ready".
+
+    A PING on a connection of its own (redis.asyncio, on the event loop): it never waits for a
+    Redis thread, so a hanging Redis is reported within HEALTH_TIMEOUT_SECONDS however busy they are.
+    """
+    client: redis.asyncio.Redis = request.state.health_redis
     try:
-        await blocking(store.redis.ping)
-    except Unavailable as exc:
-        return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
+        await asyncio.wait_for(client.ping(), HEALTH_TIMEOUT_SECONDS)
+    except TimeoutError:
+        reason = f"redis unavailable: no answer to PING within {HEALTH_TIMEOUT_SECONDS:g} s"
+        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+    except (redis.RedisError, OSError) as exc:
+        return JSONResponse({"status": "unavailable", "reason": f"redis unavailable: {exc}"}, status_code=503)
     return JSONResponse({"status": "ok", "cluster": settings_of(request).cluster, "redis": "ok"})
 
 
@@ -46,7 +54,7 @@ async def list_nodes(request: Request) -> JSONResponse:
 
 
 async def get_node(request: Request) -> JSONResponse:
-    node_id = request.path_params["id"]
+    node_id = request.path_params["node"]
     return JSONResponse(await blocking(lambda: _node_view(request, store_of(request).node(node_id))))
 
 
@@ -65,7 +73,7 @@ AVAILABILITY_EVENTS = {
 
 
 async def _change_availability(request: Request, availability: Availability) -> JSONResponse:
-    node_id = request.path_params["id"]
+    node_id = request.path_params["node"]
     kind, message = AVAILABILITY_EVENTS[availability]
     store = store_of(request)
 
@@ -79,7 +87,8 @@ async def _change_availability(request: Request, availability: Availability) -> 
 
 
 async def list_tasks(request: Request) -> Response:
-    service, node = request.query_params.get("service"), request.query_params.get("node")
+    query = query_of(request)
+    service, node = query["service"], query["node"]
     store = store_of(request)
 
     views = views_of(store)
@@ -102,13 +111,13 @@ async def list_tasks(request: Request) -> Response:
 
 
 async def get_task(request: Request) -> JSONResponse:
-    task_id = request.path_params["id"]
+    task_id = request.path_params["task"]
     return JSONResponse(task_view(await blocking(lambda: store_of(request).task(task_id))))
 
 
 async def stop_task(request: Request) -> JSONResponse:
     """A user's stop: the container stops but stays, and unless-stopped leaves it so."""
-    task_id = request.path_params["id"]
+    task_id = request.path_params["task"]
     store = store_of(request)
 
     def stop() -> dict[str, Any]:
@@ -122,29 +131,8 @@ async def stop_task(request: Request) -> JSONResponse:
     return JSONResponse(await blocking(stop), status_code=202)
 
 
-def parse_since(raw: str) -> float:
-    """Unix seconds, or ISO 8601 (a time without zone is taken as UTC)."""
-    try:
-        return float(raw)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        raise ConfigError(["since: must be unix seconds or an ISO 8601 time"]) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-
-
-def parse_limit(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_EVENTS:
-        raise ConfigError([f"limit: must be an integer from 1 to {MAX_EVENTS}"])
-    return int(raw)
-
-
 async def list_events(request: Request) -> JSONResponse:
-    query = request.query_params
-    since = parse_since(query["since"]) if query.get("since") else None
-    limit = parse_limit(query.get("limit", "500"))
-    service = query.get("service") or None
+    query = query_of(request)
+    since, limit, service = query["since"], query["limit"], query["service"]
     events = await blocking(lambda: store_of(request).events(since=since, service=service, limit=limit))
     return JSONResponse([event_view(event) for event in events])

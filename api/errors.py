@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ExceptionHandler
 
+from api.params import InvalidParameters
 from shared.config import ConfigError, ConfigSyntaxError, format_errors
 from shared.errors import Conflict, NotFound, Unavailable
 
@@ -43,6 +44,11 @@ async def invalid_model(_: Request, exc: Exception) -> Response:
     return problem(422, "invalid", errors=format_errors(exc))
 
 
+async def invalid_parameters(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InvalidParameters)
+    return problem(400, "invalid", errors=exc.errors)
+
+
 async def malformed(_: Request, exc: Exception) -> Response:
     return problem(400, "malformed", message=str(exc))
 
@@ -70,6 +76,7 @@ HANDLERS: dict[Any, ExceptionHandler] = {
     Conflict: conflict,
     ConfigError: invalid,
     ValidationError: invalid_model,
+    InvalidParameters: invalid_parameters,
     ConfigSyntaxError: malformed,
     Unavailable: unavailable,
     redis.ConnectionError: unavailable,

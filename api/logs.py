@@ -1,4 +1,4 @@
-"""`GET /v1/tasks/{id}/logs?tail=N&follow=true`: a replica's container output, wherever its node is.
+"""`GET /v1/tasks/{task}/logs?tail=N&follow=true`: a replica's container output, wherever its node is.
 
 Each node agent registers how its Docker engine is reached (`engine_url` on the node record:
 GORCHESTER_NODE_ENGINE_URL, else DOCKER_HOST, else the local socket). The API opens the
@@ -24,30 +24,13 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from api.context import blocking, store_of
-from shared.config import ConfigError
+from api.routing import query_of
 from shared.errors import Conflict, Unavailable
 
 log = logging.getLogger("gorchester.api")
 
-MAX_TAIL = 1_000_000
 ENGINE_TIMEOUT = 10.0  # seconds for the engine to answer opening the logs; the stream itself has none
 _END = object()
-
-
-def parse_tail(raw: str | None) -> int | str:
-    """`all` (default) or a count of last lines."""
-    if raw is None or raw == "" or raw == "all":
-        return "all"
-    if not raw.isdigit() or int(raw) > MAX_TAIL:
-        raise ConfigError([f"tail: must be 'all' or an integer from 0 to {MAX_TAIL}"])
-    return int(raw)
-
-
-def parse_follow(raw: str | None) -> bool:
-    value = (raw or "false").lower()
-    if value not in ("true", "1", "yes", "false", "0", "no", ""):
-        raise ConfigError(["follow: must be true or false"])
-    return value in ("true", "1", "yes")
 
 
 class LogSource:
@@ -142,9 +125,9 @@ async def relay(source: LogSource) -> AsyncIterator[bytes]:
 
 
 async def task_logs(request: Request) -> StreamingResponse:
-    task_id = request.path_params["id"]
-    tail = parse_tail(request.query_params.get("tail"))
-    follow = parse_follow(request.query_params.get("follow"))
+    task_id = request.path_params["task"]
+    query = query_of(request)
+    tail, follow = query["tail"], query["follow"]
     store = store_of(request)
     task = await blocking(lambda: store.task(task_id))
     if task.container_id is None or task.node is None:

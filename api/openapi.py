@@ -4,6 +4,8 @@ Request bodies are the config models themselves (ServiceSpec, Config, ScaleReque
 validation mode; responses are pydantic models too: the service spec in serialization mode plus
 the small response models below, written only for views that had none (api/views.py builds dicts).
 Response objects allow extra properties, so a field added to a view is not a breaking change.
+Paths, methods and parameters come from the app's route table (api/app.py) and the parameter rules
+(api/params.py) the API checks with; each operation lists every status it can answer, OPTIONS too.
 The document is built once per process, at the first request.
 """
 
@@ -11,14 +13,17 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount
 
+from api import params
+from api.routing import Resource
 from api.services import ScaleRequest
 from shared.config import Config, ServiceSpec
 from shared.records import PublishedPort
@@ -133,15 +138,19 @@ MODELS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
 ]
 
 ERRORS = {
-    400: "malformed body: not JSON/YAML, not UTF-8, or not a mapping",
+    400: "a query or path parameter breaks its rule (each named), or a malformed body or Content-Length",
     401: "no bearer token, or an unknown one (when tokens are configured)",
-    403: "the read-only token on a change; or, with no token configured, a client that is not loopback",
+    403: "the read-only token on a change; a cross-site Origin or Sec-Fetch-Site; with no token configured, "
+    "a client that is not loopback or a Host that is neither loopback nor the server's address",
     404: "no such service, node or task",
+    408: "the body did not arrive whole within 10 s",
     409: "conflicts with the current state (exists already, not running, no container)",
     413: "body over 1 MiB",
+    415: "Content-Type is not application/json, application/yaml, application/x-yaml or text/yaml",
     422: "invalid input: every field path and rule",
-    503: "Redis (or a node's engine) unavailable",
+    503: "Redis (or a node's engine) unavailable or not answering within 2 s",
 }
+BODY_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml")
 
 
 def _name(ref: dict[str, Any]) -> str:
@@ -186,34 +195,109 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    return {str(code): _json(_ref("Problem"), ERRORS[code]) for code in codes}
+    return {str(code): _json(_ref("Problem"), ERRORS[code]) for code in sorted(set(codes))}
 
 
 def _body(schema_name: str, description: str) -> dict[str, Any]:
     return {
         "required": True,
         "description": description,
-        "content": {
-            "application/json": {"schema": _ref(schema_name)},
-            "application/yaml": {"schema": _ref(schema_name)},
-        },
+        "content": {media: {"schema": _ref(schema_name)} for media in BODY_TYPES},
     }
 
 
-def _path_param(name: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "description": description, "schema": {"type": "string"}}
+def _parameter(name: str, where: str, rule: params.Rule) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": where == "path", "description": rule.description,
+            "schema": rule.schema}
 
 
-def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": schema or {"type": "string"}}
+@dataclass(frozen=True)
+class Operation:
+    """What an operation does and answers on success, and the errors it adds to those every endpoint
+    can give (400, 401, 403, 503: added from the route where the document is built)."""
+
+    doc: dict[str, Any]
+    errors: tuple[int, ...] = ()
 
 
-AUTH = (401, 403, 503)
-WRITE = (400, 401, 403, 409, 413, 422, 503)
+def _operation(summary: str, operation_id: str, responses: dict[str, Any], *, body: dict[str, Any] | None = None,
+               errors: tuple[int, ...] = (), open_: bool = False) -> Operation:
+    doc: dict[str, Any] = {"summary": summary, "operationId": operation_id, "responses": responses}
+    if body is not None:
+        doc["requestBody"] = body
+    if open_:
+        doc["security"] = []
+    return Operation(doc, errors)
 
 
-def build() -> dict[str, Any]:
+BODY_ERRORS = (408, 413, 415, 422)
+
+
+def operations(spec_in: str, config_in: str, scale_in: str) -> dict[tuple[str, str], Operation]:
+    """What each (path, method) does and answers on success; errors beyond the common ones."""
+    service = _ref("Service")
+    return {
+        ("/v1/health", "get"): _operation(
+            "Liveness and Redis reachability (no token needed)", "health",
+            {"200": _json(_ref("Health"), "Redis answers"),
+             "503": _json(_ref("HealthUnavailable"), "Redis does not answer within 1 s")}, open_=True),
+        ("/v1/openapi.json", "get"): _operation(
+            "This document (no token needed)", "openapi",
+            {"200": _json({"type": "object"}, "the OpenAPI document")}, open_=True),
+        ("/v1/services", "get"): _operation(
+            "Every service with its status (env values hidden from the read-only token)", "listServices",
+            {"200": _json({"type": "array", "items": service}, "the services")}),
+        ("/v1/services", "post"): _operation(
+            "Create one service", "createService", {"201": _json(service, "created")},
+            body=_body(spec_in, "one service (JSON, or YAML)"), errors=(409, *BODY_ERRORS)),
+        ("/v1/services/{name}", "get"): _operation(
+            "One service with its status (env values hidden from the read-only token)", "getService",
+            {"200": _json(service, "the service")}),
+        ("/v1/services/{name}", "put"): _operation(
+            "Replace a service's spec", "replaceService", {"200": _json(service, "replaced")},
+            body=_body(spec_in, "the whole spec; service_name may be omitted"), errors=(409, *BODY_ERRORS)),
+        ("/v1/services/{name}", "delete"): _operation(
+            "Delete a service (its replicas stop, then it goes)", "deleteService",
+            {"202": _json(service, "marked for deletion")}, errors=(409,)),
+        ("/v1/services/{name}/scale", "post"): _operation(
+            "Set the desired replicas", "scaleService", {"200": _json(service, "scaled")},
+            body=_body(scale_in, '{"replicas": N}'), errors=(409, *BODY_ERRORS)),
+        ("/v1/services/{name}/metrics", "get"): _operation(
+            "A service's usage: each replica's latest sample and their average", "serviceMetrics",
+            {"200": _json({"type": "object"}, "the usage")}),
+        ("/v1/services/{name}/endpoints", "get"): _operation(
+            "Where a service's ready replicas answer", "serviceEndpoints",
+            {"200": _json({"type": "array", "items": {"type": "object"}}, "the endpoints")}),
+        ("/v1/apply", "post"): _operation(
+            "Make the services match a config", "apply", {"200": _json(_ref("ApplyResult"), "what changed")},
+            body=_body(config_in, "a whole config, or one service document"), errors=(409, *BODY_ERRORS)),
+        ("/v1/nodes", "get"): _operation(
+            "Every node", "listNodes", {"200": _json({"type": "array", "items": _ref("NodeView")}, "the nodes")}),
+        ("/v1/nodes/{node}", "get"): _operation(
+            "One node", "getNode", {"200": _json(_ref("NodeView"), "the node")}),
+        ("/v1/nodes/{node}/drain", "post"): _operation(
+            "Move a node's tasks elsewhere and place none there", "drainNode",
+            {"200": _json(_ref("NodeView"), "the node")}),
+        ("/v1/nodes/{node}/activate", "post"): _operation(
+            "Let a node take tasks again", "activateNode", {"200": _json(_ref("NodeView"), "the node")}),
+        ("/v1/tasks", "get"): _operation(
+            "Every replica", "listTasks", {"200": _json({"type": "array", "items": _ref("TaskView")}, "the tasks")}),
+        ("/v1/tasks/{task}", "get"): _operation(
+            "One replica", "getTask", {"200": _json(_ref("TaskView"), "the task")}),
+        ("/v1/tasks/{task}/stop", "post"): _operation(
+            "Stop a replica's container (kept; the task is stopped)", "stopTask",
+            {"202": _json(_ref("TaskView"), "stop requested")}, errors=(409,)),
+        ("/v1/tasks/{task}/logs", "get"): _operation(
+            "A replica's container output (stdout and stderr), streamed", "taskLogs",
+            {"200": {"description": "the output", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            errors=(409,)),
+        ("/v1/events", "get"): _operation(
+            "What happened, newest last", "listEvents",
+            {"200": _json({"type": "array", "items": _ref("EventView")}, "the events")}),
+    }
+
+
+def build(routes: list[BaseRoute]) -> dict[str, Any]:
     names, top = models_json_schema(MODELS, ref_template=REF)
     defs: dict[str, Any] = top.get("$defs", {})
     spec_in = _name(names[(ServiceSpec, "validation")])
@@ -232,104 +316,16 @@ def build() -> dict[str, Any]:
         "properties": {**spec_schema.get("properties", {}), **state_schema.get("properties", {})},
         "required": sorted({*spec_schema.get("required", []), *state_schema.get("required", [])}),
     }
-    service = _ref("Service")
-    name_param = _path_param("name", "the service name")
-    node_param = _path_param("id", "the node id")
-    task_param = _path_param("id", "the task id, e.g. web.1")
-    paths: dict[str, Any] = {
-        "/v1/health": {"get": {
-            "summary": "Liveness and Redis reachability (no token needed)", "operationId": "health",
-            "security": [],
-            "responses": {"200": _json(_ref("Health"), "Redis answers"),
-                          "503": _json(_ref("HealthUnavailable"), "Redis does not answer")},
-        }},
-        "/v1/services": {
-            "get": {"summary": "Every service with its status", "operationId": "listServices",
-                    "responses": {"200": _json({"type": "array", "items": service}, "the services"),
-                                  **_errors(*AUTH)}},
-            "post": {"summary": "Create one service", "operationId": "createService",
-                     "requestBody": _body(spec_in, "one service (JSON, or YAML)"),
-                     "responses": {"201": _json(service, "created"), **_errors(*WRITE)}},
-        },
-        "/v1/services/{name}": {
-            "parameters": [name_param],
-            "get": {"summary": "One service with its status", "operationId": "getService",
-                    "responses": {"200": _json(service, "the service"), **_errors(404, *AUTH)}},
-            "put": {"summary": "Replace a service's spec", "operationId": "replaceService",
-                    "requestBody": _body(spec_in, "the whole spec; service_name may be omitted"),
-                    "responses": {"200": _json(service, "replaced"), **_errors(404, *WRITE)}},
-            "delete": {"summary": "Delete a service (its replicas stop, then it goes)", "operationId": "deleteService",
-                       "responses": {"202": _json(service, "marked for deletion"), **_errors(404, 409, *AUTH)}},
-        },
-        "/v1/services/{name}/scale": {
-            "parameters": [name_param],
-            "post": {"summary": "Set the desired replicas", "operationId": "scaleService",
-                     "requestBody": _body(scale_in, '{"replicas": N}'),
-                     "responses": {"200": _json(service, "scaled"), **_errors(404, *WRITE)}},
-        },
-        "/v1/apply": {"post": {
-            "summary": "Make the services match a config", "operationId": "apply",
-            "parameters": [_query("prune", "also remove the services the config does not name",
-                                  {"type": "string", "enum": ["true", "false"]})],
-            "requestBody": _body(config_in, "a whole config, or one service document"),
-            "responses": {"200": _json(_ref("ApplyResult"), "what changed"), **_errors(*WRITE)},
-        }},
-        "/v1/nodes": {"get": {
-            "summary": "Every node", "operationId": "listNodes",
-            "responses": {"200": _json({"type": "array", "items": _ref("NodeView")}, "the nodes"), **_errors(*AUTH)},
-        }},
-        "/v1/nodes/{id}": {"parameters": [node_param], "get": {
-            "summary": "One node", "operationId": "getNode",
-            "responses": {"200": _json(_ref("NodeView"), "the node"), **_errors(404, *AUTH)},
-        }},
-        "/v1/tasks": {"get": {
-            "summary": "Every replica", "operationId": "listTasks",
-            "parameters": [_query("service", "only this service's"), _query("node", "only those on this node")],
-            "responses": {"200": _json({"type": "array", "items": _ref("TaskView")}, "the tasks"), **_errors(*AUTH)},
-        }},
-        "/v1/tasks/{id}": {"parameters": [task_param], "get": {
-            "summary": "One replica", "operationId": "getTask",
-            "responses": {"200": _json(_ref("TaskView"), "the task"), **_errors(404, *AUTH)},
-        }},
-        "/v1/tasks/{id}/stop": {"parameters": [task_param], "post": {
-            "summary": "Stop a replica's container (kept; the task is stopped)", "operationId": "stopTask",
-            "responses": {"202": _json(_ref("TaskView"), "stop requested"), **_errors(404, 409, *AUTH)},
-        }},
-        "/v1/tasks/{id}/logs": {"parameters": [task_param], "get": {
-            "summary": "A replica's container output (stdout and stderr), streamed", "operationId": "taskLogs",
-            "parameters": [
-                _query("tail", "'all' (default) or the last N lines",
-                       {"type": "string", "pattern": "^(all|[0-9]{1,7})$"}),
-                _query("follow", "keep streaming until the container stops or the client leaves",
-                       {"type": "string", "enum": ["true", "false"]}),
-            ],
-            "responses": {
-                "200": {"description": "the output", "content": {"text/plain": {"schema": {"type": "string"}}}},
-                **_errors(404, 409, 422, *AUTH),
-            },
-        }},
-        "/v1/events": {"get": {
-            "summary": "What happened, newest last", "operationId": "listEvents",
-            "parameters": [
-                _query("since", "unix seconds or ISO 8601"),
-                _query("service", "only events about this service"),
-                _query("limit", "at most this many (1-10000, default 500)"),
-            ],
-            "responses": {"200": _json({"type": "array", "items": _ref("EventView")}, "the events"),
-                          **_errors(422, *AUTH)},
-        }},
-        "/v1/openapi.json": {"get": {
-            "summary": "This document (no token needed)", "operationId": "openapi", "security": [],
-            "responses": {"200": _json({"type": "object"}, "the OpenAPI document")},
-        }},
-    }
+    described = operations(spec_in, config_in, scale_in)
+    paths = {path: describe(path, resource, described) for path, resource in v1_resources(routes)}
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "gorchester",
             "version": "1",
             "description": "A container orchestrator's REST API. Changes need the admin token, reads the admin "
-            "or the read-only token; with no token configured the API serves loopback clients only.",
+            "or the read-only token (which sees env keys, not their values); with no token configured the API "
+            "serves loopback clients only. Unknown or repeated query parameters are refused (400).",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
@@ -341,35 +337,60 @@ def build() -> dict[str, Any]:
     }
 
 
+def describe(path: str, resource: Resource, described: dict[tuple[str, str], Operation]) -> dict[str, Any]:
+    """A path's entry: its parameters from api/params.py, each method's operation with every answer it
+    can give, and OPTIONS."""
+    path_names = re.findall(r"{(\w+)}", path)
+    entry: dict[str, Any] = {}
+    parameters = [_parameter(name, "path", params.PATH[name]) for name in path_names]
+    parameters += [_parameter(name, "query", rule) for name, rule in resource.query.items()]
+    if parameters:  # every method of a path (OPTIONS too) checks them alike
+        entry["parameters"] = parameters
+    methods = sorted(method.lower() for method in resource.endpoints if method != "HEAD")
+    open_ = False
+    for method in methods:
+        found = described.get((path, method)) or _undescribed(path, method)
+        operation = copy.deepcopy(found.doc)
+        open_ = operation.get("security") == []
+        common = (400, 403) if open_ else (400, 401, 403, 503)
+        operation["responses"] = {**operation["responses"],
+                                  **_errors(*common, *found.errors, *((404,) if path_names else ()))}
+        entry[method] = operation
+    entry["options"] = {
+        "summary": "The methods this path serves", "operationId": "options" + _identifier(path),
+        "responses": {"204": {"description": "the methods, in Allow",
+                              "headers": {"Allow": {"schema": {"type": "string"}, "description": resource.allow}}},
+                      **_errors(400, 403, *(() if open_ else (401,)), *((404,) if path_names else ()))},
+    }
+    if open_:  # as open as the path's other methods
+        entry["options"]["security"] = []
+    return entry
+
+
+def _undescribed(path: str, method: str) -> Operation:
+    """A minimal entry for a route this module does not describe yet, so none is missing."""
+    return _operation(f"{method.upper()} {path}", method + _identifier(path),
+                      {"200": _json({}, "success"), "201": _json({}, "created"), "202": _json({}, "accepted")},
+                      errors=(409, *BODY_ERRORS) if method != "get" else ())
+
+
+def _identifier(path: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", path) if part)
+
+
+def v1_resources(routes: list[BaseRoute]) -> list[tuple[str, Resource]]:
+    """(path, route) of every route under /v1, as the app serves them."""
+    return [
+        (f"/v1{inner.path}", inner)
+        for route in routes if isinstance(route, Mount) and route.path == "/v1"
+        for inner in route.routes if isinstance(inner, Resource)
+    ]
+
+
 def v1_routes(routes: list[BaseRoute]) -> list[tuple[str, str]]:
     """(path, lower-case method) of every route under /v1, as the app serves them."""
-    found = []
-    for route in routes:
-        if isinstance(route, Mount) and route.path == "/v1":
-            for inner in route.routes:
-                if isinstance(inner, Route):
-                    found += [(f"/v1{inner.path}", method.lower()) for method in sorted(inner.methods or ()) if
-                              method != "HEAD"]
-    return found
-
-
-def complete(doc: dict[str, Any], routes: list[tuple[str, str]]) -> dict[str, Any]:
-    """Add a minimal entry for any /v1 route this module does not describe yet, so none is missing."""
-    for path, method in routes:
-        entry = doc["paths"].setdefault(path, {})
-        if method in entry:
-            continue
-        params = re.findall(r"{(\w+)}", path)
-        if params and "parameters" not in entry:
-            entry["parameters"] = [_path_param(name, name) for name in params]
-        errors = (404, *AUTH) if method == "get" else (404, *WRITE)
-        entry[method] = {
-            "summary": f"{method.upper()} {path} (not described in detail yet)",
-            "operationId": f"{method}_{re.sub(r'[^A-Za-z0-9]+', '_', path).strip('_')}",
-            "responses": {"200": _json({}, "success"), "201": _json({}, "created"), "202": _json({}, "accepted"),
-                          **_errors(*errors)},
-        }
-    return doc
+    return [(path, method.lower()) for path, resource in v1_resources(routes)
+            for method in sorted(resource.endpoints) if method != "HEAD"]
 
 
 _cache: dict[str, Any] = {}
@@ -377,7 +398,7 @@ _cache: dict[str, Any] = {}
 
 def document(routes: list[BaseRoute]) -> dict[str, Any]:
     if "doc" not in _cache:
-        _cache["doc"] = complete(build(), v1_routes(routes))
+        _cache["doc"] = build(routes)
     return _cache["doc"]
 
 

@@ -11,12 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from api.auth import Role, role_of
 from api.body import read_document, read_mapping
 from api.context import blocking, settings_of, store_of
 from api.metrics import with_autoscale
+from api.routing import query_of
 from api.snapshot import json_response, views_of
-from api.views import endpoints_view, service_view
+from api.views import endpoints_view, service_view, without_env_values
 from shared.config import ConfigError, ServiceSpec, validate_config, validate_service
+from shared.defaults import MAX_REPLICAS
 from shared.hostaccess import check_config, check_service
 from shared.records import ServiceRecord, TaskRecord
 from shared.store import Store
@@ -33,7 +36,9 @@ EVENT_MESSAGES = {
 class ScaleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    replicas: StrictInt = Field(description="checked against the whole spec, so scale_policy bounds apply")
+    replicas: StrictInt = Field(
+        ge=0, le=MAX_REPLICAS, description="checked against the whole spec, so scale_policy bounds apply"
+    )
 
 
 def _announce(store: Store, outcome: str, name: str, record: ServiceRecord | None = None) -> None:
@@ -60,21 +65,30 @@ def _view(store: Store, record: ServiceRecord) -> dict[str, Any]:
 
 async def list_services(request: Request) -> Response:
     store = store_of(request)
+    role = role_of(request)
 
     def build() -> list[dict[str, Any]]:
         services, tasks = store.services(), store.tasks()
         by_service: dict[str, list[TaskRecord]] = defaultdict(list)
         for task in tasks:
             by_service[task.service].append(task)
-        return [service_view(services[name], by_service[name]) for name in sorted(services)]
+        return [_for_role(role, service_view(services[name], by_service[name])) for name in sorted(services)]
 
-    return json_response(await blocking(lambda: views_of(store).get(store, ("services",), build)))
+    # Keyed by role too: one role is never served the bytes built for the other.
+    return json_response(await blocking(lambda: views_of(store).get(store, ("services", role), build)))
 
 
 async def get_service(request: Request) -> JSONResponse:
     store = store_of(request)
     name = request.path_params["name"]
-    return JSONResponse(await blocking(lambda: with_autoscale(store, _view(store, store.service(name)))))
+    role = role_of(request)
+    view = await blocking(lambda: with_autoscale(store, _view(store, store.service(name))))
+    return JSONResponse(_for_role(role, view))
+
+
+def _for_role(role: Role, view: dict[str, Any]) -> dict[str, Any]:
+    """A service view as this role may see it: the read-only token sees env keys, not their values."""
+    return without_env_values(view) if role is Role.READ else view
 
 
 async def create_service(request: Request) -> JSONResponse:
@@ -167,10 +181,8 @@ def _about_replicas(line: str) -> str:
 
 
 def _flag(request: Request, name: str) -> bool:
-    raw = request.query_params.get(name, "false").lower()
-    if raw not in ("true", "1", "yes", "false", "0", "no", ""):
-        raise ConfigError([f"{name}: must be true or false"])
-    return raw in ("true", "1", "yes")
+    """A true/false query parameter, as api/params.py checked it."""
+    return bool(query_of(request)[name])
 
 
 async def apply(request: Request) -> JSONResponse:

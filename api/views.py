@@ -64,6 +64,28 @@ def service_view(record: ServiceRecord, tasks: list[TaskRecord]) -> dict[str, An
     }
 
 
+REDACTED = "<redacted>"
+
+
+def without_env_values(view: Any) -> Any:
+    """What the read-only token sees of a view: every `env` list's entries as `KEY=<redacted>`.
+
+    Applied to the whole view, so any spec it holds (the service's own, an earlier one) is covered."""
+    if isinstance(view, dict):
+        return {
+            key: [_redacted(entry) for entry in value] if key == "env" and isinstance(value, list)
+            else without_env_values(value)
+            for key, value in view.items()
+        }
+    if isinstance(view, list):
+        return [without_env_values(item) for item in view]
+    return view
+
+
+def _redacted(entry: Any) -> Any:
+    return f"{entry.partition('=')[0]}={REDACTED}" if isinstance(entry, str) else entry
+
+
 def update_view(record: ServiceRecord, tasks: list[TaskRecord]) -> dict[str, Any] | None:
     """The last rolling update: its state, why it was rolled back, and how far it got."""
     update = record.update

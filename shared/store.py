@@ -108,16 +108,22 @@ class NotLeader(Exception):
     """The scheduler's lease was lost before its plan was written; nothing was written."""
 
 
-def connect(url: str, *, timeout: float = defaults.DEFAULT_REDIS_TIMEOUT, decode: bool = True) -> redis.Redis:
-    """A client that fails fast (seconds, not forever) and retries briefly with back-off."""
+def connect(
+    url: str, *, timeout: float = defaults.DEFAULT_REDIS_TIMEOUT, decode: bool = True, retry_on_timeout: bool = True
+) -> redis.Redis:
+    """A client that fails fast (seconds, not forever) and retries briefly with back-off.
+
+    Without `retry_on_timeout` a call to a hanging Redis ends after one `timeout` (the API's bound);
+    a dropped connection is still retried."""
+    retried = (redis.ConnectionError, redis.TimeoutError) if retry_on_timeout else (redis.ConnectionError,)
     return redis.Redis.from_url(
         url,
         decode_responses=decode,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         health_check_interval=10,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 2),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 2, supported_errors=retried),
+        retry_on_error=list(retried),
     )
 
 

@@ -89,8 +89,8 @@ def test_logs_tail_follow_and_errors(running_api: str) -> None:
     pending = httpx.get(f"{api}/v1/tasks/huge.1/logs")
     assert pending.status_code == 409
     assert "no container" in pending.json()["message"]
-    assert httpx.get(f"{api}/v1/tasks/talker.2/logs", params={"tail": "-1"}).status_code == 422
-    assert httpx.get(f"{api}/v1/tasks/talker.2/logs", params={"follow": "maybe"}).status_code == 422
+    assert httpx.get(f"{api}/v1/tasks/talker.2/logs", params={"tail": "-1"}).status_code == 400
+    assert httpx.get(f"{api}/v1/tasks/talker.2/logs", params={"follow": "maybe"}).status_code == 400
 
 
 def test_cli_logs_for_a_service_and_a_task(running_api: str) -> None:

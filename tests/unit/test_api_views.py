@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from api.views import iso, node_view, service_status, task_view
+from api.views import REDACTED, iso, node_view, service_status, task_view, without_env_values
 from shared.config import ServiceSpec
 from shared.records import Availability, NodeRecord, PublishedPort, ServiceRecord, TaskRecord, TaskState
 
@@ -88,3 +88,17 @@ def test_task_view_hides_a_stale_reason_once_running() -> None:
     assert running["ports"] == [{"host_ip": "0.0.0.0", "host_port": 8080, "container_port": 80, "protocol": "tcp"}]
     assert running["started_at"] == "1970-01-01T00:00:10.000Z"
     assert task_view(task(2, TaskState.PENDING, reason="no node fits"))["reason"] == "no node fits"
+
+
+def test_env_values_are_redacted_everywhere_in_a_view() -> None:
+    view = {
+        "service_name": "db", "env": ["DB_PASSWORD=hunter2", "EMPTY=", "URL=a=b"], "labels": {"env": "prod"},
+        "update": {"previous_spec": {"env": ["OLD=secret"]}}, "items": [{"env": ["X=1"]}],
+    }
+    shown = without_env_values(view)
+    assert shown["env"] == ["DB_PASSWORD=<redacted>", "EMPTY=<redacted>", "URL=<redacted>"]
+    assert shown["update"]["previous_spec"]["env"] == ["OLD=<redacted>"]
+    assert shown["items"][0]["env"] == ["X=<redacted>"]
+    assert shown["labels"] == {"env": "prod"}  # not an env list
+    assert view["env"][0] == "DB_PASSWORD=hunter2"  # the original is left alone (it may be cached)
+    assert REDACTED not in str(without_env_values({"service_name": "web"}))

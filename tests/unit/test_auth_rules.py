@@ -14,7 +14,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from api.auth import Auth, Role, TokenError, Tokens, bearer, is_loopback, is_open
+from api.auth import Auth, Role, TokenError, Tokens, bearer, is_loopback, is_open, role_of
+from api.origins import OriginPolicy, host_name, normal_origin
 
 ADMIN, READ = "admin-secret-1", "read-secret-2"
 
@@ -119,3 +120,71 @@ def test_tokens_apply_to_remote_and_loopback_alike() -> None:
         assert remote.get("/v1/services", headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 200
     with client(Tokens(admin=ADMIN), host="127.0.0.1") as local:
         assert local.get("/v1/services").status_code == 401
+
+
+def policy_client(tokens: Tokens, policy: OriginPolicy, host: str = "127.0.0.1") -> TestClient:
+    async def whoami(request: Request) -> JSONResponse:
+        return JSONResponse({"role": role_of(request)})
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[dict]:
+        yield {"tokens": tokens, "origins": policy}
+
+    routes = [Route(path, whoami, methods=["GET", "POST"]) for path in ("/v1/services", "/v1/health")]
+    app = Starlette(routes=routes, middleware=[Middleware(Auth)], lifespan=lifespan)
+    return TestClient(app, base_url="http://127.0.0.1:8080", client=(host, 50000))
+
+
+def test_role_is_recorded_for_the_endpoints() -> None:
+    with policy_client(Tokens(admin=ADMIN, read=READ), OriginPolicy()) as api:
+        assert api.get("/v1/services", headers={"Authorization": f"Bearer {READ}"}).json() == {"role": "read"}
+        assert api.get("/v1/services", headers={"Authorization": f"Bearer {ADMIN}"}).json() == {"role": "admin"}
+    with policy_client(Tokens(), OriginPolicy()) as loopback:
+        assert loopback.get("/v1/services").json() == {"role": "admin"}
+
+
+def test_cross_site_requests_are_refused_naming_the_header() -> None:
+    with policy_client(Tokens(), OriginPolicy()) as api:
+        assert api.post("/v1/services", headers={"Origin": "http://127.0.0.1:8080"}).status_code == 200
+        assert api.post("/v1/services", headers={"Origin": "HTTP://127.0.0.1:8080/"}).status_code == 200
+        for origin in ("http://evil.example", "null", "http://127.0.0.1:9090", "https://127.0.0.1:8080"):
+            refused = api.post("/v1/services", headers={"Origin": origin})
+            assert refused.status_code == 403, origin
+            assert refused.json()["message"].startswith("Origin: "), origin
+        assert api.get("/v1/health", headers={"Origin": "http://evil.example"}).status_code == 403
+        cross = api.post("/v1/services", headers={"Sec-Fetch-Site": "cross-site"})
+        assert cross.status_code == 403
+        assert cross.json()["message"].startswith("Sec-Fetch-Site: ")
+        navigation = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+        assert api.get("/v1/services", headers=navigation).status_code == 200  # a link followed, unreadable
+        assert api.post("/v1/services", headers=navigation).status_code == 403
+        assert api.get("/v1/services", headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
+    allowed = OriginPolicy.from_env({"GORCHESTER_API_ALLOWED_ORIGINS": "https://ops.example.com:443/, http://x:81"})
+    with policy_client(Tokens(), allowed) as api:
+        assert api.post("/v1/services", headers={"Origin": "https://ops.example.com"}).status_code == 200
+        assert api.post("/v1/services", headers={"Origin": "http://x:81"}).status_code == 200
+        assert api.post("/v1/services", headers={"Origin": "http://x"}).status_code == 403
+
+
+def test_loopback_only_mode_refuses_a_host_that_is_not_loopback_or_the_servers() -> None:
+    with policy_client(Tokens(), OriginPolicy()) as api:
+        for host in ("localhost:8080", "127.0.0.1:8080", "127.9.9.9", "[::1]:8080", "LOCALHOST"):
+            assert api.get("/v1/services", headers={"Host": host}).status_code == 200, host
+        for host in ("evil.example", "evil.example:8080", "localhost.evil.example", "10.0.0.1", "testserver", ""):
+            refused = api.get("/v1/services", headers={"Host": host})
+            assert refused.status_code == 403, host
+            assert refused.json()["message"].startswith("Host: "), host
+    with policy_client(Tokens(), OriginPolicy.from_env({"GORCHESTER_API_ALLOWED_HOSTS": "gorch.internal"})) as api:
+        assert api.get("/v1/services", headers={"Host": "gorch.internal:8080"}).status_code == 200
+    with policy_client(Tokens(admin=ADMIN), OriginPolicy()) as api:  # tokens protect; any name may be used
+        assert api.get("/v1/health", headers={"Host": "gorch.example.com"}).status_code == 200
+
+
+def test_the_in_process_test_server_name_is_its_own_listen_address() -> None:
+    # Starlette's TestClient calls with Host and server "testserver": accepted as the listen address,
+    # which a real server (uvicorn) only ever reports as an IP address.
+    with client(Tokens(), host="127.0.0.1") as api:
+        assert api.post("/v1/services").status_code == 200
+    assert normal_origin("HTTP://Example.COM:80/") == "http://example.com"
+    assert normal_origin("https://[::1]:443") == "https://[::1]"
+    assert host_name("[::1]:8080") == "::1" and host_name("a.b:1") == "a.b" and host_name("::1") == "::1"
