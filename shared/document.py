@@ -18,7 +18,8 @@ documents here, and:
   `on`, `off`, `y`, `n`, `.inf`, `.nan` and timestamps are the strings they look like; tags beyond
   the core ones (`!!binary`, `!!timestamp`, `!!set`, ...) are refused;
 - JSON refuses NaN, Infinity and -Infinity, and strings holding a lone surrogate (`"\\ud800"`),
-  which no UTF-8 store or response could hold.
+  which no UTF-8 store or response could hold; neither format gives a number that is infinite
+  (`1e999` is refused), nor an integer too long for int() (over 4,300 digits).
 
 YAML is scanned and parsed by libyaml (the pure-Python scanner costs about 4 s of CPU per MiB)
 and composed here, in Python, where depth and duplicate keys are checked.
@@ -27,6 +28,7 @@ and composed here, in Python, where depth and duplicate keys are checked.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -73,7 +75,10 @@ def load_yaml(text: str) -> Any:
 def load_json(text: str) -> Any:
     _check_json_depth(text)
     try:
-        data = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_int=_json_int)
+        data = json.loads(
+            text, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_int=_json_int,
+            parse_float=_json_float,
+        )
     except json.JSONDecodeError as exc:
         raise ConfigSyntaxError(f"not valid JSON: {exc}") from None
     _check_unicode(data)
@@ -126,7 +131,7 @@ class _CoreConstructor(SafeConstructor):
         text = self.construct_scalar(node)
         if not _CORE_FLOAT.fullmatch(text):
             raise ConfigSyntaxError(f"not valid YAML: {text!r} is not a decimal number (line {_line(node)})")
-        return float(text)
+        return _finite(text, f"line {_line(node)}")
 
     def construct_core_bool(self, node: ScalarNode) -> bool:
         text = self.construct_scalar(node)
@@ -277,6 +282,10 @@ def _json_int(text: str) -> int:
     return _integer(text, "JSON")
 
 
+def _json_float(text: str) -> float:
+    return _finite(text, "JSON")
+
+
 def _check_unicode(value: Any) -> None:
     """A `\\ud800` escape decodes to a lone surrogate, which no UTF-8 text can hold."""
     if isinstance(value, str):
@@ -299,3 +308,11 @@ def _integer(text: str, where: str) -> int:
         return int(text)
     except ValueError:
         raise ConfigSyntaxError(f"an integer of {len(text)} digits is too long ({where})") from None
+
+
+def _finite(text: str, where: str) -> float:
+    """float() of a decimal number, which is infinite past 1.8e308: no document holds NaN or infinity."""
+    value = float(text)
+    if math.isinf(value):
+        raise ConfigSyntaxError(f"the number {text[:40]} is out of range ({where})")
+    return value

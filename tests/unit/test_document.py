@@ -261,6 +261,13 @@ def test_integers_too_long_for_int_are_a_syntax_error(load: Any) -> None:
 
 
 @pytest.mark.parametrize("load", [load_json, load_yaml])
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "1" + "0" * 400 + ".0"])
+def test_numbers_beyond_a_float_are_a_syntax_error(load: Any, number: str) -> None:
+    with pytest.raises(ConfigSyntaxError, match="is out of range"):
+        load(f'{{"target_cpu": {number}}}')
+
+
+@pytest.mark.parametrize("load", [load_json, load_yaml])
 def test_huge_but_parseable_integers_are_read_for_the_validator_to_bound(load: Any) -> None:
     assert load('{"memory_bytes": 1' + "0" * 400 + "}") == {"memory_bytes": 10**400}
 
