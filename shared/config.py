@@ -93,8 +93,13 @@ _PATTERN_RULES = {
     LISTEN_ADDR: LISTEN_RULE,
 }
 
+# For the list rules, which check items part by part (always with fullmatch).
 _CONTROL_CHARACTER = re.compile(f"[{CONTROL}]")
 _SCRIPT_CONTROL_CHARACTER = re.compile(f"[{CONTROL_BUT_TAB_LF}]")
+_ENV_KEY_RE = re.compile(_ENV_KEY)
+_DOCKER_NAME_RE = re.compile(_DOCKER_NAME)
+_IP_TEXT_RE = re.compile(_IP_TEXT)
+_HOSTNAME_RE = re.compile(_HOSTNAME)
 
 
 def _text(pattern: str, max_length: int | None, min_length: int | None = None) -> StringConstraints:
@@ -255,7 +260,7 @@ def parse_volume(text: str) -> VolumeMount:
         raise ValueError(f"{text!r}: container path must not be /")
     _check_path(text, target, "container path")
     named = not source.startswith("/")
-    if named and not _DOCKER_NAME_TEXT.fullmatch(source):
+    if named and not _DOCKER_NAME_RE.fullmatch(source):
         raise ValueError(f"{text!r}: source must be an absolute host path or a volume name")
     if not named:
         _check_path(text, source, "host path")
@@ -268,12 +273,6 @@ def _check_path(text: str, path: str, what: str) -> None:
         raise ValueError(f"{text[:64]!r}...: {what} must be at most {MAX_PATH_LENGTH} characters")
     if path != "/" and any(part in ("", ".", "..") for part in path[1:].split("/")):
         raise ValueError(f"{text!r}: {what} must be normalised (no '.', '..' or empty segment, no trailing '/')")
-
-
-_ENV_KEY_TEXT = re.compile(_ENV_KEY)
-_DOCKER_NAME_TEXT = re.compile(_DOCKER_NAME)
-_IP_TEXT_TEXT = re.compile(_IP_TEXT)
-_HOSTNAME_TEXT = re.compile(_HOSTNAME)
 
 
 def _has_control(text: str) -> bool:
@@ -299,7 +298,7 @@ def _judged_items(values: Any, limit: int, has_control: Callable[[str], bool] = 
 
 
 def _is_ip_address(text: str) -> bool:
-    if not _IP_TEXT_TEXT.fullmatch(text):
+    if not _IP_TEXT_RE.fullmatch(text):
         return False  # ipaddress also takes IPv6 zones (`fe80::1%eth0`), which Docker does not
     try:
         ipaddress.ip_address(text)
@@ -338,7 +337,7 @@ class ServiceSpec(Strict):
         seen: set[str] = set()
         for item in _judged_items(values, MAX_ENV_ITEMS, _env_has_control):
             key, sep, _ = item.partition("=")
-            if not sep or not _ENV_KEY_TEXT.fullmatch(key):
+            if not sep or not _ENV_KEY_RE.fullmatch(key):
                 raise ValueError(f"{item!r}: {ENV_RULE}")
             if key in seen:
                 raise ValueError(f"{key!r}: set more than once")
@@ -369,7 +368,7 @@ class ServiceSpec(Strict):
     def _extra_hosts(cls, values: Any) -> Any:
         for item in _judged_items(values, MAX_EXTRA_HOSTS):
             host, sep, target = item.partition(":")
-            if not sep or not _HOSTNAME_TEXT.fullmatch(host):
+            if not sep or not _HOSTNAME_RE.fullmatch(host):
                 raise ValueError(f"{item!r}: must be HOST:IP or HOST:host-gateway")
             if target != "host-gateway" and not _is_ip_address(target):
                 raise ValueError(f"{item!r}: {target!r} is neither an IP address nor host-gateway")
