@@ -38,8 +38,8 @@ from shared.config import (
 )
 from shared.document import ConfigSyntaxError, load_json, load_yaml
 
-# Random, not derandomized: a counterexample found on any run is a real bug. No example database:
-# tests leave nothing behind.
+# Random, not derandomized: a counterexample found on any run is a real bug, and hypothesis prints
+# it (with the seed to replay it). No example database, so no run depends on what an earlier one saw.
 PROPERTY = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 FORBIDDEN = re.compile(f"[{CONTROL}]")
