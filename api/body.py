@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
@@ -13,7 +12,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import problem
-from shared.config import ConfigSyntaxError, parse_document
+from shared.document import ConfigSyntaxError, load_json, load_yaml
 
 MAX_BODY_BYTES = 1024 * 1024
 # The whole body must arrive within this long of the request's start: a client that declares 100
@@ -95,11 +94,8 @@ async def read_document(request: Request) -> Any:
     except UnicodeDecodeError as exc:
         raise ConfigSyntaxError(f"body is not UTF-8: {exc}") from None
     if media != "application/json":
-        return parse_document(text)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigSyntaxError(f"not valid JSON: {exc}") from None
+        return load_yaml(text)
+    return load_json(text)
 
 
 async def read_mapping(request: Request, what: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import argparse
 from typing import Any
 
 from cli import render
+from cli.arguments import whole_number
 from cli.client import ApiClient, connection_options, path, run_client
 
 
@@ -19,7 +20,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         description="Set the desired replicas of NAME to N (scale_policy bounds are checked by the API).",
     )
     scale.add_argument("name", metavar="NAME", help="the service")
-    scale.add_argument("replicas", type=replica_count, metavar="N", help="the desired number of replicas")
+    scale.add_argument("replicas", type=whole_number, metavar="N", help="the desired number of replicas")
     scale.set_defaults(run=run_client(scale_command))
 
     remove = subparsers.add_parser(
@@ -36,13 +37,6 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         )
         node.add_argument("node", metavar="NODE", help="the node id")
         node.set_defaults(run=run_client(availability_command), verb=verb)
-
-
-def replica_count(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
 def scale_command(client: ApiClient, args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cli import render
+from cli.arguments import seconds
 from cli.client import EXIT_USAGE, ApiClient, CliError, connection_options, run_client
 
 OUTCOMES = ("created", "updated", "unchanged", "deleted")
@@ -36,16 +37,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=f"how long --wait waits (default {DEFAULT_TIMEOUT:g})",
     )
     parser.set_defaults(run=run_client(apply_command))
-
-
-def seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
-    return value
 
 
 def apply_command(client: ApiClient, args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from cli.arguments import seconds
 from cli.configfile import read_config
 
 PIDFILE = "gorchester-up.pid"
@@ -52,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=f"the config `up` was given; its data_dir holds the pidfile (default {DEFAULT_CONFIG})",
     )
     parser.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+        "--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
         help=f"how long to wait for it to stop (default {DEFAULT_TIMEOUT:g})",
     )
     parser.set_defaults(run=run)

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from cli import render
+from cli.arguments import positive
 from cli.client import ApiClient, connection_options, run_client
 
 POLL_INTERVAL = 1.0
@@ -27,7 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing events as they come")
     parser.add_argument("--service", metavar="NAME", help="only events about this service")
     parser.add_argument("--since", metavar="TIME", help="events from TIME on (unix seconds or ISO 8601)")
-    parser.add_argument("--limit", type=int, default=50, metavar="N", help="recent events shown first (default 50)")
+    parser.add_argument(
+        "--limit", type=positive, default=50, metavar="N", help="recent events shown first (default 50)"
+    )
     parser.set_defaults(run=run_client(events_command))
 
 

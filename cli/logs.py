@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from cli.arguments import WHOLE_NUMBER, whole_number
 from cli.client import ApiClient, CliError, api_error, connection_options, path, run_client
 
 CONNECT_TIMEOUT = 10.0  # the stream itself has no read timeout: a quiet container is not an error
@@ -29,19 +30,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("target", metavar="SERVICE|TASK", help="a service name or a task id")
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing output until it stops or Ctrl-C")
-    parser.add_argument("--tail", type=tail_count, metavar="N", help="only the last N lines of each replica")
+    parser.add_argument("--tail", type=whole_number, metavar="N", help="only the last N lines of each replica")
     parser.set_defaults(run=run_client(logs_command))
-
-
-def tail_count(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-    return int(text)
 
 
 def is_task_id(target: str) -> bool:
     name, dot, slot = target.rpartition(".")
-    return bool(dot and name and slot.isdigit())
+    return bool(dot and name and WHOLE_NUMBER.fullmatch(slot))
 
 
 def logs_command(client: ApiClient, args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import threading
 import time
 from types import FrameType
 
+from cli.arguments import port, positive
 from cli.cluster import LocalCluster, StartupError, health
 from cli.configfile import read_config
 from cli.down import remove_pidfile, write_pidfile
@@ -33,20 +34,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--nodes", type=positive, default=2, metavar="N", help="node agents to run (default 2)"
     )
     parser.add_argument(
-        "--redis-port", type=positive, metavar="PORT",
+        "--redis-port", type=port, metavar="PORT",
         help="port of the embedded redis-server (default 6379 when free, else any free port)",
     )
     parser.set_defaults(run=run)
-
-
-def positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
 
 
 def supervise(launcher: Launcher, stop: threading.Event) -> None:

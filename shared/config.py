@@ -2,40 +2,129 @@
 
 Rules live on the models; `load_config` turns pydantic's errors into `path: rule` lines such as
 `services[1].resources.memory_bytes: must be at least 16777216`.
+
+Every string has a whole-string pattern and a length bound, every list and number an upper bound,
+all as pydantic constraints, so the OpenAPI document (generated from these models) shows what is
+enforced. Patterns are in the subset where Rust's regex (pydantic-core's engine, whose `$` is the
+end of the text) and ECMA-262 (JSON Schema's) agree; Python's `re` checks the same patterns only
+with `fullmatch`, as its `$` also matches before a final newline.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
+import pydantic_core
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     StrictFloat,
     StrictInt,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from shared import defaults
+from shared.document import ConfigSyntaxError, load_yaml
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-HOSTNAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]{0,253}[A-Za-z0-9])?$")
-IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$", re.IGNORECASE)
+# Characters no field may hold: C0 controls, DEL, C1 controls and the Unicode line and paragraph
+# separators; they would reach Redis keys, RQ job ids, Docker object names, logs and terminals.
+# Items of `command` and `health_check.command` and env values may hold TAB and LF (scripts, PEM
+# keys): they go to the container as they are, never to a shell of ours. NUL is refused everywhere.
+CONTROL = r"\x00-\x1F\x7F-\x9F\u2028\u2029"
+CONTROL_BUT_TAB_LF = r"\x00-\x08\x0B-\x1F\x7F-\x9F\u2028\u2029"
+
+# Bounds of lengths and counts (numbers' bounds are in shared/defaults.py).
+MAX_NAME_LENGTH = 64  # Docker network and volume names
+MAX_IMAGE_LENGTH = 512
+MAX_PATH_LENGTH = 4096  # data_dir, host and container paths (Linux's PATH_MAX)
+MAX_ITEM_LENGTH = 32 * 1024  # one env entry, one command argument
+MAX_HTTP_PATH_LENGTH = 2048
+MAX_ENV_ITEMS = 1000
+MAX_COMMAND_ITEMS = 1000
+MAX_PORTS = 1000
+MAX_VOLUMES = 100
+MAX_DNS_SERVERS = 16
+MAX_EXTRA_HOSTS = 1000
+MAX_SERVICES = 1000
+MAX_SPEC_BYTES = 256 * 1024  # one service's spec as stored (JSON)
+MAX_SERVICES_BYTES = 1024 * 1024  # every service of one config as stored (JSON)
+
+_HOSTNAME = r"[A-Za-z0-9]([-A-Za-z0-9.]{0,251}[A-Za-z0-9])?"  # at most 253, as DNS allows
+_IP_TEXT = r"[0-9A-Fa-f:.]{2,45}"  # what an IPv4 or IPv6 address is written with; ipaddress decides
+_ENV_KEY = r"[A-Za-z_][A-Za-z0-9_.-]*"
+_DOCKER_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+_PCHAR = r"[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2}"  # RFC 3986 pchar
+# A path segment that is not `.` or `..` and holds no `/`, `:` or control character.
+_SEGMENT = rf"[^/:.{CONTROL}][^/:{CONTROL}]*|\.[^/:.{CONTROL}][^/:{CONTROL}]*|\.\.[^/:{CONTROL}]+"
+_PATH = rf"(/({_SEGMENT}))+"  # absolute and normalised: no `.`, `..` or empty segment, no trailing `/`
+
+TEXT = rf"^[^{CONTROL}]*$"
+SCRIPT_TEXT = rf"^[^{CONTROL_BUT_TAB_LF}]*$"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+IMAGE_REF = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$"
+DOCKER_NAME = rf"^{_DOCKER_NAME}$"
+ENV_ITEM = rf"^{_ENV_KEY}=[^{CONTROL_BUT_TAB_LF}]*$"
+VOLUME = rf"^(/|{_PATH}|{_DOCKER_NAME}):{_PATH}(:(ro|rw))?$"
+IP_ADDRESS = rf"^{_IP_TEXT}$"
+EXTRA_HOST = rf"^{_HOSTNAME}:({_IP_TEXT}|host-gateway)$"
+HTTP_PATH = rf"^/({_PCHAR}|/)*(\?({_PCHAR}|[/?])*)?$"  # origin-form: path, optional query
+LISTEN_ADDR = rf"^({_HOSTNAME}|\[{_IP_TEXT}\])?:[0-9]{{1,5}}$"
+
+ENV_RULE = "must be KEY=value with KEY of letters, digits, '_', '.' or '-'"
+LISTEN_RULE = "must be HOST:PORT or :PORT with a port from 1 to 65535"
+CONTROL_RULE = "must not contain control characters"
+_PATTERN_RULES = {
+    DNS_LABEL: "must be a DNS label: 1-63 lowercase letters, digits or '-', not starting or ending with '-'",
+    IMAGE_REF: "must be an image reference such as nginx:alpine or registry/repo:tag",
+    DOCKER_NAME: "must be a Docker network name (letters, digits, '_', '.', '-')",
+    ENV_ITEM: ENV_RULE,
+    VOLUME: "must be SOURCE:TARGET[:ro|rw] with normalised absolute paths or a volume name as SOURCE",
+    IP_ADDRESS: "must be an IP address",
+    EXTRA_HOST: "must be HOST:IP or HOST:host-gateway",
+    HTTP_PATH: "must be a URL path and optional query of RFC 3986 characters (percent-encode others)",
+    LISTEN_ADDR: LISTEN_RULE,
+}
+
+# For the list rules, which check items part by part (always with fullmatch).
+_CONTROL_CHARACTER = re.compile(f"[{CONTROL}]")
+_SCRIPT_CONTROL_CHARACTER = re.compile(f"[{CONTROL_BUT_TAB_LF}]")
+_ENV_KEY_RE = re.compile(_ENV_KEY)
+_DOCKER_NAME_RE = re.compile(_DOCKER_NAME)
+_IP_TEXT_RE = re.compile(_IP_TEXT)
+_HOSTNAME_RE = re.compile(_HOSTNAME)
+
+
+def _text(pattern: str, max_length: int | None, min_length: int | None = None) -> StringConstraints:
+    """Strings only (no bytes, no numbers), whole-string pattern, bounded length."""
+    return StringConstraints(strict=True, pattern=pattern, max_length=max_length, min_length=min_length)
+
+
+DnsLabel = Annotated[str, _text(DNS_LABEL, None)]  # 1-63 by the pattern, which says so in its message
+ImageRef = Annotated[str, _text(IMAGE_REF, MAX_IMAGE_LENGTH, min_length=1)]
+NetworkName = Annotated[str, _text(DOCKER_NAME, MAX_NAME_LENGTH)]
+EnvItem = Annotated[str, _text(ENV_ITEM, MAX_ITEM_LENGTH)]
+Argument = Annotated[str, _text(SCRIPT_TEXT, MAX_ITEM_LENGTH)]
+VolumeItem = Annotated[str, _text(VOLUME, 2 * MAX_PATH_LENGTH + 3)]
+IpAddress = Annotated[str, _text(IP_ADDRESS, 45)]
+ExtraHost = Annotated[str, _text(EXTRA_HOST, 253 + 1 + 45)]
+HttpPath = Annotated[str, _text(HTTP_PATH, MAX_HTTP_PATH_LENGTH)]
+ListenAddr = Annotated[str, _text(LISTEN_ADDR, 253 + 1 + 5)]
+PathText = Annotated[str, _text(TEXT, MAX_PATH_LENGTH)]
 
 
 class Strict(BaseModel):
     """Unknown fields are errors: a typo in a config must not be silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # rust-regex is pydantic's default; named because the patterns rely on its `$` (end of text).
+    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="rust-regex")
 
 
 class Protocol(StrEnum):
@@ -75,16 +164,20 @@ class PortMapping(Strict):
 
 
 class Resources(Strict):
-    cpu_millicores: StrictInt = Field(ge=defaults.MIN_CPU_MILLICORES)
-    memory_bytes: StrictInt = Field(ge=defaults.MIN_MEMORY_BYTES)
+    cpu_millicores: StrictInt = Field(ge=defaults.MIN_CPU_MILLICORES, le=defaults.MAX_CPU_MILLICORES)
+    memory_bytes: StrictInt = Field(ge=defaults.MIN_MEMORY_BYTES, le=defaults.MAX_MEMORY_BYTES)
 
 
 class ScalePolicy(Strict):
-    min_replicas: StrictInt = Field(1, ge=1)
-    max_replicas: StrictInt | None = Field(None, ge=1, description="defaults to the service's replicas")
-    target_cpu: StrictFloat | None = Field(None, ge=defaults.MIN_TARGET_CPU, le=100.0)
-    target_memory: StrictFloat | None = Field(None, ge=defaults.MIN_TARGET_MEMORY, le=100.0)
-    cooldown_seconds: StrictInt = Field(defaults.DEFAULT_COOLDOWN_SECONDS, ge=defaults.MIN_COOLDOWN_SECONDS)
+    min_replicas: StrictInt = Field(1, ge=1, le=defaults.MAX_REPLICAS)
+    max_replicas: StrictInt | None = Field(
+        None, ge=1, le=defaults.MAX_REPLICAS, description="defaults to the service's replicas"
+    )
+    target_cpu: StrictFloat | None = Field(None, ge=defaults.MIN_TARGET_CPU, le=100.0, allow_inf_nan=False)
+    target_memory: StrictFloat | None = Field(None, ge=defaults.MIN_TARGET_MEMORY, le=100.0, allow_inf_nan=False)
+    cooldown_seconds: StrictInt = Field(
+        defaults.DEFAULT_COOLDOWN_SECONDS, ge=defaults.MIN_COOLDOWN_SECONDS, le=defaults.MAX_COOLDOWN_SECONDS
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalePolicy:
@@ -101,19 +194,14 @@ class ScalePolicy(Strict):
 
 class HealthCheck(Strict):
     type: HealthCheckType | None = Field(None, description="inferred from the other fields when absent")
-    http_path: str | None = None
+    http_path: HttpPath | None = None
     port: StrictInt | None = Field(None, ge=1, le=65535)
-    command: list[str] | None = Field(None, min_length=1)
-    interval: StrictInt = Field(defaults.DEFAULT_HEALTH_INTERVAL, ge=1)
-    timeout: StrictInt = Field(defaults.DEFAULT_HEALTH_TIMEOUT, ge=0, description="0: as long as the interval")
-    retries: StrictInt = Field(defaults.DEFAULT_HEALTH_RETRIES, ge=0)
-
-    @field_validator("http_path")
-    @classmethod
-    def _path(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("/"):
-            raise ValueError("must start with '/'")
-        return value
+    command: list[Argument] | None = Field(None, min_length=1, max_length=MAX_COMMAND_ITEMS)
+    interval: StrictInt = Field(defaults.DEFAULT_HEALTH_INTERVAL, ge=1, le=defaults.MAX_HEALTH_SECONDS)
+    timeout: StrictInt = Field(
+        defaults.DEFAULT_HEALTH_TIMEOUT, ge=0, le=defaults.MAX_HEALTH_SECONDS, description="0: as long as the interval"
+    )
+    retries: StrictInt = Field(defaults.DEFAULT_HEALTH_RETRIES, ge=0, le=defaults.MAX_HEALTH_RETRIES)
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> HealthCheck:
@@ -168,108 +256,122 @@ def parse_volume(text: str) -> VolumeMount:
         raise ValueError(f"{text!r}: mode must be ro or rw, got {mode!r}")
     if not target.startswith("/"):
         raise ValueError(f"{text!r}: container path must be absolute")
+    if target == "/":
+        raise ValueError(f"{text!r}: container path must not be /")
+    _check_path(text, target, "container path")
     named = not source.startswith("/")
-    if named and not VOLUME_NAME.match(source):
+    if named and not _DOCKER_NAME_RE.fullmatch(source):
         raise ValueError(f"{text!r}: source must be an absolute host path or a volume name")
+    if not named:
+        _check_path(text, source, "host path")
     return VolumeMount(source=source, target=target, read_only=mode == "ro", named=named)
 
 
+def _check_path(text: str, path: str, what: str) -> None:
+    """Normalised, so that host-path rules can compare paths segment by segment."""
+    if len(path) > MAX_PATH_LENGTH:
+        raise ValueError(f"{text[:64]!r}...: {what} must be at most {MAX_PATH_LENGTH} characters")
+    if path != "/" and any(part in ("", ".", "..") for part in path[1:].split("/")):
+        raise ValueError(f"{text!r}: {what} must be normalised (no '.', '..' or empty segment, no trailing '/')")
+
+
+def _has_control(text: str) -> bool:
+    return _CONTROL_CHARACTER.search(text) is not None
+
+
+def _script_has_control(text: str) -> bool:
+    return _SCRIPT_CONTROL_CHARACTER.search(text) is not None
+
+
+def _env_has_control(text: str) -> bool:
+    key, _, value = text.partition("=")
+    return _has_control(key) or _script_has_control(value)
+
+
+def _judged_items(values: Any, limit: int, has_control: Callable[[str], bool] = _has_control) -> list[str]:
+    """The items a list's own rule judges: strings without control characters, and only when the
+    list is within its length limit. The rest is left to the item and list constraints, whose
+    errors name the item (`env[3]: must not contain control characters`)."""
+    if not isinstance(values, list) or len(values) > limit:
+        return []
+    return [item for item in values if isinstance(item, str) and not has_control(item)]
+
+
+def _is_ip_address(text: str) -> bool:
+    if not _IP_TEXT_RE.fullmatch(text):
+        return False  # ipaddress also takes IPv6 zones (`fe80::1%eth0`), which Docker does not
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 class ServiceSpec(Strict):
-    service_name: str
-    image: str = Field(min_length=1)
+    service_name: DnsLabel
+    image: ImageRef
     replicas: StrictInt = Field(ge=0, le=defaults.MAX_REPLICAS)
-    ports: list[PortMapping] = Field(default_factory=list)
-    env: list[str] = Field(default_factory=list)
-    command: list[str] | None = Field(None, min_length=1)
-    volumes: list[str] = Field(default_factory=list)
-    network: str | None = Field(
+    ports: list[PortMapping] = Field(default_factory=list, max_length=MAX_PORTS)
+    env: list[EnvItem] = Field(default_factory=list, max_length=MAX_ENV_ITEMS)
+    command: list[Argument] | None = Field(None, min_length=1, max_length=MAX_COMMAND_ITEMS)
+    volumes: list[VolumeItem] = Field(default_factory=list, max_length=MAX_VOLUMES)
+    network: NetworkName | None = Field(
         None,
         description="a user-defined bridge network to join (made when missing), where the service name resolves; "
         "unset: Docker's default bridge, no discovery",
     )
     network_mode: NetworkMode = NetworkMode.BRIDGE
-    dns: list[str] = Field(default_factory=list)
-    extra_hosts: list[str] = Field(default_factory=list)
+    dns: list[IpAddress] = Field(default_factory=list, max_length=MAX_DNS_SERVERS)
+    extra_hosts: list[ExtraHost] = Field(default_factory=list, max_length=MAX_EXTRA_HOSTS)
     restart_policy: RestartPolicy = RestartPolicy.NO
     resources: Resources | None = None
     scale_policy: ScalePolicy | None = None
     health_check: HealthCheck | None = None
 
-    @field_validator("restart_policy", mode="before")
-    @classmethod
-    def _restart_no(cls, value: Any) -> Any:
-        """YAML 1.1 reads an unquoted `restart_policy: no` (the seed's default value) as false."""
-        return RestartPolicy.NO if value is False else value
+    # The list rules below run before the item constraints (same patterns, checked with fullmatch),
+    # to say which entry breaks which part of the rule.
 
-    @field_validator("service_name")
+    @field_validator("env", mode="before")
     @classmethod
-    def _name(cls, value: str) -> str:
-        if not DNS_LABEL.match(value):
-            raise ValueError(
-                "must be a DNS label: 1-63 lowercase letters, digits or '-', not starting or ending with '-'"
-            )
-        return value
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, value: str) -> str:
-        if not IMAGE_REF.match(value):
-            raise ValueError("must be an image reference such as nginx:alpine or registry/repo:tag")
-        return value
-
-    @field_validator("env")
-    @classmethod
-    def _env(cls, values: list[str]) -> list[str]:
+    def _env(cls, values: Any) -> Any:
         seen: set[str] = set()
-        for item in values:
+        for item in _judged_items(values, MAX_ENV_ITEMS, _env_has_control):
             key, sep, _ = item.partition("=")
-            if not sep or not ENV_KEY.match(key):
-                raise ValueError(f"{item!r}: must be KEY=value with KEY of letters, digits, '_', '.' or '-'")
+            if not sep or not _ENV_KEY_RE.fullmatch(key):
+                raise ValueError(f"{item!r}: {ENV_RULE}")
             if key in seen:
                 raise ValueError(f"{key!r}: set more than once")
             seen.add(key)
         return values
 
-    @field_validator("volumes")
+    @field_validator("volumes", mode="before")
     @classmethod
-    def _volumes(cls, values: list[str]) -> list[str]:
+    def _volumes(cls, values: Any) -> Any:
         targets: set[str] = set()
-        for item in values:
+        for item in _judged_items(values, MAX_VOLUMES):
             mount = parse_volume(item)
             if mount.target in targets:
                 raise ValueError(f"{mount.target!r}: mounted more than once")
             targets.add(mount.target)
         return values
 
-    @field_validator("network")
+    @field_validator("dns", mode="before")
     @classmethod
-    def _network(cls, value: str | None) -> str | None:
-        if value is not None and not VOLUME_NAME.match(value):
-            raise ValueError("must be a Docker network name (letters, digits, '_', '.', '-')")
-        return value
-
-    @field_validator("dns")
-    @classmethod
-    def _dns(cls, values: list[str]) -> list[str]:
-        for item in values:
-            try:
-                ipaddress.ip_address(item)
-            except ValueError:
-                raise ValueError(f"{item!r}: must be an IP address") from None
+    def _dns(cls, values: Any) -> Any:
+        for item in _judged_items(values, MAX_DNS_SERVERS):
+            if not _is_ip_address(item):
+                raise ValueError(f"{item!r}: must be an IP address")
         return values
 
-    @field_validator("extra_hosts")
+    @field_validator("extra_hosts", mode="before")
     @classmethod
-    def _extra_hosts(cls, values: list[str]) -> list[str]:
-        for item in values:
+    def _extra_hosts(cls, values: Any) -> Any:
+        for item in _judged_items(values, MAX_EXTRA_HOSTS):
             host, sep, target = item.partition(":")
-            if not sep or not HOSTNAME.match(host):
+            if not sep or not _HOSTNAME_RE.fullmatch(host):
                 raise ValueError(f"{item!r}: must be HOST:IP or HOST:host-gateway")
-            if target != "host-gateway":
-                try:
-                    ipaddress.ip_address(target)
-                except ValueError:
-                    raise ValueError(f"{item!r}: {target!r} is neither an IP address nor host-gateway") from None
+            if target != "host-gateway" and not _is_ip_address(target):
+                raise ValueError(f"{item!r}: {target!r} is neither an IP address nor host-gateway")
         return values
 
     @model_validator(mode="after")
@@ -298,6 +400,15 @@ class ServiceSpec(Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _stored_size(self) -> ServiceSpec:
+        size = len(self.__pydantic_serializer__.to_json(self))
+        if size > MAX_SPEC_BYTES:
+            raise ValueError(
+                f"service {self.service_name!r}: must be at most {MAX_SPEC_BYTES} bytes as JSON, got {size}"
+            )
+        return self
+
     def network_name(self) -> str:
         """The Docker network the replicas are on: the user-defined one, else Docker's built-in
         `bridge`, `host` or `none` (as `docker inspect` names them)."""
@@ -323,24 +434,16 @@ class ServiceSpec(Strict):
 
 class Config(Strict):
     env: Literal["local", "dev", "prod", "development", "production"] = defaults.DEFAULT_ENV  # type: ignore[assignment]
-    listen_addr: str = defaults.DEFAULT_LISTEN_ADDR
-    data_dir: str = defaults.DEFAULT_DATA_DIR
-    cluster_name: str = defaults.DEFAULT_CLUSTER_NAME
-    services: list[ServiceSpec]
+    listen_addr: ListenAddr = defaults.DEFAULT_LISTEN_ADDR
+    data_dir: PathText = defaults.DEFAULT_DATA_DIR
+    cluster_name: DnsLabel = defaults.DEFAULT_CLUSTER_NAME
+    services: list[ServiceSpec] = Field(max_length=MAX_SERVICES)
 
     @field_validator("listen_addr")
     @classmethod
     def _listen(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise ValueError("must be HOST:PORT or :PORT with a port from 1 to 65535")
-        return value
-
-    @field_validator("cluster_name")
-    @classmethod
-    def _cluster(cls, value: str) -> str:
-        if not DNS_LABEL.match(value):
-            raise ValueError("must be a DNS label: 1-63 lowercase letters, digits or '-'")
+        if not 1 <= int(value.rpartition(":")[2]) <= 65535:  # ASCII digits: LISTEN_ADDR says so
+            raise ValueError(LISTEN_RULE)
         return value
 
     @field_validator("data_dir")
@@ -357,6 +460,13 @@ class Config(Strict):
             raise ValueError(errors[0])
         return self
 
+    @model_validator(mode="after")
+    def _stored_size(self) -> Config:
+        size = len(pydantic_core.to_json(self.services))
+        if size > MAX_SERVICES_BYTES:
+            raise ValueError(f"services: must be at most {MAX_SERVICES_BYTES} bytes as JSON, got {size}")
+        return self
+
     def listen_host_port(self) -> tuple[str, int]:
         host, _, port = self.listen_addr.rpartition(":")
         return host or "0.0.0.0", int(port)
@@ -370,10 +480,6 @@ class ConfigError(Exception):
         self.errors = errors
 
 
-class ConfigSyntaxError(Exception):
-    """A document that is not YAML/JSON at all, or not a mapping."""
-
-
 _MESSAGES = {
     "missing": "is required",
     "extra_forbidden": "unknown field",
@@ -382,7 +488,9 @@ _MESSAGES = {
     "int_from_float": "must be a whole number",
     "float_type": "must be a number",
     "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
     "string_type": "must be a string",
+    "string_unicode": "must be valid Unicode (no lone surrogates)",
     "list_type": "must be a list",
     "model_type": "must be a mapping",
     "model_attributes_type": "must be a mapping",
@@ -400,11 +508,28 @@ def _rule(error: Any) -> str:
         return f"must be at most {ctx['le']}"
     if kind in ("too_short", "string_too_short"):
         return "must not be empty"
+    if kind == "too_long":
+        return f"must have at most {ctx['max_length']} items"
+    if kind == "string_too_long":
+        return f"must be at most {ctx['max_length']} characters"
+    if kind == "string_pattern_mismatch":
+        return _pattern_rule(error["input"], ctx["pattern"])
     if kind in ("enum", "literal_error"):
         return f"must be one of {ctx.get('expected', '')}".replace("'", "")
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
     return _MESSAGES.get(kind, error["msg"][:1].lower() + error["msg"][1:])
+
+
+def _pattern_rule(text: str, pattern: str) -> str:
+    """A string that breaks a pattern: control characters first, whatever else is wrong with it."""
+    has_control = {ENV_ITEM: _env_has_control, SCRIPT_TEXT: _script_has_control}.get(pattern, _has_control)
+    control = has_control(text)
+    if control or pattern in (TEXT, SCRIPT_TEXT):
+        return CONTROL_RULE
+    if pattern == HTTP_PATH and not text.startswith("/"):
+        return "must start with '/'"
+    return _PATTERN_RULES.get(pattern, f"must match {pattern}")
 
 
 def format_path(loc: tuple[Any, ...]) -> str:
@@ -413,7 +538,8 @@ def format_path(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             path += f"[{part}]"
         else:
-            path += f".{part}" if path else str(part)
+            name = str(part) if str(part).isprintable() else repr(part)  # an unknown key may hold anything
+            path += f".{name}" if path else name
     return path
 
 
@@ -446,13 +572,6 @@ def duplicate_names(names: list[Any]) -> list[str]:
     return errors
 
 
-def parse_document(text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigSyntaxError(f"not valid YAML: {exc}") from None
-
-
 def validate_config(data: Any) -> Config:
     """A whole config, or a single service document like the seed's Examples 1-3 wrapped into one."""
     if not isinstance(data, dict):
@@ -478,4 +597,4 @@ def validate_service(data: Any, prefix: tuple[Any, ...] = ()) -> ServiceSpec:
 
 
 def load_config(text: str) -> Config:
-    return validate_config(parse_document(text))
+    return validate_config(load_yaml(text))

@@ -6,16 +6,21 @@ DEFAULT_LISTEN_ADDR = ":8080"
 DEFAULT_DATA_DIR = "./orchestrator-data"
 DEFAULT_CLUSTER_NAME = "default-cluster"
 MIN_CPU_MILLICORES = 5
+MAX_CPU_MILLICORES = 1_000_000  # 1,000 cores
 MIN_MEMORY_BYTES = 16 * 1024 * 1024
+MAX_MEMORY_BYTES = 2**40  # 1 TiB
 MAX_REPLICAS = 10_000
 MIN_TARGET_CPU = 5.0
 MIN_TARGET_MEMORY = 10.0
 DEFAULT_TARGET_CPU = 80.0  # used when a scale_policy names no target, as `kubectl autoscale` does
 MIN_COOLDOWN_SECONDS = 30
+MAX_COOLDOWN_SECONDS = 86_400  # a day
 DEFAULT_COOLDOWN_SECONDS = 30
 DEFAULT_HEALTH_INTERVAL = 10
 DEFAULT_HEALTH_TIMEOUT = 5
 DEFAULT_HEALTH_RETRIES = 3
+MAX_HEALTH_SECONDS = 86_400  # a health check's interval and timeout: a day
+MAX_HEALTH_RETRIES = 100
 
 # Process settings (overridable through GORCHESTER_* environment variables, see shared/settings.py).
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -53,7 +53,9 @@ def test_root_listen_addr_accepted(addr: str, host_port: tuple[str, int]) -> Non
 
 @pytest.mark.parametrize("name", ["Prod", "prod_1", "-prod", "prod-", "a" * 64, ""])
 def test_root_cluster_name_dns_label(name: str) -> None:
-    expected = "cluster_name: must be a DNS label: 1-63 lowercase letters, digits or '-'"
+    expected = (
+        "cluster_name: must be a DNS label: 1-63 lowercase letters, digits or '-', not starting or ending with '-'"
+    )
     assert root_errors(cluster_name=name) == [expected]
 
 

@@ -6,7 +6,15 @@ from typing import Any
 
 import pytest
 
-from shared.config import ConfigError, HealthCheckType, parse_volume, validate_config, validate_service
+from shared.config import (
+    ConfigError,
+    HealthCheckType,
+    RestartPolicy,
+    load_config,
+    parse_volume,
+    validate_config,
+    validate_service,
+)
 
 DROP = object()  # a field value meaning "leave this field out"
 DNS_LABEL_RULE = "must be a DNS label: 1-63 lowercase letters, digits or '-', not starting or ending with '-'"
@@ -435,16 +443,22 @@ def test_extra_hosts_accepted() -> None:
 
 # restart_policy
 
-@pytest.mark.parametrize("policy", ["never", "on_failure", "Always", True])
+@pytest.mark.parametrize("policy", ["never", "on_failure", "Always", True, False])
 def test_restart_policy_enum(policy: Any) -> None:
     assert errors(restart_policy=policy) == line(
         "restart_policy: must be one of no, always, on-failure or unless-stopped"
     )
 
 
-@pytest.mark.parametrize("policy", ["no", "always", "on-failure", "unless-stopped", False])
+@pytest.mark.parametrize("policy", ["no", "always", "on-failure", "unless-stopped"])
 def test_restart_policy_values_accepted(policy: Any) -> None:
     accepted(restart_policy=policy)
+
+
+def test_restart_policy_unquoted_no_in_yaml_is_the_string_no() -> None:
+    """YAML 1.1 read `no` as false; the config reader's core schema reads it as the string it looks like."""
+    config = load_config("service_name: web\nimage: img\nreplicas: 1\nrestart_policy: no\n")
+    assert config.services[0].restart_policy is RestartPolicy.NO
 
 
 # command
