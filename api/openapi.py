@@ -233,7 +233,7 @@ def _operation(summary: str, operation_id: str, responses: dict[str, Any], *, bo
 BODY_ERRORS = (408, 413, 415, 422)
 
 
-def operations(spec_in: str, config_in: str, scale_in: str) -> dict[tuple[str, str], Operation]:
+def operations(spec_in: str, replacement: str, config_in: str, scale_in: str) -> dict[tuple[str, str], Operation]:
     """What each (path, method) does and answers on success; errors beyond the common ones."""
     service = _ref("Service")
     return {
@@ -255,7 +255,7 @@ def operations(spec_in: str, config_in: str, scale_in: str) -> dict[tuple[str, s
             {"200": _json(service, "the service")}),
         ("/v1/services/{name}", "put"): _operation(
             "Replace a service's spec", "replaceService", {"200": _json(service, "replaced")},
-            body=_body(spec_in, "the whole spec; service_name may be omitted"), errors=(409, *BODY_ERRORS)),
+            body=_body(replacement, "the whole spec; service_name may be omitted"), errors=(409, *BODY_ERRORS)),
         ("/v1/services/{name}", "delete"): _operation(
             "Delete a service (its replicas stop, then it goes)", "deleteService",
             {"202": _json(service, "marked for deletion")}, errors=(409,)),
@@ -316,7 +316,14 @@ def build(routes: list[BaseRoute]) -> dict[str, Any]:
         "properties": {**spec_schema.get("properties", {}), **state_schema.get("properties", {})},
         "required": sorted({*spec_schema.get("required", []), *state_schema.get("required", [])}),
     }
-    described = operations(spec_in, config_in, scale_in)
+    # PUT takes the service's name from the URL when the body leaves it out.
+    replacement = "ServiceReplacement"
+    schemas[replacement] = {
+        **schemas[spec_in],
+        "title": replacement,
+        "required": [name for name in schemas[spec_in].get("required", []) if name != "service_name"],
+    }
+    described = operations(spec_in, replacement, config_in, scale_in)
     paths = {path: describe(path, resource, described) for path, resource in v1_resources(routes)}
     return {
         "openapi": "3.1.0",

@@ -27,6 +27,7 @@ from pydantic import (
     StrictInt,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -151,8 +152,19 @@ class HealthCheckType(StrEnum):
     COMMAND = "command"
 
 
+# What a request may send for host_port (null is read as 0, see PortMapping._unset_port); the stored
+# and returned value is always an integer.
+_HOST_PORT_REQUEST = {
+    "anyOf": [{"type": "integer", "minimum": 0, "maximum": 65535}, {"type": "null"}],
+    "default": 0,
+    "description": "0, null or absent: the engine picks a free port",
+}
+
+
 class PortMapping(Strict):
-    host_port: StrictInt = Field(0, ge=0, le=65535, description="0, null or absent: the engine picks a free port")
+    host_port: Annotated[StrictInt, WithJsonSchema(_HOST_PORT_REQUEST, mode="validation")] = Field(
+        0, ge=0, le=65535, description="0, null or absent: the engine picks a free port"
+    )
     container_port: StrictInt = Field(ge=1, le=65535)
     protocol: Protocol = Protocol.TCP
 
