@@ -89,5 +89,8 @@ def test_standby_scheduler_takes_over_when_the_leader_is_killed(procs: Processes
     )
     assert holder_of(new_token) == standby
     assert time.monotonic() - killed_at < 5
-    events = [e["type"] for e in store.events()]
-    assert events.count("leader_changed") == 2
+    # The new leader writes its `leader_changed` event just after it takes the lease: wait for it.
+    wait_for(
+        lambda: [e["data"]["leader"] for e in store.events() if e["type"] == "leader_changed"] == [token, new_token],
+        what="one leader_changed event per leader",
+    )
