@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -15,9 +16,10 @@ from api.body import read_document, read_mapping
 from api.context import blocking, settings_of, store_of
 from api.metrics import with_autoscale
 from api.snapshot import json_response, views_of
-from api.views import endpoints_view, service_view
+from api.views import endpoints_view, service_view, unreadable_service_view
 from shared.config import ConfigError, ServiceSpec, validate_config, validate_service
-from shared.records import ServiceRecord, TaskRecord
+from shared.errors import NotFound
+from shared.records import ServiceRecord, TaskRecord, Unreadable, record_digest
 from shared.store import Store
 
 log = logging.getLogger("gorchester.api")
@@ -53,27 +55,43 @@ def _announce(store: Store, outcome: str, name: str, record: ServiceRecord | Non
             )
 
 
-def _view(store: Store, record: ServiceRecord) -> dict[str, Any]:
-    return service_view(record, store.tasks())
+def _views(store: Store, names: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """The views of the named services that exist (or of all), sorted by name. A service the scheduler
+    cannot handle, or whose record cannot be read, is shown `failed` with the reason."""
+    stored = store.read_services(names)
+    by_service: dict[str, list[TaskRecord]] = defaultdict(list)
+    for task in store.tasks():
+        by_service[task.service].append(task)
+    faults = store.faults()
+    views = []
+    for name in sorted(stored.bodies):
+        fault = faults.get(name)
+        # A fault is about the record it was found in: a record replaced since is judged afresh.
+        failure = fault.reason if fault is not None and fault.record == record_digest(stored.bodies[name]) else None
+        entry = stored.entry(name)
+        if isinstance(entry, Unreadable):
+            views.append(unreadable_service_view(entry, by_service[name], failure or entry.reason))
+        elif entry is not None:
+            views.append(service_view(entry, by_service[name], failure))
+    return views
+
+
+def _view(store: Store, name: str) -> dict[str, Any]:
+    views = _views(store, [name])
+    if not views:
+        raise NotFound(f"service {name!r} not found")
+    return views[0]
 
 
 async def list_services(request: Request) -> Response:
     store = store_of(request)
-
-    def build() -> list[dict[str, Any]]:
-        services, tasks = store.services(), store.tasks()
-        by_service: dict[str, list[TaskRecord]] = defaultdict(list)
-        for task in tasks:
-            by_service[task.service].append(task)
-        return [service_view(services[name], by_service[name]) for name in sorted(services)]
-
-    return json_response(await blocking(lambda: views_of(store).get(store, ("services",), build)))
+    return json_response(await blocking(lambda: views_of(store).get(store, ("services",), lambda: _views(store))))
 
 
 async def get_service(request: Request) -> JSONResponse:
     store = store_of(request)
     name = request.path_params["name"]
-    return JSONResponse(await blocking(lambda: with_autoscale(store, _view(store, store.service(name)))))
+    return JSONResponse(await blocking(lambda: with_autoscale(store, _view(store, name))))
 
 
 async def create_service(request: Request) -> JSONResponse:
@@ -83,7 +101,7 @@ async def create_service(request: Request) -> JSONResponse:
     def create() -> dict[str, Any]:
         record = store.create_service(spec, time.time())
         _announce(store, "created", spec.service_name)
-        return _view(store, record)
+        return service_view(record, store.tasks())
 
     return JSONResponse(await blocking(create), status_code=201)
 
@@ -102,7 +120,7 @@ async def replace_service(request: Request) -> JSONResponse:
         record, outcome = store.update_service(spec, time.time())
         if outcome == "updated":
             _announce(store, outcome, name, record)
-        return _view(store, record)
+        return _view(store, name)
 
     return JSONResponse(await blocking(replace))
 
@@ -127,7 +145,9 @@ async def delete_service(request: Request) -> JSONResponse:
         record, marked = store.delete_service(name, time.time())
         if marked:
             _announce(store, "deleted", name)
-        return _view(store, record)
+        if isinstance(record, Unreadable):  # dropped at once: its tasks are stopped as those of a service gone
+            return {**unreadable_service_view(record, [], record.reason), "deleting": True}
+        return service_view(record, store.tasks())
 
     return JSONResponse(await blocking(delete), status_code=202)
 
@@ -138,20 +158,20 @@ async def scale_service(request: Request) -> JSONResponse:
     store = store_of(request)
 
     def scale() -> dict[str, Any]:
-        record = store.service(name)
-        spec = _with_replicas(record, replicas)
-        record, outcome = store.update_service(spec, time.time())
+        # The new count is put into the spec read inside the write's transaction: a change made
+        # meanwhile (a PUT) is kept, never overwritten with the spec as it was before it.
+        _, outcome = store.change_spec(name, lambda spec: _with_replicas(spec, replicas), time.time())
         if outcome == "updated":
             store.emit("service_scaled", f"service {name} scaled to {replicas} replicas", service=name)
             log.info("service %s scaled to %d replicas", name, replicas)
-        return _view(store, record)
+        return _view(store, name)
 
     return JSONResponse(await blocking(scale))
 
 
-def _with_replicas(record: ServiceRecord, replicas: int) -> ServiceSpec:
+def _with_replicas(spec: ServiceSpec, replicas: int) -> ServiceSpec:
     """The spec at a new replica count, validated whole; every complaint is about `replicas`."""
-    data = record.spec.model_dump(mode="json")
+    data = spec.model_dump(mode="json")
     data["replicas"] = replicas
     try:
         return validate_service(data)

@@ -192,6 +192,11 @@ def container_gen(container: Container) -> int:
     return int(container.labels.get(labels.GEN, "0"))
 
 
+def container_incarnation(container: Container) -> str:
+    """The incarnation of the task record the container was made for ("" before records had one)."""
+    return str(container.labels.get(labels.INCARNATION, ""))
+
+
 def container_address(attrs: dict[str, Any]) -> str | None:
     """The container's IP address on its (bridge) network from an inspect document; None without one."""
     networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}

@@ -38,7 +38,10 @@ def test_reconcile_enqueues_each_decision_once(store: Store, redis_server, clust
     assert len(queue.job_ids) == 1
     job = queue.jobs[0]
     assert job.func_name == "worker.jobs.run_batch"
-    assert sorted(map(tuple, job.args[0])) == [("start", "web.1", 1), ("start", "web.2", 1)]
+    incarnations = {task.id: task.incarnation for task in store.tasks()}
+    assert sorted(map(tuple, job.args[0])) == [
+        ("start", "web.1", 1, incarnations["web.1"]), ("start", "web.2", 1, incarnations["web.2"])
+    ]
     assert {t.state for t in store.tasks()} == {TaskState.ASSIGNED}
 
 
