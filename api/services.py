@@ -83,6 +83,12 @@ def _view(store: Store, name: str) -> dict[str, Any]:
     return views[0]
 
 
+def _written_view(store: Store, record: ServiceRecord, outcome: str) -> dict[str, Any]:
+    """The view of the record a write made (a new record, not yet judged by the scheduler); when the
+    write changed nothing, of the record as stored."""
+    return _view(store, record.name) if outcome == "unchanged" else service_view(record, store.tasks())
+
+
 async def list_services(request: Request) -> Response:
     store = store_of(request)
     return json_response(await blocking(lambda: views_of(store).get(store, ("services",), lambda: _views(store))))
@@ -120,7 +126,7 @@ async def replace_service(request: Request) -> JSONResponse:
         record, outcome = store.update_service(spec, time.time())
         if outcome == "updated":
             _announce(store, outcome, name, record)
-        return _view(store, name)
+        return _written_view(store, record, outcome)
 
     return JSONResponse(await blocking(replace))
 
@@ -160,11 +166,11 @@ async def scale_service(request: Request) -> JSONResponse:
     def scale() -> dict[str, Any]:
         # The new count is put into the spec read inside the write's transaction: a change made
         # meanwhile (a PUT) is kept, never overwritten with the spec as it was before it.
-        _, outcome = store.change_spec(name, lambda spec: _with_replicas(spec, replicas), time.time())
+        record, outcome = store.change_spec(name, lambda spec: _with_replicas(spec, replicas), time.time())
         if outcome == "updated":
             store.emit("service_scaled", f"service {name} scaled to {replicas} replicas", service=name)
             log.info("service %s scaled to %d replicas", name, replicas)
-        return _view(store, name)
+        return _written_view(store, record, outcome)
 
     return JSONResponse(await blocking(scale))
 

@@ -52,8 +52,10 @@ def reconcile_isolated(
         for half in (group[: len(group) // 2], group[len(group) // 2 :]):
             try:
                 attempt(set(half))
+                continue
             except Exception as exc:  # noqa: BLE001 - see above
-                search(half, exc)
+                raised = exc
+            search(half, raised)  # outside the handler: an error found deeper is not chained to this one
 
     search(sorted(names), whole)
     kept = names - failures.keys()
