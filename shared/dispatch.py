@@ -48,7 +48,7 @@ class Job:
     action: Action
     task: str
     gen: int
-    incarnation: str = ""  # the task record's (shared/records.py): a decision is about one record of the slot
+    incarnation: str  # the task record's (shared/records.py): a decision is about one record of the slot
 
 
 def by_node(jobs: Iterable[Job]) -> dict[str, list[Job]]:

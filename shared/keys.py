@@ -73,7 +73,7 @@ class Keys:
         """The RQ queue name of a node; RQ stores it as `rq:queue:<this>`."""
         return f"{self.prefix}:{node_id}"
 
-    def job_id(self, action: str, task: str, gen: int, incarnation: str = "") -> str:
+    def job_id(self, action: str, task: str, gen: int, incarnation: str) -> str:
         """Jobs are named for what they do, so the same decision enqueued twice is one job.
 
         RQ allows only [A-Za-z0-9_-] in job ids; cluster and service names are DNS labels, so `_`

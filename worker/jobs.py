@@ -36,7 +36,7 @@ START_PARALLELISM = 3
 Decision = tuple[str, int, str]  # (task id, gen, incarnation): one record of a slot at one gen
 
 
-def start_task(task_id: str, gen: int, incarnation: str = "") -> None:
+def start_task(task_id: str, gen: int, incarnation: str) -> None:
     start_tasks([(task_id, gen, incarnation)])
 
 
@@ -215,7 +215,7 @@ def _prepare(node: Node, spec: ServiceSpec) -> str | None:
     return node.engine.ensure_network(spec.network) if spec.network is not None else None
 
 
-def halt_task(task_id: str, gen: int, incarnation: str = "") -> None:
+def halt_task(task_id: str, gen: int, incarnation: str) -> None:
     """The user's stop: the container stops but stays; the task is STOPPED, not a crash."""
     node = current()
     # Under the lock the container's `die` event cannot be reported as a failure first.
@@ -235,7 +235,7 @@ def halt_task(task_id: str, gen: int, incarnation: str = "") -> None:
         )
 
 
-def stop_task(task_id: str, gen: int, incarnation: str = "") -> None:
+def stop_task(task_id: str, gen: int, incarnation: str) -> None:
     """Remove the containers of the task's record (`incarnation`) up to `gen`, then the record if it
     is SHUTDOWN at `gen`. Another record's containers of the slot are not this decision's."""
     node = current()

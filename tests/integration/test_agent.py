@@ -64,6 +64,7 @@ class Scheduler:
         return task.id
 
     def send(self, action: Action, task_id: str, gen: int, incarnation: str = "") -> None:
+        """A decision about the record of `incarnation` ("" as the records here are made)."""
         enqueue(self.rq, self.store.keys, [Job(NODE, action, task_id, gen, incarnation)])
 
     def wait_state(self, task_id: str, *states: TaskState, timeout: float = 30) -> TaskRecord:
@@ -143,7 +144,7 @@ def test_running_wakes_the_scheduler_only_when_it_waits_for_that_replica(schedul
     def started(spec: ServiceSpec, slot: int, **fields: Any) -> list[str]:
         """The agent's notifications while it starts this replica (its job done, so all of them)."""
         task_id = scheduler.start(spec, slot, **fields)
-        job_id = store.keys.job_id(Action.START.value, task_id, 1)
+        job_id = store.keys.job_id(Action.START.value, task_id, 1, "")
         wait_for(lambda: not RQJob.exists(job_id, connection=scheduler.rq), what=f"the start job of {task_id} to end")
         store.notify("marker")
         seen: list[str] = []

@@ -10,14 +10,14 @@ KEYS = Keys("c1")
 
 def test_decisions_are_grouped_per_node_in_order_and_once():
     jobs = [
-        Job("n1", Action.START, "web.1", 1),
-        Job("n2", Action.START, "web.2", 1),
-        Job("n1", Action.STOP, "db.1", 3),
-        Job("n1", Action.START, "web.1", 1),  # the same decision twice is one
+        Job("n1", Action.START, "web.1", 1, ""),
+        Job("n2", Action.START, "web.2", 1, ""),
+        Job("n1", Action.STOP, "db.1", 3, ""),
+        Job("n1", Action.START, "web.1", 1, ""),  # the same decision twice is one
     ]
     assert by_node(jobs) == {
-        "n1": [Job("n1", Action.START, "web.1", 1), Job("n1", Action.STOP, "db.1", 3)],
-        "n2": [Job("n2", Action.START, "web.2", 1)],
+        "n1": [Job("n1", Action.START, "web.1", 1, ""), Job("n1", Action.STOP, "db.1", 3, "")],
+        "n2": [Job("n2", Action.START, "web.2", 1, "")],
     }
 
 
@@ -30,7 +30,7 @@ def test_a_single_decision_stays_the_job_of_its_action():
 
 def test_the_same_decision_about_another_record_of_the_slot_is_another_job():
     assert KEYS.job_id("start", "web.1", 1, "a1") != KEYS.job_id("start", "web.1", 1, "b2")
-    assert KEYS.job_id("start", "web.1", 1) == "gorchester_c1_start_web_1_1"  # a record made before incarnations
+    assert KEYS.job_id("start", "web.1", 1, "") == "gorchester_c1_start_web_1_1"  # a record made before incarnations
 
 
 def test_a_name_rq_refuses_gives_a_digest_not_an_error():
