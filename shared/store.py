@@ -91,6 +91,7 @@ return out
 WRITE_CHUNK = 2000  # task writes per Lua call: a huge plan must not block Redis for long at once
 
 Record = TypeVar("Record", bound=BaseModel)
+Outcome = TypeVar("Outcome")
 
 
 @dataclass
@@ -238,22 +239,22 @@ class Store:
     def _write_services(
         self,
         names: Collection[str] | None,
-        decide: Callable[[Records[ServiceRecord]], tuple[dict[str, ServiceRecord], list[str]]],
-    ) -> None:
+        decide: Callable[[Records[ServiceRecord]], tuple[dict[str, ServiceRecord], list[str], Outcome]],
+    ) -> Outcome:
         """Read-modify-write of services in one WATCH/MULTI transaction, retried on a concurrent write.
 
-        `decide` gets the services read (the named ones, or all) and returns the records to write and
-        the names to drop; it may raise to write nothing, and runs again on a retry. A change is
-        published on the changes channel in the same transaction.
+        `decide` gets the services read (the named ones, or all) and returns the records to write, the
+        names to drop and what to answer; it may raise to write nothing, and runs again on a retry.
+        A change is published on the changes channel in the same transaction.
         """
         with self.redis.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(self.keys.services)
-                    writes, drops = decide(self._read(pipe, self.keys.services, self._services, names))
+                    writes, drops, outcome = decide(self._read(pipe, self.keys.services, self._services, names))
                     if not writes and not drops:
                         pipe.reset()
-                        return
+                        return outcome
                     pipe.multi()
                     if writes:
                         pipe.hset(self.keys.services, mapping={n: r.model_dump_json() for n, r in writes.items()})
@@ -263,7 +264,7 @@ class Store:
                     changed = [*writes, *drops]
                     pipe.publish(self.keys.changes, f"service:{changed[0]}" if len(changed) == 1 else "services")
                     pipe.execute()
-                    return
+                    return outcome
                 except redis.WatchError:
                     continue
 
@@ -277,35 +278,29 @@ class Store:
         cannot be read is replaced whole.
         """
         name = spec.service_name
-        result: list[tuple[ServiceRecord, str]] = []
 
-        def replace(current: Records[ServiceRecord]) -> tuple[dict[str, ServiceRecord], list[str]]:
+        def replace(current: Records[ServiceRecord]) -> tuple[dict[str, ServiceRecord], list[str], Revised]:
             record, outcome, changed = revise(name, current.entry(name), spec, now, create, expected_version)
-            result[:] = [(record, outcome)]
-            return ({name: record} if changed else {}), []
+            return ({name: record} if changed else {}), [], (record, outcome)
 
-        self._write_services([name], replace)
-        return result[0]
+        return self._write_services([name], replace)
 
     def change_spec(
         self, name: str, respec: Callable[[ServiceSpec], ServiceSpec], now: float
     ) -> tuple[ServiceRecord, str]:
         """Change a service's spec as `respec` says, from the spec read in the same transaction (a
         scale keeps a concurrent change of anything else); returns the record and the outcome."""
-        result: list[tuple[ServiceRecord, str]] = []
 
-        def change(current: Records[ServiceRecord]) -> tuple[dict[str, ServiceRecord], list[str]]:
+        def change(current: Records[ServiceRecord]) -> tuple[dict[str, ServiceRecord], list[str], Revised]:
             entry = current.entry(name)
             if isinstance(entry, Unreadable):
                 raise Conflict(unreadable_service(entry))
             if entry is None:
                 raise NotFound(f"service {name!r} not found")
             record, outcome, changed = revise(name, entry, respec(entry.spec), now, False, None)
-            result[:] = [(record, outcome)]
-            return ({name: record} if changed else {}), []
+            return ({name: record} if changed else {}), [], (record, outcome)
 
-        self._write_services([name], change)
-        return result[0]
+        return self._write_services([name], change)
 
     def delete_service(self, name: str, now: float) -> tuple[ServiceRecord | Unreadable, bool]:
         """Mark for deletion; the scheduler stops its tasks and then drops the record. A record that
@@ -313,31 +308,27 @@ class Store:
 
         Returns the record and whether this call deleted it (False: it was being deleted already).
         """
-        result: list[tuple[ServiceRecord | Unreadable, bool]] = []
+        Deleted = tuple[ServiceRecord | Unreadable, bool]
 
-        def mark(current: Records[ServiceRecord]) -> tuple[dict[str, ServiceRecord], list[str]]:
+        def mark(current: Records[ServiceRecord]) -> tuple[dict[str, ServiceRecord], list[str], Deleted]:
             entry = current.entry(name)
             if entry is None:
                 raise NotFound(f"service {name!r} not found")
             if isinstance(entry, Unreadable):
-                result[:] = [(entry, True)]
-                return {}, [name]
+                return {}, [name], (entry, True)
             if entry.deleting:
-                result[:] = [(entry, False)]
-                return {}, []
+                return {}, [], (entry, False)
             marked = entry.model_copy(update={"deleting": True, "updated_at": now})
-            result[:] = [(marked, True)]
-            return {name: marked}, []
+            return {name: marked}, [], (marked, True)
 
-        self._write_services([name], mark)
-        return result[0]
+        return self._write_services([name], mark)
 
     def apply(self, config: Config, now: float, *, prune: bool = False) -> dict[str, list[str]]:
         """Make the services match `config` in one transaction: whole or not at all. A service being
         deleted fails the whole apply (Conflict) with nothing written; `prune` deletes the others."""
-        result: list[dict[str, list[str]]] = []
+        Outcomes = dict[str, list[str]]
 
-        def converge(current: Records[ServiceRecord]) -> tuple[dict[str, ServiceRecord], list[str]]:
+        def converge(current: Records[ServiceRecord]) -> tuple[dict[str, ServiceRecord], list[str], Outcomes]:
             outcome: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": [], "deleted": []}
             writes: dict[str, ServiceRecord] = {}
             drops: list[str] = []
@@ -358,11 +349,9 @@ class Store:
                     else:
                         continue
                     outcome["deleted"].append(name)
-            result[:] = [outcome]
-            return writes, drops
+            return writes, drops, outcome
 
-        self._write_services(None, converge)
-        return result[0]
+        return self._write_services(None, converge)
 
     def write_service(self, expected: ServiceRecord, record: ServiceRecord, *, leader_token: str | None = None) -> bool:
         """The scheduler's write of a service (update progress, rollback): only if the stored record
@@ -699,6 +688,9 @@ class Store:
             event["id"] = event_id
             result.append(event)
         return result[-limit:]
+
+
+Revised = tuple[ServiceRecord, str]  # a service record and the outcome: created, updated or unchanged
 
 
 def revise(
