@@ -152,3 +152,18 @@ def test_an_unreadable_task_record_is_replaced_in_one_pass_not_retried_forever(
     scheduler.reconcile_once()
     assert store.task("web.1").state is TaskState.ASSIGNED
     assert [e["data"]["task"] for e in store.events() if e["type"] == "task_unreadable"] == ["web.1", "junk"]
+
+
+def test_a_node_whose_record_cannot_be_read_is_down_and_its_replicas_move(store: Store, redis_server, cluster: str):
+    scheduler = Scheduler(Settings(redis_url=redis_server.url, cluster=cluster), store)
+    assert scheduler.lead()
+    register(store, "n1")
+    register(store, "n2")
+    store.create_service(validate_service({"service_name": "web", "image": "img", "replicas": 2}), time.time())
+    scheduler.reconcile_once()
+    assert sorted(task.node for task in store.tasks()) == ["n1", "n2"]
+    store.redis.hset(store.keys.node("n2"), "cpu_millicores", "{not json")
+    scheduler.reconcile_once()
+    scheduler.reconcile_once()
+    assert [task.node for task in store.tasks()] == ["n1", "n1"]
+    assert [e["data"]["node"] for e in store.events() if e["type"] == "node_unreadable"] == ["n2"]  # once
