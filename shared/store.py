@@ -118,34 +118,39 @@ class ParsedRecords(Generic[Record]):
     def __init__(self, model: type[Record], key_of: Callable[[Record], str]) -> None:
         self.model = model
         self.key_of = key_of  # the key a record must be stored under
-        self._known: dict[str, Record | str] = {}  # stored JSON -> its record, or why it is unreadable
+        # Stored JSON -> (the key it was read under, its record or why it cannot be read).
+        self._known: dict[str, tuple[str, Record | Unreadable]] = {}
         self._lock = threading.Lock()
 
-    def parse(self, entries: Iterable[tuple[str, str]], *, whole: bool = True) -> Records[Record]:
-        """The (key, stored JSON) entries parsed; `whole`: they are the whole hash, and the cache
+    def parse(self, entries: dict[str, str], *, whole: bool = True) -> Records[Record]:
+        """The entries (key -> stored JSON) parsed; `whole`: they are the whole hash, and the cache
         keeps only them (it never outgrows the hash)."""
         known = self._known
-        fresh: dict[str, Record | str] = {}
-        result: Records[Record] = Records({}, {}, {})
-        for key, body in entries:
-            parsed = known.get(body)
-            if parsed is None:
-                try:
-                    parsed = self.model.model_validate_json(body)
-                except Exception as exc:  # noqa: BLE001 - whatever a stored record holds, it is only that record's problem
-                    parsed = describe(exc)
-            fresh[body] = parsed
-            result.bodies[key] = body
-            if isinstance(parsed, str):
-                result.unreadable[key] = Unreadable(key, parsed, body)
-            elif (own := self.key_of(parsed)) != key:
-                result.unreadable[key] = Unreadable(key, f"stored under {key!r} but is that of {own!r}", body)
+        fresh: dict[str, tuple[str, Record | Unreadable]] = {}
+        good: dict[str, Record] = {}
+        unreadable: dict[str, Unreadable] = {}
+        for key, body in entries.items():
+            hit = known.get(body)
+            if hit is None or hit[0] != key:
+                hit = (key, self._verdict(key, body))
+            fresh[body] = hit
+            verdict = hit[1]
+            if isinstance(verdict, Unreadable):
+                unreadable[key] = verdict
             else:
-                result.good[key] = parsed
+                good[key] = verdict
         if whole:
             with self._lock:
                 self._known = fresh
-        return result
+        return Records(good, unreadable, entries)
+
+    def _verdict(self, key: str, body: str) -> Record | Unreadable:
+        try:
+            record = self.model.model_validate_json(body)
+        except Exception as exc:  # noqa: BLE001 - whatever a stored record holds, it is only that record's problem
+            return Unreadable(key, describe(exc), body)
+        own = self.key_of(record)
+        return record if own == key else Unreadable(key, f"stored under {key!r} but is that of {own!r}", body)
 
 
 class NotLeader(Exception):
@@ -391,11 +396,10 @@ class Store:
     ) -> Records[Record]:
         """The records of hash `key` (only the `fields` that exist, when given) through `client`."""
         if fields is None:
-            return parsed.parse(client.hgetall(key).items())
+            return parsed.parse(client.hgetall(key))
         wanted = list(fields)
         bodies = client.hmget(key, wanted) if wanted else []
-        entries = [(field, body) for field, body in zip(wanted, bodies, strict=True) if body is not None]
-        return parsed.parse(entries, whole=False)
+        return parsed.parse({f: body for f, body in zip(wanted, bodies, strict=True) if body is not None}, whole=False)
 
     # -- faults: services the scheduler cannot handle ----------------------------------------
 
@@ -607,7 +611,7 @@ class Store:
         flat = self._nodes_json(keys=[self.keys.nodes], args=[self.keys.node("")])
         # A member whose hash is gone ("{}") is no node (yet): an agent registering, or Redis' data lost.
         entries = zip(flat[::2], flat[1::2], strict=True)
-        return self._nodes.parse((node_id, body) for node_id, body in entries if body != "{}")
+        return self._nodes.parse({node_id: body for node_id, body in entries if body != "{}"})
 
     def nodes(self) -> list[NodeRecord]:
         """Every node that can be read, sorted by id."""
@@ -621,7 +625,7 @@ class Store:
             raise NotFound(f"node {node_id!r} not found")
         # Each field holds JSON already: one JSON object of them is parsed in one go.
         body = "{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in fields.items()) + "}"
-        entry = self._nodes.parse([(node_id, body)], whole=False).entry(node_id)
+        entry = self._nodes.parse({node_id: body}, whole=False).entry(node_id)
         if isinstance(entry, Unreadable):
             raise Conflict(f"node {node_id!r} cannot be read ({entry.error}); its agent rewrites it when it registers")
         assert entry is not None

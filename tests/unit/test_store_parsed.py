@@ -64,9 +64,9 @@ def test_tasks_are_parsed_once_per_stored_json():
 def test_the_cache_keeps_only_the_last_read():
     cache = tasks_parsed()
     a, b = task("web.1"), task("web.2")
-    first = cache.parse([("web.1", a), ("web.2", b)]).good
-    assert cache.parse([("web.2", b)]).good["web.2"] is first["web.2"]
-    again = cache.parse([("web.1", a)]).good["web.1"]
+    first = cache.parse({"web.1": a, "web.2": b}).good
+    assert cache.parse({"web.2": b}).good["web.2"] is first["web.2"]
+    again = cache.parse({"web.1": a}).good["web.1"]
     assert again == first["web.1"] and again is not first["web.1"]  # forgotten when it was not stored
 
 
@@ -82,7 +82,7 @@ def test_records_that_cannot_be_read_are_reported_one_by_one_beside_the_good_one
         ("web.7", json.dumps({**json.loads(task("web.7")), "slot": 8})),  # an id that is not its slot
         ("web.9", task("web.9")),
     ]
-    read = tasks_parsed().parse(entries)
+    read = tasks_parsed().parse(dict(entries))
     assert list(read.good) == ["web.1", "web.9"]
     assert sorted(read.unreadable) == ["web.2", "web.3", "web.4", "web.5", "web.7"]
     assert read.unreadable["web.2"].error.startswith("invalid JSON")
@@ -99,7 +99,7 @@ def test_records_that_cannot_be_read_are_reported_one_by_one_beside_the_good_one
 def test_infinities_and_nan_are_refused():
     for value in ("NaN", "Infinity", "-Infinity"):
         body = task("web.1")[:-1] + f',"updated_at":{value}}}'
-        assert list(tasks_parsed().parse([("web.1", body)]).unreadable) == ["web.1"]
+        assert list(tasks_parsed().parse({"web.1": body}).unreadable) == ["web.1"]
 
 
 def test_stored_rev_reads_a_broken_body_as_the_tasks_compare_and_set_does():
