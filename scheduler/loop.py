@@ -19,9 +19,10 @@ from scheduler.leader import Lease
 from scheduler.plan import Plan, Policy
 from shared.dispatch import enqueue
 from shared.metrics import ReconcileTelemetry
+from shared.parsed import Records
 from shared.records import NodeRecord, NodeStatus, ServiceFault, ServiceRecord, Unreadable, describe, record_digest
 from shared.settings import Settings
-from shared.store import NotLeader, Records, Store, connect
+from shared.store import NotLeader, Store, connect
 
 log = logging.getLogger("gorchester.scheduler")
 

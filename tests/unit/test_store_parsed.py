@@ -7,8 +7,9 @@ import json
 from typing import Any
 
 from shared.config import ServiceSpec
+from shared.parsed import ParsedRecords
 from shared.records import ERROR_LIMIT, ServiceRecord, TaskRecord, describe, stored_rev
-from shared.store import ParsedRecords, Store
+from shared.store import Store
 
 
 class FakeRedis:
