@@ -123,7 +123,7 @@ async def stop_task(request: Request) -> JSONResponse:
     def stop() -> dict[str, Any]:
         task = store.request_stop(task_id)
         assert task.node is not None
-        enqueue(jobs_of(request), store.keys, [Job(task.node, Action.HALT, task.id, task.gen)])
+        enqueue(jobs_of(request), store.keys, [Job(task.node, Action.HALT, task.id, task.gen, task.incarnation)])
         message = f"{task.id} stop requested on {task.node}"
         store.emit("task_stop_requested", message, service=task.service, task=task.id, node=task.node)
         return task_view(task)

@@ -35,18 +35,19 @@ REF = "#/components/schemas/{model}"
 
 
 class ServiceStatus(BaseModel):
-    desired_replicas: int
+    desired_replicas: int | None = Field(description="null when the stored record cannot be read")
     running_replicas: int
     pending_replicas: int
     failed_replicas: int
-    health: str = Field(description="healthy, degraded or unhealthy")
+    health: str = Field(description="healthy, degraded, unhealthy, or failed: the scheduler cannot handle it")
+    reason: str | None = Field(description="why it failed (its record cannot be read, or scheduling it raised)")
     last_updated: str | None
 
 
 class ServiceState(BaseModel):
-    """What a service view adds to its spec."""
+    """What a service view adds to its spec (whose fields are null when its record cannot be read)."""
 
-    version: int
+    version: int | None
     created_at: str | None
     updated_at: str | None
     deleting: bool

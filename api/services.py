@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -17,11 +18,12 @@ from api.context import blocking, settings_of, store_of
 from api.metrics import with_autoscale
 from api.routing import query_of
 from api.snapshot import json_response, views_of
-from api.views import endpoints_view, service_view, without_env_values
+from api.views import endpoints_view, service_view, unreadable_service_view, without_env_values
 from shared.config import ConfigError, ServiceSpec, validate_config, validate_service
 from shared.defaults import MAX_REPLICAS
+from shared.errors import NotFound
 from shared.hostaccess import check_config, check_service
-from shared.records import ServiceRecord, TaskRecord
+from shared.records import ServiceRecord, TaskRecord, Unreadable, record_digest
 from shared.store import Store
 
 log = logging.getLogger("gorchester.api")
@@ -59,8 +61,38 @@ def _announce(store: Store, outcome: str, name: str, record: ServiceRecord | Non
             )
 
 
-def _view(store: Store, record: ServiceRecord) -> dict[str, Any]:
-    return service_view(record, store.tasks())
+def _views(store: Store, names: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """The views of the named services that exist (or of all), sorted by name. A service the scheduler
+    cannot handle, or whose record cannot be read, is shown `failed` with the reason."""
+    stored = store.read_services(names)
+    by_service: dict[str, list[TaskRecord]] = defaultdict(list)
+    for task in store.tasks():
+        by_service[task.service].append(task)
+    faults = store.faults()
+    views = []
+    for name in sorted(stored.bodies):
+        fault = faults.get(name)
+        # A fault is about the record it was found in: a record replaced since is judged afresh.
+        failure = fault.reason if fault is not None and fault.record == record_digest(stored.bodies[name]) else None
+        entry = stored.entry(name)
+        if isinstance(entry, Unreadable):
+            views.append(unreadable_service_view(entry, by_service[name], failure or entry.reason))
+        elif entry is not None:
+            views.append(service_view(entry, by_service[name], failure))
+    return views
+
+
+def _view(store: Store, name: str) -> dict[str, Any]:
+    views = _views(store, [name])
+    if not views:
+        raise NotFound(f"service {name!r} not found")
+    return views[0]
+
+
+def _written_view(store: Store, record: ServiceRecord, outcome: str) -> dict[str, Any]:
+    """The view of the record a write made (a new record, not yet judged by the scheduler); when the
+    write changed nothing, of the record as stored."""
+    return _view(store, record.name) if outcome == "unchanged" else service_view(record, store.tasks())
 
 
 async def list_services(request: Request) -> Response:
@@ -68,11 +100,7 @@ async def list_services(request: Request) -> Response:
     role = role_of(request)
 
     def build() -> list[dict[str, Any]]:
-        services, tasks = store.services(), store.tasks()
-        by_service: dict[str, list[TaskRecord]] = defaultdict(list)
-        for task in tasks:
-            by_service[task.service].append(task)
-        return [_for_role(role, service_view(services[name], by_service[name])) for name in sorted(services)]
+        return [_for_role(role, view) for view in _views(store)]
 
     # Keyed by role too: one role is never served the bytes built for the other.
     return json_response(await blocking(lambda: views_of(store).get(store, ("services", role), build)))
@@ -82,7 +110,7 @@ async def get_service(request: Request) -> JSONResponse:
     store = store_of(request)
     name = request.path_params["name"]
     role = role_of(request)
-    view = await blocking(lambda: with_autoscale(store, _view(store, store.service(name))))
+    view = await blocking(lambda: with_autoscale(store, _view(store, name)))
     return JSONResponse(_for_role(role, view))
 
 
@@ -99,7 +127,7 @@ async def create_service(request: Request) -> JSONResponse:
     def create() -> dict[str, Any]:
         record = store.create_service(spec, time.time())
         _announce(store, "created", spec.service_name)
-        return _view(store, record)
+        return service_view(record, store.tasks())
 
     return JSONResponse(await blocking(create), status_code=201)
 
@@ -119,7 +147,7 @@ async def replace_service(request: Request) -> JSONResponse:
         record, outcome = store.update_service(spec, time.time())
         if outcome == "updated":
             _announce(store, outcome, name, record)
-        return _view(store, record)
+        return _written_view(store, record, outcome)
 
     return JSONResponse(await blocking(replace))
 
@@ -144,7 +172,9 @@ async def delete_service(request: Request) -> JSONResponse:
         record, marked = store.delete_service(name, time.time())
         if marked:
             _announce(store, "deleted", name)
-        return _view(store, record)
+        if isinstance(record, Unreadable):  # dropped at once: its tasks are stopped as those of a service gone
+            return {**unreadable_service_view(record, [], record.reason), "deleting": True}
+        return service_view(record, store.tasks())
 
     return JSONResponse(await blocking(delete), status_code=202)
 
@@ -155,20 +185,20 @@ async def scale_service(request: Request) -> JSONResponse:
     store = store_of(request)
 
     def scale() -> dict[str, Any]:
-        record = store.service(name)
-        spec = _with_replicas(record, replicas)
-        record, outcome = store.update_service(spec, time.time())
+        # The new count is put into the spec read inside the write's transaction: a change made
+        # meanwhile (a PUT) is kept, never overwritten with the spec as it was before it.
+        record, outcome = store.change_spec(name, lambda spec: _with_replicas(spec, replicas), time.time())
         if outcome == "updated":
             store.emit("service_scaled", f"service {name} scaled to {replicas} replicas", service=name)
             log.info("service %s scaled to %d replicas", name, replicas)
-        return _view(store, record)
+        return _written_view(store, record, outcome)
 
     return JSONResponse(await blocking(scale))
 
 
-def _with_replicas(record: ServiceRecord, replicas: int) -> ServiceSpec:
+def _with_replicas(spec: ServiceSpec, replicas: int) -> ServiceSpec:
     """The spec at a new replica count, validated whole; every complaint is about `replicas`."""
-    data = record.spec.model_dump(mode="json")
+    data = spec.model_dump(mode="json")
     data["replicas"] = replicas
     try:
         return validate_service(data)

@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.records import NodeRecord, ServiceRecord, TaskRecord, TaskState, allocations
+from shared.records import NodeRecord, ServiceRecord, TaskRecord, TaskState, Unreadable, allocations
 
 
 def serving(task: TaskRecord) -> bool:
@@ -27,15 +27,21 @@ def iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def service_status(record: ServiceRecord, tasks: list[TaskRecord]) -> dict[str, Any]:
-    """How a service fares, judged from its tasks (those of other services are ignored)."""
+def service_status(record: ServiceRecord, tasks: list[TaskRecord], failure: str | None = None) -> dict[str, Any]:
+    """How a service fares, judged from its tasks (those of other services are ignored); `failure`:
+    why the scheduler cannot handle it, if it cannot (health `failed`)."""
     own = [task for task in tasks if task.service == record.name]
+    return _status(own, record.spec.replicas, record.updated_at, failure)
+
+
+def _status(own: list[TaskRecord], desired: int | None, updated_at: float, failure: str | None) -> dict[str, Any]:
     states = Counter(task.state for task in own)
-    desired = record.spec.replicas
-    wanted = [task for task in own if task.slot <= desired]
+    wanted = [task for task in own if desired is None or task.slot <= desired]
     good = sum(1 for task in wanted if healthy(task))
     # Without a health check a running replica counts as healthy (Task.ready says so).
-    if good >= desired:
+    if failure is not None:
+        health = "failed"
+    elif desired is not None and good >= desired:
         health = "healthy"
     elif good > 0:
         health = "degraded"
@@ -48,18 +54,19 @@ def service_status(record: ServiceRecord, tasks: list[TaskRecord]) -> dict[str, 
         "pending_replicas": states[TaskState.PENDING],
         "failed_replicas": states[TaskState.FAILED],
         "health": health,
-        "last_updated": iso(max([record.updated_at, *(task.updated_at for task in own)])),
+        "reason": failure,
+        "last_updated": iso(max([updated_at, *(task.updated_at for task in own)])),
     }
 
 
-def service_view(record: ServiceRecord, tasks: list[TaskRecord]) -> dict[str, Any]:
+def service_view(record: ServiceRecord, tasks: list[TaskRecord], failure: str | None = None) -> dict[str, Any]:
     return {
         **record.spec.model_dump(mode="json"),
         "version": record.version,
         "created_at": iso(record.created_at),
         "updated_at": iso(record.updated_at),
         "deleting": record.deleting,
-        "status": service_status(record, tasks),
+        "status": service_status(record, tasks, failure),
         "update": update_view(record, tasks),
     }
 
@@ -84,6 +91,23 @@ def without_env_values(view: Any) -> Any:
 
 def _redacted(entry: Any) -> Any:
     return f"{entry.partition('=')[0]}={REDACTED}" if isinstance(entry, str) else entry
+
+
+def unreadable_service_view(entry: Unreadable, tasks: list[TaskRecord], reason: str) -> dict[str, Any]:
+    """A service whose stored record cannot be read: its name, why (status.reason) and what its
+    tasks do. Its spec is unknown, so the spec's fields are null; it can be replaced or deleted."""
+    own = [task for task in tasks if task.service == entry.key]
+    return {
+        "service_name": entry.key,
+        "image": None,
+        "replicas": None,
+        "version": None,
+        "created_at": None,
+        "updated_at": None,
+        "deleting": False,
+        "status": _status(own, None, 0.0, reason),
+        "update": None,
+    }
 
 
 def update_view(record: ServiceRecord, tasks: list[TaskRecord]) -> dict[str, Any] | None:

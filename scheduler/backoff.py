@@ -22,7 +22,8 @@ class Backoff:
 
     def delay(self, streak: int) -> float:
         """0 before the first restart in a streak, then base, 2 x base, ... up to the cap."""
-        return 0.0 if streak <= 0 else min(self.base * 2 ** (streak - 1), self.cap)
+        # The exponent is bounded: 2 ** streak of a huge streak would take the scheduler forever to compute.
+        return 0.0 if streak <= 0 else min(self.base * 2.0 ** min(streak - 1, 64), self.cap)
 
     def due_at(self, task: TaskRecord) -> float:
         finished = task.finished_at if task.finished_at is not None else task.updated_at

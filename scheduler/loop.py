@@ -14,12 +14,13 @@ import redis
 
 from scheduler.autoscaler import Autoscaler
 from scheduler.backoff import Backoff
+from scheduler.isolation import reconcile_isolated
 from scheduler.leader import Lease
 from scheduler.plan import Plan, Policy
-from scheduler.reconcile import reconcile
 from shared.dispatch import enqueue
 from shared.metrics import ReconcileTelemetry
-from shared.records import NodeStatus
+from shared.parsed import Records
+from shared.records import NodeRecord, NodeStatus, ServiceFault, ServiceRecord, Unreadable, describe, record_digest
 from shared.settings import Settings
 from shared.store import NotLeader, Store, connect
 
@@ -41,6 +42,8 @@ class Scheduler:
         )
         self.lease = Lease(self.store.redis, self.store.keys.leader, settings.leader_lease)
         self.node_status: dict[str, NodeStatus] = {}
+        self.unreadable_nodes: set[str] = set()  # reported once each (as down) until readable again
+        self.unblamed: set[str] = set()  # names that raise in reconcile but name no service: logged once
         # Autoscaling and the pass's own numbers for GET /metrics (scheduler/autoscaler.py, shared/metrics.py).
         self.autoscaler = Autoscaler(self.store, settings.metrics_interval)
         self.telemetry = ReconcileTelemetry(self.store.redis, self.store.keys, time.time())
@@ -62,12 +65,21 @@ class Scheduler:
         """One pass: snapshot -> plan -> fenced write -> enqueue the jobs of the writes that applied."""
         now = time.time() if now is None else now
         began = time.perf_counter()
-        services = self.store.services()
-        tasks = self.store.tasks()
-        nodes = self.store.nodes()
-        self._node_events(nodes, now)
+        services = self.store.read_services()
+        stored_tasks = self.store.read_tasks()
+        stored_nodes = self.store.read_nodes()
+        tasks = list(stored_tasks.good.values())
+        # A node that cannot be read is not among them: to reconcile it is down, and its replicas move.
+        nodes = sorted(stored_nodes.good.values(), key=lambda node: node.id)
+        self._node_events(nodes, stored_nodes.unreadable, now)
         read = time.perf_counter()
-        plan = reconcile(services, tasks, nodes, now, self.policy)
+        # A service that cannot be read, or whose reconciliation raises, is left as it is (frozen) and
+        # marked failed; the others are reconciled all the same.
+        plan, raised = reconcile_isolated(
+            services.good, tasks, nodes, now, self.policy,
+            frozen=services.unreadable.keys(), unreadable=list(stored_tasks.unreadable.values()),
+        )
+        self._record_faults(services, raised, now)
         planned = time.perf_counter()
         applied = self.store.write_tasks(
             [(w.task, w.expected_rev, w.record) for w in plan.writes], leader_token=self.lease.token
@@ -81,7 +93,7 @@ class Scheduler:
             if self.store.write_service(change.expected, change.record, leader_token=self.lease.token):
                 self.store.emit_many(((e.kind, e.message, e.data) for e in change.events), now)
         for name in plan.forget:
-            self.store.forget_service(name)
+            self.store.forget_service(services.good[name], leader_token=self.lease.token)
         self.last_pass = time.perf_counter() - began
         if plan.writes or plan.forget or plan.services:
             placed = sum(1 for w in done for e in w.events if e.kind in PLACEMENT_EVENTS)
@@ -106,13 +118,50 @@ class Scheduler:
         self.telemetry.record(time.perf_counter() - began, tasks, [e for w in done for e in w.events])
         return plan
 
-    def _node_events(self, nodes: list, now: float) -> None:
+    def _node_events(self, nodes: list[NodeRecord], unreadable: dict[str, Unreadable], now: float) -> None:
         for node in nodes:
             status = node.status(now, self.policy.heartbeat_misses)
             previous = self.node_status.get(node.id)
             if previous is not None and previous is not status:
                 self.store.emit(NODE_EVENTS[status], f"node {node.id} is {status.value}", now, node=node.id)
             self.node_status[node.id] = status
+            self.unreadable_nodes.discard(node.id)
+        for node_id, entry in unreadable.items():
+            if node_id not in self.unreadable_nodes:
+                message = f"node {node_id} cannot be read ({entry.error}): taken as down"
+                log.warning("%s", message)
+                self.store.emit("node_unreadable", message, now, node=node_id, reason=entry.error)
+                self.unreadable_nodes.add(node_id)
+            self.node_status[node_id] = NodeStatus.DOWN
+
+    def _record_faults(self, services: Records[ServiceRecord], raised: dict[str, Exception], now: float) -> None:
+        """Mark failed the services this pass could not handle and clear those it now handles; each
+        failure is announced once (a `service_failed` event), and so is a recovery."""
+        reasons = {name: entry.reason for name, entry in services.unreadable.items()}
+        for name, exc in raised.items():
+            if name in services.good:
+                reasons[name] = f"cannot be scheduled: {describe(exc)}"
+            elif name not in self.unblamed:  # only tasks carry the name: nothing to mark, but worth a log line
+                log.error("tasks of %r (no such service) cannot be reconciled; left as they are", name, exc_info=exc)
+                self.unblamed.add(name)
+        known = self.store.faults()
+        failed: dict[str, ServiceFault] = {}
+        for name, reason in reasons.items():
+            digest = record_digest(services.bodies[name])
+            old = known.get(name)
+            if old is not None and (old.record, old.reason) == (digest, reason):
+                continue
+            failed[name] = ServiceFault(reason=reason, since=now if old is None else old.since, record=digest)
+            if old is None or old.record != digest:
+                log.error("service %r failed: %s", name, reason, exc_info=raised.get(name))
+                self.store.emit("service_failed", f"service {name} failed: {reason}", now, service=name, reason=reason)
+        cleared = [name for name in known if name not in reasons]
+        self.store.write_faults(failed, cleared, leader_token=self.lease.token)
+        for name in cleared:
+            record = services.good.get(name)
+            if record is not None and not record.deleting:
+                log.info("service %r recovered", name)
+                self.store.emit("service_recovered", f"service {name} is scheduled again", now, service=name)
 
     def run(self, stop: threading.Event) -> None:
         backoff = 0.2
@@ -135,12 +184,17 @@ class Scheduler:
                 wait = self.settings.leader_lease / 3
                 if self.lead():
                     try:
-                        plan = self.reconcile_once()
+                        plan: Plan | None = self.reconcile_once()
                     except NotLeader:
                         self.lease.held = False
                         continue
+                    except (redis.ConnectionError, redis.TimeoutError):
+                        raise
+                    except Exception:  # noqa: BLE001 - the last resort: a pass that fails is tried again, never the end
+                        log.exception("reconcile pass failed; trying again in %.1fs", self.settings.reconcile_interval)
+                        plan = None
                     wait = min(wait, self.settings.reconcile_interval)
-                    if plan.wake_at is not None:
+                    if plan is not None and plan.wake_at is not None:
                         wait = min(wait, max(plan.wake_at - time.time(), 0.01))
                     wait = min(wait, self.autoscaler.tick())
                 if pubsub.get_message(timeout=wait) is not None:

@@ -7,6 +7,8 @@ loop in scheduler/loop.py reads a snapshot, calls `reconcile`, and carries the p
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from scheduler.backoff import wants_restart
@@ -24,13 +26,17 @@ from shared.records import (
     ServiceRecord,
     TaskRecord,
     TaskState,
+    Unreadable,
     host_port_keys,
+    incarnation_at,
+    stored_rev,
     task_id,
 )
 
 # Replicas replaced at once when a service's template changes, and replicas moved start-first off a
 # draining node at once: a service never has more than replicas + UPDATE_PARALLELISM containers.
 UPDATE_PARALLELISM = 1
+SLOT_ID = re.compile(r"(.+)\.([1-9][0-9]{0,8})")  # a task id: `<service>.<slot>`
 
 
 @dataclass
@@ -49,7 +55,13 @@ def reconcile(
     nodes: list[NodeRecord],
     now: float,
     policy: Policy,
+    *,
+    frozen: Collection[str] = frozenset(),
+    unreadable: Sequence[Unreadable] = (),
 ) -> Plan:
+    """The plan for this pass. Services named in `frozen` (and their tasks, stored or unreadable)
+    are left as they are: the scheduler cannot handle them (scheduler/isolation.py); their tasks
+    still hold their nodes' resources. `unreadable`: task records that cannot be parsed."""
     plan = Plan()
     status = {node.id: node.status(now, policy.heartbeat_misses) for node in nodes}
     for node in nodes:
@@ -59,28 +71,74 @@ def reconcile(
     by_service: dict[str, dict[int, TaskRecord]] = {}
     placing: list[_Placing] = []
     for task in tasks:
+        if task.service in frozen:
+            continue
         service = services.get(task.service)
         if service is None or service.deleting or task.slot > service.spec.replicas:
             _retire(task, status, now, policy, plan)
         else:
             by_service.setdefault(task.service, {})[task.slot] = task
+    broken: set[tuple[str, int]] = set()  # slots whose record is unreadable: replaced, not made afresh
+    for entry in unreadable:
+        held = _replace_unreadable(entry, services, frozen, now, plan)
+        if held is not None:
+            broken.add(held)
 
     for name, service in sorted(services.items()):
+        if name in frozen:
+            continue
         if service.deleting:
-            if not any(task.service == name for task in tasks):
+            if not any(task.service == name for task in tasks) and not any(owner == name for owner, _ in broken):
                 plan.forget.append(name)
             continue
         current = by_service.get(name, {})
         if follow_update(service, list(current.values()), now, policy, plan):
             continue  # the service record changes first; the write wakes the next pass
         for slot in range(1, service.spec.replicas + 1):
-            if slot not in current:
-                fresh = TaskRecord(id=task_id(name, slot), service=name, slot=slot, created_at=now, rev=-1)
+            if slot not in current and (name, slot) not in broken:
+                fresh = TaskRecord(
+                    id=task_id(name, slot), service=name, slot=slot, created_at=now, rev=-1,
+                    incarnation=incarnation_at(now),
+                )
                 placing.append(_Placing(fresh, service, "scheduled"))
         placing += _keep(service, list(current.values()), status, now, policy, plan)
 
     _place(placing, tasks, nodes, status, now, policy, plan)
     return plan
+
+
+def _replace_unreadable(
+    entry: Unreadable, services: dict[str, ServiceRecord], frozen: Collection[str], now: float, plan: Plan
+) -> tuple[str, int] | None:
+    """A task record nobody can read: a slot still wanted gets a clean record of a new incarnation
+    (failed, saying why; placed again in the next pass), anything else is deleted. Both compare-and-set
+    on the rev the write reads from it. Returns the slot (service, slot) it held, if it names one.
+
+    Its containers, if any, are then those of no record: their agents remove them as strays.
+    """
+    match = SLOT_ID.fullmatch(entry.key)
+    owner, slot = (match.group(1), int(match.group(2))) if match else (entry.key, 0)
+    if owner in frozen:
+        return (owner, slot) if match else None
+    service = services.get(owner)
+    data = {"service": owner, "task": entry.key, "reason": entry.error}
+    if match and service is not None and not service.deleting and slot <= service.spec.replicas:
+        clean = TaskRecord(
+            id=entry.key, service=owner, slot=slot, state=TaskState.FAILED,
+            reason=f"unreadable record replaced: {entry.error}", created_at=now, updated_at=now, finished_at=now,
+            incarnation=incarnation_at(now),
+        )
+        event = Event("task_unreadable", f"{entry.key}: unreadable record replaced ({entry.error})", data)
+        plan.writes.append(Write(entry.key, stored_rev(entry.body), clean, events=[event]))
+    else:
+        event = Event("task_unreadable", f"{entry.key}: unreadable record removed ({entry.error})", data)
+        plan.writes.append(Write(entry.key, stored_rev(entry.body), None, events=[event]))
+    return (owner, slot) if match else None
+
+
+def _job(node: str, action: Action, task: TaskRecord, gen: int) -> Job:
+    """A decision about the task's record (its incarnation) at `gen`, for `node`'s agent."""
+    return Job(node, action, task.id, gen, task.incarnation)
 
 
 def _retire(task: TaskRecord, status: dict[str, NodeStatus], now: float, policy: Policy, plan: Plan) -> None:
@@ -94,7 +152,7 @@ def _retire(task: TaskRecord, status: dict[str, NodeStatus], now: float, policy:
     if task.state is TaskState.SHUTDOWN:
         if now - task.updated_at >= policy.assigned_timeout:
             again = task.model_copy(update={"updated_at": now})
-            plan.writes.append(Write(task.id, task.rev, again, jobs=[Job(task.node, Action.STOP, task.id, task.gen)]))
+            plan.writes.append(Write(task.id, task.rev, again, jobs=[_job(task.node, Action.STOP, task, task.gen)]))
         else:
             plan.wake(task.updated_at + policy.assigned_timeout)
         return
@@ -102,10 +160,10 @@ def _retire(task: TaskRecord, status: dict[str, NodeStatus], now: float, policy:
     stopping = task.model_copy(
         update={"gen": gen, "state": TaskState.SHUTDOWN, "reason": "shutdown", "updated_at": now, "previous": None}
     )
-    jobs = [Job(task.node, Action.STOP, task.id, gen)]
+    jobs = [_job(task.node, Action.STOP, task, gen)]
     previous = task.previous
     if previous is not None and previous.node != task.node and status.get(previous.node) is not NodeStatus.DOWN:
-        jobs.append(Job(previous.node, Action.STOP, task.id, previous.gen))
+        jobs.append(_job(previous.node, Action.STOP, task, previous.gen))
     plan.writes.append(Write(task.id, task.rev, stopping, jobs=jobs))
 
 
@@ -179,7 +237,7 @@ def _release_previous(task: TaskRecord, status: dict[str, NodeStatus], now: floa
     if status.get(previous.node, NodeStatus.DOWN) is not NodeStatus.DOWN:
         if not task.ready():
             return False
-        jobs.append(Job(previous.node, Action.STOP, task.id, previous.gen))
+        jobs.append(_job(previous.node, Action.STOP, task, previous.gen))
     released = task.model_copy(update={"previous": None, "updated_at": now})
     plan.writes.append(Write(task.id, task.rev, released, jobs=jobs))
     return True
@@ -193,7 +251,7 @@ def _requeue_if_lost(task: TaskRecord, now: float, policy: Policy, plan: Plan) -
         return
     assert task.node is not None
     again = task.model_copy(update={"assigned_at": now, "updated_at": now})
-    plan.writes.append(Write(task.id, task.rev, again, jobs=[Job(task.node, Action.START, task.id, task.gen)]))
+    plan.writes.append(Write(task.id, task.rev, again, jobs=[_job(task.node, Action.START, task, task.gen)]))
 
 
 def _place(
@@ -299,7 +357,7 @@ def _assign(item: _Placing, node: str, status: dict[str, NodeStatus], now: float
             "previous": previous,
         }
     )
-    jobs = [Job(node, Action.START, task.id, gen)]
+    jobs = [_job(node, Action.START, task, gen)]
     if not item.start_first:
         jobs += _release_old_node(task, node, status)
     where = f"on {node}" if task.node in (None, node) else f"from {task.node} to {node}"
@@ -315,7 +373,7 @@ def _release_old_node(task: TaskRecord, new_node: str | None, status: dict[str, 
     old = task.node
     if old is None or old == new_node or status.get(old, NodeStatus.DOWN) is NodeStatus.DOWN:
         return []
-    return [Job(old, Action.STOP, task.id, task.gen)]
+    return [_job(old, Action.STOP, task, task.gen)]
 
 
 def _leave_pending(item: _Placing, reason: str, status: dict[str, NodeStatus], now: float, plan: Plan) -> None:

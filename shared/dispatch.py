@@ -84,6 +84,7 @@ class Job:
     action: Action
     task: str
     gen: int
+    incarnation: str  # the task record's (shared/records.py): a decision is about one record of the slot
 
 
 def by_node(jobs: Iterable[Job]) -> dict[str, list[Job]]:
@@ -99,7 +100,7 @@ def by_node(jobs: Iterable[Job]) -> dict[str, list[Job]]:
 
 def batch_id(keys: Keys, jobs: Sequence[Job]) -> str:
     """A batch job's id: derived from the decisions it carries (order-independent)."""
-    text = "\n".join(sorted(f"{job.action.value} {job.task} {job.gen}" for job in jobs))
+    text = "\n".join(sorted(f"{job.action.value} {job.task} {job.gen} {job.incarnation}" for job in jobs))
     return keys.batch_job_id(hashlib.sha256(text.encode()).hexdigest()[:24])
 
 
@@ -108,11 +109,11 @@ def job_spec(keys: Keys, jobs: Sequence[Job]) -> dict[str, Any]:
     args: tuple[Any, ...]
     if len(jobs) == 1:
         job = jobs[0]
-        function, args, job_id = JOB_FUNCTIONS[job.action], (job.task, job.gen), keys.job_id(
-            job.action.value, job.task, job.gen
+        function, args, job_id = JOB_FUNCTIONS[job.action], (job.task, job.gen, job.incarnation), keys.job_id(
+            job.action.value, job.task, job.gen, job.incarnation
         )
     else:
-        decisions = [(job.action.value, job.task, job.gen) for job in jobs]
+        decisions = [(job.action.value, job.task, job.gen, job.incarnation) for job in jobs]
         function, args, job_id = BATCH_FUNCTION, (decisions,), batch_id(keys, jobs)
     # A batch of container starts may take a while on a real engine: its timeout grows with it.
     timeout = defaults.DEFAULT_JOB_TIMEOUT + 30 * (len(jobs) - 1)

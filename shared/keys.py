@@ -3,7 +3,11 @@ several clusters can share one Redis; docs/redis-layout.md describes each."""
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 ROOT = "gorchester"
+RQ_JOB_ID = re.compile(r"[A-Za-z0-9_-]+")  # what RQ accepts as a job id
 
 
 class Keys:
@@ -50,6 +54,12 @@ class Keys:
         return f"{self.prefix}:metrics:task:{task_id}"
 
     @property
+    def faults(self) -> str:
+        """Hash: service name -> ServiceFault JSON, why the scheduler cannot handle that service.
+        Only the leading scheduler writes it."""
+        return f"{self.prefix}:faults"
+
+    @property
     def autoscale(self) -> str:
         """Hash: service name -> the autoscaler's state JSON (recommendations, last decision and action)."""
         return f"{self.prefix}:autoscale"
@@ -63,13 +73,18 @@ class Keys:
         """The RQ queue name of a node; RQ stores it as `rq:queue:<this>`."""
         return f"{self.prefix}:{node_id}"
 
-    def job_id(self, action: str, task: str, gen: int) -> str:
+    def job_id(self, action: str, task: str, gen: int, incarnation: str) -> str:
         """Jobs are named for what they do, so the same decision enqueued twice is one job.
 
         RQ allows only [A-Za-z0-9_-] in job ids; cluster and service names are DNS labels, so `_`
-        separates the parts unambiguously.
+        separates the parts unambiguously. A name that is not (a record written by hand) gives a
+        digest instead: RQ refusing the id would stop the whole pass that enqueues it.
         """
-        return f"{ROOT}_{self.cluster}_{action}_{task.replace('.', '_')}_{gen}"
+        decision = f"{action}_{task.replace('.', '_')}_{incarnation + '_' if incarnation else ''}{gen}"
+        job_id = f"{ROOT}_{self.cluster}_{decision}"
+        if RQ_JOB_ID.fullmatch(job_id):
+            return job_id
+        return f"{ROOT}_{hashlib.sha256(job_id.encode(errors='replace')).hexdigest()[:32]}"
 
     def batch_job_id(self, digest: str) -> str:
         """A batch job (several decisions for one node) is named for a digest of its decisions."""

@@ -5,3 +5,4 @@ SERVICE = "gorchester.service"
 TASK = "gorchester.task"
 NODE = "gorchester.node"
 GEN = "gorchester.gen"
+INCARNATION = "gorchester.incarnation"  # the task record's incarnation (shared/records.py)

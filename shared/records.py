@@ -9,12 +9,33 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from shared.config import ServiceSpec
+from shared.config import ServiceSpec, format_errors
+
+# Bounds of what a stored record may hold: a value beyond them (written by hand, by an older version
+# or by a bug) makes the record unreadable, so it is reported as such instead of breaking arithmetic
+# (placement divides capacities; back-off doubles streaks) in whoever reads it.
+MAX_COUNT = 2**53  # gens, revs, restarts: the integers JSON carries exactly everywhere
+MAX_CPU_MILLICORES = 10**9  # a node of a million cores
+MAX_MEMORY_BYTES = 2**60  # an exbibyte
+MAX_INTERVAL = 86_400.0  # seconds
+ERROR_LIMIT = 500  # characters of an error kept as a reason
+
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Millicores = Annotated[int, Field(ge=0, le=MAX_CPU_MILLICORES)]
+Bytes = Annotated[int, Field(ge=0, le=MAX_MEMORY_BYTES)]
+
+
+class Stored(BaseModel):
+    """A record as kept in Redis: infinities and NaN are refused (they compare false with everything)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
 
 class TaskState(StrEnum):
@@ -68,28 +89,28 @@ class Availability(StrEnum):
     DRAIN = "drain"
 
 
-class PublishedPort(BaseModel):
+class PublishedPort(Stored):
     host_ip: str
-    host_port: int
-    container_port: int
+    host_port: int = Field(ge=0, le=65535)
+    container_port: int = Field(ge=0, le=65535)
     protocol: str = "tcp"
 
 
-class UpdateStatus(BaseModel):
+class UpdateStatus(Stored):
     """A rolling update of a service's template: from `previous_spec` to `spec`, and how it ended."""
 
     state: UpdateState = UpdateState.UPDATING
-    version: int  # the service version being rolled out
+    version: Count  # the service version being rolled out
     started_at: float
     finished_at: float | None = None
     reason: str | None = None  # why it was rolled back
 
 
-class ServiceRecord(BaseModel):
+class ServiceRecord(Stored):
     """A service as stored: the user's spec plus what the control plane keeps about it."""
 
     spec: ServiceSpec
-    version: int = 1  # rises on every change of the spec
+    version: Count = 1  # rises on every change of the spec
     created_at: float
     updated_at: float
     deleting: bool = False  # deleted by the user; the record goes once its tasks are gone
@@ -155,31 +176,31 @@ def template_hash(spec: ServiceSpec) -> str:
     return digest
 
 
-class PreviousContainer(BaseModel):
+class PreviousContainer(Stored):
     """The container a slot ran before its current gen, kept running until the new one is ready
     (start-first replacement); the scheduler sends its STOP then."""
 
     node: str
-    gen: int
+    gen: Count
     container_id: str | None = None
     address: str | None = None
     ports: list[PublishedPort] = Field(default_factory=list)
-    cpu_millicores: int = 0
-    memory_bytes: int = 0
+    cpu_millicores: Millicores = 0
+    memory_bytes: Bytes = 0
 
 
-class TaskRecord(BaseModel):
+class TaskRecord(Stored):
     id: str
     service: str
-    slot: int
-    gen: int = 0
-    rev: int = 0  # rises on every write by anyone; writers compare-and-set on it
+    slot: int = Field(ge=1, le=MAX_COUNT)
+    gen: Count = 0
+    rev: int = Field(default=0, ge=-1, le=MAX_COUNT)  # rises on every write by anyone; writers compare-and-set on it
     node: str | None = None
     state: TaskState = TaskState.PENDING
     reason: str | None = None
     template: str = ""  # template_hash of the spec it runs
-    cpu_millicores: int = 0
-    memory_bytes: int = 0
+    cpu_millicores: Millicores = 0
+    memory_bytes: Bytes = 0
     host_ports: list[str] = Field(default_factory=list)  # "80/tcp" entries it publishes on its node
     container_id: str | None = None
     ports: list[PublishedPort] = Field(default_factory=list)
@@ -188,14 +209,24 @@ class TaskRecord(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     exit_code: int | None = None
-    restarts: int = 0
-    crash_streak: int = 0  # restarts since the replica last ran cleanly; drives the back-off
+    restarts: Count = 0
+    crash_streak: Count = 0  # restarts since the replica last ran cleanly; drives the back-off
     stop_requested: bool = False  # a user asked for the stop (matters to unless-stopped)
     updated_at: float = 0.0
     health: Health = Health.NONE
     health_output: str | None = None  # what the check said at the last change of health
     address: str | None = None  # the container's address on its service network
     previous: PreviousContainer | None = None  # still running until this gen is ready (start-first)
+    # Which record of the slot this is: a slot made again (its service deleted and created again, an
+    # unreadable record replaced) starts again at gen 1, and its containers must never be taken for
+    # the old record's (container names and labels carry it). "" for records made before it existed.
+    incarnation: str = ""
+
+    @model_validator(mode="after")
+    def _slot_id(self) -> TaskRecord:
+        if self.id != task_id(self.service, self.slot):
+            raise ValueError(f"id {self.id!r} is not slot {self.slot} of service {self.service!r}")
+        return self
 
     def holds_node(self) -> bool:
         """Whether the task counts against its node's resources and host ports."""
@@ -210,22 +241,28 @@ def task_id(service: str, slot: int) -> str:
     return f"{service}.{slot}"
 
 
-def container_name(cluster: str, task: str, gen: int) -> str:
-    return f"{cluster}.{task}.{gen}"
+def incarnation_at(now: float) -> str:
+    """The incarnation of a slot record made at `now`: the time in microseconds, in hex. Distinct for
+    every record of a slot, as a slot is made at most once per scheduler pass."""
+    return format(round(now * 1_000_000), "x")
+
+
+def container_name(cluster: str, task: str, gen: int, incarnation: str = "") -> str:
+    return f"{cluster}.{task}.{incarnation}.{gen}" if incarnation else f"{cluster}.{task}.{gen}"
 
 
 def host_port_keys(spec: ServiceSpec) -> list[str]:
     return [f"{port.host_port}/{port.protocol.value}" for port in spec.ports if port.host_port]
 
 
-class NodeRecord(BaseModel):
+class NodeRecord(Stored):
     id: str
     address: str
-    cpu_millicores: int
-    memory_bytes: int
+    cpu_millicores: Millicores
+    memory_bytes: Bytes
     labels: dict[str, str] = Field(default_factory=dict)
     availability: Availability = Availability.ACTIVE
-    heartbeat_interval: float = 2.0
+    heartbeat_interval: float = Field(default=2.0, gt=0, le=MAX_INTERVAL)
     last_heartbeat: float = 0.0
     registered_at: float = 0.0
     usage: dict[str, Any] = Field(default_factory=dict)
@@ -259,3 +296,49 @@ def allocations(tasks: list[TaskRecord]) -> dict[str, Allocation]:
             alloc.cpu_millicores += previous.cpu_millicores
             alloc.memory_bytes += previous.memory_bytes
     return result
+
+
+class ServiceFault(Stored):
+    """Why the scheduler cannot handle a service (its record unreadable, or its reconciliation
+    raised); kept in the `faults` hash, which only the scheduler writes."""
+
+    reason: str
+    since: float
+    record: str  # record_digest of the stored service it is about: a changed record is looked at afresh
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A stored record no model accepts (not JSON, the wrong shape, a value out of bounds, stored
+    under a key that is not its own), and why."""
+
+    key: str  # the hash field it is stored under: a service name, a task id, a node id
+    error: str
+    body: str  # as stored
+
+    @property
+    def reason(self) -> str:
+        """Why the object it is the record of is failed, as shown to users."""
+        return f"record cannot be read: {self.error}"
+
+
+_STORED_REV = re.compile(r'"rev":(-?\d+)')
+
+
+def stored_rev(body: str) -> int:
+    """The rev the tasks' compare-and-set (CAS_TASKS in shared/store.py) reads from a stored task,
+    however broken the rest of it is: the first `"rev":<integer>`, else 0."""
+    match = _STORED_REV.search(body)
+    return int(match.group(1)) if match else 0
+
+
+def record_digest(body: str) -> str:
+    """A short digest of a stored record's JSON, naming that version of it."""
+    return hashlib.blake2b(body.encode(errors="replace"), digest_size=8).hexdigest()
+
+
+def describe(exc: Exception) -> str:
+    """An error as a one-line reason of bounded length (a model's errors as `path: rule` lines)."""
+    text = "; ".join(format_errors(exc)) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split())
+    return text if len(text) <= ERROR_LIMIT else text[: ERROR_LIMIT - 3] + "..."

@@ -8,15 +8,13 @@ the scheduler's leader lease, so concurrent writers never lose each other's deci
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import redis
-from pydantic import BaseModel
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -24,15 +22,27 @@ from shared import defaults
 from shared.config import Config, ServiceSpec
 from shared.errors import Conflict, NotFound, Unavailable
 from shared.keys import Keys
-from shared.records import Availability, NodeRecord, ServiceRecord, TaskRecord, TaskState
+from shared.parsed import ParsedRecords, Record, Records
+from shared.records import (
+    MAX_COUNT,
+    Availability,
+    NodeRecord,
+    ServiceFault,
+    ServiceRecord,
+    TaskRecord,
+    TaskState,
+    Unreadable,
+)
 from shared.settings import Settings
 
 # KEYS[1] tasks hash, KEYS[2] revision key, KEYS[3] leader key (optional). ARGV[1] leader token
 # ('' = unfenced), ARGV[2] a fresh revision token, then triples (task id, expected rev or -1 for
 # "absent", new JSON or '' to delete). The revision key takes the token when anything was written.
 # The stored rev is matched, not decoded: TaskRecord JSON (pydantic, compact) has `"rev":` once, as
-# its fifth field, after the id and service names which cannot contain quotes; decoding every
-# current record with cjson was most of Redis' time at 10,000 tasks.
+# its fifth field, after the id and service names (a quote inside a JSON string is escaped, so no
+# string value matches); decoding every current record with cjson was most of Redis' time at
+# 10,000 tasks. shared/records.py's `stored_rev` reads a body the same way, for records that
+# cannot be parsed.
 CAS_TASKS = """
 if KEYS[3] and redis.call('GET', KEYS[3]) ~= ARGV[1] then
   return redis.error_reply('NOTLEADER')
@@ -59,8 +69,8 @@ if wrote then redis.call('SET', KEYS[2], ARGV[2]) end
 return out
 """
 
-# KEYS[1] the nodes set; ARGV[1] the node hash key prefix. Each node's hash as one JSON object
-# (field names are NodeRecord's identifiers; values are JSON already).
+# KEYS[1] the nodes set; ARGV[1] the node hash key prefix. Each node's id, then its hash as one
+# JSON object (field names are NodeRecord's identifiers; values are JSON already).
 NODES_JSON = """
 local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -69,6 +79,7 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   for i = 1, #fields, 2 do
     parts[#parts + 1] = '"' .. fields[i] .. '":' .. fields[i + 1]
   end
+  out[#out + 1] = id
   out[#out + 1] = '{' .. table.concat(parts, ',') .. '}'
 end
 return out
@@ -76,32 +87,7 @@ return out
 
 WRITE_CHUNK = 2000  # task writes per Lua call: a huge plan must not block Redis for long at once
 
-Record = TypeVar("Record", bound=BaseModel)
-
-
-class ParsedRecords(Generic[Record]):
-    """Parsed records keyed by their stored JSON, so a read of a whole hash re-parses only what
-    changed since the last read. Records are shared between reads: callers must never mutate one."""
-
-    def __init__(self, model: type[Record]) -> None:
-        self.model = model
-        self._known: dict[str, Record] = {}
-        self._lock = threading.Lock()
-
-    def parse(self, bodies: Iterable[str]) -> list[Record]:
-        """The record of each body, in order; the cache keeps only these bodies."""
-        known = self._known
-        fresh: dict[str, Record] = {}
-        records = []
-        for body in bodies:
-            record = known.get(body)
-            if record is None:
-                record = self.model.model_validate_json(body)
-            fresh[body] = record
-            records.append(record)
-        with self._lock:
-            self._known = fresh  # only what is stored now: the cache never outgrows the hash
-        return records
+Outcome = TypeVar("Outcome")
 
 
 class NotLeader(Exception):
@@ -119,6 +105,9 @@ def connect(
     return redis.Redis.from_url(
         url,
         decode_responses=decode,
+        # Bytes that are not UTF-8 (a record written by hand) read as U+FFFD: that record is then
+        # unreadable, rather than the whole reply of the hash it is in.
+        encoding_errors="replace",
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         health_check_interval=10,
@@ -147,8 +136,9 @@ class Store:
         self._cas = client.register_script(CAS_TASKS)
         self._nodes_json = client.register_script(NODES_JSON)
         # A snapshot (every scheduler pass, every list request) re-parses only what changed.
-        self._services = ParsedRecords(ServiceRecord)
-        self._tasks = ParsedRecords(TaskRecord)
+        self._services = ParsedRecords(ServiceRecord, lambda record: record.name)
+        self._tasks = ParsedRecords(TaskRecord, lambda record: record.id)
+        self._nodes = ParsedRecords(NodeRecord, lambda record: record.id)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -156,53 +146,73 @@ class Store:
 
     # -- services -----------------------------------------------------------------------------
 
+    def read_services(self, names: Collection[str] | None = None) -> Records[ServiceRecord]:
+        """Every service (or the named ones that exist), each parsed on its own: one that cannot be
+        read is in `unreadable`, never raised. Records are shared between calls: never mutate one."""
+        return self._read(self.redis, self.keys.services, self._services, names)
+
     def services(self) -> dict[str, ServiceRecord]:
-        """Every service by name. Records are shared between calls (parsed once per stored JSON): never
-        mutate one."""
-        raw = self.redis.hgetall(self.keys.services)
-        return dict(zip(raw, self._services.parse(raw.values()), strict=True))
+        """Every service that can be read, by name (never mutate one)."""
+        return self.read_services().good
+
+    def services_named(self, names: Collection[str]) -> dict[str, ServiceRecord]:
+        """The named services that exist and can be read, in one round trip."""
+        return self.read_services(names).good
+
+    def read_service(self, name: str) -> ServiceRecord | Unreadable:
+        entry = self.read_services([name]).entry(name)
+        if entry is None:
+            raise NotFound(f"service {name!r} not found")
+        return entry
 
     def service(self, name: str) -> ServiceRecord:
-        body = self.redis.hget(self.keys.services, name)
-        if body is None:
-            raise NotFound(f"service {name!r} not found")
-        return ServiceRecord.model_validate_json(body)
+        """A service; Conflict when its record cannot be read (it can be replaced or deleted)."""
+        entry = self.read_service(name)
+        if isinstance(entry, Unreadable):
+            raise Conflict(unreadable_service(entry))
+        return entry
 
     def create_service(self, spec: ServiceSpec, now: float) -> ServiceRecord:
         record = ServiceRecord(spec=spec, created_at=now, updated_at=now)
         if not self.redis.hsetnx(self.keys.services, spec.service_name, record.model_dump_json()):
-            existing = self.service(spec.service_name)
+            existing = self.read_service(spec.service_name)
+            if isinstance(existing, Unreadable):
+                raise Conflict(f"service {spec.service_name!r} already exists; {unreadable_service(existing)}")
             state = "is being deleted" if existing.deleting else "already exists"
             raise Conflict(f"service {spec.service_name!r} {state}")
         self.touch()
-        self.notify()
+        self.notify(f"service:{spec.service_name}")
         return record
 
-    def _change_service(
-        self, name: str, change: Callable[[ServiceRecord | None], ServiceRecord | None]
-    ) -> tuple[ServiceRecord | None, ServiceRecord | None]:
-        """Read-modify-write one service atomically (WATCH/MULTI), retried on a concurrent write.
+    def _write_services(
+        self,
+        names: Collection[str] | None,
+        decide: Callable[[Records[ServiceRecord]], tuple[dict[str, ServiceRecord], list[str], Outcome]],
+    ) -> Outcome:
+        """Read-modify-write of services in one WATCH/MULTI transaction, retried on a concurrent write.
 
-        `change` gets the current record (None if absent) and returns the new one, or None to write
-        nothing; a change is published on the changes channel in the same transaction. Returns
-        (old, new).
+        `decide` gets the services read (the named ones, or all) and returns the records to write, the
+        names to drop and what to answer; it may raise to write nothing, and runs again on a retry.
+        A change is published on the changes channel in the same transaction.
         """
         with self.redis.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(self.keys.services)
-                    body = pipe.hget(self.keys.services, name)
-                    old = ServiceRecord.model_validate_json(body) if body is not None else None
-                    new = change(old)
-                    if new is None:
+                    writes, drops, outcome = decide(self._read(pipe, self.keys.services, self._services, names))
+                    if not writes and not drops:
                         pipe.reset()
-                        return old, None
+                        return outcome
                     pipe.multi()
-                    pipe.hset(self.keys.services, name, new.model_dump_json())
+                    if writes:
+                        pipe.hset(self.keys.services, mapping={n: r.model_dump_json() for n, r in writes.items()})
+                    if drops:
+                        pipe.hdel(self.keys.services, *drops)
                     pipe.set(self.keys.revision, _token())
-                    pipe.publish(self.keys.changes, f"service:{name}")
+                    changed = [*writes, *drops]
+                    pipe.publish(self.keys.changes, f"service:{changed[0]}" if len(changed) == 1 else "services")
                     pipe.execute()
-                    return old, new
+                    return outcome
                 except redis.WatchError:
                     continue
 
@@ -212,49 +222,96 @@ class Store:
         """Replace a service's spec; returns the record and `created`, `updated` or `unchanged`.
 
         With `expected_version`, raise Conflict unless the stored service is still at that version
-        (the autoscaler must not overwrite a change made since it read the spec).
+        (the autoscaler must not overwrite a change made since it read the spec). A record that
+        cannot be read is replaced whole.
         """
         name = spec.service_name
 
-        def replace(old: ServiceRecord | None) -> ServiceRecord | None:
-            if old is None:
-                if not create:
-                    raise NotFound(f"service {name!r} not found")
-                return ServiceRecord(spec=spec, created_at=now, updated_at=now)
-            if old.deleting:
-                raise Conflict(f"service {name!r} is being deleted")
-            if expected_version is not None and old.version != expected_version:
-                raise Conflict(f"service {name!r} changed meanwhile (version {old.version}, not {expected_version})")
-            if old.spec == spec:
-                return None
-            return old.with_spec(spec, now)  # a changed template starts a rolling update
+        def replace(current: Records[ServiceRecord]) -> tuple[dict[str, ServiceRecord], list[str], Revised]:
+            record, outcome, changed = revise(name, current.entry(name), spec, now, create, expected_version)
+            return ({name: record} if changed else {}), [], (record, outcome)
 
-        old, new = self._change_service(name, replace)
-        if new is None:
-            assert old is not None
-            return old, "unchanged"
-        return new, "updated" if old is not None else "created"
+        return self._write_services([name], replace)
 
-    def delete_service(self, name: str, now: float) -> tuple[ServiceRecord, bool]:
-        """Mark for deletion; the scheduler stops its tasks and then drops the record.
+    def change_spec(
+        self, name: str, respec: Callable[[ServiceSpec], ServiceSpec], now: float
+    ) -> tuple[ServiceRecord, str]:
+        """Change a service's spec as `respec` says, from the spec read in the same transaction (a
+        scale keeps a concurrent change of anything else); returns the record and the outcome."""
 
-        Returns the record and whether this call marked it (False: it was being deleted already).
-        """
-
-        def mark(old: ServiceRecord | None) -> ServiceRecord | None:
-            if old is None:
+        def change(current: Records[ServiceRecord]) -> tuple[dict[str, ServiceRecord], list[str], Revised]:
+            entry = current.entry(name)
+            if isinstance(entry, Unreadable):
+                raise Conflict(unreadable_service(entry))
+            if entry is None:
                 raise NotFound(f"service {name!r} not found")
-            return None if old.deleting else old.model_copy(update={"deleting": True, "updated_at": now})
+            record, outcome, changed = revise(name, entry, respec(entry.spec), now, False, None)
+            return ({name: record} if changed else {}), [], (record, outcome)
 
-        old, new = self._change_service(name, mark)
-        if new is not None:
-            return new, True
-        assert old is not None
-        return old, False
+        return self._write_services([name], change)
+
+    def delete_service(self, name: str, now: float) -> tuple[ServiceRecord | Unreadable, bool]:
+        """Mark for deletion; the scheduler stops its tasks and then drops the record. A record that
+        cannot be read is dropped at once (its tasks are then those of a service gone: stopped).
+
+        Returns the record and whether this call deleted it (False: it was being deleted already).
+        """
+        Deleted = tuple[ServiceRecord | Unreadable, bool]
+
+        def mark(current: Records[ServiceRecord]) -> tuple[dict[str, ServiceRecord], list[str], Deleted]:
+            entry = current.entry(name)
+            if entry is None:
+                raise NotFound(f"service {name!r} not found")
+            if isinstance(entry, Unreadable):
+                return {}, [name], (entry, True)
+            if entry.deleting:
+                return {}, [], (entry, False)
+            marked = entry.model_copy(update={"deleting": True, "updated_at": now})
+            return {name: marked}, [], (marked, True)
+
+        return self._write_services([name], mark)
+
+    def apply(self, config: Config, now: float, *, prune: bool = False) -> dict[str, list[str]]:
+        """Make the services match `config` in one transaction: whole or not at all. A service being
+        deleted fails the whole apply (Conflict) with nothing written; `prune` deletes the others."""
+        Outcomes = dict[str, list[str]]
+
+        def converge(current: Records[ServiceRecord]) -> tuple[dict[str, ServiceRecord], list[str], Outcomes]:
+            outcome: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": [], "deleted": []}
+            writes: dict[str, ServiceRecord] = {}
+            drops: list[str] = []
+            for spec in config.services:
+                name = spec.service_name
+                record, what, changed = revise(name, current.entry(name), spec, now, True, None)
+                outcome[what].append(name)
+                if changed:
+                    writes[name] = record
+            if prune:
+                named = {spec.service_name for spec in config.services}
+                for name in sorted(current.bodies.keys() - named):
+                    entry = current.entry(name)
+                    if isinstance(entry, Unreadable):
+                        drops.append(name)
+                    elif entry is not None and not entry.deleting:
+                        writes[name] = entry.model_copy(update={"deleting": True, "updated_at": now})
+                    else:
+                        continue
+                    outcome["deleted"].append(name)
+            return writes, drops, outcome
+
+        return self._write_services(None, converge)
 
     def write_service(self, expected: ServiceRecord, record: ServiceRecord, *, leader_token: str | None = None) -> bool:
         """The scheduler's write of a service (update progress, rollback): only if the stored record
         still equals `expected` and, with a token, the lease is still held. Publishes a change."""
+        return self._swap_service(expected, record, leader_token)
+
+    def forget_service(self, expected: ServiceRecord, *, leader_token: str | None = None) -> bool:
+        """Drop a deleted service's record once nothing of it runs (the scheduler's last step), if it
+        is still the record the scheduler read."""
+        return self._swap_service(expected, None, leader_token)
+
+    def _swap_service(self, expected: ServiceRecord, record: ServiceRecord | None, leader_token: str | None) -> bool:
         name = expected.name
         watched = [self.keys.services] + ([self.keys.leader] if leader_token else [])
         with self.redis.pipeline() as pipe:
@@ -262,29 +319,66 @@ class Store:
                 pipe.watch(*watched)
                 if leader_token and pipe.get(self.keys.leader) != leader_token:
                     raise NotLeader("the lease moved on")
-                body = pipe.hget(self.keys.services, name)
-                if body is None or ServiceRecord.model_validate_json(body) != expected:
+                if self._read(pipe, self.keys.services, self._services, [name]).good.get(name) != expected:
                     pipe.reset()
                     return False
                 pipe.multi()
-                pipe.hset(self.keys.services, name, record.model_dump_json())
+                if record is None:
+                    pipe.hdel(self.keys.services, name)
+                else:
+                    pipe.hset(self.keys.services, name, record.model_dump_json())
+                    pipe.publish(self.keys.changes, f"service:{name}")
                 pipe.set(self.keys.revision, _token())
-                pipe.publish(self.keys.changes, f"service:{name}")
                 pipe.execute()
                 return True
             except redis.WatchError:
                 return False
 
-    def forget_service(self, name: str) -> None:
-        """Drop a deleted service's record once nothing of it runs (the scheduler's last step)."""
-        with self.redis.pipeline() as pipe:
-            pipe.hdel(self.keys.services, name)
-            pipe.set(self.keys.revision, _token())
-            pipe.execute()
+    def _read(
+        self, client: Any, key: str, parsed: ParsedRecords[Record], fields: Collection[str] | None
+    ) -> Records[Record]:
+        """The records of hash `key` (only the `fields` that exist, when given) through `client`."""
+        if fields is None:
+            return parsed.parse(client.hgetall(key))
+        wanted = list(fields)
+        bodies = client.hmget(key, wanted) if wanted else []
+        return parsed.parse({f: body for f, body in zip(wanted, bodies, strict=True) if body is not None}, whole=False)
 
-    def services_named(self, names: Collection[str]) -> dict[str, ServiceRecord]:
-        """The named services that exist, in one round trip."""
-        return self._named(self.keys.services, ServiceRecord, sorted(names))
+    # -- faults: services the scheduler cannot handle ----------------------------------------
+
+    def faults(self) -> dict[str, ServiceFault]:
+        """The scheduler's faults by service name (an entry that cannot be read is skipped)."""
+        result = {}
+        for name, body in self.redis.hgetall(self.keys.faults).items():
+            try:
+                result[name] = ServiceFault.model_validate_json(body)
+            except ValueError:
+                continue
+        return result
+
+    def write_faults(
+        self, failed: dict[str, ServiceFault], cleared: Collection[str], *, leader_token: str | None = None
+    ) -> None:
+        """The scheduler's record of which services it cannot handle; with a token, only while it
+        holds the lease. Replaces the revision, so cached views show it."""
+        if not failed and not cleared:
+            return
+        watched = [self.keys.leader] if leader_token else []
+        with self.redis.pipeline() as pipe:
+            if watched:
+                pipe.watch(*watched)
+                if pipe.get(self.keys.leader) != leader_token:
+                    raise NotLeader("the lease moved on")
+            pipe.multi()
+            if failed:
+                pipe.hset(self.keys.faults, mapping={name: fault.model_dump_json() for name, fault in failed.items()})
+            if cleared:
+                pipe.hdel(self.keys.faults, *cleared)
+            pipe.set(self.keys.revision, _token())
+            try:
+                pipe.execute()
+            except redis.WatchError:
+                raise NotLeader("the lease moved on") from None
 
     def touch(self) -> None:
         """Mark services or tasks as changed for readers caching views by the revision."""
@@ -295,48 +389,38 @@ class Store:
         value: str | None = self.redis.get(self.keys.revision)
         return value
 
-    def apply(self, config: Config, now: float, *, prune: bool = False) -> dict[str, list[str]]:
-        outcome: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": [], "deleted": []}
-        for spec in config.services:
-            _, what = self.update_service(spec, now, create=True)
-            outcome[what].append(spec.service_name)
-        if prune:
-            named = {spec.service_name for spec in config.services}
-            for name, record in self.services().items():
-                if name not in named and not record.deleting:
-                    self.delete_service(name, now)
-                    outcome["deleted"].append(name)
-        return outcome
-
     # -- tasks --------------------------------------------------------------------------------
 
+    def read_tasks(self, task_ids: Collection[str] | None = None) -> Records[TaskRecord]:
+        """Every task (or the named ones that exist), each parsed on its own: one that cannot be read is
+        in `unreadable`, never raised. Records are shared between calls: never mutate one."""
+        return self._read(self.redis, self.keys.tasks, self._tasks, task_ids)
+
     def tasks(self) -> list[TaskRecord]:
-        """Every task. Records are shared between calls (parsed once per stored JSON): never mutate one."""
-        return [record for _, record in self.task_entries()]
+        """Every task that can be read (never mutate one)."""
+        return list(self.read_tasks().good.values())
 
     def task_entries(self) -> list[tuple[str, TaskRecord]]:
-        """Every task with its stored JSON (which readers may key caches of their own on)."""
-        bodies = self.redis.hvals(self.keys.tasks)
-        return list(zip(bodies, self._tasks.parse(bodies), strict=True))
+        """Every task that can be read with its stored JSON (which readers may key caches of their own on)."""
+        read = self.read_tasks()
+        return [(read.bodies[task_id], task) for task_id, task in read.good.items()]
 
     def tasks_by_id(self, task_ids: Collection[str]) -> dict[str, TaskRecord]:
-        """The named tasks that exist, in one round trip."""
-        return self._named(self.keys.tasks, TaskRecord, list(task_ids))
+        """The named tasks that exist and can be read, in one round trip."""
+        return self.read_tasks(task_ids).good
 
-    def _named(self, key: str, model: type[Record], wanted: list[str]) -> dict[str, Record]:
-        """The records of hash `key` stored under the `wanted` fields that exist, in one HMGET."""
-        if not wanted:
-            return {}
-        bodies = self.redis.hmget(key, wanted)
-        return {
-            name: model.model_validate_json(body) for name, body in zip(wanted, bodies, strict=True) if body is not None
-        }
+    def read_task(self, task_id: str) -> TaskRecord | Unreadable:
+        entry = self.read_tasks([task_id]).entry(task_id)
+        if entry is None:
+            raise NotFound(f"task {task_id!r} not found")
+        return entry
 
     def task(self, task_id: str) -> TaskRecord:
-        body = self.redis.hget(self.keys.tasks, task_id)
-        if body is None:
-            raise NotFound(f"task {task_id!r} not found")
-        return TaskRecord.model_validate_json(body)
+        """A task; Conflict when its record cannot be read (the scheduler replaces it)."""
+        entry = self.read_task(task_id)
+        if isinstance(entry, Unreadable):
+            raise Conflict(f"task {task_id!r} cannot be read ({entry.error}); the scheduler replaces it")
+        return entry
 
     def write_tasks(
         self,
@@ -346,14 +430,15 @@ class Store:
     ) -> list[bool]:
         """Compare-and-set tasks: (id, expected rev or -1 if new, new record or None to delete).
 
-        Each new record gets rev = expected + 1. With a leader token, nothing is written unless the
-        lease is still held by that token (raises NotLeader).
+        Each new record gets rev = expected + 1 (1 past a rev out of bounds, as an unreadable record
+        may hold). With a leader token, nothing is written unless the lease is still held by that
+        token (raises NotLeader).
         """
         triples: list[Any] = []
         for task_id, expected, record in writes:
             body = ""
             if record is not None:
-                record.rev = max(expected, 0) + 1
+                record.rev = expected + 1 if 0 <= expected < MAX_COUNT else 1
                 body = record.model_dump_json()
             triples += [task_id, expected, body]
         keys = [self.keys.tasks, self.keys.revision] + ([self.keys.leader] if leader_token else [])
@@ -384,6 +469,7 @@ class Store:
 
         `known`: records the caller just wrote or read; tried first without reading (the rev
         compare-and-set still refuses them if anyone wrote since, and those are read and retried).
+        A task that cannot be read is not written.
         """
         original = {task_id: (gen, fields) for task_id, gen, fields in updates}
         fields_of = dict(original)
@@ -410,28 +496,29 @@ class Store:
                     fields_of[task_id] = original[task_id]
         return written
 
-    def update_task(self, task_id: str, gen: int, **fields: Any) -> TaskRecord | None:
-        """An agent's write: apply `fields` while the task is still at `gen`; None if it moved on."""
+    def update_task(
+        self, task_id: str, gen: int, *, accept: Callable[[TaskRecord], bool] | None = None, **fields: Any
+    ) -> tuple[TaskRecord, TaskRecord] | None:
+        """An agent's write: apply `fields` while the task is still at `gen` (and `accept`s it);
+        returns the record before and after, or None when it moved on, is gone or cannot be read."""
         while True:
-            body = self.redis.hget(self.keys.tasks, task_id)
-            if body is None:
+            entry = self.read_tasks([task_id]).entry(task_id)
+            if not isinstance(entry, TaskRecord) or entry.gen != gen or (accept is not None and not accept(entry)):
                 return None
-            task = TaskRecord.model_validate_json(body)
-            if task.gen != gen:
-                return None
-            updated = task.model_copy(update={**fields, "updated_at": time.time()})
-            if self.write_tasks([(task_id, task.rev, updated)])[0]:
-                return updated
+            updated = entry.model_copy(update={**fields, "updated_at": time.time()})
+            if self.write_tasks([(task_id, entry.rev, updated)])[0]:
+                return entry, updated
 
     def request_stop(self, task_id: str) -> TaskRecord:
-        """Mark a running task as stopped by its user (the agent stops it); unless-stopped keeps it so."""
-        task = self.task(task_id)
-        if task.state is not TaskState.RUNNING or task.node is None:
-            raise Conflict(f"task {task_id!r} is {task.state.value}, not running")
-        updated = self.update_task(task_id, task.gen, stop_requested=True)
-        if updated is None:
-            raise Conflict(f"task {task_id!r} changed meanwhile; try again")
-        return updated
+        """Mark a running task as stopped by its user (the agent stops it); unless-stopped keeps it so.
+        Checked and written on the same version of the record (compare-and-set, retried)."""
+        while True:
+            task = self.task(task_id)
+            if task.state is not TaskState.RUNNING or task.node is None:
+                raise Conflict(f"task {task_id!r} is {task.state.value}, not running")
+            updated = task.model_copy(update={"stop_requested": True, "updated_at": time.time()})
+            if self.write_tasks([(task_id, task.rev, updated)])[0]:
+                return updated
 
     # -- nodes --------------------------------------------------------------------------------
 
@@ -460,24 +547,48 @@ class Store:
                 pipe.hset(self.keys.node(node_id), "last_heartbeat", json.dumps(now))
             pipe.execute()
 
+    def read_nodes(self) -> Records[NodeRecord]:
+        """Every registered node, each parsed on its own: one Lua call returns each node's hash as one
+        JSON object (its fields hold JSON already), so a thousand nodes are a thousand strings to parse.
+        A node whose hash cannot be read is in `unreadable`."""
+        flat = self._nodes_json(keys=[self.keys.nodes], args=[self.keys.node("")])
+        # A member whose hash is gone ("{}") is no node (yet): an agent registering, or Redis' data lost.
+        entries = zip(flat[::2], flat[1::2], strict=True)
+        return self._nodes.parse({node_id: body for node_id, body in entries if body != "{}"})
+
     def nodes(self) -> list[NodeRecord]:
-        """Every registered node, sorted by id: one Lua call that returns each node's hash as one JSON
-        object (its fields hold JSON already), so a thousand nodes are a thousand strings to parse."""
-        bodies = self._nodes_json(keys=[self.keys.nodes], args=[self.keys.node("")])
-        records = [NodeRecord.model_validate_json(body) for body in bodies if body != "{}"]
-        return sorted(records, key=lambda node: node.id)
+        """Every node that can be read, sorted by id."""
+        return sorted(self.read_nodes().good.values(), key=lambda node: node.id)
 
     def node(self, node_id: str) -> NodeRecord:
-        fields = self.redis.hgetall(self.keys.node(node_id))
+        return self._node(node_id, self.redis.hgetall(self.keys.node(node_id)))
+
+    def _node(self, node_id: str, fields: dict[str, str]) -> NodeRecord:
         if not fields:
             raise NotFound(f"node {node_id!r} not found")
-        return _node(fields)
+        # Each field holds JSON already: one JSON object of them is parsed in one go.
+        body = "{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in fields.items()) + "}"
+        entry = self._nodes.parse({node_id: body}, whole=False).entry(node_id)
+        if isinstance(entry, Unreadable):
+            raise Conflict(f"node {node_id!r} cannot be read ({entry.error}); its agent rewrites it when it registers")
+        assert entry is not None
+        return entry
 
     def set_availability(self, node_id: str, availability: Availability) -> NodeRecord:
-        self.node(node_id)
-        self.redis.hset(self.keys.node(node_id), "availability", json.dumps(availability.value))
-        self.notify(f"node:{node_id}")
-        return self.node(node_id)
+        """Drain or activate a node that exists and can be read (checked and written in one transaction)."""
+        key = self.keys.node(node_id)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    node = self._node(node_id, pipe.hgetall(key))
+                    pipe.multi()
+                    pipe.hset(key, "availability", json.dumps(availability.value))
+                    pipe.publish(self.keys.changes, f"node:{node_id}")
+                    pipe.execute()
+                    return node.model_copy(update={"availability": availability})
+                except redis.WatchError:
+                    continue
 
     # -- notifications and events -------------------------------------------------------------
 
@@ -504,22 +615,61 @@ class Store:
             pipe.execute()
 
     def events(self, *, since: float | None = None, service: str | None = None, limit: int = 500) -> list[dict]:
+        """Events oldest first (an entry that is not an event as `emit` writes them is skipped)."""
         start = f"{int(since * 1000)}-0" if since else "-"
         raw = self.redis.xrange(self.keys.events, min=start, max="+")
         result = []
         for event_id, fields in raw:
-            event = json.loads(fields["event"])
-            if service and event["data"].get("service") != service:
+            try:
+                event = json.loads(fields["event"])
+                if not isinstance(event.get("type"), str) or not isinstance(event.get("time"), int | float):
+                    continue
+                data = event.setdefault("data", {})
+                message = event.setdefault("message", "")
+            except (KeyError, ValueError, AttributeError):
+                continue
+            if not isinstance(data, dict) or not isinstance(message, str):
+                continue
+            if service and data.get("service") != service:
                 continue
             event["id"] = event_id
             result.append(event)
         return result[-limit:]
 
 
+Revised = tuple[ServiceRecord, str]  # a service record and the outcome: created, updated or unchanged
+
+
+def revise(
+    name: str,
+    current: ServiceRecord | Unreadable | None,
+    spec: ServiceSpec,
+    now: float,
+    create: bool,
+    expected_version: int | None,
+) -> tuple[ServiceRecord, str, bool]:
+    """A user's new spec for a service as stored now: (the record, `created` / `updated` /
+    `unchanged`, whether to write it). A record that cannot be read is replaced whole."""
+    if current is None:
+        if not create:
+            raise NotFound(f"service {name!r} not found")
+        return ServiceRecord(spec=spec, created_at=now, updated_at=now), "created", True
+    if isinstance(current, Unreadable):
+        if expected_version is not None:
+            raise Conflict(unreadable_service(current))
+        return ServiceRecord(spec=spec, created_at=now, updated_at=now), "updated", True
+    if current.deleting:
+        raise Conflict(f"service {name!r} is being deleted")
+    if expected_version is not None and current.version != expected_version:
+        raise Conflict(f"service {name!r} changed meanwhile (version {current.version}, not {expected_version})")
+    if current.spec == spec:
+        return current, "unchanged", False
+    return current.with_spec(spec, now), "updated", True  # a changed template starts a rolling update
+
+
+def unreadable_service(entry: Unreadable) -> str:
+    return f"service {entry.key!r} cannot be read ({entry.error}); replace it (PUT) or delete it"
+
+
 def _token() -> str:
     return uuid.uuid4().hex
-
-
-def _node(fields: dict[str, str]) -> NodeRecord:
-    # Each field holds JSON already: one JSON object of them is parsed in one go (the hot path at 1,000 nodes).
-    return NodeRecord.model_validate_json("{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in fields.items()) + "}")

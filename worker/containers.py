@@ -36,7 +36,7 @@ def container_args(
         "image": spec.image,
         "command": spec.command,  # None keeps the image's CMD
         "environment": list(spec.env),
-        "name": container_name(cluster, task.id, task.gen),
+        "name": container_name(cluster, task.id, task.gen, task.incarnation),
         "hostname": task.id.replace(".", "-"),
         "labels": {
             labels.CLUSTER: cluster,
@@ -44,6 +44,7 @@ def container_args(
             labels.TASK: task.id,
             labels.NODE: node_id,
             labels.GEN: str(task.gen),
+            labels.INCARNATION: task.incarnation,
         },
         "ports": {
             # Publish on the node's own address only; host port None lets the engine pick one.

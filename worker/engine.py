@@ -114,19 +114,29 @@ class Engine:
             container.stop(timeout=STOP_GRACE_SECONDS)
 
     def remove(self, container: Container) -> None:
-        """Stop with a grace period, then remove; a container already gone (or going) is not an error."""
+        """Stop with a grace period, then remove; a container already gone (or going) is not an error.
+        Returns once it is gone: its record may then go, and its name is free."""
         try:
             container.stop(timeout=STOP_GRACE_SECONDS)
             container.remove(force=True)
         except docker.errors.NotFound:
             return
         except docker.errors.APIError as exc:
-            # The sweep and a stop job may remove the same container; the second one finds it going.
+            # The sweep and a stop job may remove the same container; the second one finds it going,
+            # and waits for the first (returning at once would let a record go before its container).
             if exc.status_code == 409 and "in progress" in _reason(exc):
+                self._wait_removed(container)
                 return
             raise EngineError(f"remove container {container.name}: {_reason(exc)}") from exc
         except requests.RequestException as exc:
             raise EngineError(f"remove container {container.name}: {exc}") from exc
+
+    def _wait_removed(self, container: Container) -> None:
+        with engine_errors(f"remove container {container.name}"):
+            try:
+                self.client.api.wait(container.id, timeout=STOP_GRACE_SECONDS * 3, condition="removed")
+            except docker.errors.NotFound:
+                return
 
     def containers(self, task: str | None = None) -> list[Container]:
         """This node's containers of the cluster (all states), optionally only one task's."""
@@ -180,6 +190,11 @@ class Engine:
 
 def container_gen(container: Container) -> int:
     return int(container.labels.get(labels.GEN, "0"))
+
+
+def container_incarnation(container: Container) -> str:
+    """The incarnation of the task record the container was made for ("" before records had one)."""
+    return str(container.labels.get(labels.INCARNATION, ""))
 
 
 def container_address(attrs: dict[str, Any]) -> str | None:

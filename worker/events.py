@@ -39,6 +39,8 @@ class EventWatcher:
             return
         container_id = actor.get("ID", "")
         task_id, gen = attrs[labels.TASK], int(attrs.get(labels.GEN, "0"))
+        # The record the container was made for: another record of the slot (made again) is not its.
+        incarnation = attrs.get(labels.INCARNATION, "")
         action = event.get("Action", "")
         if action == "oom":
             self.oom.add(container_id)
@@ -49,9 +51,10 @@ class EventWatcher:
             oom = container_id in self.oom or bool(state and state.get("OOMKilled"))
             self.oom.discard(container_id)
             fields = exit_fields(int(attrs.get("exitCode", "-1")), oom=oom, removed=removed)
-            self.node.report(task_id, gen, {TaskState.RUNNING}, **fields)
+            self.node.report(task_id, gen, {TaskState.RUNNING}, incarnation=incarnation, **fields)
         elif action == "destroy":
             self.oom.discard(container_id)
             self.node.report(
-                task_id, gen, {TaskState.RUNNING}, state=TaskState.FAILED, reason=REMOVED, finished_at=time.time()
+                task_id, gen, {TaskState.RUNNING}, incarnation=incarnation,
+                state=TaskState.FAILED, reason=REMOVED, finished_at=time.time(),
             )

@@ -26,7 +26,7 @@ import time
 
 from shared.config import HealthCheck, HealthCheckType, NetworkMode, ServiceSpec
 from shared.records import Health, TaskRecord, TaskState
-from worker.engine import EngineError, container_address, container_gen
+from worker.engine import EngineError, container_address, container_gen, container_incarnation
 from worker.health_state import HealthState, observe
 from worker.loops import repeat
 from worker.node import Node
@@ -77,6 +77,7 @@ class Checker:
         self.node = node
         self.task_id = task.id
         self.gen = task.gen
+        self.incarnation = task.incarnation
         self.container_id = task.container_id
         self.key = (task.gen, task.container_id)
         self.check = spec.health_check
@@ -151,12 +152,13 @@ class Checker:
         """Write a change of health; unhealthy fails the task and stops its container."""
         if state.health is not Health.UNHEALTHY:
             written = self.node.report(
-                self.task_id, self.gen, {TaskState.RUNNING}, health=state.health, health_output=state.output
+                self.task_id, self.gen, {TaskState.RUNNING}, incarnation=self.incarnation,
+                health=state.health, health_output=state.output,
             )
             return written is not None
         log.warning("%s gen %s unhealthy: %s", self.task_id, self.gen, state.output)
         written = self.node.report(
-            self.task_id, self.gen, {TaskState.RUNNING},
+            self.task_id, self.gen, {TaskState.RUNNING}, incarnation=self.incarnation,
             state=TaskState.FAILED, health=Health.UNHEALTHY, health_output=state.output,
             reason=f"unhealthy: {state.output}", exit_code=None, finished_at=time.time(),
         )
@@ -164,7 +166,7 @@ class Checker:
             return False
         try:
             for container in self.node.engine.containers(self.task_id):
-                if container_gen(container) == self.gen:
+                if (container_gen(container), container_incarnation(container)) == (self.gen, self.incarnation):
                     self.node.engine.stop(container)
         except EngineError as exc:
             # The replacement's start job (or the sweep) removes it anyway.

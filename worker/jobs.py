@@ -18,10 +18,10 @@ from shared.config import ServiceSpec
 from shared.dispatch import Action
 from shared.errors import NotFound
 from shared.hostaccess import HostAccessRefused
-from shared.records import TaskRecord, TaskState
+from shared.records import TaskRecord, TaskState, Unreadable
 from worker import fanout
 from worker.containers import container_args, named_volumes
-from worker.engine import EngineError, container_address, container_gen
+from worker.engine import EngineError, container_address, container_gen, container_incarnation
 from worker.host_access import bind_sources
 from worker.node import Node, current, serving
 
@@ -35,34 +35,37 @@ FLUSH_SECONDS = 0.25  # a batch of starts reports RUNNING at least this often
 START_PARALLELISM = 3
 
 
-def start_task(task_id: str, gen: int) -> None:
-    start_tasks([(task_id, gen)])
+Decision = tuple[str, int, str]  # (task id, gen, incarnation): one record of a slot at one gen
 
 
-def run_batch(decisions: list[tuple[str, str, int]]) -> None:
+def start_task(task_id: str, gen: int, incarnation: str) -> None:
+    start_tasks([(task_id, gen, incarnation)])
+
+
+def run_batch(decisions: list[tuple[str, str, int, str]]) -> None:
     """Several decisions for this node in one job (shared/dispatch.py): stops, then starts, then halts.
 
     Stops first (several at once: each may wait out a graceful stop), so what they free (ports,
     resources) is free for the starts; each decision is fenced by its gen exactly as its single job
     would be.
     """
-    by_action: dict[Action, list[tuple[str, int]]] = defaultdict(list)
-    for action, task_id, gen in decisions:
-        by_action[Action(action)].append((task_id, gen))
+    by_action: dict[Action, list[Decision]] = defaultdict(list)
+    for action, task_id, gen, incarnation in decisions:
+        by_action[Action(action)].append((task_id, gen, incarnation))
     node = current()
 
-    def stop(decision: tuple[str, int]) -> None:
+    def stop(decision: Decision) -> None:
         with serving(node):  # the pool's threads serve this job's node (worker/hollow.py hosts many)
             stop_task(*decision)
 
     fanout.each(stop, by_action[Action.STOP])
     if by_action[Action.START]:
         start_tasks(by_action[Action.START])
-    for task_id, gen in by_action[Action.HALT]:
-        halt_task(task_id, gen)
+    for task_id, gen, incarnation in by_action[Action.HALT]:
+        halt_task(task_id, gen, incarnation)
 
 
-def start_tasks(items: list[tuple[str, int]]) -> None:
+def start_tasks(items: list[Decision]) -> None:
     """Start the containers of (task, gen) pairs; the Redis work is batched over all of them.
 
     STARTING is written for all in one compare-and-set, the specs are read once, what a service's
@@ -74,12 +77,16 @@ def start_tasks(items: list[tuple[str, int]]) -> None:
     node) was most of the control plane's work while replicas started.
     """
     node = current()
+    incarnations = {task_id: incarnation for task_id, _, incarnation in items}
     tasks = node.report_many(
-        [(task_id, gen, {"state": TaskState.STARTING}) for task_id, gen in items], STARTABLE, notify=False
+        [(task_id, gen, {"state": TaskState.STARTING}) for task_id, gen, _ in items],
+        STARTABLE,
+        incarnations=incarnations,
+        notify=False,
     )
     known = {task.id: task for task in tasks}  # as just written: RUNNING needs no fresh read
     starting = {task.id for task in tasks}
-    for task_id, gen in items:
+    for task_id, gen, _ in items:
         if task_id not in starting:
             log.info("start %s gen %s: the decision moved on; nothing to do", task_id, gen)
     if not tasks:
@@ -115,7 +122,8 @@ def start_tasks(items: list[tuple[str, int]]) -> None:
             log.warning("start batch of %d: %s", len(ordered), listing)
             for task in ordered:
                 node.report(
-                    task.id, task.gen, STARTABLE, state=TaskState.FAILED, reason=str(listing), finished_at=time.time()
+                    task.id, task.gen, STARTABLE, incarnation=task.incarnation,
+                    state=TaskState.FAILED, reason=str(listing), finished_at=time.time(),
                 )
             return
         outcomes = (
@@ -129,7 +137,8 @@ def start_tasks(items: list[tuple[str, int]]) -> None:
             else:
                 log.warning("start %s gen %s failed: %s", task.id, task.gen, error)
                 node.report(
-                    task.id, task.gen, STARTABLE, state=TaskState.FAILED, reason=str(error), finished_at=time.time()
+                    task.id, task.gen, STARTABLE, incarnation=task.incarnation,
+                    state=TaskState.FAILED, reason=str(error), finished_at=time.time(),
                 )
             if running and time.monotonic() - flushed >= FLUSH_SECONDS:
                 _report_running(node, running, known, awaited)
@@ -141,7 +150,8 @@ def _report_running(
     node: Node, running: list[tuple[str, int, dict[str, Any]]], known: dict[str, TaskRecord], awaited: set[str]
 ) -> None:
     notify = any(task_id in awaited for task_id, _, _ in running)
-    node.report_many(running, {TaskState.STARTING}, known=known, notify=notify)
+    incarnations = {task_id: known[task_id].incarnation for task_id, _, _ in running}
+    node.report_many(running, {TaskState.STARTING}, incarnations=incarnations, known=known, notify=notify)
 
 
 class _Prepared:
@@ -165,12 +175,14 @@ def _start(
     fields that report it RUNNING."""
     spec = specs.get(task.service)
     if spec is None:
-        raise NotFound(f"service {task.service!r} not found")
+        raise NotFound(f"service {task.service!r} not found, or its record cannot be read")
     same_gen = []
     kept = task.previous.gen if task.previous is not None and task.previous.node == node.id else None
     for container in containers:
         gen = container_gen(container)
-        if gen < task.gen and gen != kept:  # the previous container serves until this one is ready
+        if container_incarnation(container) != task.incarnation:
+            node.engine.remove(container)  # another record's of this slot (its service made again): never adopted
+        elif gen < task.gen and gen != kept:  # the previous container serves until this one is ready
             node.engine.remove(container)
         elif gen == task.gen:
             same_gen.append(container)
@@ -206,7 +218,7 @@ def _prepare(node: Node, spec: ServiceSpec) -> str | None:
     return node.engine.ensure_network(spec.network) if spec.network is not None else None
 
 
-def halt_task(task_id: str, gen: int) -> None:
+def halt_task(task_id: str, gen: int, incarnation: str) -> None:
     """The user's stop: the container stops but stays; the task is STOPPED, not a crash."""
     node = current()
     # Under the lock the container's `die` event cannot be reported as a failure first.
@@ -214,30 +226,40 @@ def halt_task(task_id: str, gen: int) -> None:
         exit_code = None
         try:
             for container in node.engine.containers(task_id):
-                if container_gen(container) == gen:
+                if (container_gen(container), container_incarnation(container)) == (gen, incarnation):
                     node.engine.stop(container)
                     exit_code = ((node.engine.inspect(container.id) or {}).get("State") or {}).get("ExitCode")
         except EngineError as exc:
             log.warning("halt %s gen %s: %s", task_id, gen, exc)
             return
         node.report(
-            task_id, gen, {TaskState.RUNNING}, state=TaskState.STOPPED, reason=STOPPED_ON_REQUEST,
-            exit_code=exit_code, finished_at=time.time(),
+            task_id, gen, {TaskState.RUNNING}, incarnation=incarnation, state=TaskState.STOPPED,
+            reason=STOPPED_ON_REQUEST, exit_code=exit_code, finished_at=time.time(),
         )
 
 
-def stop_task(task_id: str, gen: int) -> None:
+def stop_task(task_id: str, gen: int, incarnation: str) -> None:
+    """Remove the containers of the task's record (`incarnation`) up to `gen`, then the record if it
+    is SHUTDOWN at `gen`. Another record's containers of the slot are not this decision's."""
     node = current()
-    task = node.task(task_id)
+    try:
+        task = node.store.read_task(task_id)
+    except NotFound:
+        task = None
+    if isinstance(task, Unreadable):
+        # What it says of the containers is unknown; once the scheduler replaced it, the sweep removes strays.
+        log.warning("stop %s gen %s: its record cannot be read (%s); nothing removed", task_id, gen, task.error)
+        return
     # A container the task still names as its previous one serves until the scheduler releases it.
-    kept = task.previous.gen if task is not None and task.previous is not None and task.previous.node == node.id \
-        else None
+    previous = task.previous if task is not None and task.incarnation == incarnation else None
+    kept = previous.gen if previous is not None and previous.node == node.id else None
     try:
         for container in node.engine.containers(task_id):
-            if container_gen(container) <= gen and container_gen(container) != kept:
+            gen_of = container_gen(container)
+            if container_incarnation(container) == incarnation and gen_of <= gen and gen_of != kept:
                 node.engine.remove(container)
     except EngineError as exc:
         # The record stays SHUTDOWN, so the agent's sweep retries the removal.
         log.warning("stop %s gen %s: %s", task_id, gen, exc)
         return
-    node.forget(task_id, gen)
+    node.forget(task_id, gen, incarnation)

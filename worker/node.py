@@ -7,7 +7,7 @@ an exit seen on the event stream (or by the sweep) can never interleave into a s
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,25 +37,35 @@ class Node:
         return self.store.keys.cluster
 
     def task(self, task_id: str) -> TaskRecord | None:
+        """The task's record; None when it is gone or cannot be read (an agent acts on no record it
+        cannot read: the scheduler replaces it)."""
         try:
-            return self.store.task(task_id)
+            entry = self.store.read_task(task_id)
         except NotFound:
             return None
+        return entry if isinstance(entry, TaskRecord) else None
 
-    def report(self, task_id: str, gen: int, states: Collection[TaskState], **fields: Any) -> TaskRecord | None:
-        """Write `fields` if the task is still this node's, at `gen`, in one of `states`; then notify.
+    def report(
+        self, task_id: str, gen: int, states: Collection[TaskState], *, incarnation: str, **fields: Any
+    ) -> TaskRecord | None:
+        """Write `fields` if the task is still this node's, the same record (`incarnation`) at `gen`,
+        in one of `states`; then notify.
 
         Returns the written record, or None when the decision moved on (nothing is written then).
         """
         with self.lock:
-            task = self.task(task_id)
-            if task is None or task.gen != gen or task.node != self.id or task.state not in states:
-                return None
-            updated = self.store.update_task(task_id, gen, **fields)
-        if updated is not None:
-            if updated.state is not task.state and updated.state in TRANSITION_EVENTS:
-                self._announce(updated)
-            self.store.notify(f"task:{task_id}")
+            outcome = self.store.update_task(
+                task_id,
+                gen,
+                accept=lambda task: task.incarnation == incarnation and task.node == self.id and task.state in states,
+                **fields,
+            )
+        if outcome is None:
+            return None
+        before, updated = outcome
+        if updated.state is not before.state and updated.state in TRANSITION_EVENTS:
+            self._announce(updated)
+        self.store.notify(f"task:{task_id}")
         return updated
 
     def _announce(self, task: TaskRecord) -> None:
@@ -72,22 +82,26 @@ class Node:
         updates: Sequence[tuple[str, int, dict[str, Any]]],
         states: Collection[TaskState],
         *,
+        incarnations: Mapping[str, str],
         known: dict[str, TaskRecord] | None = None,
         notify: bool = True,
     ) -> list[TaskRecord]:
         """`report` for many tasks at once: a few Redis round trips, one notification and one pipeline
         of events (the transitions `report` announces) in all.
 
-        Each (task id, gen, fields) is written if the task is still this node's, at gen, in `states`.
+        Each (task id, gen, fields) is written if the task is still this node's, the record of
+        `incarnations[task id]`, at gen, in `states`.
         `known` are records this node just wrote (skips a read); `notify=False` for a state no
         scheduler decision depends on (STARTING; RUNNING mostly, see worker/jobs.py), which spares it a pass.
         """
         if not updates:
             return []
         with self.lock:
-            written = self.store.update_tasks(
-                updates, lambda task: task.node == self.id and task.state in states, known=known
-            )
+
+            def accept(task: TaskRecord) -> bool:
+                return task.node == self.id and task.state in states and task.incarnation == incarnations[task.id]
+
+            written = self.store.update_tasks(updates, accept, known=known)
         if written:
             # A written record left one of `states`; it is a transition unless its state is one of them.
             self.store.emit_many(
@@ -99,11 +113,13 @@ class Node:
             self.store.notify(f"node:{self.id}")
         return written
 
-    def forget(self, task_id: str, gen: int) -> bool:
-        """Delete a task record that is SHUTDOWN at `gen`: its container is gone, so is the slot."""
+    def forget(self, task_id: str, gen: int, incarnation: str) -> bool:
+        """Delete a task record that is SHUTDOWN at `gen` (that record: `incarnation`): its container is
+        gone, so is the slot."""
         with self.lock:
             task = self.task(task_id)
-            if task is None or task.gen != gen or task.state is not TaskState.SHUTDOWN:
+            same = task is not None and (task.gen, task.incarnation) == (gen, incarnation)
+            if task is None or not same or task.state is not TaskState.SHUTDOWN:
                 return False
             deleted = self.store.write_tasks([(task_id, task.rev, None)])[0]
         if deleted:

@@ -13,7 +13,7 @@ from docker.models.containers import Container
 from shared import labels
 from shared.records import TaskRecord, TaskState
 from worker import fanout
-from worker.engine import container_address, container_gen
+from worker.engine import container_address, container_gen, container_incarnation
 from worker.exits import REMOVED, exit_fields
 from worker.node import Node
 
@@ -29,14 +29,17 @@ def sweep(node: Node) -> None:
     strays: list[tuple[Container, TaskRecord | None]] = []
     # Under the lock a job cannot create a container between the listing and the decisions below.
     with node.lock:
-        tasks = {task.id: task for task in node.store.tasks()}
+        stored = node.store.read_tasks()
+        tasks = stored.good
         present: set[str] = set()
         for container in node.engine.containers():
-            task = tasks.get(container.labels.get(labels.TASK, ""))
+            task_id = container.labels.get(labels.TASK, "")
+            if task_id in stored.unreadable:
+                continue  # what its record says is unknown: never removed for that alone (the scheduler replaces it)
+            task = tasks.get(task_id)
             if task is not None and _is_previous(task, node, container):
                 continue  # start-first: it serves until the task's new gen is ready
-            if task is None or task.node != node.id or task.gen != container_gen(container) \
-                    or task.state is TaskState.SHUTDOWN:
+            if task is None or not _made_for(task, node, container) or task.state is TaskState.SHUTDOWN:
                 strays.append((container, task))
                 continue
             present.add(task.id)
@@ -45,17 +48,27 @@ def sweep(node: Node) -> None:
         for task in tasks.values():
             if task.node == node.id and task.state is TaskState.RUNNING and task.id not in present:
                 node.report(
-                    task.id, task.gen, {TaskState.RUNNING}, state=TaskState.FAILED, reason=REMOVED,
-                    finished_at=time.time(),
+                    task.id, task.gen, {TaskState.RUNNING}, incarnation=task.incarnation,
+                    state=TaskState.FAILED, reason=REMOVED, finished_at=time.time(),
                 )
     fanout.each(lambda stray: _remove(node, *stray), strays)
 
 
+def _made_for(task: TaskRecord, node: Node, container: Container) -> bool:
+    """Whether the container is the one of the task's current decision: this node, this record, this gen."""
+    return (
+        task.node == node.id
+        and task.gen == container_gen(container)
+        and task.incarnation == container_incarnation(container)
+    )
+
+
 def _remove(node: Node, container: Container, task: TaskRecord | None) -> None:
     node.engine.remove(container)
-    if task is not None and task.node == node.id and container_gen(container) <= task.gen:
+    if task is not None and task.node == node.id and task.incarnation == container_incarnation(container) \
+            and container_gen(container) <= task.gen:
         # Does what a lost stop job would have: a SHUTDOWN record goes with its containers.
-        node.forget(task.id, task.gen)
+        node.forget(task.id, task.gen, task.incarnation)
 
 
 def _is_previous(task: TaskRecord, node: Node, container: Container) -> bool:
@@ -64,6 +77,7 @@ def _is_previous(task: TaskRecord, node: Node, container: Container) -> bool:
         previous is not None
         and previous.node == node.id
         and previous.gen == container_gen(container)
+        and task.incarnation == container_incarnation(container)
         and task.state is not TaskState.SHUTDOWN
     )
 
@@ -73,11 +87,12 @@ def _adopt(node: Node, task: TaskRecord, container: Container) -> None:
     running = container.status == "running"
     if running and task.state is not TaskState.RUNNING:
         node.report(
-            task.id, task.gen, {task.state}, state=TaskState.RUNNING, container_id=container.id,
+            task.id, task.gen, {task.state}, incarnation=task.incarnation, state=TaskState.RUNNING,
+            container_id=container.id,
             ports=node.engine.published_ports(container), address=container_address(container.attrs),
             reason=None, exit_code=None, finished_at=None,
         )
     elif not running and task.state is TaskState.RUNNING:
         state = container.attrs.get("State") or {}
         fields = exit_fields(int(state.get("ExitCode", -1)), oom=bool(state.get("OOMKilled")))
-        node.report(task.id, task.gen, {TaskState.RUNNING}, **fields)
+        node.report(task.id, task.gen, {TaskState.RUNNING}, incarnation=task.incarnation, **fields)

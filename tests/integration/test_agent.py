@@ -60,11 +60,12 @@ class Scheduler:
             **fields,
         )
         assert self.store.write_tasks([(task.id, -1, task)]) == [True]
-        self.send(Action.START, task.id, gen)
+        self.send(Action.START, task.id, gen, task.incarnation)
         return task.id
 
-    def send(self, action: Action, task_id: str, gen: int) -> None:
-        enqueue(self.rq, self.store.keys, [Job(NODE, action, task_id, gen)])
+    def send(self, action: Action, task_id: str, gen: int, incarnation: str = "") -> None:
+        """A decision about the record of `incarnation` ("" as the records here are made)."""
+        enqueue(self.rq, self.store.keys, [Job(NODE, action, task_id, gen, incarnation)])
 
     def wait_state(self, task_id: str, *states: TaskState, timeout: float = 30) -> TaskRecord:
         return wait_for(
@@ -143,7 +144,7 @@ def test_running_wakes_the_scheduler_only_when_it_waits_for_that_replica(schedul
     def started(spec: ServiceSpec, slot: int, **fields: Any) -> list[str]:
         """The agent's notifications while it starts this replica (its job done, so all of them)."""
         task_id = scheduler.start(spec, slot, **fields)
-        job_id = store.keys.job_id(Action.START.value, task_id, 1)
+        job_id = store.keys.job_id(Action.START.value, task_id, 1, "")
         wait_for(lambda: not RQJob.exists(job_id, connection=scheduler.rq), what=f"the start job of {task_id} to end")
         store.notify("marker")
         seen: list[str] = []
@@ -272,3 +273,32 @@ def test_an_oom_kill_is_reported_as_such(scheduler: Scheduler):
     )
     task = scheduler.wait_state(scheduler.start(hog), TaskState.FAILED, timeout=60)
     assert (task.reason, task.exit_code) == ("OOM killed", 137)
+
+
+def test_a_container_of_another_record_of_the_slot_is_never_adopted_and_goes(
+    scheduler: Scheduler, store: Store, cluster: str
+):
+    """The service deleted and made again: its slot's new record starts again at gen 1, and the old
+    record's gen-1 container (its stop lost, say) must not be taken for the new one's."""
+    old = scheduler.wait_state(scheduler.start(service(), incarnation="0ld"), TaskState.RUNNING)
+    assert store.write_tasks([(old.id, old.rev, None)]) == [True]  # the record goes, its container stays
+    new = scheduler.wait_state(scheduler.start(service(), incarnation="e1"), TaskState.RUNNING)
+    assert new.container_id != old.container_id
+    [container] = task_containers(cluster, new.id)
+    assert (container.id, container.labels[labels.INCARNATION]) == (new.container_id, "e1")
+    assert container.name == f"{cluster}.web.1.e1.1"
+
+
+def test_the_sweep_never_removes_a_container_only_because_its_record_cannot_be_read(
+    agent: Processes, scheduler: Scheduler, store: Store, cluster: str
+):
+    unreadable = scheduler.wait_state(scheduler.start(service()), TaskState.RUNNING)
+    stray = scheduler.wait_state(scheduler.start(service(), slot=2), TaskState.RUNNING)
+    agent.kill(NODE)
+    store.redis.hset(store.keys.tasks, unreadable.id, "\x00garbage")
+    assert store.write_tasks([(stray.id, stray.rev, None)]) == [True]
+
+    agent.agent(NODE, ADDRESS, cpu=2000, memory=2048 * MIB)  # its first sweep runs as it starts
+    wait_for(lambda: task_containers(cluster, stray.id) == [], what="the sweep to remove the stray")
+    assert [c.id for c in task_containers(cluster, unreadable.id)] == [unreadable.container_id]
+    scheduler.wait_state(scheduler.start(service(), slot=3), TaskState.RUNNING)  # and the agent carries on

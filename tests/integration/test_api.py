@@ -12,9 +12,9 @@ import yaml
 from starlette.testclient import TestClient
 
 from api.app import create_app
-from shared.records import NodeRecord, TaskRecord, TaskState
+from shared.records import NodeRecord, ServiceFault, TaskRecord, TaskState, record_digest
 from shared.settings import Settings
-from shared.store import Store
+from shared.store import Store, connect
 from tests.support.procs import free_port
 
 WEB = {"service_name": "web", "image": "nginx:alpine", "replicas": 2, "ports": [{"container_port": 80}]}
@@ -285,3 +285,92 @@ def test_redis_down_is_503_not_500_or_hang(cluster: str) -> None:
         assert client.post("/v1/services", json=WEB).status_code == 503
         assert client.get("/v1/health").json()["status"] == "unavailable"
         assert time.monotonic() - started < 10
+
+
+# -- records that cannot be read (written by hand, an older version or a bug) -------------------
+
+
+def raw(redis_server: Any) -> Any:
+    """A client that writes bytes as given (the store's decodes and encodes UTF-8)."""
+    return connect(redis_server.url, decode=False)
+
+
+def test_a_service_record_that_cannot_be_read_is_listed_failed_then_replaced_or_deleted(
+    client: TestClient, store: Store, redis_server: Any
+) -> None:
+    create(client, service_name="good")
+    raw(redis_server).hset(store.keys.services, mapping={"broken": b"\xff\x00 garbage", "shaped": b"[1, 2]"})
+    listed = client.get("/v1/services")
+    assert listed.status_code == 200
+    by_name = {service["service_name"]: service for service in listed.json()}
+    assert sorted(by_name) == ["broken", "good", "shaped"]
+    broken = by_name["broken"]
+    assert (broken["status"]["health"], broken["image"], broken["replicas"]) == ("failed", None, None)
+    assert broken["status"]["reason"].startswith("record cannot be read: invalid JSON")
+    assert by_name["shaped"]["status"]["reason"] == "record cannot be read: must be a mapping"
+    assert by_name["good"]["status"]["health"] == "unhealthy" and by_name["good"]["status"]["reason"] is None
+    assert client.get("/v1/services/broken").json() == {**broken, "autoscale": None}
+
+    scaled = client.post("/v1/services/broken/scale", json={"replicas": 2})
+    assert scaled.status_code == 409 and "replace it (PUT) or delete it" in scaled.json()["message"]
+    assert client.post("/v1/services", json={**WEB, "service_name": "broken"}).status_code == 409
+
+    replaced = client.put("/v1/services/broken", json={**WEB, "service_name": "broken"})
+    assert replaced.status_code == 200, replaced.text
+    assert (replaced.json()["image"], replaced.json()["status"]["health"]) == ("nginx:alpine", "unhealthy")
+    deleted = client.delete("/v1/services/shaped")
+    assert deleted.status_code == 202 and deleted.json()["deleting"] is True
+    assert client.get("/v1/services/shaped").status_code == 404
+    assert event_types(client)[-2:] == ["service_updated", "service_deleted"]
+
+
+def test_a_fault_shows_only_on_the_record_it_was_found_in(client: TestClient, store: Store) -> None:
+    create(client)
+    body = store.redis.hget(store.keys.services, "web")
+    fault = ServiceFault(reason="cannot be scheduled: OverflowError: too large", since=1.0, record=record_digest(body))
+    store.write_faults({"web": fault}, [])
+    status = client.get("/v1/services").json()[0]["status"]
+    assert (status["health"], status["reason"]) == ("failed", fault.reason)
+    fixed = client.put("/v1/services/web", json={**WEB, "image": "nginx:1.27"}).json()["status"]
+    assert (fixed["health"], fixed["reason"]) == ("unhealthy", None)  # a new record, not yet judged
+
+
+def test_apply_is_all_or_nothing_when_a_service_is_being_deleted(client: TestClient) -> None:
+    create(client, service_name="a")
+    create(client, service_name="b")
+    client.delete("/v1/services/b")
+    config = {"services": [{**WEB, "service_name": "a", "replicas": 5}, {**WEB, "service_name": "b"},
+                           {**WEB, "service_name": "c"}]}
+    response = client.post("/v1/apply", json=config)
+    assert response.status_code == 409 and "'b' is being deleted" in response.json()["message"]
+    assert client.get("/v1/services/a").json()["replicas"] == 2
+    assert client.get("/v1/services/c").status_code == 404
+
+
+def test_apply_replaces_and_prunes_records_that_cannot_be_read(
+    client: TestClient, store: Store, redis_server: Any
+) -> None:
+    raw(redis_server).hset(store.keys.services, mapping={"a": b"{}", "z": b"nope"})
+    outcome = client.post("/v1/apply?prune=true", json={"services": [{**WEB, "service_name": "a"}]}).json()
+    assert outcome == {"created": [], "updated": ["a"], "unchanged": [], "deleted": ["z"]}
+    assert [service["service_name"] for service in client.get("/v1/services").json()] == ["a"]
+
+
+def test_task_node_and_event_records_that_cannot_be_read(client: TestClient, store: Store) -> None:
+    seed_node(store, "n1", time.time())
+    seed_tasks(store)
+    store.redis.hset(store.keys.tasks, "web.9", "not json")
+    store.redis.sadd(store.keys.nodes, "n9")
+    store.redis.hset(store.keys.node("n9"), mapping={"id": '"n9"', "address": '"x"', "cpu_millicores": "oops"})
+    store.redis.xadd(store.keys.events, {"event": "not json"})
+    store.redis.xadd(store.keys.events, {"something": "else"})
+
+    assert [task["id"] for task in client.get("/v1/tasks").json()] == ["db.1", "web.1", "web.2", "web.3"]
+    assert [node["id"] for node in client.get("/v1/nodes").json()] == ["n1"]
+    assert client.get("/v1/events").status_code == 200
+    for response in (
+        client.get("/v1/tasks/web.9"), client.post("/v1/tasks/web.9/stop"),
+        client.get("/v1/nodes/n9"), client.post("/v1/nodes/n9/drain"),
+    ):
+        assert response.status_code == 409 and "cannot be read" in response.json()["message"]
+    assert store.redis.hget(store.keys.node("n9"), "availability") is None  # the drain wrote nothing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -9,7 +10,7 @@ from scheduler.backoff import Backoff
 from scheduler.loop import Scheduler
 from shared.config import validate_service
 from shared.dispatch import queue as node_queue
-from shared.records import NodeRecord, TaskRecord, TaskState
+from shared.records import NodeRecord, TaskRecord, TaskState, incarnation_at
 from shared.settings import Settings
 from shared.store import NotLeader, Store, connect
 from tests.support.procs import Processes, wait_for
@@ -37,7 +38,10 @@ def test_reconcile_enqueues_each_decision_once(store: Store, redis_server, clust
     assert len(queue.job_ids) == 1
     job = queue.jobs[0]
     assert job.func_name == "worker.jobs.run_batch"
-    assert sorted(map(tuple, job.args[0])) == [("start", "web.1", 1), ("start", "web.2", 1)]
+    incarnations = {task.id: task.incarnation for task in store.tasks()}
+    assert sorted(map(tuple, job.args[0])) == [
+        ("start", "web.1", 1, incarnations["web.1"]), ("start", "web.2", 1, incarnations["web.2"])
+    ]
     assert {t.state for t in store.tasks()} == {TaskState.ASSIGNED}
 
 
@@ -88,5 +92,77 @@ def test_standby_scheduler_takes_over_when_the_leader_is_killed(procs: Processes
     )
     assert holder_of(new_token) == standby
     assert time.monotonic() - killed_at < 5
-    events = [e["type"] for e in store.events()]
-    assert events.count("leader_changed") == 2
+    # The new leader writes its `leader_changed` event just after it takes the lease: wait for it.
+    wait_for(
+        lambda: [e["data"]["leader"] for e in store.events() if e["type"] == "leader_changed"] == [token, new_token],
+        what="one leader_changed event per leader",
+    )
+
+
+def test_a_service_that_cannot_be_scheduled_is_failed_once_and_recovers_when_replaced(
+    store: Store, redis_server, cluster: str
+):
+    scheduler = Scheduler(Settings(redis_url=redis_server.url, cluster=cluster), store)
+    assert scheduler.lead()
+    register(store, "n1")
+    now = time.time()
+    good = validate_service({"service_name": "good", "image": "img", "replicas": 2})
+    store.create_service(good, now)
+    # As an older version (or a hand) stored it: memory no float can hold; placement raised OverflowError.
+    huge = {"service_name": "huge", "image": "img", "replicas": 1,
+            "resources": {"cpu_millicores": 100, "memory_bytes": 10**400}}
+    store.redis.hset(store.keys.services, "huge", json.dumps({"spec": huge, "created_at": now, "updated_at": now}))
+    for _ in range(3):
+        scheduler.reconcile_once()
+    assert sorted(task.id for task in store.tasks()) == ["good.1", "good.2"]
+    fault = store.faults()["huge"]
+    assert fault.reason.startswith(("cannot be scheduled: OverflowError", "record cannot be read: spec.resources"))
+    assert [e["data"]["service"] for e in store.events() if e["type"] == "service_failed"] == ["huge"]
+
+    store.update_service(validate_service({**huge, "resources": {"cpu_millicores": 100, "memory_bytes": 2**24}}),
+                         time.time())
+    scheduler.reconcile_once()
+    assert store.faults() == {} and "huge.1" in {task.id for task in store.tasks()}
+    assert [e["data"]["service"] for e in store.events() if e["type"] == "service_recovered"] == ["huge"]
+
+
+def test_an_unreadable_task_record_is_replaced_in_one_pass_not_retried_forever(
+    store: Store, redis_server, cluster: str
+):
+    scheduler = Scheduler(Settings(redis_url=redis_server.url, cluster=cluster), store)
+    assert scheduler.lead()
+    register(store, "n1")
+    store.create_service(validate_service({"service_name": "web", "image": "img", "replicas": 1}), time.time())
+    store.redis.hset(store.keys.tasks, mapping={"web.1": '{"id":"web.1","rev":7, not json', "junk": "[]"})
+    pubsub = store.redis.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(store.keys.changes)
+    try:
+        wait_for(lambda: pubsub.get_message(timeout=0.1) is None and pubsub.subscribed, what="the subscription")
+        now = time.time()
+        first = scheduler.reconcile_once(now)
+        assert len(first.writes) == 2
+        assert pubsub.get_message(timeout=0.2) is None  # every write applied: no "retry" notification
+    finally:
+        pubsub.close()
+    replaced = store.task("web.1")
+    assert (replaced.state, replaced.rev, replaced.incarnation) == (TaskState.FAILED, 8, incarnation_at(now))
+    assert replaced.reason is not None and replaced.reason.startswith("unreadable record replaced: invalid JSON")
+    assert "junk" not in store.redis.hkeys(store.keys.tasks)
+    scheduler.reconcile_once()
+    assert store.task("web.1").state is TaskState.ASSIGNED
+    assert [e["data"]["task"] for e in store.events() if e["type"] == "task_unreadable"] == ["web.1", "junk"]
+
+
+def test_a_node_whose_record_cannot_be_read_is_down_and_its_replicas_move(store: Store, redis_server, cluster: str):
+    scheduler = Scheduler(Settings(redis_url=redis_server.url, cluster=cluster), store)
+    assert scheduler.lead()
+    register(store, "n1")
+    register(store, "n2")
+    store.create_service(validate_service({"service_name": "web", "image": "img", "replicas": 2}), time.time())
+    scheduler.reconcile_once()
+    assert sorted(task.node for task in store.tasks()) == ["n1", "n2"]
+    store.redis.hset(store.keys.node("n2"), "cpu_millicores", "{not json")
+    scheduler.reconcile_once()
+    scheduler.reconcile_once()
+    assert [task.node for task in store.tasks()] == ["n1", "n1"]
+    assert [e["data"]["node"] for e in store.events() if e["type"] == "node_unreadable"] == ["n2"]  # once

@@ -50,6 +50,7 @@ def test_status_counts_only_the_services_own_tasks() -> None:
         "pending_replicas": 1,
         "failed_replicas": 1,
         "health": "degraded",
+        "reason": None,
         "last_updated": iso(100.0),
     }
 

@@ -10,6 +10,7 @@ def task(state: TaskState, **kwargs) -> TaskRecord:
 def test_delay_is_immediate_then_doubles_up_to_the_cap():
     backoff = Backoff(base=1.0, cap=10.0, reset_after=60.0)
     assert [backoff.delay(n) for n in range(6)] == [0.0, 1.0, 2.0, 4.0, 8.0, 10.0]
+    assert backoff.delay(2**53) == 10.0  # at once: the doubling is not computed past the cap
 
 
 def test_streak_resets_after_a_clean_run():

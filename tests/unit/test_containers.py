@@ -9,7 +9,7 @@ from shared.config import ServiceSpec
 from shared.records import TaskRecord
 from worker.containers import container_args, named_volumes
 
-TASK = TaskRecord(id="web.2", service="web", slot=2, gen=7)
+TASK = TaskRecord(id="web.2", service="web", slot=2, gen=7, incarnation="5f3a9c1e2b4d0")
 
 
 def spec(**fields: Any) -> ServiceSpec:
@@ -23,7 +23,7 @@ def args(service: ServiceSpec, task: TaskRecord = TASK) -> dict:
 def test_image_name_hostname_and_detach() -> None:
     result = args(spec())
     assert result["image"] == "nginx:alpine"
-    assert result["name"] == "prod.web.2.7"
+    assert result["name"] == "prod.web.2.5f3a9c1e2b4d0.7"
     assert result["hostname"] == "web-2"
     assert result["detach"] is True
 
@@ -38,13 +38,18 @@ def test_environment() -> None:
     assert args(spec(env=["A=1", "B=x=y"]))["environment"] == ["A=1", "B=x=y"]
 
 
-def test_labels_name_cluster_service_task_node_and_gen() -> None:
+def test_a_record_made_before_incarnations_keeps_the_old_name() -> None:
+    assert args(spec(), TASK.model_copy(update={"incarnation": ""}))["name"] == "prod.web.2.7"
+
+
+def test_labels_name_cluster_service_task_node_gen_and_incarnation() -> None:
     assert args(spec())["labels"] == {
         labels.CLUSTER: "prod",
         labels.SERVICE: "web",
         labels.TASK: "web.2",
         labels.NODE: "node-1",
         labels.GEN: "7",
+        labels.INCARNATION: "5f3a9c1e2b4d0",
     }
 
 

@@ -14,11 +14,14 @@ from shared.records import (
     ServiceRecord,
     TaskRecord,
     TaskState,
+    Unreadable,
     UpdateState,
+    incarnation_at,
     template_hash,
 )
 
 NOW = 1000.0
+HALF = {"cpu_millicores": 1000, "memory_bytes": 16777216}
 POLICY = Policy(backoff=Backoff(base=1.0, cap=8.0, reset_after=60.0), assigned_timeout=30.0, heartbeat_misses=3)
 GIB = 1024**3
 
@@ -87,21 +90,21 @@ def test_a_lost_start_job_is_sent_again_with_the_same_gen():
     svc = service(replicas=1)
     stuck = running(svc, 1, "n1", gen=4, state=TaskState.ASSIGNED, assigned_at=NOW - 31)
     plan = plan_for([svc], [stuck], [node("n1")])
-    assert jobs(plan) == [Job("n1", Action.START, "web.1", 4)]
+    assert jobs(plan) == [Job("n1", Action.START, "web.1", 4, "")]
 
 
 def test_scale_down_shuts_down_the_highest_slots():
     svc = service(replicas=1)
     tasks = [running(svc, 1, "n1"), running(svc, 2, "n2")]
     plan = plan_for([svc], tasks, [node("n1"), node("n2")])
-    assert jobs(plan) == [Job("n2", Action.STOP, "web.2", 2)]
+    assert jobs(plan) == [Job("n2", Action.STOP, "web.2", 2, "")]
     assert plan.writes[0].record is not None and plan.writes[0].record.state is TaskState.SHUTDOWN
 
 
 def test_deleted_service_stops_everything_then_is_forgotten():
     svc = service(replicas=2).model_copy(update={"deleting": True})
     plan = plan_for([svc], [running(svc, 1, "n1")], [node("n1")])
-    assert jobs(plan) == [Job("n1", Action.STOP, "web.1", 2)]
+    assert jobs(plan) == [Job("n1", Action.STOP, "web.1", 2, "")]
     assert plan.forget == []
     assert plan_for([svc], [], [node("n1")]).forget == ["web"]
 
@@ -110,7 +113,7 @@ def test_tasks_on_a_down_node_are_rescheduled_and_the_dead_node_gets_no_job():
     svc = service(replicas=2)
     tasks = [running(svc, 1, "n1"), running(svc, 2, "n2")]
     plan = plan_for([svc], tasks, [node("n1"), node("n2", heartbeat=NOW - 10)])
-    assert jobs(plan) == [Job("n1", Action.START, "web.2", 2)]
+    assert jobs(plan) == [Job("n1", Action.START, "web.2", 2, "")]
     assert plan.writes[0].events[0].kind == "task_rescheduled"
 
 
@@ -119,8 +122,8 @@ def test_draining_node_with_a_fixed_host_port_moves_replicas_stop_first():
     task = running(svc, 1, "n1", host_ports=["8080/tcp"])
     plan = plan_for([svc], [task], [node("n1", availability="drain"), node("n2")])
     assert sorted(jobs(plan), key=lambda j: j.node) == [
-        Job("n1", Action.STOP, "web.1", 1),
-        Job("n2", Action.START, "web.1", 2),
+        Job("n1", Action.STOP, "web.1", 1, ""),
+        Job("n2", Action.START, "web.1", 2, ""),
     ]
 
 
@@ -134,7 +137,7 @@ def test_replica_that_fits_nowhere_is_pending_with_reason_and_not_rewritten():
     record.rev = 1
     assert plan_for([svc], [record], [node("n1", cpu=2000)]).writes == []
     bigger = plan_for([svc], [record], [node("n1", cpu=2000), node("n3", cpu=8000)])
-    assert jobs(bigger) == [Job("n3", Action.START, "web.1", 2)]
+    assert jobs(bigger) == [Job("n3", Action.START, "web.1", 2, record.incarnation)]
 
 
 def test_failed_task_restarts_by_policy_with_back_off():
@@ -146,7 +149,7 @@ def test_failed_task_restarts_by_policy_with_back_off():
         svc, 1, "n1", state=TaskState.FAILED, started_at=NOW - 2, finished_at=NOW - 1.5, crash_streak=1, restarts=1
     )
     plan = plan_for([svc], [due], [node("n1")])
-    assert jobs(plan) == [Job("n1", Action.START, "web.1", 2)]
+    assert jobs(plan) == [Job("n1", Action.START, "web.1", 2, "")]
     record = plan.writes[0].record
     assert record is not None and record.restarts == 2 and record.crash_streak == 2
 
@@ -187,7 +190,7 @@ def test_changing_replicas_alone_keeps_the_template():
 def test_orphan_task_without_service_is_removed():
     svc = service(replicas=1)
     plan = plan_for([], [running(svc, 1, "n1")], [node("n1")])
-    assert jobs(plan) == [Job("n1", Action.STOP, "web.1", 2)]
+    assert jobs(plan) == [Job("n1", Action.STOP, "web.1", 2, "")]
 
 
 def test_shutdown_task_on_a_down_node_is_forgotten():
@@ -254,7 +257,7 @@ def test_a_ready_replacement_releases_its_previous_container():
     healthy = running(new, 1, "n2", gen=2, health=Health.HEALTHY, previous=previous, assigned_at=NOW - 1)
     plan = plan_for([new], [healthy, running(old, 2, "n2")], [node("n1"), node("n2")])
     # Only the release in this pass (one write per task); the next batch starts on the next pass.
-    assert jobs(plan) == [Job("n1", Action.STOP, "web.1", 1)]
+    assert jobs(plan) == [Job("n1", Action.STOP, "web.1", 1, "")]
     record = plan.writes[0].record
     assert record is not None and record.previous is None and record.gen == 2
     again = plan_for([new], [record, running(old, 2, "n2")], [node("n1"), node("n2")])
@@ -275,7 +278,7 @@ def test_update_with_a_fixed_host_port_is_stop_first():
     old = service(replicas=1, ports=ports)
     new = updating(old, command=["sleep", "1000"])
     plan = plan_for([new], [running(old, 1, "n1", host_ports=["8080/tcp"])], [node("n1")])
-    assert jobs(plan) == [Job("n1", Action.START, "web.1", 2)]  # the start job removes the old gen first
+    assert jobs(plan) == [Job("n1", Action.START, "web.1", 2, "")]  # the start job removes the old gen first
     record = plan.writes[0].record
     assert record is not None and record.previous is None
 
@@ -345,7 +348,7 @@ def test_an_unhealthy_replica_is_replaced_whatever_the_restart_policy_with_back_
     assert early.writes == [] and early.wake_at == NOW + 0.5
     due = sick.model_copy(update={"finished_at": NOW - 2})
     plan = plan_for([svc], [due], [node("n1")])
-    assert jobs(plan) == [Job("n1", Action.START, "web.1", 2)]
+    assert jobs(plan) == [Job("n1", Action.START, "web.1", 2, "")]
     record = plan.writes[0].record
     assert record is not None and record.restarts == 1 and record.health is Health.STARTING
     assert plan.writes[0].events[0].kind == "task_restarted"
@@ -355,7 +358,7 @@ def test_draining_node_moves_replicas_start_first_one_at_a_time():
     svc = service(replicas=2)
     tasks = [running(svc, 1, "n1"), running(svc, 2, "n1")]
     plan = plan_for([svc], tasks, [node("n1", availability="drain"), node("n2")])
-    assert jobs(plan) == [Job("n2", Action.START, "web.1", 2)]  # no STOP: the old one serves meanwhile
+    assert jobs(plan) == [Job("n2", Action.START, "web.1", 2, "")]  # no STOP: the old one serves meanwhile
     record = plan.writes[0].record
     assert record is not None and record.previous is not None and record.previous.node == "n1"
 
@@ -382,8 +385,8 @@ def test_scaling_down_a_slot_with_a_previous_container_stops_both():
     task = running(svc, 1, "n1", gen=2, state=TaskState.STARTING, previous=previous, assigned_at=NOW - 1)
     plan = plan_for([svc], [task], [node("n1"), node("n2")])
     assert sorted(jobs(plan), key=lambda j: j.node) == [
-        Job("n1", Action.STOP, "web.1", 3),
-        Job("n2", Action.STOP, "web.1", 1),
+        Job("n1", Action.STOP, "web.1", 3, ""),
+        Job("n2", Action.STOP, "web.1", 1, ""),
     ]
 
 
@@ -393,6 +396,88 @@ def test_an_update_with_no_room_for_both_containers_is_stop_first_on_the_same_no
     new = updating(old, command=["sleep", "1000"])
     task = running(old, 1, "n1", cpu_millicores=600, memory_bytes=16777216)
     plan = plan_for([new], [task], [node("n1", cpu=1000)])
-    assert jobs(plan) == [Job("n1", Action.START, "web.1", 2)]
+    assert jobs(plan) == [Job("n1", Action.START, "web.1", 2, "")]
     record = plan.writes[0].record
     assert record is not None and record.previous is None and record.state is TaskState.ASSIGNED
+
+
+# -- incarnations: which record of a slot a decision is about ----------------------------------
+
+
+def test_a_fresh_slot_record_gets_an_incarnation_from_now_and_its_jobs_carry_it():
+    plan = plan_for([service(replicas=1)], [], [node("n1")])
+    (write,) = plan.writes
+    assert write.record is not None and write.record.incarnation == incarnation_at(NOW)
+    assert jobs(plan) == [Job("n1", Action.START, "web.1", 1, incarnation_at(NOW))]
+    assert incarnation_at(NOW + 0.000001) != incarnation_at(NOW)  # a slot made again a pass later
+
+
+def test_decisions_about_a_record_name_its_incarnation():
+    svc = service(replicas=1).model_copy(update={"deleting": True})
+    plan = plan_for([svc], [running(svc, 1, "n1", incarnation="a1")], [node("n1")])
+    assert jobs(plan) == [Job("n1", Action.STOP, "web.1", 2, "a1")]
+
+
+# -- what the scheduler cannot handle ----------------------------------------------------------
+
+
+def unreadable(key: str, body: str = '{"id": "x", "rev":4, garbage', error: str = "invalid JSON") -> Unreadable:
+    return Unreadable(key, error, body)
+
+
+def test_a_frozen_service_is_left_as_it_is_and_its_replicas_still_hold_their_node():
+    frozen, other = service("frozen", replicas=3), service("other", replicas=1, resources=HALF)
+    held = [running(frozen, slot, "n1", cpu_millicores=1000) for slot in (1, 2)]
+    tasks = [*held, running(frozen, 9, "n2")]  # a slot beyond its replicas, on a node that is down
+    plan = reconcile(
+        {"frozen": frozen, "other": other}, tasks, [node("n1"), node("n2", heartbeat=0.0)], NOW, POLICY,
+        frozen={"frozen"},
+    )
+    assert all(write.task.startswith("other.") for write in plan.writes)
+    (write,) = plan.writes
+    assert write.record is not None and write.record.state is TaskState.PENDING  # n1 is full with frozen's two
+
+
+def test_the_tasks_of_a_service_whose_record_cannot_be_read_are_not_stopped():
+    svc = service(replicas=1)
+    plan = reconcile({}, [running(svc, 1, "n1")], [node("n1")], NOW, POLICY, frozen={"web"})
+    assert plan.writes == []
+
+
+def test_an_unreadable_record_of_a_wanted_slot_is_replaced_by_a_failed_one_then_placed():
+    svc = service(replicas=2)
+    plan = reconcile({"web": svc}, [], [node("n1")], NOW, POLICY, unreadable=[unreadable("web.1")])
+    replaced = next(write for write in plan.writes if write.task == "web.1")
+    # Compare-and-set on the rev the Lua reads from the broken body, not "absent": that would fail forever.
+    assert replaced.expected_rev == 4 and replaced.jobs == []
+    record = replaced.record
+    assert record is not None and record.state is TaskState.FAILED and record.node is None
+    assert record.reason == "unreadable record replaced: invalid JSON"
+    assert record.incarnation == incarnation_at(NOW)
+    assert [event.kind for event in replaced.events] == ["task_unreadable"]
+    assert [write.task for write in plan.writes] == ["web.1", "web.2"]  # web.2 is placed meanwhile
+
+    record.rev = 5
+    later = plan_for([svc], [record, running(svc, 2, "n1")], [node("n1")])
+    assert [(job.task, job.gen, job.incarnation) for job in jobs(later)] == [("web.1", 1, incarnation_at(NOW))]
+
+
+def test_an_unreadable_task_record_nobody_wants_is_deleted():
+    svc = service(replicas=1)
+    broken = [unreadable("web.2"), unreadable("gone.1"), unreadable("junk", body="\ufffd")]
+    plan = reconcile({"web": svc}, [running(svc, 1, "n1")], [node("n1")], NOW, POLICY, unreadable=broken)
+    assert [(write.task, write.expected_rev, write.record) for write in plan.writes] == [
+        ("web.2", 4, None), ("gone.1", 4, None), ("junk", 0, None)
+    ]
+    assert all(write.events[0].kind == "task_unreadable" for write in plan.writes)
+
+
+def test_a_deleted_service_is_forgotten_only_once_its_unreadable_task_is_gone():
+    svc = service(replicas=1).model_copy(update={"deleting": True})
+    plan = reconcile({"web": svc}, [], [node("n1")], NOW, POLICY, unreadable=[unreadable("web.1")])
+    assert plan.forget == [] and [(write.task, write.record) for write in plan.writes] == [("web.1", None)]
+
+
+def test_an_unreadable_task_of_a_frozen_service_is_left_alone():
+    plan = reconcile({}, [], [node("n1")], NOW, POLICY, frozen={"web"}, unreadable=[unreadable("web.1")])
+    assert plan.writes == []
