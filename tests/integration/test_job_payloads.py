@@ -43,14 +43,14 @@ def stored_payload(redis_url: str, job_id: str) -> Any:
 
 def test_enqueued_jobs_are_json(store: Store, redis_server: Any) -> None:
     jobs = connect(redis_server.url, decode=False)
-    enqueue(jobs, store.keys, [Job("n1", Action.START, "web.1", 3)])
-    enqueue(jobs, store.keys, [Job("n2", Action.STOP, "web.2", 4), Job("n2", Action.START, "db.1", 1)])
+    enqueue(jobs, store.keys, [Job("n1", Action.START, "web.1", 3, "i1")])
+    enqueue(jobs, store.keys, [Job("n2", Action.STOP, "web.2", 4, "i2"), Job("n2", Action.START, "db.1", 1, "i3")])
 
     [single] = queue(jobs, store.keys.queue("n1")).job_ids
-    assert stored_payload(redis_server.url, single) == ["worker.jobs.start_task", None, ["web.1", 3], {}]
+    assert stored_payload(redis_server.url, single) == ["worker.jobs.start_task", None, ["web.1", 3, "i1"], {}]
     [batch] = queue(jobs, store.keys.queue("n2")).job_ids
     assert stored_payload(redis_server.url, batch) == [
-        "worker.jobs.run_batch", None, [[["stop", "web.2", 4], ["start", "db.1", 1]]], {}
+        "worker.jobs.run_batch", None, [[["stop", "web.2", 4, "i2"], ["start", "db.1", 1, "i3"]]], {}
     ]
 
 
