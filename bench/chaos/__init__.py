@@ -1,0 +1,28 @@
+"""Chaos soak: random faults for minutes, then check that the cluster settles whole and consistent.
+
+A cluster of real processes with the default settings (nothing shortened): a redis-server WITH
+persistence (appendonly yes, appendfsync everysec, in the temp dir), the API, TWO schedulers (one
+leads), three node agents (node-1 127.0.0.2, node-2 127.0.0.3, node-3 127.0.0.4), and three
+services: `web` 6 × httpd (always, a published port), `worker` 4 × `sleep 3600` (always), `batch`
+2 × `sleep 3600` (on-failure).
+
+For `--duration` seconds, every 3-8 s (seeded RNG), one fault of the kinds chosen with `--faults`:
+- agent: SIGKILL a node agent's process group, start it again after 0-10 s;
+- leader: SIGKILL the scheduler holding the `gorchester:<cluster>:leader` lease, start it again;
+- container: `docker rm -f` a random running replica container of the cluster;
+- redis: SIGKILL redis-server, start it again on the same port and dir after 0-3 s;
+- writes: a user's change through the API (scale a service, create or delete the service `extra`),
+  whose acknowledged outcome is kept in a ledger and checked at the end;
+- hostile: requests an attacker or a careless client would send (issue 11's findings): each must be
+  refused (4xx, or 503 while Redis is down), never accepted, never a 5xx, and answered within 2 s.
+
+A fault that finds its target gone (a container removed meanwhile, a process already dead) is a
+fault not made: the injector picks another target or skips, logs it and goes on. An exception in
+the injector itself is the soak's own error, reported apart from the cluster's.
+
+Then every process is up again and the soak waits (up to `--settle` s) until every service reports
+running == desired, and checks the invariants until they all hold or the settle time is out (see
+bench/chaos/checks.py).
+
+    .venv/bin/python -m bench.chaos --duration 600 --runs 5 --write [--seed N] [--faults ...] [--keep-logs]
+"""

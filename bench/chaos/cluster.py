@@ -1,0 +1,130 @@
+"""The soak's cluster: a persistent, restartable Redis, the API, two schedulers and three agents."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from pathlib import Path
+
+import redis as redis_lib
+
+from bench import harness
+from bench.harness import log
+from cli.cluster import remove_cluster_objects
+from cli.redis_local import password, server_argv, server_config
+from shared.settings import with_password
+from tests.support.procs import free_port, wait_for
+
+NODES = {"node-1": "127.0.0.2", "node-2": "127.0.0.3", "node-3": "127.0.0.4"}
+SCHEDULERS = ("scheduler-a", "scheduler-b")
+SLEEP = ["sleep", "3600"]
+SERVICES = [
+    {
+        "service_name": "web",
+        "image": harness.IMAGE,
+        "replicas": 6,
+        "command": ["httpd", "-f", "-p", "80", "-h", "/www"],
+        "ports": [{"host_port": 0, "container_port": 80, "protocol": "tcp"}],
+        "restart_policy": "always",
+    },
+    {"service_name": "worker", "image": harness.IMAGE, "replicas": 4, "command": SLEEP, "restart_policy": "always"},
+    {"service_name": "batch", "image": harness.IMAGE, "replicas": 2, "command": SLEEP, "restart_policy": "on-failure"},
+]
+
+
+class PersistentRedis:
+    """redis-server on a fixed free port and dir, appendonly yes / everysec, restartable in place."""
+
+    def __init__(self, workdir: Path):
+        self.dir = workdir / "redis"
+        self.dir.mkdir()
+        self.port = free_port()
+        secret, _ = password(self.dir)  # a password as a cluster's has; the URL carries it
+        self.url = with_password(f"redis://127.0.0.1:{self.port}/0", secret)
+        self.config = server_config(self.dir, secret)
+        self.proc: subprocess.Popen | None = None
+        self.log = open(workdir / "redis.log", "ab")  # noqa: SIM115 - closed in close()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            server_argv(self.port, self.dir, config=self.config),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(lambda: redis_lib.Redis.from_url(self.url).ping(), timeout=30, what="redis-server to start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def close(self) -> None:
+        self.kill()
+        self.log.close()
+
+
+class ChaosCluster(harness.Cluster):
+    """harness.Cluster with a persistent, restartable Redis, two schedulers and three agents."""
+
+    redis: PersistentRedis  # type: ignore[assignment]  # same url and close(), and restartable
+
+    def __init__(self, workdir: Path):
+        super().__init__(workdir, redis=PersistentRedis(workdir), prefix="chaos")  # type: ignore[arg-type]
+        self.offsets: dict[str, int] = {}  # where each process's current life starts in its log
+        self.db = redis_lib.Redis.from_url(self.redis.url, socket_timeout=2, socket_connect_timeout=2)
+
+    def start(self) -> ChaosCluster:
+        self.redis.start()
+        self.url = self.procs.api(free_port())
+        for name in SCHEDULERS:
+            self.start_scheduler(name)
+        for node in NODES:
+            self.start_agent(node)
+        wait_for(lambda: self.ready_nodes() == sorted(NODES), timeout=60, what="three ready nodes")
+        log(f"cluster {self.name} up (API {self.url}, redis port {self.redis.port}, logs in {self.workdir})")
+        return self
+
+    def _mark(self, name: str) -> None:
+        path = self.workdir / f"{name}.log"
+        self.offsets[name] = path.stat().st_size if path.exists() else 0
+
+    def start_scheduler(self, name: str) -> None:
+        self._mark(name)
+        self.procs.scheduler(name)
+
+    def start_agent(self, node: str) -> None:
+        self._mark(node)
+        self.procs.agent(node, NODES[node])
+
+    def current_log(self, name: str) -> str:
+        with open(self.workdir / f"{name}.log", "rb") as handle:
+            handle.seek(self.offsets.get(name, 0))
+            return handle.read().decode(errors="replace")
+
+    def leader(self) -> tuple[str, str] | None:
+        """(scheduler name, token) of the live scheduler holding the lease, if any."""
+        raw = self.db.get(f"gorchester:{self.name}:leader")
+        if raw is None:
+            return None
+        token = raw.decode() if isinstance(raw, bytes) else str(raw)
+        for name in SCHEDULERS:
+            if name in self.procs.procs and f"became leader ({token})" in self.current_log(name):
+                return name, token
+        return None
+
+    def alive(self) -> dict[str, bool]:
+        state = {name: proc.poll() is None for name, proc in self.procs.procs.items()}
+        state["redis-server"] = self.redis.alive()
+        return state
+
+    def close(self) -> None:
+        self.http.close()
+        self.procs.close()
+        self.redis.close()
+        remove_cluster_objects(self.name, networks=True, volumes=True)
