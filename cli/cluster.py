@@ -165,7 +165,7 @@ class LocalCluster:
         and Redis goes last so every writer finishes first. Returns one-line warnings."""
         ours = [child for child in self.launcher.children if child is not self.embedded_redis]
         self.launcher.stop(ours, STOP_GRACE)
-        warnings = remove_cluster_objects(self.config.cluster_name)
+        warnings = remove_cluster_objects(self.config.cluster_name, networks=True)
         self.launcher.stop(self.launcher.children, STOP_GRACE)
         return warnings
 
@@ -187,7 +187,8 @@ class LocalCluster:
 
 def remove_cluster_objects(cluster: str, *, networks: bool = False, volumes: bool = False) -> list[str]:
     """Remove every container labelled for the cluster, whichever node agent made it, and with the
-    flags its networks and named volumes; returns warnings. `up` keeps volumes (they hold user data)."""
+    flags its networks and named volumes; returns warnings. `up` removes networks (they hold nothing)
+    and keeps volumes (they hold user data)."""
     import docker
     from docker.errors import APIError, DockerException, NotFound
 

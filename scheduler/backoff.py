@@ -30,10 +30,20 @@ class Backoff:
         return finished + self.delay(self.streak(task))
 
 
+def never_ran(task: TaskRecord) -> bool:
+    """Failed before its container ever ran: the engine refused to create or start it (an image
+    missing, network or volume trouble). Its gen's start never reported RUNNING, so `started_at` is unset."""
+    return task.state is TaskState.FAILED and task.started_at is None
+
+
 def wants_restart(policy: RestartPolicy, task: TaskRecord) -> bool:
-    """The seed's restart policies, applied to a task whose container ended."""
+    """The seed's restart policies, applied to a task whose container ended; a task whose container
+    never ran is an infrastructure failure, retried whatever the policy (as Kubernetes retries a
+    container it could not create): the policy governs what happens when the container itself exits."""
     if task.state not in (TaskState.FAILED, TaskState.STOPPED):
         return False
+    if never_ran(task):
+        return True
     if policy is RestartPolicy.NO:
         return False
     if policy is RestartPolicy.ON_FAILURE:

@@ -94,3 +94,8 @@ class Keys:
     def revision(self) -> str:
         """String: a token replaced by every write of services or tasks (readers cache views by it)."""
         return f"{self.prefix}:revision"
+
+    def engine_lock(self, engine_id: str, what: str) -> str:
+        """String with expiry (redis-py's Lock): held while one agent makes `what` (say, a network) on the
+        engine `engine_id`, which other agents of the cluster may share."""
+        return f"{self.prefix}:lock:engine:{engine_id}:{what}"

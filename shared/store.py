@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.lock import Lock
 from redis.retry import Retry
 
 from shared import defaults
@@ -85,6 +86,7 @@ end
 return out
 """
 
+ENGINE_LOCK_SECONDS = 30.0  # a network or volume is made in well under a second
 WRITE_CHUNK = 2000  # task writes per Lua call: a huge plan must not block Redis for long at once
 
 Outcome = TypeVar("Outcome")
@@ -589,6 +591,16 @@ class Store:
                     return node.model_copy(update={"availability": availability})
                 except redis.WatchError:
                     continue
+
+    # -- locks ---------------------------------------------------------------------------------
+
+    def engine_lock(self, engine_id: str, what: str) -> Lock:
+        """A lock on making `what` on one Docker engine (agents sharing an engine must not both make
+        it); waits up to ENGINE_LOCK_SECONDS, and lapses after that long if its holder dies."""
+        lock: Lock = self.redis.lock(
+            self.keys.engine_lock(engine_id, what), timeout=ENGINE_LOCK_SECONDS, blocking_timeout=ENGINE_LOCK_SECONDS
+        )
+        return lock
 
     # -- notifications and events -------------------------------------------------------------
 

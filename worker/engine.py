@@ -6,7 +6,10 @@ without knowing docker's exception zoo.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -64,22 +67,50 @@ class Engine:
         with engine_errors(f"image pull failed: {image}"):
             self.client.images.pull(image)
 
-    def ensure_network(self, name: str) -> str:
-        """The id of the bridge network `name`, created when missing.
+    @functools.cached_property
+    def engine_id(self) -> str:
+        """The engine's own ID (`docker info`): agents sharing an engine share it, whatever their node."""
+        with engine_errors("engine info"):
+            return str(self.client.info()["ID"])
 
-        Docker does not refuse a second network of the same name, so agents sharing an engine may
-        race into duplicates; all of them settle on the oldest, and each removes its own extra.
+    def ensure_network(self, name: str) -> str:
+        """The id of the bridge network `name`, created when missing, its duplicates repaired.
+
+        Docker allows two networks of one name, and then refuses to start a container on either
+        (`network ... is ambiguous`), even one given the network's id. Agents sharing this engine
+        must call this under the network's lock (Store.engine_lock, worker/jobs.py) so only one
+        creates it; a duplicate made anyway (by another process, or before this lock) is settled here.
         """
         with engine_errors(f"network {name}"):
             networks = self._networks(name)
-            mine = None
             if not networks:
-                mine = self.client.networks.create(name, driver="bridge", labels={labels.CLUSTER: self.cluster})
+                try:
+                    self.client.networks.create(
+                        name, driver="bridge", check_duplicate=True, labels={labels.CLUSTER: self.cluster}
+                    )
+                except docker.errors.APIError as exc:
+                    if exc.status_code != 409:  # 409: made meanwhile by someone outside our lock
+                        raise
                 networks = self._networks(name)
-            winner = min(networks, key=lambda network: (network.attrs.get("Created", ""), network.id))
-            if mine is not None and mine.id != winner.id:
-                mine.remove()
-            return winner.id
+            return self._settle(networks).id
+
+    def duplicate_networks(self) -> list[str]:
+        """Names of this cluster's networks that exist more than once on the engine."""
+        with engine_errors("list networks"):
+            mine = self.client.networks.list(filters={"label": f"{labels.CLUSTER}={self.cluster}"})
+            names = Counter(network.name for network in mine)
+        return sorted(name for name, count in names.items() if count > 1)
+
+    def _settle(self, networks: list[Network]) -> Network:
+        """The one of same-named networks everyone uses (the oldest); the others of this cluster are
+        removed once no container is attached to them (until then the engine refuses, and a later
+        call tries again)."""
+        winner = min(networks, key=lambda network: (network.attrs.get("Created", ""), network.id))
+        for network in networks:
+            if network.id != winner.id and (network.attrs.get("Labels") or {}).get(labels.CLUSTER) == self.cluster:
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    network.remove()
+        return winner
 
     def _networks(self, name: str) -> list[Network]:
         # The engine's name filter matches substrings; only the exact name counts.

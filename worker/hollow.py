@@ -73,8 +73,15 @@ class FakeEngine:
     def ensure_image(self, image: str) -> None:
         self.images.add(image)
 
+    @property
+    def engine_id(self) -> str:
+        return f"hollow-{self.node_id}"  # an engine of its own per hollow node
+
     def ensure_network(self, name: str) -> str:
         return self.networks.setdefault(name, f"net-{name}")
+
+    def duplicate_networks(self) -> list[str]:
+        return []
 
     def ensure_volume(self, name: str) -> None:
         self.volumes.add(name)

@@ -215,7 +215,7 @@ def _prepare(node: Node, spec: ServiceSpec) -> str | None:
     node.engine.ensure_image(spec.image)
     for volume in named_volumes(spec):
         node.engine.ensure_volume(volume)
-    return node.engine.ensure_network(spec.network) if spec.network is not None else None
+    return node.ensure_network(spec.network) if spec.network is not None else None
 
 
 def halt_task(task_id: str, gen: int, incarnation: str) -> None:

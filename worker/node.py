@@ -12,11 +12,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
+
 from shared.errors import NotFound
 from shared.hostaccess import HostAccess
 from shared.records import TaskRecord, TaskState
 from shared.store import Store
-from worker.engine import Engine
+from worker.engine import Engine, EngineError
 
 # Task states an agent reports that are worth an event of their own.
 TRANSITION_EVENTS = {TaskState.RUNNING: "task_started", TaskState.FAILED: "task_failed"}
@@ -112,6 +114,15 @@ class Node:
         if written and notify:
             self.store.notify(f"node:{self.id}")
         return written
+
+    def ensure_network(self, name: str) -> str:
+        """The id of network `name` on this node's engine, made (or its duplicates repaired) by one
+        agent of the cluster at a time per engine: agents sharing an engine would otherwise make it twice."""
+        try:
+            with self.store.engine_lock(self.engine.engine_id, f"network:{name}"):
+                return self.engine.ensure_network(name)
+        except redis.exceptions.LockError as exc:
+            raise EngineError(f"network {name}: its lock on this engine is busy ({exc})") from None
 
     def forget(self, task_id: str, gen: int, incarnation: str) -> bool:
         """Delete a task record that is SHUTDOWN at `gen` (that record: `incarnation`): its container is

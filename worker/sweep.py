@@ -1,7 +1,8 @@
 """The agent's periodic reconciliation of its containers with the task records.
 
 Events can be missed (agent down, stream broken) and jobs can be lost; the sweep makes the node
-agree with the records anyway: strays go, exits become states, vanished containers become FAILED.
+agree with the records anyway: strays go, exits become states, vanished containers become FAILED,
+and a network of the cluster found twice on the engine is settled on one.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ def sweep(node: Node) -> None:
                     state=TaskState.FAILED, reason=REMOVED, finished_at=time.time(),
                 )
     fanout.each(lambda stray: _remove(node, *stray), strays)
+    # A network made twice on this engine (agents racing before its lock, another process) makes
+    # every start on it fail as ambiguous: settle on one, the other goes once it is empty.
+    for name in node.engine.duplicate_networks():
+        node.ensure_network(name)
 
 
 def _made_for(task: TaskRecord, node: Node, container: Container) -> bool:

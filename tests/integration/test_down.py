@@ -17,6 +17,7 @@ from tests.integration.test_up import (
     alive,
     child_pid,
     cluster_containers,
+    cluster_networks,
     held_port,
     wait_until_up,
 )
@@ -59,6 +60,7 @@ def test_down_stops_the_cluster_up_started(launched: Up, cluster: str) -> None:
     assert up.proc is not None and up.proc.wait(timeout=5) == 0
     assert not any(alive(pid) for pid in children)
     assert cluster_containers(cluster) == []
+    assert cluster_networks(cluster) == []  # the service's network, made by an agent, goes too
     assert not pidfile.exists()
 
     again = down(up)

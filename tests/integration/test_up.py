@@ -44,6 +44,8 @@ class Up:
             "    replicas: 2\n"
             "    command: ['sh', '-c', 'while true; do sleep 1; done']\n"
             "    resources: {cpu_millicores: 50, memory_bytes: 16777216}\n"
+            # A network that does not exist yet, made by the first of the two agents sharing this engine.
+            f"    network: {cluster}-net\n"
         )
         self.output = tmp_path / "up.out"
         env = {key: value for key, value in os.environ.items() if key != "GORCHESTER_REDIS_URL"}
@@ -111,6 +113,10 @@ def alive(pid: int) -> bool:
 
 def cluster_containers(cluster: str) -> list:
     return docker.from_env().containers.list(all=True, filters={"label": f"{labels.CLUSTER}={cluster}"})
+
+
+def cluster_networks(cluster: str) -> list:
+    return docker.from_env().networks.list(filters={"label": f"{labels.CLUSTER}={cluster}"})
 
 
 CHILD_COMMANDS = {  # how each kind of child shows in /proc/PID/cmdline

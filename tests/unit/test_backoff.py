@@ -1,4 +1,4 @@
-from scheduler.backoff import Backoff, wants_restart
+from scheduler.backoff import Backoff, never_ran, wants_restart
 from shared.config import RestartPolicy
 from shared.records import TaskRecord, TaskState
 
@@ -26,8 +26,10 @@ def test_streak_resets_after_a_clean_run():
 
 
 def test_restart_policies():
-    failed, stopped = task(TaskState.FAILED), task(TaskState.STOPPED)
-    user_stopped = task(TaskState.STOPPED, stop_requested=True)
+    # Their containers ran and then exited: the policy decides.
+    failed = task(TaskState.FAILED, started_at=100.0, finished_at=101.0)
+    stopped = task(TaskState.STOPPED, started_at=100.0, finished_at=101.0)
+    user_stopped = task(TaskState.STOPPED, started_at=100.0, finished_at=101.0, stop_requested=True)
     assert not wants_restart(RestartPolicy.NO, failed)
     assert wants_restart(RestartPolicy.ON_FAILURE, failed)
     assert not wants_restart(RestartPolicy.ON_FAILURE, stopped)
@@ -36,3 +38,15 @@ def test_restart_policies():
     assert wants_restart(RestartPolicy.UNLESS_STOPPED, stopped)
     assert not wants_restart(RestartPolicy.UNLESS_STOPPED, user_stopped)
     assert not wants_restart(RestartPolicy.ALWAYS, task(TaskState.RUNNING))
+
+
+def test_a_replica_whose_container_never_ran_is_retried_whatever_the_policy():
+    # The engine refused to create or start it (image missing, network trouble): infrastructure.
+    refused = task(TaskState.FAILED, finished_at=101.0, reason="image pull failed: x", crash_streak=3)
+    for policy in RestartPolicy:
+        assert wants_restart(policy, refused), policy
+    assert never_ran(refused)
+    assert not never_ran(task(TaskState.FAILED, started_at=100.0, finished_at=101.0))
+    assert not never_ran(task(TaskState.STOPPED, finished_at=101.0))
+    # ... with the restart back-off all the same.
+    assert Backoff(base=1.0, cap=10.0, reset_after=60.0).due_at(refused) == 101.0 + 4.0
