@@ -137,8 +137,12 @@ def test_apply_wait_times_out_naming_the_short_service(api: str, config: str) ->
 def test_events_follow_prints_new_events_until_ctrl_c(api: str, config: str, tmp_path: Path) -> None:
     out = tmp_path / "follow.out"
     with out.open("w") as sink:
+        # As from a terminal: SIGINT at its default, which Python turns into KeyboardInterrupt. A test
+        # run started in the background by a shell without job control (CI's may be) inherits SIGINT
+        # ignored, and Python then leaves it ignored.
         follower = subprocess.Popen([GORCHESTER, "events", "--follow", "--api", api], cwd=ROOT, stdout=sink,
-                                    stderr=subprocess.PIPE, text=True)
+                                    stderr=subprocess.PIPE, text=True,
+                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         ok(api, "apply", "-f", config)
         ok(api, "scale", "web", "3")
