@@ -24,6 +24,7 @@ from shared import labels
 from shared.records import PublishedPort
 
 STOP_GRACE_SECONDS = 10
+PING_TIMEOUT = 2.0  # seconds: a heartbeat finds a hung engine as fast as a dead one
 
 
 class EngineError(Exception):
@@ -54,6 +55,15 @@ class Engine:
     def from_env(cls, cluster: str, node_id: str) -> Engine:
         with engine_errors("cannot reach the docker engine"):
             return cls(docker.from_env(), cluster, node_id)
+
+    def health(self) -> str | None:
+        """None when the engine answers a ping within PING_TIMEOUT; else why not (for the node's status)."""
+        api = self.client.api
+        try:
+            api.get(f"{api.base_url}/_ping", timeout=PING_TIMEOUT).raise_for_status()
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            return _reason(exc) or type(exc).__name__
+        return None
 
     def ensure_image(self, image: str) -> None:
         """Pull only when absent: a local image must work with no registry in reach."""
