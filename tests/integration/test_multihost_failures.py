@@ -133,3 +133,23 @@ def test_a_host_cut_off_for_30s_keeps_serving_and_rejoins_without_a_restart(mult
     wait_for(lambda: multihost.running("web", 8), timeout=60, what="8 replicas")
     assert any(task.node == "node-2" for task in multihost.store.tasks() if task.service == "web")
     wait_for(lambda: not multihost.misplaced(), timeout=60, what="every engine settled")
+
+
+def test_an_agent_started_while_its_engine_is_down_reports_it_and_serves_once_it_answers(multihost: MultiHost):
+    """As when a host boots and its agent comes up before its engine does."""
+    multihost.bed.kill_engine(2)
+    agent = multihost.agent(2)
+    api = multihost.start(agents=[1, 3])
+    sick = wait_for(lambda: (view := node_view(api, "node-2")).get("reason") and view, timeout=30,
+                    what="node-2 registered, not ready")
+    assert sick["status"] in ("not_ready", "down") and sick["reason"].startswith("engine unreachable: "), sick
+    assert httpx.post(f"{api}/v1/services", json=sleeper("web", 4), timeout=5).status_code == 201
+    wait_for(lambda: multihost.running("web", 4), timeout=60, what="4 replicas on the other hosts")
+    assert {task.node for task in multihost.store.tasks()} == {"node-1", "node-3"}
+
+    multihost.bed.start_engine(2)
+    wait_for(lambda: node_view(api, "node-2")["status"] == "ready", timeout=30, what="node-2 ready")
+    assert agent.poll() is None  # the same agent, never restarted
+    assert httpx.post(f"{api}/v1/services", json=sleeper("more", 3), timeout=5).status_code == 201
+    wait_for(lambda: multihost.running("more", 3), timeout=60, what="a replica of more on each host")
+    assert {task.node for task in multihost.store.tasks() if task.service == "more"} == {"node-1", "node-2", "node-3"}

@@ -13,7 +13,7 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import docker
@@ -94,13 +94,15 @@ class MultiHost:
             "GORCHESTER_REDIS_URL": self.redis.bed_url,
         })
 
-    def start(self) -> str:
-        """API and scheduler in the root namespace, an agent on every host; returns the API's URL."""
+    def start(self, agents: Iterable[int] | None = None) -> str:
+        """API and scheduler in the root namespace, an agent on every host (or on the hosts `agents`
+        names), each node ready; returns the API's URL."""
         url = self.procs.api(free_port())
         self.procs.scheduler()
-        for host in self.bed.all_hosts():
-            self.agent(host.index)
-        wanted = {self.node(host.index) for host in self.bed.all_hosts()}
+        indexes = [host.index for host in self.bed.all_hosts()] if agents is None else list(agents)
+        for index in indexes:
+            self.agent(index)
+        wanted = {self.node(index) for index in indexes}
         wait_for(lambda: wanted <= self.ready_nodes(), timeout=60, what="every host's node ready")
         return url
 
