@@ -78,7 +78,7 @@ class Chaos:
     skips: list[Skip] = field(default_factory=list)
     errors: list[InjectorError] = field(default_factory=list)
     answers: list[hostile.Answer] = field(default_factory=list)  # every hostile probe's answer
-    supervised: list[Skip] = field(default_factory=list)  # agents started again after exiting at start-up
+    supervised: list[Fault] = field(default_factory=list)  # agents started again after exiting at start-up
     pending: list[tuple[float, str, Callable[[], None], int]] = field(default_factory=list)  # (at, what, do, tries)
     threads: list[threading.Thread] = field(default_factory=list)
     t0: float = 0.0
@@ -131,7 +131,7 @@ class Chaos:
             if time.monotonic() - self.cluster.started[node] > START_GRACE:
                 continue  # it had started: its death is for the checks to report
             why = f"{node} exited at start-up (code {proc.returncode}); started again in {RESTART_SEC:g}s"
-            self.supervised.append(Skip(self.now(), "agent", why))
+            self.supervised.append(Fault(self.now(), "agent", why))
             log(f"        t={self.now():7.1f}s {why}, as its supervisor would")
             self.later(RESTART_SEC, node, lambda node=node: self.cluster.start_agent(node))
 
@@ -310,7 +310,8 @@ class Chaos:
             self.supervise()
             time.sleep(0.05)
         self.run_due(everything=True)
-        while self.pending or self.starting():  # until every agent started last has got going
+        deadline = time.monotonic() + START_GRACE * RESTART_TRIES
+        while (self.pending or self.starting()) and time.monotonic() < deadline:  # every agent got going
             self.supervise()
             self.run_due()
             time.sleep(0.05)

@@ -61,7 +61,7 @@ def details(number: int, soak: Soak, settle: float) -> str:
     ) if "hostile" in chaos.kinds else ""
     errors = "\n".join(f"- {e.at:6.1f} s {e.kind}: {e.error}" for e in chaos.errors) or "- none"
     skips = "\n".join(f"- {s.at:6.1f} s {s.kind}: {s.why}" for s in chaos.skips) or "- none"
-    supervised = "\n".join(f"- {s.at:6.1f} s {s.why}" for s in chaos.supervised) or "- none"
+    supervised = "\n".join(f"- {f.at:6.1f} s {f.detail}" for f in chaos.supervised) or "- none"
     faults = "\n".join(f"- {f.at:6.1f} s {f.kind}: {f.detail}" for f in chaos.faults)
     return (
         f"<details><summary>Soak {number} (seed {soak.seed}): "
