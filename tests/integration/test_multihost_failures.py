@@ -1,5 +1,6 @@
 """Node and engine failures on three hosts (cli/hostbed.py), each with its own engine: an engine that
-dies under its living agent, a whole host lost and back, a host cut off from the others for 30 s.
+dies under its living agent, a whole host lost and back, a host cut off from the others for 30 s, an
+agent that starts before its engine.
 
 After each, the cluster must settle on every engine: no service with more running containers than it
 wants, each running slot's container on its task's node, nothing left that no task owns.
@@ -39,7 +40,7 @@ def spread(multihost: MultiHost, api: str, service: str, replicas: int) -> None:
 
 
 def moved_off(multihost: MultiHost, service: str, replicas: int, node: str) -> bool:
-    """Every replica runs again, none on `node`, each on its node's engine (the engines that answer)."""
+    """Every replica runs again, none on `node`, each on its node's engine (`node`'s is not looked at)."""
     tasks = [task for task in multihost.store.tasks() if task.service == service]
     if not multihost.running(service, replicas) or any(task.node == node for task in tasks):
         return False
