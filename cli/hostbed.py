@@ -99,6 +99,11 @@ class Host:
         return self.run_dir / "docker.pid"
 
     @property
+    def containerd_pidfile(self) -> Path:
+        """Where the engine's own containerd (started by dockerd under its exec root) keeps its pid."""
+        return self.run_dir / "exec" / "containerd" / "containerd.pid"
+
+    @property
     def cgroup_parent(self) -> str:
         return f"gorchester-{self.bed}-{self.name}"
 
@@ -257,11 +262,18 @@ class HostBed:
 
     def kill_engine(self, index: int) -> None:
         """The engine dies (SIGKILL); its containers keep running, as they do when dockerd crashes."""
-        pid = _engine_pid(self.host(index))
+        host = self.host(index)
+        pid = _engine_pid(host)
         if pid is not None:
+            containerd = _containerd_pid(host)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             _wait_gone(pid, 10.0)
+            # Its containerd dies with it (a parent-death signal), but lingers as a zombie until PID 1
+            # reaps it; a dockerd started meanwhile takes the pid file for a live containerd, waits for
+            # its socket and gives up ("timeout waiting for containerd to start"): start a new one instead.
+            if containerd is not None and _wait_gone(containerd, 10.0):
+                host.containerd_pidfile.unlink(missing_ok=True)
 
     def stop_engine(self, index: int) -> None:
         """Stop the engine and everything it runs; containers are removed first (fast), orphans killed."""
@@ -402,26 +414,46 @@ def _engine_answers(host: Host) -> bool:
 
 
 def _engine_pid(host: Host) -> int | None:
+    return _pid_of(host.pidfile, "dockerd")
+
+
+def _containerd_pid(host: Host) -> int | None:
+    return _pid_of(host.containerd_pidfile, "containerd")
+
+
+def _pid_of(pidfile: Path, command: str) -> int | None:
+    """The pid in `pidfile` if a process of `command` has it."""
     try:
-        pid = int(host.pidfile.read_text().strip())
+        pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
         return None
     try:
         comm = Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return None
-    return pid if comm == "dockerd" else None
+    return pid if comm == command else None
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs: a zombie (dead, not yet reaped by its parent) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
+    """Whether `pid` is dead within `timeout` (reaped if it is a child of ours)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not Path(f"/proc/{pid}").exists():
-            return True
+    while True:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+        if not _alive(pid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.05)
-    return not Path(f"/proc/{pid}").exists()
 
 
 def _cgroup_mounts() -> list[tuple[str, str, str]]:

@@ -10,13 +10,14 @@ import contextlib
 import functools
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import docker
 import docker.errors
 import requests
+from docker.constants import DEFAULT_TIMEOUT_SECONDS
 from docker.models.containers import Container
 from docker.models.networks import Network
 
@@ -45,22 +46,44 @@ def engine_errors(what: str) -> Iterator[None]:
         raise EngineError(f"{what}: {_reason(exc)}") from exc
 
 
+def connect_from_env() -> docker.DockerClient:
+    """A client of the engine DOCKER_HOST names (else the local socket). Making it asks the engine for its
+    API version: within PING_TIMEOUT, as a heartbeat may be the one asking; calls then get docker's own."""
+    client = docker.from_env(timeout=PING_TIMEOUT)
+    client.api.timeout = DEFAULT_TIMEOUT_SECONDS
+    return client
+
+
 class Engine:
-    def __init__(self, client: docker.DockerClient, cluster: str, node_id: str):
-        self.client = client
+    """The engine's client is made on first use, and again after a failure to make it: an agent starts
+    (and reports its engine unreachable) while its engine is down, as when a host boots."""
+
+    def __init__(self, connect: Callable[[], docker.DockerClient], cluster: str, node_id: str):
+        self._connect = connect
+        self._client: docker.DockerClient | None = None
+        self._connecting = threading.Lock()
         self.cluster = cluster
         self.node_id = node_id
 
     @classmethod
     def from_env(cls, cluster: str, node_id: str) -> Engine:
-        with engine_errors("cannot reach the docker engine"):
-            return cls(docker.from_env(), cluster, node_id)
+        return cls(connect_from_env, cluster, node_id)
+
+    @property
+    def client(self) -> docker.DockerClient:
+        with self._connecting:
+            if self._client is None:
+                with engine_errors("cannot reach the docker engine"):
+                    self._client = self._connect()
+            return self._client
 
     def health(self) -> str | None:
         """None when the engine answers a ping within PING_TIMEOUT; else why not (for the node's status)."""
-        api = self.client.api
         try:
+            api = self.client.api
             api.get(f"{api.base_url}/_ping", timeout=PING_TIMEOUT).raise_for_status()
+        except EngineError as exc:
+            return str(exc)
         except (docker.errors.DockerException, requests.RequestException) as exc:
             return _reason(exc) or type(exc).__name__
         return None

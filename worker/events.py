@@ -29,6 +29,7 @@ class EventWatcher:
         stream = self.node.engine.client.events(
             decode=True, filters={"type": "container", "label": f"{labels.CLUSTER}={self.node.cluster}"}
         )
+        log.info("node %s: following the engine's events", self.node.id)  # again after each break
         for event in stream:
             self.handle(event)
 

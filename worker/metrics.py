@@ -2,10 +2,13 @@
 
 Source: the container's cgroup files when this process can see them (cgroup v1 `cpuacct.usage` and
 `memory.usage_in_bytes` less `total_inactive_file`; cgroup v2 `cpu.stat` usage_usec and
-`memory.current` less `inactive_file`; cgroupfs or systemd layout). A read takes microseconds,
-against about a second per container for the engine's stats API, which blocks while it measures.
-When the files are not there (an agent in a container, another layout) the sampler falls back to
-`container.stats(stream=False)`.
+`memory.current` less `inactive_file`). They are where the engine's defaults put them (cgroupfs
+`docker/<id>` or systemd `docker-<id>.scope`), else where /proc/<pid>/cgroup of the container's
+init process says (found once per container): an engine with a cgroup parent of its own, as each
+host of a bed has (cli/hostbed.py), puts them elsewhere. A read takes microseconds, against about
+a second per container for the engine's stats API, which blocks while it measures. When the files
+are not there (an agent in a container of its own, whose pids and cgroups are not the engine's)
+the sampler falls back to `container.stats(stream=False)`.
 
 Every read runs in a small thread pool and the sampler waits for them at most most of an interval:
 a read still running then (a slow engine answer) is collected by a later pass, and that container
@@ -23,6 +26,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +38,7 @@ from worker.node import Node
 log = logging.getLogger("rq.worker.gorchester")
 
 CGROUP_ROOT = "/sys/fs/cgroup"
+PROC_ROOT = "/proc"
 POOL_SIZE = 4
 WAIT_SHARE = 0.8  # of the interval, the longest a pass waits for its reads
 
@@ -66,16 +71,45 @@ def _stat(path: str) -> dict[str, int]:
 class CgroupReader:
     """A container's CPU time and working set from its cgroup files; None when they are not found."""
 
-    def __init__(self, root: str = CGROUP_ROOT):
+    def __init__(self, root: str = CGROUP_ROOT, proc: str = PROC_ROOT):
         self.root = root
+        self.proc = proc
         self.v2 = os.path.exists(os.path.join(root, "cgroup.controllers"))
+        self.located: dict[str, dict[str, str]] = {}  # container id -> controller ("" on v2) -> its cgroup path
 
     def _dirs(self, controller: str, container_id: str) -> list[str]:
         base = self.root if self.v2 else os.path.join(self.root, controller)
+        found = self.located.get(container_id, {}).get("" if self.v2 else controller)
         return [
             os.path.join(base, "docker", container_id),  # cgroupfs driver
             os.path.join(base, "system.slice", f"docker-{container_id}.scope"),  # systemd driver
+            *([os.path.join(base, found.lstrip("/"))] if found is not None else []),  # any parent (locate)
         ]
+
+    def locate(self, container_id: str, pid: int) -> bool:
+        """Learn the container's cgroups from /proc/<pid>/cgroup of its init process; whether they name it
+        (a pid that is no longer the container's, or of another pid namespace, does not). Tried once per
+        container: a container not found so is read through the engine from then on."""
+        paths: dict[str, str] = {}
+        self.located[container_id] = paths
+        try:
+            with open(os.path.join(self.proc, str(pid), "cgroup")) as handle:
+                lines = handle.read().splitlines()
+        except OSError:
+            return False
+        for line in lines:  # "4:cpu,cpuacct:/parent/<id>" (v1), "0::/parent/<id>" (v2)
+            fields = line.split(":", 2)
+            if len(fields) != 3 or container_id not in fields[2]:
+                continue
+            _, controllers, path = fields
+            for controller in controllers.split(",") if controllers else [""]:
+                paths[controller] = path
+        return bool(paths)
+
+    def forget(self, live: Collection[str]) -> None:
+        """Drop what was located of containers not in `live`."""
+        for container_id in [cid for cid in self.located if cid not in live]:
+            self.located.pop(container_id, None)
 
     def _find(self, controller: str, container_id: str, filename: str) -> str | None:
         for folder in self._dirs(controller, container_id):
@@ -83,9 +117,6 @@ class CgroupReader:
             if os.path.exists(path):
                 return path
         return None
-
-    def available(self, container_id: str) -> bool:
-        return self._find("cpuacct", container_id, "cpu.stat" if self.v2 else "cpuacct.usage") is not None
 
     def read(self, container_id: str) -> Reading | None:
         try:
@@ -139,6 +170,11 @@ class Sampler:
 
     def read(self, container_id: str) -> Reading | None:
         reading = self.cgroups.read(container_id)
+        if reading is None and container_id not in self.cgroups.located:
+            # Not where the engine's defaults put them: ask where its init process is (once per container).
+            pid = ((self.node.engine.inspect(container_id) or {}).get("State") or {}).get("Pid")
+            if isinstance(pid, int) and pid > 0 and self.cgroups.locate(container_id, pid):
+                reading = self.cgroups.read(container_id)
         if reading is not None:
             return reading
         stats = self.node.engine.client.api.stats(container_id, stream=False)
@@ -179,8 +215,9 @@ class Sampler:
             sample = self._sample(task, reading)
             if sample is not None:
                 samples.append(sample)
-        live = {task.container_id for task in running}
+        live = {task.container_id for task in running if task.container_id}
         self.previous = {cid: reading for cid, reading in self.previous.items() if cid in live}
+        self.cgroups.forget(live)
         self._write(samples, tasks, errors)
         return samples
 

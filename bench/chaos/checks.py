@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import harness
 from bench.chaos.cluster import NODES, ChaosCluster
 from bench.chaos.ledger import Ledger
 from bench.harness import log
@@ -48,8 +47,7 @@ def invariants(cluster: ChaosCluster, ledger: Ledger) -> list[Check]:
     services: list[dict[str, Any]] = cluster.http.get(f"{api}/v1/services").json()
     tasks: list[dict[str, Any]] = cluster.http.get(f"{api}/v1/tasks").json()
     nodes: list[dict[str, Any]] = cluster.http.get(f"{api}/v1/nodes").json()
-    client = harness.docker_client()
-    every = client.containers.list(all=True, filters={"label": f"{labels.CLUSTER}={cluster.name}"}, ignore_removed=True)
+    every = cluster.containers(all=True)  # on every engine: this machine's, or each host's of a bed
     by_task = {t["id"]: t for t in tasks}
     desired = {s["service_name"]: s["status"]["desired_replicas"] for s in services}
     checks: list[Check] = []

@@ -1,21 +1,29 @@
-"""The soak's cluster: a persistent, restartable Redis, the API, two schedulers and three agents."""
+"""The soak's cluster: a persistent, restartable Redis, the API, two schedulers and three agents, either
+on this machine's one engine or each inside a host of a bed with an engine of its own (cli/hostbed.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import subprocess
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
+import docker
 import redis as redis_lib
+import requests
+from docker.models.containers import Container
 
 from bench import harness
 from bench.harness import log
 from cli.cluster import remove_cluster_objects
+from cli.hostbed import HostBed
 from cli.redis_local import password, server_argv, server_config
+from shared import labels
 from shared.settings import with_password
-from tests.support.procs import free_port, wait_for
+from tests.support.procs import VENV_BIN, free_port, wait_for
 
-NODES = {"node-1": "127.0.0.2", "node-2": "127.0.0.3", "node-3": "127.0.0.4"}
+NODES = {"node-1": "127.0.0.2", "node-2": "127.0.0.3", "node-3": "127.0.0.4"}  # on this machine's engine
 SCHEDULERS = ("scheduler-a", "scheduler-b")
 SLEEP = ["sleep", "3600"]
 SERVICES = [
@@ -35,7 +43,8 @@ SERVICES = [
 class PersistentRedis:
     """redis-server on a fixed free port and dir, appendonly yes / everysec, restartable in place."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, bind: Sequence[str] = ("127.0.0.1",)):
+        self.bind = tuple(bind)
         self.dir = workdir / "redis"
         self.dir.mkdir()
         self.port = free_port()
@@ -47,7 +56,7 @@ class PersistentRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            server_argv(self.port, self.dir, config=self.config),
+            server_argv(self.port, self.dir, config=self.config, bind=self.bind),
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -70,13 +79,19 @@ class PersistentRedis:
 
 
 class ChaosCluster(harness.Cluster):
-    """harness.Cluster with a persistent, restartable Redis, two schedulers and three agents."""
+    """harness.Cluster with a persistent, restartable Redis, two schedulers and three agents; with a
+    `bed` of three hosts, node-I's agent runs inside host I against its engine only (Redis also
+    listens on the bed's gateway, where the hosts reach it)."""
 
     redis: PersistentRedis  # type: ignore[assignment]  # same url and close(), and restartable
 
-    def __init__(self, workdir: Path):
-        super().__init__(workdir, redis=PersistentRedis(workdir), prefix="chaos")  # type: ignore[arg-type]
+    def __init__(self, workdir: Path, bed: HostBed | None = None):
+        bind = ("127.0.0.1", bed.gateway) if bed is not None else ("127.0.0.1",)
+        super().__init__(workdir, redis=PersistentRedis(workdir, bind), prefix="chaos")  # type: ignore[arg-type]
+        self.bed = bed
+        self.clients: dict[str, docker.DockerClient] = {}  # see engine()
         self.offsets: dict[str, int] = {}  # where each process's current life starts in its log
+        self.started: dict[str, float] = {}  # when each process's current life started (monotonic)
         self.db = redis_lib.Redis.from_url(self.redis.url, socket_timeout=2, socket_connect_timeout=2)
 
     def start(self) -> ChaosCluster:
@@ -93,6 +108,7 @@ class ChaosCluster(harness.Cluster):
     def _mark(self, name: str) -> None:
         path = self.workdir / f"{name}.log"
         self.offsets[name] = path.stat().st_size if path.exists() else 0
+        self.started[name] = time.monotonic()
 
     def start_scheduler(self, name: str) -> None:
         self._mark(name)
@@ -100,7 +116,38 @@ class ChaosCluster(harness.Cluster):
 
     def start_agent(self, node: str) -> None:
         self._mark(node)
-        self.procs.agent(node, NODES[node])
+        if self.bed is None:
+            self.procs.agent(node, NODES[node])
+            return
+        index = self.host_of(node)
+        argv = [str(VENV_BIN / "rq"), "worker", "-w", "worker.agent.NodeAgent", node]
+        self.procs.start(node, self.bed.command_in(index, argv), self.bed.agent_env(index, self.redis.url))
+
+    def host_of(self, node: str) -> int:
+        """The bed's host a node runs on: node-I on host I."""
+        return list(NODES).index(node) + 1
+
+    def engine(self, node: str) -> docker.DockerClient:
+        """The engine `node` runs its containers on (this machine's is every node's without a bed); made
+        on first use, which fails while that engine does not answer."""
+        key = node if self.bed is not None else ""
+        if key not in self.clients:
+            self.clients[key] = (
+                harness.docker_client() if self.bed is None
+                else docker.DockerClient(base_url=self.bed.host(self.host_of(node)).docker_host, timeout=120)
+            )
+        return self.clients[key]
+
+    def containers(self, *, all: bool = False, running: bool = False) -> list[Container]:  # noqa: A002 - docker's flag
+        """The cluster's containers on every engine that answers (a host's engine may be down: a fault)."""
+        selector: dict[str, object] = {"label": f"{labels.CLUSTER}={self.name}"}
+        if running:
+            selector["status"] = "running"
+        found: list[Container] = []
+        for node in NODES if self.bed is not None else list(NODES)[:1]:
+            with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+                found += self.engine(node).containers.list(all=all, filters=selector, ignore_removed=True)
+        return found
 
     def current_log(self, name: str) -> str:
         with open(self.workdir / f"{name}.log", "rb") as handle:
@@ -127,4 +174,5 @@ class ChaosCluster(harness.Cluster):
         self.http.close()
         self.procs.close()
         self.redis.close()
-        remove_cluster_objects(self.name, networks=True, volumes=True)
+        if self.bed is None:  # a bed's engines go with everything on them when the bed is removed
+            remove_cluster_objects(self.name, networks=True, volumes=True)

@@ -27,10 +27,19 @@ from bench.harness import log
 from shared import labels
 from tests.support.procs import wait_for
 
-KINDS = ("agent", "leader", "container", "redis", "writes", "hostile")
+KINDS = ("agent", "leader", "container", "redis", "writes", "hostile", "engine", "partition")
+HOST_KINDS = frozenset({"engine", "partition"})  # faults of a host of a bed: they need the soak on one
 GAP = (3.0, 8.0)  # seconds between faults
 AGENT_DOWN = (0.0, 10.0)
 REDIS_DOWN = (0.0, 3.0)
+ENGINE_DOWN = (1.0, 15.0)  # within the heartbeat window (6 s) and well beyond it
+PARTITION = (5.0, 30.0)
+# An agent needs Redis to start (`rq worker` checks for suspension first) and exits when it cannot reach
+# it; its supervisor starts it again (systemd's Restart=on-failure, RestartSec=2 in
+# deploy/gorchester-agent@.service; `gorchester up` likewise). The soak does the same for an agent that
+# exits within START_GRACE of its start; an agent that dies later is the cluster's defect.
+START_GRACE = 10.0
+RESTART_SEC = 2.0
 RETRY_RESTART = 2.0  # seconds before a restart that failed is tried again
 RESTART_TRIES = 15
 SCALES = {"web": (3, 8), "worker": (2, 6), "batch": (1, 3)}  # replica ranges the writes choose from
@@ -69,6 +78,7 @@ class Chaos:
     skips: list[Skip] = field(default_factory=list)
     errors: list[InjectorError] = field(default_factory=list)
     answers: list[hostile.Answer] = field(default_factory=list)  # every hostile probe's answer
+    supervised: list[Fault] = field(default_factory=list)  # agents started again after exiting at start-up
     pending: list[tuple[float, str, Callable[[], None], int]] = field(default_factory=list)  # (at, what, do, tries)
     threads: list[threading.Thread] = field(default_factory=list)
     t0: float = 0.0
@@ -112,15 +122,39 @@ class Chaos:
                 continue
             log(f"        t={self.now():7.1f}s restarted {what}")
 
+    def supervise(self) -> None:
+        """Start again, as its supervisor would, an agent that exited at start-up (Redis out of its reach)."""
+        for node in NODES:
+            proc = self.cluster.procs.procs.get(node)
+            if proc is None or proc.poll() is None or node in self.busy():
+                continue
+            if time.monotonic() - self.cluster.started[node] > START_GRACE:
+                continue  # it had started: its death is for the checks to report
+            why = f"{node} exited at start-up (code {proc.returncode}); started again in {RESTART_SEC:g}s"
+            self.supervised.append(Fault(self.now(), "agent", why))
+            log(f"        t={self.now():7.1f}s {why}, as its supervisor would")
+            self.later(RESTART_SEC, node, lambda node=node: self.cluster.start_agent(node))
+
+    def starting(self) -> bool:
+        """Whether an agent was started less than START_GRACE ago (it may still exit at start-up)."""
+        now = time.monotonic()
+        return any(now - self.cluster.started.get(node, 0.0) <= START_GRACE for node in NODES)
+
     def busy(self) -> set[str]:
         return {what for _, what, _, _ in self.pending}
+
+    def calm_nodes(self) -> list[str]:
+        """Nodes with no fault of theirs under way (agent down, engine down, link cut): one fault per
+        node at a time, so an agent is never started again inside a host that is cut off."""
+        busy = self.busy()
+        return [node for node in NODES if not any(what.split()[-1] == node for what in busy)]
 
     # processes -------------------------------------------------------------------------------
 
     def agent(self) -> str | None:
-        candidates = [n for n in NODES if n in self.cluster.procs.procs and n not in self.busy()]
+        candidates = [n for n in self.calm_nodes() if n in self.cluster.procs.procs]
         if not candidates:
-            return "every agent is down already"
+            return "every agent is down already, or its node under another fault"
         node = self.rng.choice(candidates)
         down = self.rng.uniform(*AGENT_DOWN)
         self.cluster.procs.kill(node)
@@ -152,15 +186,44 @@ class Chaos:
         self.later(down, "redis-server", self.cluster.redis.start)
         return None
 
+    # hosts of a bed ------------------------------------------------------------------------------
+
+    def engine(self) -> str | None:
+        """SIGKILL a host's dockerd (its agent lives on, its containers too until the engine is back)."""
+        bed = self.cluster.bed
+        assert bed is not None, "engine faults need the soak on a bed (--hosts)"
+        candidates = self.calm_nodes()
+        if not candidates:
+            return "every node is under another fault"
+        node = self.rng.choice(candidates)
+        index, down = self.cluster.host_of(node), self.rng.uniform(*ENGINE_DOWN)
+        bed.kill_engine(index)
+        self.record("engine", f"SIGKILL host{index}'s dockerd ({node}); start it again in {down:.1f}s")
+        # Not waited for: a returning engine first stops what it left running (10 s for a PID 1 that
+        # ignores SIGTERM), and the other faults' restarts must not wait on it. The settle checks it answers.
+        self.later(down, f"engine of {node}", lambda: bed.start_engine(index, wait=False))
+        return None
+
+    def partition(self) -> str | None:
+        """Cut a host's cable: its agent and containers live on, out of reach (and Redis out of theirs)."""
+        bed = self.cluster.bed
+        assert bed is not None, "partition faults need the soak on a bed (--hosts)"
+        candidates = self.calm_nodes()
+        if not candidates:
+            return "every node is under another fault"
+        node = self.rng.choice(candidates)
+        index, cut = self.cluster.host_of(node), self.rng.uniform(*PARTITION)
+        bed.partition(index)
+        self.record("partition", f"cut host{index} ({node}) off; mend it in {cut:.1f}s")
+        self.later(cut, f"link of {node}", lambda: bed.partition(index, cut=False))
+        return None
+
     # containers ------------------------------------------------------------------------------
 
     def container(self) -> str | None:
         """`docker rm -f` a running replica of web, worker or batch; one that is gone or going meanwhile
         makes way for the next."""
-        client = harness.docker_client()
-        running = client.containers.list(
-            filters={"label": f"{labels.CLUSTER}={self.cluster.name}", "status": "running"}, ignore_removed=True
-        )
+        running = self.cluster.containers(running=True)
         # `extra` runs with restart_policy no: a replica removed by hand would rightly stay failed.
         victims = sorted((c for c in running if c.labels.get(labels.SERVICE) != EXTRA), key=lambda c: c.name)
         self.rng.shuffle(victims)
@@ -229,10 +292,13 @@ class Chaos:
     def soak(self, duration: float) -> None:
         self.t0 = time.monotonic()
         next_at = self.rng.uniform(*GAP)
+        round_: list[str] = []
         while self.now() < duration:
             self.run_due()
             if self.now() >= next_at:
-                kind = self.rng.choice(self.kinds)
+                # Rounds of every chosen kind once, each round shuffled: a short soak makes each kind too.
+                round_ = round_ or self.rng.sample(self.kinds, k=len(self.kinds))
+                kind = round_.pop()
                 try:
                     why = getattr(self, kind)()
                 except Exception as exc:  # noqa: BLE001 - the injector's own failure: report, go on
@@ -241,8 +307,14 @@ class Chaos:
                     if why is not None:
                         self.skip(kind, why)
                 next_at = self.now() + self.rng.uniform(*GAP)
+            self.supervise()
             time.sleep(0.05)
         self.run_due(everything=True)
+        deadline = time.monotonic() + START_GRACE * RESTART_TRIES
+        while (self.pending or self.starting()) and time.monotonic() < deadline:  # every agent got going
+            self.supervise()
+            self.run_due()
+            time.sleep(0.05)
         for thread in self.threads:
             thread.join()
 

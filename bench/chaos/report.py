@@ -61,6 +61,7 @@ def details(number: int, soak: Soak, settle: float) -> str:
     ) if "hostile" in chaos.kinds else ""
     errors = "\n".join(f"- {e.at:6.1f} s {e.kind}: {e.error}" for e in chaos.errors) or "- none"
     skips = "\n".join(f"- {s.at:6.1f} s {s.kind}: {s.why}" for s in chaos.skips) or "- none"
+    supervised = "\n".join(f"- {f.at:6.1f} s {f.detail}" for f in chaos.supervised) or "- none"
     faults = "\n".join(f"- {f.at:6.1f} s {f.kind}: {f.detail}" for f in chaos.faults)
     return (
         f"<details><summary>Soak {number} (seed {soak.seed}): "
@@ -71,6 +72,8 @@ def details(number: int, soak: Soak, settle: float) -> str:
         f"{hostile}\n\n"
         f"The injector's own errors (not the cluster's):\n\n{errors}\n\n"
         f"Faults not made (their target was gone):\n\n{skips}\n\n"
+        f"Agents that exited at start-up (Redis out of reach), started again as their supervisor would:\n\n"
+        f"{supervised}\n\n"
         f"Faults in order (seconds since the soak started):\n\n{faults}\n\n</details>\n"
     )
 

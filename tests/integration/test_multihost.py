@@ -3,22 +3,21 @@ agents run inside their hosts against their own engines only, as on three machin
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import subprocess
 
 import httpx
 
 from shared import labels
-from shared.records import TaskState
+from tests.integration.test_end_to_end import service
+from tests.integration.test_health import FAST, MIB, create, http_check, wait_healthy
+from tests.integration.test_health import HTTPD as GRACEFUL_HTTPD
+from tests.integration.test_metrics import values
 from tests.support.multihost import MultiHost
 from tests.support.procs import TEST_IMAGE, wait_for
 
 HTTPD = ["httpd", "-f", "-p", "80", "-h", "/www"]
-
-
-def running(multihost: MultiHost, service: str, replicas: int) -> bool:
-    tasks = [task for task in multihost.store.tasks() if task.service == service]
-    return len(tasks) == replicas and all(task.state is TaskState.RUNNING for task in tasks)
 
 
 def http_get_from(multihost: MultiHost, index: int, address: str, port: int) -> str:
@@ -38,7 +37,7 @@ def test_replicas_spread_over_three_engines_and_answer_across_hosts(multihost: M
     spec = {"service_name": "web", "image": TEST_IMAGE, "replicas": 6, "command": HTTPD, "restart_policy": "always",
             "ports": [{"container_port": 80}]}
     assert httpx.post(f"{api}/v1/services", json=spec, timeout=5).status_code == 201
-    wait_for(lambda: running(multihost, "web", 6), timeout=90, what="6 replicas running")
+    wait_for(lambda: multihost.running("web", 6), timeout=90, what="6 replicas running")
 
     tasks = {task.id: task for task in multihost.store.tasks()}
     for host in multihost.bed.all_hosts():
@@ -57,3 +56,33 @@ def test_replicas_spread_over_three_engines_and_answer_across_hosts(multihost: M
     with socket.socket() as sock:
         sock.settimeout(1)
         assert sock.connect_ex(("127.0.0.1", next(iter(tasks.values())).ports[0].host_port)) != 0
+
+
+def test_health_checks_and_usage_samples_work_inside_each_host(multihost: MultiHost) -> None:
+    """The agent checks its replicas from inside its host (their addresses are on its engine's bridge)
+    and reads their usage from the cgroups its engine made (under the engine's own cgroup parent)."""
+    multihost.procs.env["GORCHESTER_METRICS_INTERVAL"] = "1"
+    api = multihost.start()
+    resources = {"cpu_millicores": 100, "memory_bytes": 32 * MIB}
+    create(api, service("web", 3, command=GRACEFUL_HTTPD, health_check=http_check(), resources=resources))
+    create(api, service("tcp", 3, command=GRACEFUL_HTTPD, health_check={"type": "tcp", "port": 80, **FAST}))
+    for name in ("web", "tcp"):
+        replicas = wait_healthy(api, name, 3)
+        assert {replica["node"] for replica in replicas} == {"node-1", "node-2", "node-3"}
+        for replica in replicas:
+            host = multihost.bed.host(int(replica["node"].rpartition("-")[2]))
+            assert ipaddress.ip_address(replica["address"]) in ipaddress.ip_network(host.bridge_cidr, strict=False)
+
+    def sampled() -> dict | None:
+        body = httpx.get(f"{api}/v1/services/web/metrics", timeout=5).json()
+        return body if body["average"]["replicas_sampled"] == 3 else None
+
+    body = wait_for(sampled, timeout=60, what="every replica of web sampled")
+    for replica in body["replicas"]:
+        assert 0 < replica["memory_bytes"] < 32 * MIB and replica["fresh"], replica
+    # Every sample came from the cgroup files, none from the engine's (slow) stats API.
+    exposed = values(httpx.get(f"{api}/metrics", timeout=5).text)
+    counted = {(lab["node"], lab["source"]): count for lab, count in exposed["gorchester_metrics_samples_total"]}
+    for host in multihost.bed.all_hosts():
+        node = multihost.node(host.index)
+        assert counted.get((node, "cgroup"), 0) > 0 and (node, "engine") not in counted, counted

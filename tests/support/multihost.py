@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import docker
@@ -20,6 +22,7 @@ import pytest
 from cli.hostbed import Host, HostBed, HostBedError, bed
 from cli.redis_local import password, server_argv, server_config
 from shared import labels
+from shared.records import NodeStatus, TaskState
 from shared.settings import with_password
 from shared.store import Store, connect
 from tests.support.procs import FAST_SETTINGS, TEST_IMAGE, VENV_BIN, Processes, free_port, wait_for
@@ -91,21 +94,55 @@ class MultiHost:
             "GORCHESTER_REDIS_URL": self.redis.bed_url,
         })
 
-    def start(self) -> str:
-        """API and scheduler in the root namespace, an agent on every host; returns the API's URL."""
+    def start(self, agents: Iterable[int] | None = None) -> str:
+        """API and scheduler in the root namespace, an agent on every host (or on the hosts `agents`
+        names), each node ready; returns the API's URL."""
         url = self.procs.api(free_port())
         self.procs.scheduler()
-        for host in self.bed.all_hosts():
-            self.agent(host.index)
-        wanted = {self.node(host.index) for host in self.bed.all_hosts()}
+        indexes = [host.index for host in self.bed.all_hosts()] if agents is None else list(agents)
+        for index in indexes:
+            self.agent(index)
+        wanted = {self.node(index) for index in indexes}
         wait_for(lambda: wanted <= self.ready_nodes(), timeout=60, what="every host's node ready")
         return url
 
     def ready_nodes(self) -> set[str]:
-        import time
-
         now = time.time()
-        return {node.id for node in self.store.nodes() if node.status(now, 3).value == "ready"}
+        misses = float(self.procs.env["GORCHESTER_HEARTBEAT_MISSES"])
+        return {node.id for node in self.store.nodes() if node.status(now, misses) is NodeStatus.READY}
+
+    def running(self, service: str, replicas: int) -> bool:
+        """Whether the service has exactly `replicas` tasks, all running."""
+        tasks = [task for task in self.store.tasks() if task.service == service]
+        return len(tasks) == replicas and all(task.state is TaskState.RUNNING for task in tasks)
+
+    def misplaced(self) -> list[str]:
+        """What is wrong with where the cluster's containers are, looked at on every engine (all must answer):
+        a service with more running containers than it wants, a running task without exactly one running
+        container (on its node's engine, of its gen), a container (in any state) no task owns."""
+        wanted = {name: service.spec.replicas for name, service in self.store.services().items()}
+        tasks = {task.id: task for task in self.store.tasks()}
+        problems: list[str] = []
+        per_service: Counter[str] = Counter()
+        per_task: Counter[str] = Counter()
+        for host in self.bed.all_hosts():
+            node = self.node(host.index)
+            for container in self.containers(host.index, all=True):
+                task = tasks.get(container.labels.get(labels.TASK, ""))
+                gen = int(container.labels.get(labels.GEN, "-1"))
+                if task is None or (task.node, task.gen) != (node, gen):
+                    problems.append(f"{container.name} ({container.status}) on {node}: no task owns it")
+                elif container.status == "running":
+                    per_task[task.id] += 1
+                if container.status == "running":
+                    per_service[container.labels.get(labels.SERVICE, "")] += 1
+        for service, count in per_service.items():
+            if count > wanted.get(service, 0):
+                problems.append(f"{service}: {count} running containers for {wanted.get(service, 0)} replicas")
+        for task in tasks.values():
+            if task.state is TaskState.RUNNING and per_task[task.id] != 1:
+                problems.append(f"{task.id} runs on {task.node} at gen {task.gen} with {per_task[task.id]} containers")
+        return problems
 
     def engines(self) -> dict[str, docker.DockerClient]:
         return {self.node(host.index): engine(host) for host in self.bed.all_hosts()}
@@ -141,12 +178,14 @@ def multihost(hostbed: HostBed, bed_redis: BedRedis, cluster: str, tmp_path: Pat
         yield made
     finally:
         processes.close()
-        made.clean()
-        for host in hostbed.all_hosts():  # a test that killed an engine or cut a cable leaves the bed whole
+        # A test that killed an engine or cut a cable leaves the bed whole; the engines first, so that
+        # what a dead engine still holds (its containers, stopped by its restart) is removed too.
+        for host in hostbed.all_hosts():
             hostbed.partition(host.index, cut=False)
             with contextlib.suppress(HostBedError):
                 if not _engine_up(host):
                     hostbed.start_engine(host.index)
+        made.clean()
 
 
 def _engine_up(host: Host) -> bool:

@@ -40,6 +40,39 @@ def test_cgroup_v2_systemd_layout(tmp_path: Path):
     assert reading is not None and reading.cpu_ns == 1_500_000 and reading.memory_bytes == 4096
 
 
+def test_cgroups_under_an_engines_own_parent_are_found_from_the_init_process(tmp_path: Path):
+    # An engine run with --cgroup-parent /gorchester-bed-host1 (a host of a bed): neither default layout.
+    root, proc = tmp_path / "cgroup", tmp_path / "proc"
+    write(root / "cpuacct/gorchester-bed-host1" / CID / "cpuacct.usage", "2500000000\n")
+    write(root / "memory/gorchester-bed-host1" / CID / "memory.usage_in_bytes", "10000000\n")
+    write(root / "memory/gorchester-bed-host1" / CID / "memory.stat", "total_inactive_file 4000000\n")
+    write(proc / "42/cgroup", f"9:name=systemd:/gorchester-bed-host1/{CID}\n5:cpu,cpuacct:/gorchester-bed-host1/{CID}\n"
+                              f"3:memory:/gorchester-bed-host1/{CID}\n0::/\n")
+    write(proc / "43/cgroup", "5:cpu,cpuacct:/user.slice\n3:memory:/user.slice\n")  # a pid reused by another process
+    reader = CgroupReader(str(root), str(proc))
+    assert reader.read(CID) is None
+    assert not reader.locate(CID, 43) and not reader.locate(CID, 44)  # not the container's; no such process
+    assert CID in reader.located and reader.read(CID) is None  # looked for: the sampler asks the engine now
+    assert reader.locate(CID, 42)
+    reading = reader.read(CID)
+    assert reading is not None and reading.cpu_ns == 2_500_000_000 and reading.memory_bytes == 6_000_000
+    reader.forget(live={"another"})
+    assert reader.read(CID) is None
+
+
+def test_cgroup_v2_under_an_engines_own_parent(tmp_path: Path):
+    root, proc = tmp_path / "cgroup", tmp_path / "proc"
+    write(root / "cgroup.controllers", "cpu memory\n")
+    write(root / "gorchester-bed-host2" / CID / "cpu.stat", "usage_usec 1500\n")
+    write(root / "gorchester-bed-host2" / CID / "memory.current", "8192\n")
+    write(root / "gorchester-bed-host2" / CID / "memory.stat", "inactive_file 4096\n")
+    write(proc / "7/cgroup", f"0::/gorchester-bed-host2/{CID}\n")
+    reader = CgroupReader(str(root), str(proc))
+    assert reader.locate(CID, 7)
+    reading = reader.read(CID)
+    assert reading is not None and reading.cpu_ns == 1_500_000 and reading.memory_bytes == 4096
+
+
 def test_missing_cgroup_files_read_as_none(tmp_path: Path):
     assert CgroupReader(str(tmp_path)).read(CID) is None
 
