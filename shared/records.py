@@ -266,7 +266,7 @@ class NodeRecord(Stored):
     last_heartbeat: float = 0.0
     registered_at: float = 0.0
     usage: dict[str, Any] = Field(default_factory=dict)
-    engine_url: str = "unix:///var/run/docker.sock"  # how the API reaches this node's Docker engine (logs)
+    # Fields of older versions (`engine_url`: the API no longer reaches engines) are ignored when read.
 
     def status(self, now: float, misses: float) -> NodeStatus:
         if now - self.last_heartbeat > self.heartbeat_interval * misses:
