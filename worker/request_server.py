@@ -24,6 +24,7 @@ from shared.node_requests import ExecRequest, LogsRequest, NodeRequest, Refusal,
 from shared.store import connect
 from worker.container_output import EngineClosed
 from worker.engine import ContainerGone, Engine, EngineError
+from worker.engine_streams import StreamFormatError
 from worker.loops import MAX_BACKOFF
 from worker.node import Node
 
@@ -150,7 +151,7 @@ class RequestServer:
             except ContainerGone as exc:
                 outcome = f"refused: {exc}"
                 replies.send(protocol.refused(Refusal.CONFLICT, f"task {request.task!r}: {exc} on {self.node.id}"))
-            except (EngineError, EngineClosed, OSError) as exc:
+            except (EngineError, EngineClosed, StreamFormatError, OSError) as exc:
                 outcome = f"failed: {exc}"
                 replies.send(protocol.refused(Refusal.UNAVAILABLE, f"node {self.node.id}'s engine: {exc}"))
         except ReaderGone as exc:
@@ -160,6 +161,8 @@ class RequestServer:
         except Exception:  # noqa: BLE001 - one request must never take the agent's thread with it
             log.exception("request %s (%s of %s) failed", request.id, request.kind, request.task)
             outcome = "failed"
+            self._answer(request.id, protocol.refused(Refusal.UNAVAILABLE, f"node {self.node.id} failed to serve "
+                                                      "the request (its agent's log says why)"))
         finally:
             self.slots.release()
         log.info("request %s (%s of %s) %s after %.1fs", request.id, request.kind, request.task, outcome,

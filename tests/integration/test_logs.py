@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from api.app import create_app
 from api.auth import Tokens
-from shared.node_requests import ANSWER_SECONDS
+from shared.node_requests import ANSWER_SECONDS, MAX_NODE_REQUESTS
 from shared.records import NodeRecord, TaskRecord, TaskState
 from shared.settings import Settings
 from shared.store import Store
@@ -180,6 +180,23 @@ def test_follows_never_hold_up_the_nodes_jobs(running_api: str, store: Store) ->
         for stream in streams:
             stream.__exit__(None, None, None)
     wait_for(lambda: not reply_keys(store), timeout=15, what="the follows' keys to go")
+
+
+def test_an_agent_serves_a_bounded_number_of_requests_at_once(running_api: str, store: Store) -> None:
+    api = running_api
+    streams = [httpx.stream("GET", f"{api}/v1/tasks/talker.{1 + n % 2}/logs", params={"follow": "true", "tail": "0"},
+                            timeout=httpx.Timeout(10, read=10)) for n in range(MAX_NODE_REQUESTS)]
+    try:
+        for stream in streams:
+            assert stream.__enter__().status_code == 200
+        over = httpx.get(f"{api}/v1/tasks/talker.1/logs", params={"tail": "1"}, timeout=10)
+        assert over.status_code == 503
+        assert f"node node-1 serves {MAX_NODE_REQUESTS} log and exec requests already" in over.json()["reason"]
+    finally:
+        for stream in streams:
+            stream.__exit__(None, None, None)
+    wait_for(lambda: not reply_keys(store), timeout=15, what="the follows' keys to go")
+    assert httpx.get(f"{api}/v1/tasks/talker.1/logs", params={"tail": "1"}, timeout=10).status_code == 200
 
 
 def test_a_node_whose_agent_does_not_answer_is_503_within_the_bound(redis_server: Any, cluster: str,
