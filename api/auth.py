@@ -25,7 +25,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -33,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import problem
 from api.origins import OriginPolicy, is_loopback_address
+from shared.settings import SettingError, read_secret
 
 log = logging.getLogger("gorchester.api")
 
@@ -50,25 +50,12 @@ class Role(StrEnum):
     READ = "read"
 
 
-class TokenError(SystemExit):
-    """A token setting that cannot be used; the API refuses to start rather than run unprotected."""
-
-
 def _read_token(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name) or None
     path = env.get(f"{name}_FILE") or None
     if value and path:
-        raise TokenError(f"{name} and {name}_FILE are both set; set one")
-    if path:
-        try:
-            text = Path(path).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise TokenError(f"{name}_FILE: cannot read {path}: {reason}") from None
-        value = text.splitlines()[0].strip() if text else None
-        if not value:
-            raise TokenError(f"{name}_FILE: {path} is empty")
-    return value
+        raise SettingError(f"{name} and {name}_FILE are both set; set one")
+    return read_secret(f"{name}_FILE", path) if path else value
 
 
 @dataclass(frozen=True)

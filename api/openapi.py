@@ -63,7 +63,8 @@ class NodeResources(BaseModel):
 class NodeView(BaseModel):
     id: str
     address: str
-    status: str = Field(description="ready, draining or down")
+    status: str = Field(description="ready, not_ready (its engine does not answer), draining or down")
+    reason: str | None = Field(description="why it is not ready or down: no heartbeat, or its engine does not answer")
     availability: str = Field(description="active or drain")
     capacity: NodeResources
     allocated: NodeResources

@@ -161,6 +161,7 @@ def node_view(node: NodeRecord, tasks: list[TaskRecord], now: float, misses: flo
         "id": node.id,
         "address": node.address,
         "status": node.status(now, misses).value,
+        "reason": node.reason(now, misses),  # why it is not ready: no heartbeat, or its engine does not answer
         "availability": node.availability.value,
         "capacity": {"cpu_millicores": node.cpu_millicores, "memory_bytes": node.memory_bytes},
         "allocated": held.model_dump() if held else {"cpu_millicores": 0, "memory_bytes": 0},

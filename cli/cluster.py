@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from cli import redis_local
+from cli.hostbed import HostBed, HostBedError
 from cli.launcher import Child, Launcher
 from cli.supervision import exit_reason
 from shared import labels
@@ -65,11 +67,20 @@ def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+def bed_name(data_dir: Path) -> str:
+    """The host bed of the `up --hosts` whose data_dir this is (cli/hostbed.py: 6 characters)."""
+    return "u" + hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:5]
+
+
 class LocalCluster:
-    def __init__(self, config: Config, nodes: int, redis_port: int | None, stop: threading.Event):
+    def __init__(
+        self, config: Config, nodes: int, redis_port: int | None, stop: threading.Event, hosts: int | None = None
+    ):
         self.config = config
         self.stop = stop  # set by a signal: waits give up at once so the shutdown is not delayed
-        self.nodes = nodes
+        self.nodes = hosts or nodes
+        self.hosts = hosts  # `--hosts N`: each node a host of its own (cli/hostbed.py), with its own engine
+        self.bed: HostBed | None = None
         self.redis_port = redis_port
         self.data_dir = Path(config.data_dir).resolve()
         self.log_dir = self.data_dir / "logs"
@@ -79,10 +90,25 @@ class LocalCluster:
         env = {**os.environ, "GORCHESTER_CLUSTER": config.cluster_name, "PYTHONUNBUFFERED": "1"}
         self.launcher = Launcher(env, self.log_dir)
 
+    def start_hosts(self) -> list[str]:
+        """`--hosts N`: a bed of N hosts on this machine, each with its own engine, and the images the
+        config names loaded into each (no registry is reachable). A bed a killed `up` of this data_dir
+        left behind is removed first. Returns a line per image this machine's engine does not have."""
+        assert self.hosts is not None
+        name = bed_name(self.data_dir)
+        if name in HostBed.existing():
+            HostBed.load(name).destroy()
+        try:
+            self.bed = HostBed.create(name, self.hosts)
+            return self.bed.load_images(sorted({spec.image for spec in self.config.services}))
+        except HostBedError as exc:
+            raise StartupError(str(exc)) from None
+
     def start_redis(self) -> None:
         """The Redis GORCHESTER_REDIS_URL names when it answers (with GORCHESTER_REDIS_PASSWORD_FILE's
-        password if set), else an embedded one requiring a password kept under data_dir."""
-        given = os.environ.get("GORCHESTER_REDIS_URL", "")
+        password if set), else an embedded one requiring a password kept under data_dir. On a host bed
+        always an embedded one, which the hosts reach on the bed's gateway."""
+        given = "" if self.bed is not None else os.environ.get("GORCHESTER_REDIS_URL", "")
         if given and redis_local.answers(redis_url_from_env(os.environ)):
             url = given  # the children inherit it, and any password file setting, as they are
         else:
@@ -95,8 +121,9 @@ class LocalCluster:
             if binary is None:
                 raise StartupError("redis-server is not installed (deploy/setup.sh installs it)")
             port = redis_local.pick_port(self.redis_port)
+            bind = ("127.0.0.1",) if self.bed is None else ("127.0.0.1", self.bed.gateway)
             self.embedded_redis, url, password_file = redis_local.start_embedded(
-                self.launcher, binary, self.data_dir / "redis", port
+                self.launcher, binary, self.data_dir / "redis", port, bind=bind
             )
             self.launcher.env[PASSWORD_FILE_SETTING] = str(password_file)
         self.launcher.env["GORCHESTER_REDIS_URL"] = url
@@ -114,11 +141,12 @@ class LocalCluster:
         self.launcher.start("scheduler", [sys.executable, "-m", "scheduler"])
         for index in range(1, self.nodes + 1):
             node = f"node-{index}"
-            self.launcher.start(
-                node,
-                [str(VENV_BIN / "rq"), "worker", "-w", "worker.agent.NodeAgent", node],
-                {"GORCHESTER_NODE_ADDRESS": f"127.0.0.{index + 1}"},
-            )
+            agent = [str(VENV_BIN / "rq"), "worker", "-w", "worker.agent.NodeAgent", node]
+            if self.bed is None:  # every node on this machine's engine, each with an address of its own
+                self.launcher.start(node, agent, {"GORCHESTER_NODE_ADDRESS": f"127.0.0.{index + 1}"})
+            else:  # inside its host, against the host's engine only, as on a machine of its own
+                redis_url = self.launcher.env["GORCHESTER_REDIS_URL"]
+                self.launcher.start(node, self.bed.command_in(index, agent), self.bed.agent_env(index, redis_url))
         self._wait(lambda: health(self.url) is not None, "the API to answer /v1/health")
         # Applying before every agent is ready would pack the first replicas onto the early nodes.
         wanted = {f"node-{index}" for index in range(1, self.nodes + 1)}
@@ -165,7 +193,14 @@ class LocalCluster:
         and Redis goes last so every writer finishes first. Returns one-line warnings."""
         ours = [child for child in self.launcher.children if child is not self.embedded_redis]
         self.launcher.stop(ours, STOP_GRACE)
-        warnings = remove_cluster_objects(self.config.cluster_name, networks=True)
+        if self.bed is not None:  # its engines, containers and namespaces, all of it
+            warnings = []
+            try:
+                self.bed.destroy()
+            except HostBedError as exc:
+                warnings.append(f"could not remove the host bed {self.bed.name}: {exc}")
+        else:
+            warnings = remove_cluster_objects(self.config.cluster_name, networks=True)
         self.launcher.stop(self.launcher.children, STOP_GRACE)
         return warnings
 

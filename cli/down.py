@@ -83,6 +83,20 @@ def is_up_process(pid: int) -> bool:
     return "up" in [part.decode(errors="replace") for part in argv] and any(b"gorchester" in part for part in argv)
 
 
+def remove_left_bed(data_dir: str | Path) -> None:
+    """The host bed of an `up --hosts` of this data_dir that was killed before it could remove it."""
+    from cli.cluster import bed_name
+    from cli.hostbed import HostBed, HostBedError
+
+    name = bed_name(Path(data_dir))
+    if name in HostBed.existing():
+        print(f"removing the host bed {name} a killed `gorchester up` left", flush=True)
+        try:
+            HostBed.load(name).destroy()
+        except HostBedError as exc:
+            print(f"could not remove the host bed {name}: {exc}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     config, _ = read_config(args.config)
     path = pidfile_path(config.data_dir)
@@ -90,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         pid = int(path.read_text().split()[0])
     except FileNotFoundError:
         print(f"{config.cluster_name} is not running (no {path})")
+        remove_left_bed(config.data_dir)
         return 0
     except (OSError, ValueError, IndexError) as exc:
         print(f"{path}: not a pidfile ({exc}); remove it if no `gorchester up` runs", file=sys.stderr)
@@ -98,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         with contextlib.suppress(OSError):
             path.unlink()
         print(f"{config.cluster_name} is not running (removed the stale pidfile of pid {pid})")
+        remove_left_bed(config.data_dir)
         return 0
     print(f"stopping {config.cluster_name} (gorchester up, pid {pid})...", flush=True)
     try:

@@ -40,6 +40,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 RUN_ROOT = Path("/run/gorchester-hostbed")  # sockets, pid files, exec roots, state (tmpfs: gone on reboot)
 DATA_ROOT = Path("/var/lib/gorchester-hostbed")  # engines' data roots (images, containers)
@@ -308,19 +309,37 @@ class HostBed:
 
     # -- images and processes -----------------------------------------------------------------------
 
-    def load_images(self, images: list[str]) -> None:
+    def load_images(self, images: list[str]) -> list[str]:
         """Make images of the machine's own engine available on every host (no registry in reach),
-        as `kind load docker-image` does."""
+        as `kind load docker-image` does. Returns a line for each image the machine's engine does not
+        have (the hosts' engines will try to pull it, and say why they could not)."""
+        missing = []
         for image in images:
             saved = subprocess.run(["docker", "save", image], capture_output=True, check=False)
             if saved.returncode != 0:
-                raise HostBedError(f"docker save {image}: {saved.stderr.decode(errors='replace').strip()}")
+                why = saved.stderr.decode(errors="replace").strip()
+                missing.append(f"{image}: not on this machine's engine ({why})")
+                continue
             for host in self.all_hosts():
                 loaded = subprocess.run(["docker", "-H", host.docker_host, "load"], input=saved.stdout,
                                         capture_output=True, check=False)
                 if loaded.returncode != 0:
                     raise HostBedError(f"{host.name}: docker load {image}: "
                                        f"{loaded.stderr.decode(errors='replace').strip()}")
+        return missing
+
+    def agent_env(self, index: int, redis_url: str) -> dict[str, str]:
+        """What a node agent inside host `index` needs: its engine, its address, and Redis reached
+        through the bed's gateway (the control plane's address on the bed)."""
+        host = self.host(index)
+        parts = urlsplit(redis_url)
+        userinfo = parts.netloc.rpartition("@")[0]
+        netloc = f"{userinfo}@" if userinfo else ""
+        return {
+            "DOCKER_HOST": host.docker_host,
+            "GORCHESTER_NODE_ADDRESS": host.address,
+            "GORCHESTER_REDIS_URL": urlunsplit(parts._replace(netloc=f"{netloc}{self.gateway}:{parts.port}")),
+        }
 
     def command_in(self, index: int, argv: list[str]) -> list[str]:
         """`argv` run inside host `index`'s network namespace (and only that: files and cgroups are shared)."""
@@ -457,8 +476,9 @@ def bed(name: str, hosts: int, images: list[str] | None = None) -> Iterator[Host
     """A bed for the duration of a block (tests, benchmarks); removed even when the block fails."""
     made = HostBed.create(name, hosts)
     try:
-        if images:
-            made.load_images(images)
+        missing = made.load_images(images or [])
+        if missing:
+            raise HostBedError("; ".join(missing))
         yield made
     finally:
         made.destroy()
@@ -478,7 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             made = HostBed.create(args.name, args.hosts)
-            made.load_images(args.image)
+            for line in made.load_images(args.image):
+                print(line, file=sys.stderr)
             for host in made.all_hosts():
                 print(f"{host.name}\t{host.address}\t{host.docker_host}\tnetns {host.netns}")
         elif args.command == "down":

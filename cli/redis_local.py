@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -88,16 +89,23 @@ def server_config(directory: Path, secret: str) -> Path:
 
 
 def server_argv(
-    port: int, data_dir: Path, *, persist: bool = True, binary: str = "redis-server", config: Path | None = None
+    port: int,
+    data_dir: Path,
+    *,
+    persist: bool = True,
+    binary: str = "redis-server",
+    config: Path | None = None,
+    bind: Sequence[str] = ("127.0.0.1",),
 ) -> list[str]:
-    """A loopback redis-server in the foreground; with `persist`, an append-only file under `data_dir`
-    (fsync every second) that outlives the process; `config` first (redis.conf: the password).
-    Tests and benchmarks start theirs from here too."""
+    """A redis-server in the foreground on `bind` (loopback; a host bed's control plane adds its
+    address on the bed, cli/hostbed.py); with `persist`, an append-only file under `data_dir` (fsync
+    every second) that outlives the process; `config` first (redis.conf: the password). Tests and
+    benchmarks start theirs from here too."""
     persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if persist else ["--appendonly", "no"]
     return [
         binary,
         *([str(config)] if config is not None else []),
-        "--bind", "127.0.0.1",
+        "--bind", *bind,
         "--port", str(port),
         "--dir", str(data_dir),
         *persistence,
@@ -107,10 +115,13 @@ def server_argv(
     ]  # fmt: skip
 
 
-def start_embedded(launcher: Launcher, binary: str, data_dir: Path, port: int) -> tuple[Child, str, Path]:
-    """A redis-server on loopback, requiring the password kept under `data_dir`, whose append-only
-    file there outlives the cluster. Returns it, its URL (no password in it) and the password file."""
+def start_embedded(
+    launcher: Launcher, binary: str, data_dir: Path, port: int, bind: Sequence[str] = ("127.0.0.1",)
+) -> tuple[Child, str, Path]:
+    """A redis-server on `bind` (loopback), requiring the password kept under `data_dir`, whose
+    append-only file there outlives the cluster. Returns it, its loopback URL (no password in it) and
+    the password file."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     secret, password_file = password(data_dir)
-    argv = server_argv(port, data_dir, binary=binary, config=server_config(data_dir, secret))
+    argv = server_argv(port, data_dir, binary=binary, config=server_config(data_dir, secret), bind=bind)
     return launcher.start("redis", argv), f"redis://127.0.0.1:{port}/0", password_file

@@ -7,6 +7,7 @@ again (cli/supervision.py) and the cluster's containers keep running.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -30,8 +31,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Start a local cluster, apply FILE, and stop everything on Ctrl-C or SIGTERM.",
     )
     parser.add_argument("-f", "--config", required=True, metavar="FILE", help="the config.yaml to apply")
-    parser.add_argument(
-        "--nodes", type=positive, default=2, metavar="N", help="node agents to run (default 2)"
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--nodes", type=positive, default=2, metavar="N", help="node agents on this machine's engine (default 2)"
+    )
+    where.add_argument(
+        "--hosts", type=positive, metavar="N",
+        help="N hosts on this machine instead, each a network namespace with its own Docker engine and "
+        "agent (root only), as kind does; the config's images are loaded into each engine",
     )
     parser.add_argument(
         "--redis-port", type=port, metavar="PORT",
@@ -54,7 +61,10 @@ def supervise(launcher: Launcher, stop: threading.Event) -> None:
 def run(args: argparse.Namespace) -> int:
     config, text = read_config(args.config)
     stop = threading.Event()
-    cluster = LocalCluster(config, args.nodes, args.redis_port, stop)
+    if args.hosts is not None and os.geteuid() != 0:
+        print("--hosts needs root: it makes network namespaces and runs a Docker engine per host", file=sys.stderr)
+        return 2
+    cluster = LocalCluster(config, args.nodes, args.redis_port, stop, hosts=args.hosts)
     running = health(cluster.url)
     if running is not None:
         other = running.get("cluster")
@@ -72,7 +82,11 @@ def run(args: argparse.Namespace) -> int:
     pidfile = write_pidfile(config.data_dir)  # for `gorchester down`
     status = 0
     try:
-        cluster.start_redis()
+        if args.hosts is not None:
+            for line in cluster.start_hosts():
+                print(f"warning: {line}", file=sys.stderr, flush=True)
+        if not stop.is_set():
+            cluster.start_redis()
         if not stop.is_set():
             cluster.start_components()
         if not stop.is_set():
@@ -82,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
             embedded = " (embedded)" if cluster.embedded_redis else ""
             print(f"  Redis  {cluster.redis_url}{embedded}", flush=True)
             print(f"  Logs   {cluster.log_dir}", flush=True)
+            if cluster.bed is not None:
+                for host in cluster.bed.all_hosts():
+                    print(f"  node-{host.index} {host.name} {host.address} (engine {host.docker_host})", flush=True)
             print("Press Ctrl-C to stop.", flush=True)
         supervise(cluster.launcher, stop)
     except StartupError as exc:

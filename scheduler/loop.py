@@ -27,7 +27,12 @@ from shared.store import NotLeader, Store, connect
 log = logging.getLogger("gorchester.scheduler")
 
 PLACEMENT_EVENTS = frozenset({"task_scheduled", "task_rescheduled", "task_restarted", "task_updated"})
-NODE_EVENTS = {NodeStatus.DOWN: "node_down", NodeStatus.READY: "node_ready", NodeStatus.DRAINING: "node_draining"}
+NODE_EVENTS = {
+    NodeStatus.DOWN: "node_down",
+    NodeStatus.NOT_READY: "node_not_ready",
+    NodeStatus.READY: "node_ready",
+    NodeStatus.DRAINING: "node_draining",
+}
 
 
 class Scheduler:
@@ -123,7 +128,9 @@ class Scheduler:
             status = node.status(now, self.policy.heartbeat_misses)
             previous = self.node_status.get(node.id)
             if previous is not None and previous is not status:
-                self.store.emit(NODE_EVENTS[status], f"node {node.id} is {status.value}", now, node=node.id)
+                reason = node.reason(now, self.policy.heartbeat_misses)
+                message = f"node {node.id} is {status.value}" + (f": {reason}" if reason else "")
+                self.store.emit(NODE_EVENTS[status], message, now, node=node.id, reason=reason)
             self.node_status[node.id] = status
             self.unreadable_nodes.discard(node.id)
         for node_id, entry in unreadable.items():

@@ -66,7 +66,7 @@ def reconcile(
     status = {node.id: node.status(now, policy.heartbeat_misses) for node in nodes}
     for node in nodes:
         if status[node.id] is not NodeStatus.DOWN:
-            plan.wake(node.last_heartbeat + node.heartbeat_interval * policy.heartbeat_misses + 0.01)
+            plan.wake(node.down_at(policy.heartbeat_misses) + 0.01)
 
     by_service: dict[str, dict[int, TaskRecord]] = {}
     placing: list[_Placing] = []
@@ -197,7 +197,9 @@ def _keep(
             _retire(task, status, now, policy, plan)  # wanted again; the slot is reused once it is gone
         elif task.state is TaskState.PENDING:
             placing.append(_Placing(task, service, "scheduled"))
-        elif task.state in ACTIVE_STATES and node_status is not NodeStatus.READY:
+        elif task.state in ACTIVE_STATES and node_status in (NodeStatus.DRAINING, NodeStatus.DOWN):
+            # NOT_READY (its engine does not answer) keeps its replicas until it is DOWN: the engine
+            # may be back within the heartbeat window, its containers still running.
             if node_status is NodeStatus.DRAINING and task.state is TaskState.RUNNING and start_first \
                     and task.previous is None:
                 # Drained start-first, UPDATE_PARALLELISM at a time; the rest keep serving meanwhile.

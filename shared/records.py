@@ -80,8 +80,9 @@ AGENT_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 
 class NodeStatus(StrEnum):
     READY = "ready"
+    NOT_READY = "not_ready"  # its engine does not answer: no new replicas; its own stay, for the heartbeat window
     DRAINING = "draining"
-    DOWN = "down"
+    DOWN = "down"  # no heartbeat (or no engine) for the heartbeat window: its replicas move
 
 
 class Availability(StrEnum):
@@ -255,6 +256,21 @@ def host_port_keys(spec: ServiceSpec) -> list[str]:
     return [f"{port.host_port}/{port.protocol.value}" for port in spec.ports if port.host_port]
 
 
+@dataclass(frozen=True)
+class EngineHealth:
+    """What a node's agent last found of its Docker engine: the error while it does not answer, and
+    since when (the heartbeat writes both onto the node record)."""
+
+    error: str | None = None
+    since: float | None = None
+
+    def observe(self, error: str | None, now: float) -> EngineHealth:
+        """After a look at `now` that found `error` (None: it answered)."""
+        if error is None:
+            return EngineHealth()
+        return EngineHealth(error[:ERROR_LIMIT], self.since if self.error is not None else now)
+
+
 class NodeRecord(Stored):
     id: str
     address: str
@@ -266,14 +282,37 @@ class NodeRecord(Stored):
     last_heartbeat: float = 0.0
     registered_at: float = 0.0
     usage: dict[str, Any] = Field(default_factory=dict)
+    engine_error: str | None = None  # why its engine does not answer (at most ERROR_LIMIT characters)
+    engine_error_since: float | None = None  # when its agent first found the engine not answering
     # Fields of older versions (`engine_url`: the API no longer reaches engines) are ignored when read.
 
+    def window(self, misses: float) -> float:
+        """How long a node may go without a heartbeat (or its engine) before its replicas move."""
+        return self.heartbeat_interval * misses
+
+    def down_at(self, misses: float) -> float:
+        """When the node is down unless a heartbeat (or its engine) comes back first."""
+        beat = self.last_heartbeat + self.window(misses)
+        if self.engine_error is not None and self.engine_error_since is not None:
+            return min(beat, self.engine_error_since + self.window(misses))
+        return beat
+
     def status(self, now: float, misses: float) -> NodeStatus:
-        if now - self.last_heartbeat > self.heartbeat_interval * misses:
+        if now > self.down_at(misses):
             return NodeStatus.DOWN
+        if self.engine_error is not None:
+            return NodeStatus.NOT_READY
         if self.availability is Availability.DRAIN:
             return NodeStatus.DRAINING
         return NodeStatus.READY
+
+    def reason(self, now: float, misses: float) -> str | None:
+        """Why the node is not ready (None when it is, or only draining)."""
+        if now - self.last_heartbeat > self.window(misses):
+            return f"no heartbeat for {now - self.last_heartbeat:.1f}s"
+        if self.engine_error is not None:
+            return f"engine unreachable: {self.engine_error}"
+        return None
 
 
 class Allocation(BaseModel):

@@ -19,6 +19,11 @@ from shared.hostaccess import NETWORK_SETTING, PATHS_SETTING, HostAccess, normal
 PASSWORD_FILE_SETTING = "GORCHESTER_REDIS_PASSWORD_FILE"
 
 
+class SettingError(SystemExit):
+    """A setting that cannot be used: the process refuses to start (rather than run unprotected or
+    misconfigured), and the message names the setting."""
+
+
 def _float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw in (None, ""):
@@ -26,13 +31,13 @@ def _float(name: str, default: float) -> float:
     try:
         return float(raw)
     except ValueError as exc:
-        raise SystemExit(f"{name}: must be a number, got {raw!r}") from exc
+        raise SettingError(f"{name}: must be a number, got {raw!r}") from exc
 
 
 def _flag(name: str) -> bool:
     raw = (os.environ.get(name) or "false").strip().lower()
     if raw not in ("true", "1", "yes", "false", "0", "no"):
-        raise SystemExit(f"{name}: must be true or false, got {raw!r}")
+        raise SettingError(f"{name}: must be true or false, got {raw!r}")
     return raw in ("true", "1", "yes")
 
 
@@ -44,7 +49,7 @@ def _paths(name: str) -> tuple[str, ...]:
         if not item:
             continue
         if not item.startswith("/") or ".." in item.split("/"):
-            raise SystemExit(f"{name}: {item!r} must be an absolute path without '..'")
+            raise SettingError(f"{name}: {item!r} must be an absolute path without '..'")
         paths.append(normal_path(item))
     return tuple(paths)
 
@@ -55,10 +60,10 @@ def read_secret(name: str, path: str) -> str:
         text = Path(path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise SystemExit(f"{name}: cannot read {path}: {reason}") from None
+        raise SettingError(f"{name}: cannot read {path}: {reason}") from None
     secret = text.splitlines()[0].strip() if text else ""
     if not secret:
-        raise SystemExit(f"{name}: {path} is empty")
+        raise SettingError(f"{name}: {path} is empty")
     return secret
 
 

@@ -27,6 +27,7 @@ from shared.parsed import ParsedRecords, Record, Records
 from shared.records import (
     MAX_COUNT,
     Availability,
+    EngineHealth,
     NodeRecord,
     ServiceFault,
     ServiceRecord,
@@ -536,10 +537,16 @@ class Store:
             pipe.publish(self.keys.changes, f"node:{node.id}")
             pipe.execute()
 
-    def heartbeat(self, node_id: str, now: float, usage: dict[str, Any] | None = None) -> None:
+    def heartbeat(
+        self, node_id: str, now: float, usage: dict[str, Any] | None = None, *, engine: EngineHealth | None = None
+    ) -> None:
+        """The agent's beat; with `engine`, what it found of its Docker engine (NodeRecord.engine_error)."""
         fields = {"last_heartbeat": json.dumps(now)}
         if usage is not None:
             fields["usage"] = json.dumps(usage)
+        if engine is not None:
+            fields["engine_error"] = json.dumps(engine.error)
+            fields["engine_error_since"] = json.dumps(engine.since)
         self.redis.hset(self.keys.node(node_id), mapping=fields)
 
     def heartbeat_many(self, node_ids: Iterable[str], now: float) -> None:

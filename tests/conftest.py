@@ -81,3 +81,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in item.nodeid.split("/"):
             item.add_marker(pytest.mark.integration)
+
+
+# The multi-host fixtures (a host bed, its Redis, a cluster over it), for tests that ask for them.
+from tests.support.multihost import bed_redis, hostbed, multihost  # noqa: E402, F401

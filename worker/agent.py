@@ -23,7 +23,7 @@ from rq.job import Job
 
 from shared.dispatch import SERIALIZER, TaskJob
 from shared.node_requests import MAX_NODE_REQUESTS
-from shared.records import NodeRecord
+from shared.records import EngineHealth, NodeRecord
 from shared.settings import Settings
 from shared.store import Store, connect
 from worker import sweep
@@ -66,6 +66,7 @@ class NodeAgent(SimpleWorker):
         self.store = Store(connect(self.settings.redis_url), self.settings.cluster)
         self.record: NodeRecord = node_record(node_id, self.settings, os.environ, time.time())
         self.stopping = threading.Event()
+        self.engine_health = EngineHealth()  # what the last heartbeat found of the engine
         kwargs["connection"] = connect(self.settings.redis_url, decode=False)  # RQ's payloads are zlib-compressed
         kwargs["serializer"], kwargs["job_class"] = SERIALIZER, TaskJob  # never pickle, only our jobs
         super().__init__([self.store.keys.queue(node_id)], *args, **kwargs)
@@ -80,6 +81,7 @@ class NodeAgent(SimpleWorker):
             host_access=self.settings.host_access,
         )
         install(node)
+        self.engine = node.engine
         self.register()
         # Heartbeat first: the first sweep may gracefully stop stale containers for many seconds,
         # and a node that does not beat meanwhile would be declared down again (found by bench/chaos.py).
@@ -106,7 +108,16 @@ class NodeAgent(SimpleWorker):
         # Re-register when the node's hash vanished (Redis lost its data): a bare HSET would leave a stub.
         if not self.store.redis.exists(self.store.keys.node(self.record.id)):
             self.register()
-        self.store.heartbeat(self.record.id, time.time())
+        # Each beat also says whether the engine answers: a node whose engine is gone is not ready at
+        # once, and down (its replicas move) once that has lasted the heartbeat window.
+        now = time.time()
+        health = self.engine_health.observe(self.engine.health(), now)
+        if health.error is not None and self.engine_health.error is None:
+            log.warning("node %s: the engine does not answer: %s", self.record.id, health.error)
+        elif health.error is None and self.engine_health.error is not None:
+            log.info("node %s: the engine answers again", self.record.id)
+        self.engine_health = health
+        self.store.heartbeat(self.record.id, now, engine=health)
 
     def check_for_suspension(self, burst: bool) -> None:
         step = super().check_for_suspension

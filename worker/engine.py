@@ -28,6 +28,7 @@ from shared.records import PublishedPort
 from worker.container_output import ContainerOutput
 
 STOP_GRACE_SECONDS = 10
+PING_TIMEOUT = 2.0  # seconds: a heartbeat finds a hung engine as fast as a dead one
 ENGINE_ANSWER_SECONDS = 10.0  # for the engine to start answering a logs request
 WAIT_INTERVAL = 1.0  # seconds between calls of an exec's `waiting`
 
@@ -78,6 +79,15 @@ class Engine:
         pool = {} if connections is None else {"max_pool_size": connections}
         with engine_errors("cannot reach the docker engine"):
             return cls(docker.from_env(**pool), cluster, node_id)
+
+    def health(self) -> str | None:
+        """None when the engine answers a ping within PING_TIMEOUT; else why not (for the node's status)."""
+        api = self.client.api
+        try:
+            api.get(f"{api.base_url}/_ping", timeout=PING_TIMEOUT).raise_for_status()
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            return _reason(exc) or type(exc).__name__
+        return None
 
     def ensure_image(self, image: str) -> None:
         """Pull only when absent: a local image must work with no registry in reach."""

@@ -77,6 +77,9 @@ class FakeEngine:
     def engine_id(self) -> str:
         return f"hollow-{self.node_id}"  # an engine of its own per hollow node
 
+    def health(self) -> str | None:
+        return None
+
     def ensure_network(self, name: str) -> str:
         return self.networks.setdefault(name, f"net-{name}")
 

@@ -14,8 +14,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from api.auth import Auth, Role, TokenError, Tokens, bearer, is_loopback, is_open, role_of
+from api.auth import Auth, Role, Tokens, bearer, is_loopback, is_open, role_of
 from api.origins import OriginPolicy, host_name, normal_origin
+from shared.settings import SettingError
 
 ADMIN, READ = "admin-secret-1", "read-secret-2"
 
@@ -54,13 +55,13 @@ def test_tokens_from_env_and_files(tmp_path: Path) -> None:
     ],
 )
 def test_unusable_token_settings_refuse_to_start(env: dict[str, str], message: str) -> None:
-    with pytest.raises(TokenError, match=message):
+    with pytest.raises(SettingError, match=message):
         Tokens.from_env(env)
 
 
 def test_empty_token_file_refuses_to_start(tmp_path: Path) -> None:
     (tmp_path / "t").write_text("\n")
-    with pytest.raises(TokenError, match="empty"):
+    with pytest.raises(SettingError, match="empty"):
         Tokens.from_env({"GORCHESTER_ADMIN_TOKEN_FILE": str(tmp_path / "t")})
 
 
