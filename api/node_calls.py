@@ -2,17 +2,19 @@
 a Docker engine, and a reply that streams for hours holds none of the API's Redis threads
 (api/context.py) and never blocks the event loop.
 
-`NodeCalls.call` pushes the request on the node's list, keeps the request's reader key alive and
-waits for the agent's first answer: within ANSWER_SECONDS, else 503 naming the node (its agent is
+`NodeCalls.call` pushes the request on the node's list, keeps the request's reader key alive (a task
+of its own, every REFRESH_SECONDS, however long the client takes to read) and waits for the agent's
+first answer: within ANSWER_SECONDS, else 503 naming the node (its agent is
 dead, or not there). A refusal maps to 409 (the replica is not as the API read it) or 503. The
 `Call` it returns reads the rest with XREAD BLOCK, trimming what it read (the agent's back-pressure
 counts the unread entries), and `close` deletes the reply: nothing stays behind in Redis. At most
-MAX_CALLS calls per API process at once, each holding one Redis connection at a time and at most
+MAX_CALLS calls per API process at once, each holding at most two Redis connections at a time and
 READ_COUNT entries in memory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -81,7 +83,7 @@ class Call:
         self.reader = calls.keys.reader(request.id)
         self.last_id = b"0-0"
         self.pending: list[tuple[bytes, dict[bytes, bytes]]] = []
-        self.refreshed = 0.0
+        self.keeper: asyncio.Task[None] | None = None
         self.closed = False
         calls.active += 1
 
@@ -91,7 +93,9 @@ class Call:
             pipe.rpush(self.queue, self.payload)
             pipe.expire(self.queue, protocol.REQUESTS_TTL_SECONDS)
             await pipe.execute()
-        self.refreshed = time.monotonic()
+        # Kept alive apart from the reading: a client that pauses (a pager) stalls the reading for as
+        # long as it likes, and the agent must wait for it (back-pressure), not give up.
+        self.keeper = asyncio.create_task(self._keep_reading(), name=f"reader {self.request.id}")
         first = await self.next_reply(f"node {self.node} did not answer within {protocol.ANSWER_SECONDS:g} s "
                                       "(is its agent running?)")
         if first.kind is ReplyKind.ERROR:
@@ -117,8 +121,6 @@ class Call:
             now = time.monotonic()
             if now >= deadline:
                 raise Unavailable(silence)
-            if now - self.refreshed >= protocol.REFRESH_SECONDS:
-                await self._refresh()
             block = min(deadline - now, protocol.REFRESH_SECONDS)
             found: Any = await self.client.xread(
                 {self.reply: self.last_id}, count=READ_COUNT, block=max(int(block * 1000), 1)
@@ -132,12 +134,17 @@ class Call:
         _, fields = self.pending.pop(0)
         return protocol.decode_reply(fields)
 
-    async def _refresh(self) -> None:
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.set(self.reader, 1, ex=protocol.READER_TTL_SECONDS)
-            pipe.expire(self.reply, protocol.REPLY_TTL_SECONDS)
-            await pipe.execute()
-        self.refreshed = time.monotonic()
+    async def _keep_reading(self) -> None:
+        """Every REFRESH_SECONDS until closed: the reader key's and the reply's expiries pushed forward."""
+        while True:
+            await asyncio.sleep(protocol.REFRESH_SECONDS)
+            try:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    pipe.set(self.reader, 1, ex=protocol.READER_TTL_SECONDS)
+                    pipe.expire(self.reply, protocol.REPLY_TTL_SECONDS)
+                    await pipe.execute()
+            except (redis.RedisError, OSError) as exc:  # a short outage: the next one may do; a long one ends it
+                log.warning("request %s to node %s: reader key not refreshed (%s)", self.request.id, self.node, exc)
 
     async def close(self) -> None:
         """Stop the agent (its reader key goes) and delete the request and the reply; once, whatever
@@ -146,6 +153,8 @@ class Call:
             return
         self.closed = True
         self.calls.active -= 1
+        if self.keeper is not None:
+            self.keeper.cancel()
         with anyio.move_on_after(CLOSE_SECONDS, shield=True):
             try:
                 async with self.client.pipeline(transaction=True) as pipe:

@@ -32,7 +32,10 @@ log = logging.getLogger("rq.worker.gorchester")
 
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 POP_SECONDS = 1  # a BLPOP's wait: how soon the thread sees the agent stopping
-BACKLOG_POLL_SECONDS = 0.01  # how often a writer held back by a full backlog looks again
+# How often a writer held back by a full backlog looks again: soon at first (a fast reader catches up
+# within milliseconds), then less often, up to BACKLOG_POLL_MAX (a paused client may pause for long).
+BACKLOG_POLL_SECONDS = 0.01
+BACKLOG_POLL_MAX = 0.25
 
 # KEYS[1] the reply stream, KEYS[2] its reader key. ARGV[1] the stream's expiry (s), then an entry's
 # field/value pairs, if any. The entry is written only while the API still reads (else the stream is
@@ -65,10 +68,12 @@ class ReplyStream:
     def send(self, reply: Reply) -> None:
         """Write `reply` once the API has at most MAX_BACKLOG entries unread; raises ReaderGone."""
         unread = self._write_entry(protocol.encode_reply(reply))
+        poll = BACKLOG_POLL_SECONDS
         while unread > protocol.MAX_BACKLOG:
-            if self.server.stopping.wait(BACKLOG_POLL_SECONDS):
+            if self.server.stopping.wait(poll):
                 raise ReaderGone("the agent is stopping")
             unread = self._write_entry(None)
+            poll = min(poll * 2, BACKLOG_POLL_MAX)
 
     def _write_entry(self, fields: dict[str, bytes] | None) -> int:
         args: list[Any] = [protocol.REPLY_TTL_SECONDS]

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from api.app import create_app
 from api.auth import Tokens
-from shared.node_requests import ANSWER_SECONDS, MAX_NODE_REQUESTS
+from shared.node_requests import ANSWER_SECONDS, MAX_BACKLOG, MAX_NODE_REQUESTS, READER_TTL_SECONDS
 from shared.records import NodeRecord, TaskRecord, TaskState
 from shared.settings import Settings
 from shared.store import Store
@@ -180,6 +180,31 @@ def test_follows_never_hold_up_the_nodes_jobs(running_api: str, store: Store) ->
         for stream in streams:
             stream.__exit__(None, None, None)
     wait_for(lambda: not reply_keys(store), timeout=15, what="the follows' keys to go")
+
+
+def test_a_paused_client_holds_the_agent_back_and_loses_nothing(running_api: str, store: Store) -> None:
+    """Back-pressure, never loss: a client that stops reading for longer than the reader key's expiry
+    (a pager) keeps its stream; meanwhile Redis holds at most the bounded backlog of it."""
+    api = running_api
+    lines = 3_000_000  # 23 MB: more than every buffer on the way (sockets, the API's read, Redis' backlog)
+    body = {"service_name": "counter", "image": TEST_IMAGE, "replicas": 1,
+            "command": ["sh", "-c", f"seq 1 {lines}; sleep 3600"],
+            "resources": {"cpu_millicores": 50, "memory_bytes": 16 * MIB}}
+    assert httpx.post(f"{api}/v1/services", json=body, timeout=10).status_code == 201
+    wait_for(lambda: httpx.get(f"{api}/v1/tasks/counter.1/logs", params={"tail": "1"}, timeout=10).text
+             == f"{lines}\n", timeout=60, what="all the lines written")
+    got = bytearray()
+    with httpx.stream("GET", f"{api}/v1/tasks/counter.1/logs", timeout=httpx.Timeout(10, read=30)) as stream:
+        reply = store.keys.reply(stream.headers["x-gorchester-request"])
+        blocks = stream.iter_raw(64 * 1024)
+        while len(got) < MIB:
+            got += next(blocks)
+        time.sleep(READER_TTL_SECONDS + 3)  # the client pauses: nothing is read
+        backlog = store.redis.xlen(reply)
+        assert 0 < backlog <= MAX_BACKLOG + 1  # the agent waits: at most one entry past the bound
+        for block in blocks:
+            got += block
+    assert got == b"".join(b"%d\n" % n for n in range(1, lines + 1))
 
 
 def test_an_agent_serves_a_bounded_number_of_requests_at_once(running_api: str, store: Store) -> None:
