@@ -36,7 +36,7 @@ from shared.store import Store
 log = logging.getLogger("gorchester.api")
 
 MAX_CALLS = 256  # logs and exec requests relayed at once by one API process; beyond it, 503
-READ_COUNT = 16  # entries per XREAD: at most READ_COUNT x CHUNK_BYTES (1 MiB) of a reply in memory
+READ_COUNT = 4  # entries per XREAD: at most READ_COUNT x CHUNK_BYTES (1 MiB) of a reply in memory
 CLOSE_SECONDS = 2.0  # for a finished call's cleanup, whatever cancelled its request
 
 

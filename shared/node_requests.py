@@ -40,12 +40,15 @@ REFRESH_SECONDS = 1.0
 REPLY_TTL_SECONDS = 30
 REQUESTS_TTL_SECONDS = 30
 # Output goes in entries of up to CHUNK_BYTES, gathered for at most GATHER_SECONDS: large entries
-# when a container's output comes fast, a line at once when it trickles (a follow).
-CHUNK_BYTES = 64 * 1024
+# when a container's output comes fast, a line at once when it trickles (a follow). 256 KiB rather
+# than 64: a quarter of the entries to write, read and relay took about half the API's CPU per MB
+# (docs/benchmarks.md, Log throughput).
+CHUNK_BYTES = 256 * 1024
 GATHER_SECONDS = 0.02
 # Back-pressure: the agent writes no further entry while the API has more than this many unread
-# (about MAX_BACKLOG x CHUNK_BYTES = 1 MiB per request in Redis); it waits, nothing is dropped.
-MAX_BACKLOG = 16
+# (MAX_BACKLOG x CHUNK_BYTES = 1 MiB per request in Redis, and one entry more); it waits, nothing is
+# dropped.
+MAX_BACKLOG = 4
 # Requests one agent serves at once (each holds a thread and a connection to its engine); beyond
 # it a request is refused (503), never queued behind a follow that may last for hours.
 MAX_NODE_REQUESTS = 32

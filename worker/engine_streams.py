@@ -9,6 +9,8 @@ the socket holds (worker/container_output.py).
 
 from __future__ import annotations
 
+import struct
+
 MAX_SIZE_LINE = 1024  # a chunk-size line (hex size, maybe extensions) longer than this is not HTTP
 
 
@@ -27,40 +29,61 @@ class ChunkedBody:
 
     def feed(self, block: bytes) -> bytes:
         """The body bytes in `block` (what follows the last chunk is ignored: trailers, nothing else)."""
+        if self.done:
+            return b""
         data = self.pending + block if self.pending else block
         self.pending = b""
-        pieces = []
+        pieces: list[bytes] = []
         pos, size = 0, len(data)
-        while pos < size and not self.done:
+        if self.left:  # the rest of a chunk begun in an earlier block
+            pos = min(self.left, size)
+            pieces.append(data[:pos])
+            self.left -= pos
             if self.left:
-                take = min(self.left, size - pos)
-                pieces.append(data[pos : pos + take])
-                pos += take
-                self.left -= take
-                if not self.left:
-                    self.crlf = 2
-            elif self.crlf:
-                skipped = min(self.crlf, size - pos)
-                pos += skipped
-                self.crlf -= skipped
-            else:
-                eol = data.find(b"\r\n", pos)
-                if eol < 0:
-                    if size - pos > MAX_SIZE_LINE:
-                        raise StreamFormatError("a chunk-size line without its end")
-                    self.pending = data[pos:]
-                    break
-                self.left = _chunk_size(data[pos:eol])
-                pos = eol + 2
-                self.done = not self.left
+                return data[:pos]
+            self.crlf = 2
+        if self.crlf:
+            skipped = min(self.crlf, size - pos)
+            pos += skipped
+            self.crlf -= skipped
+        find, append = data.find, pieces.append
+        while pos < size:  # whole chunks, one size line each
+            eol = find(b"\r\n", pos)
+            if eol < 0:
+                if size - pos > MAX_SIZE_LINE:
+                    raise StreamFormatError("a chunk-size line without its end")
+                self.pending = data[pos:]
+                break
+            line = data[pos:eol]
+            length = int(line, 16) if line and len(line) <= 16 and not line.strip(HEX_DIGITS) else _chunk_size(line)
+            pos = eol + 2
+            if not length:
+                self.done = True
+                break
+            end = pos + length
+            append(data[pos:end])
+            if end + 2 <= size:
+                pos = end + 2
+            else:  # the chunk (or its CRLF) goes on in the next block
+                self.left = max(end - size, 0)
+                self.crlf = 2 - max(size - end, 0) if not self.left else 0
+                break
         return b"".join(pieces)
 
 
+HEX_DIGITS = b"0123456789abcdefABCDEF"
+
+
 def _chunk_size(line: bytes) -> int:
+    """A size line with extensions (`1a;name=value`), or not a size line at all."""
     digits = line.split(b";", 1)[0].strip()
-    if not digits or len(digits) > 16 or digits.strip(b"0123456789abcdefABCDEF"):
+    if not digits or len(digits) > 16 or digits.strip(HEX_DIGITS):
         raise StreamFormatError(f"not a chunk size: {line[:40]!r}")
     return int(digits, 16)
+
+
+_FRAME_HEADER = struct.Struct(">LL")  # stream (one byte) and three zero bytes; the size
+_STREAMS = frozenset({0, 1 << 24, 2 << 24})  # stdin, stdout, stderr
 
 
 class Frames:
@@ -72,28 +95,40 @@ class Frames:
         self.left = 0  # bytes of the current frame still to come
 
     def feed(self, block: bytes) -> bytes:
-        pieces = []
+        pieces: list[bytes] = []
         pos, size = 0, len(block)
-        while pos < size:
-            if self.left:
-                take = min(self.left, size - pos)
-                pieces.append(block[pos : pos + take])
-                pos += take
-                self.left -= take
-            elif self.header or size - pos < 8:
-                taken = block[pos : pos + 8 - len(self.header)]
-                self.header += taken
-                pos += len(taken)
-                if len(self.header) == 8:
-                    self.left = _frame_size(self.header)
-                    self.header = b""
-            else:
-                self.left = _frame_size(block[pos : pos + 8])
-                pos += 8
+        if self.left:  # the rest of a frame begun in an earlier block
+            pos = min(self.left, size)
+            pieces.append(block[:pos])
+            self.left -= pos
+        if self.header and pos < size:  # a header begun in an earlier block
+            taken = block[pos : pos + 8 - len(self.header)]
+            pos += len(taken)
+            self.header += taken
+            if len(self.header) == 8:
+                self.left = _frame_size(self.header, 0)
+                self.header = b""
+                end = min(pos + self.left, size)
+                pieces.append(block[pos:end])
+                self.left -= end - pos
+                pos = end
+        append = pieces.append
+        while pos + 8 <= size:  # whole headers
+            length = _frame_size(block, pos)
+            start, end = pos + 8, pos + 8 + length
+            append(block[start:end])
+            if end > size:
+                self.left = end - size
+                pos = size
+                break
+            pos = end
+        if pos < size:
+            self.header += block[pos:]
         return b"".join(pieces)
 
 
-def _frame_size(header: bytes) -> int:
-    if header[0] > 2 or header[1:4] != b"\0\0\0":  # stdin, stdout, stderr; three zero bytes
-        raise StreamFormatError(f"not a stream frame header: {header!r}")
-    return int.from_bytes(header[4:8], "big")
+def _frame_size(data: bytes, pos: int) -> int:
+    stream, length = _FRAME_HEADER.unpack_from(data, pos)
+    if stream not in _STREAMS:
+        raise StreamFormatError(f"not a stream frame header: {data[pos : pos + 8]!r}")
+    return int(length)

@@ -34,7 +34,7 @@ REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 POP_SECONDS = 1  # a BLPOP's wait: how soon the thread sees the agent stopping
 # How often a writer held back by a full backlog looks again: soon at first (a fast reader catches up
 # within milliseconds), then less often, up to BACKLOG_POLL_MAX (a paused client may pause for long).
-BACKLOG_POLL_SECONDS = 0.01
+BACKLOG_POLL_SECONDS = 0.005
 BACKLOG_POLL_MAX = 0.25
 
 # KEYS[1] the reply stream, KEYS[2] its reader key. ARGV[1] the stream's expiry (s), then an entry's
