@@ -16,14 +16,16 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
 
-from api import cluster, dashboard, logs, openapi, params, services
+from api import cluster, dashboard, logs, openapi, params, services, task_exec
 from api.auth import Auth, Tokens
 from api.body import BodyLimit
 from api.context import API_REDIS_TIMEOUT_SECONDS, RedisWork, RequestDeadline, api_redis
 from api.errors import HANDLERS
 from api.metrics import RequestMetrics, get_service_metrics, prometheus
+from api.node_calls import NodeCalls
 from api.origins import OriginPolicy
 from api.routing import Resource
+from shared.keys import Keys
 from shared.settings import Settings
 from shared.store import Store
 
@@ -53,6 +55,7 @@ ROUTES = [
             Resource("/tasks/{task}", get=cluster.get_task),
             Resource("/tasks/{task}/stop", post=cluster.stop_task),
             Resource("/tasks/{task}/logs", get=logs.task_logs, query=params.LOGS),
+            Resource("/tasks/{task}/exec", post=task_exec.exec_in_task),
             Resource("/events", get=cluster.list_events, query=params.EVENTS),
         ],
     ),
@@ -68,6 +71,7 @@ class State(TypedDict):
     origins: OriginPolicy  # which browser origins and Host names may call (api/origins.py)
     redis_work: RedisWork  # the threads Redis calls run on, bounded (api/context.py)
     health_redis: redis.asyncio.Redis  # /v1/health's own connection, on the event loop
+    node_calls: NodeCalls  # logs and exec through the nodes' agents, on the event loop (api/node_calls.py)
 
 
 def create_app(
@@ -88,17 +92,20 @@ def create_app(
             socket_connect_timeout=API_REDIS_TIMEOUT_SECONDS,
         )
         work = RedisWork()
+        node_calls = NodeCalls(resolved.redis_url, Keys(resolved.cluster))
         log.info("serving cluster %s", resolved.cluster)
         try:
             yield {
                 "settings": resolved, "store": store, "jobs": jobs, "tokens": auth,
                 "origins": origins or OriginPolicy.from_env(), "redis_work": work, "health_redis": health_redis,
+                "node_calls": node_calls,
             }
         finally:
             work.close()
             store.redis.close()
             jobs.close()
             await health_redis.aclose()
+            await node_calls.aclose()
 
     return Starlette(
         routes=ROUTES,

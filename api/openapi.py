@@ -1,6 +1,6 @@
 """`GET /v1/openapi.json`: the API described from the same pydantic models it validates with.
 
-Request bodies are the config models themselves (ServiceSpec, Config, ScaleRequest) in pydantic's
+Request bodies are the models the API validates with (ServiceSpec, Config, ScaleRequest, ExecBody) in pydantic's
 validation mode; responses are pydantic models too: the service spec in serialization mode plus
 the small response models below, written only for views that had none (api/views.py builds dicts).
 Response objects allow extra properties, so a field added to a view is not a breaking change.
@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Mount
 from api import params
 from api.routing import Resource
 from api.services import ScaleRequest
+from api.task_exec import ExecBody, ExecResult
 from shared.config import Config, ServiceSpec
 from shared.records import PublishedPort
 
@@ -129,6 +130,8 @@ MODELS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
     (ServiceSpec, "serialization"),
     (Config, "validation"),
     (ScaleRequest, "validation"),
+    (ExecBody, "validation"),
+    (ExecResult, "serialization"),
     (ServiceState, "serialization"),
     (NodeView, "serialization"),
     (TaskView, "serialization"),
@@ -146,11 +149,12 @@ ERRORS = {
     "a client that is not loopback or a Host that is neither loopback nor the server's address",
     404: "no such service, node or task",
     408: "the body did not arrive whole within 10 s",
-    409: "conflicts with the current state (exists already, not running, no container)",
+    409: "conflicts with the current state (exists already, not running, no container, the replica moved)",
     413: "body over 1 MiB",
     415: "Content-Type is not application/json, application/yaml, application/x-yaml or text/yaml",
     422: "invalid input: every field path and rule",
-    503: "Redis (or a node's engine) unavailable or not answering within 2 s",
+    503: "Redis unavailable or not answering within 2 s; or (logs, exec) the replica's node is down, its agent "
+    "does not answer within 5 s, or it serves too many requests already",
 }
 BODY_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml")
 
@@ -235,7 +239,9 @@ def _operation(summary: str, operation_id: str, responses: dict[str, Any], *, bo
 BODY_ERRORS = (408, 413, 415, 422)
 
 
-def operations(spec_in: str, replacement: str, config_in: str, scale_in: str) -> dict[tuple[str, str], Operation]:
+def operations(
+    spec_in: str, replacement: str, config_in: str, scale_in: str, exec_in: str
+) -> dict[tuple[str, str], Operation]:
     """What each (path, method) does and answers on success; errors beyond the common ones."""
     service = _ref("Service")
     return {
@@ -290,9 +296,13 @@ def operations(spec_in: str, replacement: str, config_in: str, scale_in: str) ->
             "Stop a replica's container (kept; the task is stopped)", "stopTask",
             {"202": _json(_ref("TaskView"), "stop requested")}, errors=(409,)),
         ("/v1/tasks/{task}/logs", "get"): _operation(
-            "A replica's container output (stdout and stderr), streamed", "taskLogs",
+            "A replica's container output (stdout and stderr), streamed from its node's agent", "taskLogs",
             {"200": {"description": "the output", "content": {"text/plain": {"schema": {"type": "string"}}}}},
             errors=(409,)),
+        ("/v1/tasks/{task}/exec", "post"): _operation(
+            "Run a command in a replica's running container (through its node's agent)", "execInTask",
+            {"200": _json(_ref("ExecResult"), "the command's exit code and output")},
+            body=_body(exec_in, '{"command": [...], "timeout": N}'), errors=(409, *BODY_ERRORS)),
         ("/v1/events", "get"): _operation(
             "What happened, newest last", "listEvents",
             {"200": _json({"type": "array", "items": _ref("EventView")}, "the events")}),
@@ -306,9 +316,10 @@ def build(routes: list[BaseRoute]) -> dict[str, Any]:
     spec_out = _name(names[(ServiceSpec, "serialization")])
     config_in = _name(names[(Config, "validation")])
     scale_in = _name(names[(ScaleRequest, "validation")])
+    exec_in = _name(names[(ExecBody, "validation")])
     # Request bodies are checked strictly by the API, so what they reach keeps
     # `additionalProperties: false`; response-only objects are opened.
-    strict = _reachable(defs, [spec_in, config_in, scale_in])
+    strict = _reachable(defs, [spec_in, config_in, scale_in, exec_in])
     schemas = {name: schema if name in strict else _open(schema) for name, schema in defs.items()}
     # A service as returned: its spec's fields plus version, status and the rest, in one object.
     spec_schema, state_schema = schemas[spec_out], schemas["ServiceState"]
@@ -325,7 +336,7 @@ def build(routes: list[BaseRoute]) -> dict[str, Any]:
         "title": replacement,
         "required": [name for name in schemas[spec_in].get("required", []) if name != "service_name"],
     }
-    described = operations(spec_in, replacement, config_in, scale_in)
+    described = operations(spec_in, replacement, config_in, scale_in, exec_in)
     paths = {path: describe(path, resource, described) for path, resource in v1_resources(routes)}
     return {
         "openapi": "3.1.0",

@@ -34,6 +34,19 @@ class Keys:
         """Hash: a node's registration, heartbeat time and usage (NodeRecord fields, JSON values)."""
         return f"{self.prefix}:node:{node_id}"
 
+    def node_requests(self, node_id: str) -> str:
+        """List with expiry: the API's requests to a node's agent (logs, exec) as JSON, oldest first
+        (shared/node_requests.py)."""
+        return f"{self.prefix}:node:{node_id}:requests"
+
+    def reply(self, request_id: str) -> str:
+        """Stream with expiry: the agent's reply to one request, read and trimmed by the API."""
+        return f"{self.prefix}:reply:{request_id}"
+
+    def reader(self, request_id: str) -> str:
+        """String with a short expiry: the API still reads this request's reply (it keeps it alive)."""
+        return f"{self.prefix}:reply:{request_id}:reading"
+
     @property
     def changes(self) -> str:
         """Pub/sub channel: something changed, reconcile now (the payload is only a hint)."""

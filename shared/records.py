@@ -282,10 +282,9 @@ class NodeRecord(Stored):
     last_heartbeat: float = 0.0
     registered_at: float = 0.0
     usage: dict[str, Any] = Field(default_factory=dict)
-    engine_url: str = "unix:///var/run/docker.sock"  # how the API reaches this node's Docker engine (logs)
-
     engine_error: str | None = None  # why its engine does not answer (at most ERROR_LIMIT characters)
     engine_error_since: float | None = None  # when its agent first found the engine not answering
+    # Fields of older versions (`engine_url`: the API no longer reaches engines) are ignored when read.
 
     def window(self, misses: float) -> float:
         """How long a node may go without a heartbeat (or its engine) before its replicas move."""

@@ -4,7 +4,7 @@ Run as `rq worker -w worker.agent.NodeAgent node-1`: the queue name given is the
 worker listens on the cluster's queue for that node and finds Redis through GORCHESTER_REDIS_URL
 (and GORCHESTER_REDIS_PASSWORD_FILE). Its jobs are JSON and only the cluster's own (shared/dispatch.py),
 whatever serializer rq's command line names. Besides jobs it runs daemon threads: heartbeat, Docker
-event stream, the sweep, metrics and health checks.
+event stream, the sweep, metrics, health checks and the API's logs and exec requests.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 
 from shared.dispatch import SERIALIZER, TaskJob
+from shared.node_requests import MAX_NODE_REQUESTS
 from shared.records import EngineHealth, NodeRecord
 from shared.settings import Settings
 from shared.store import Store, connect
@@ -33,6 +34,7 @@ from worker.identity import node_record
 from worker.loops import MAX_BACKOFF, repeat, spawn
 from worker.metrics import Sampler
 from worker.node import Node, current, install
+from worker.request_server import RequestServer
 
 __all__ = ["NodeAgent", "current"]
 
@@ -89,6 +91,9 @@ class NodeAgent(SimpleWorker):
         sampler = Sampler(node, self.record, self.settings.metrics_interval)  # worker/metrics.py: usage samples
         spawn("metrics", lambda: repeat(self.stopping, self.settings.metrics_interval, sampler.step, "metrics"))
         spawn("health", lambda: HealthMonitor(node).run(self.stopping))
+        # The API's logs and exec requests (worker/request_server.py), on an engine client of their own.
+        request_engine = Engine.from_env(self.settings.cluster, self.record.id, connections=MAX_NODE_REQUESTS)
+        spawn("requests", RequestServer(node, request_engine, self.settings.redis_url, self.stopping).run)
 
     def register(self) -> None:
         keys = self.store.keys

@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import docker
@@ -22,14 +24,33 @@ from docker.models.containers import Container
 from docker.models.networks import Network
 
 from shared import labels
+from shared.node_requests import OutputTail
 from shared.records import PublishedPort
+from worker.container_output import ContainerOutput
 
 STOP_GRACE_SECONDS = 10
 PING_TIMEOUT = 2.0  # seconds: a heartbeat finds a hung engine as fast as a dead one
+ENGINE_ANSWER_SECONDS = 10.0  # for the engine to start answering a logs request
+WAIT_INTERVAL = 1.0  # seconds between calls of an exec's `waiting`
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int | None  # None: still running at the timeout, or given up on
+    output: bytes  # the last `limit` bytes
+    truncated: bool  # output came before those, and is not in `output`
+
+    @property
+    def timed_out(self) -> bool:
+        return self.exit_code is None
 
 
 class EngineError(Exception):
     """The engine refused or could not be reached; the message is the reason to show a user."""
+
+
+class ContainerGone(EngineError):
+    """The engine does not know the container (any more)."""
 
 
 def _reason(exc: Exception) -> str:
@@ -46,10 +67,12 @@ def engine_errors(what: str) -> Iterator[None]:
         raise EngineError(f"{what}: {_reason(exc)}") from exc
 
 
-def connect_from_env() -> docker.DockerClient:
-    """A client of the engine DOCKER_HOST names (else the local socket). Making it asks the engine for its
-    API version: within PING_TIMEOUT, as a heartbeat may be the one asking; calls then get docker's own."""
-    client = docker.from_env(timeout=PING_TIMEOUT)
+def connect_from_env(connections: int | None = None) -> docker.DockerClient:
+    """A client of the engine DOCKER_HOST names (else the local socket), with a pool of `connections` (the
+    SDK's default otherwise). Making it asks the engine for its API version: within PING_TIMEOUT, as a
+    heartbeat may be the one asking; calls then get docker's own."""
+    pool = {} if connections is None else {"max_pool_size": connections}
+    client = docker.from_env(timeout=PING_TIMEOUT, **pool)
     client.api.timeout = DEFAULT_TIMEOUT_SECONDS
     return client
 
@@ -66,8 +89,10 @@ class Engine:
         self.node_id = node_id
 
     @classmethod
-    def from_env(cls, cluster: str, node_id: str) -> Engine:
-        return cls(connect_from_env, cluster, node_id)
+    def from_env(cls, cluster: str, node_id: str, connections: int | None = None) -> Engine:
+        """The engine DOCKER_HOST names (else the local socket); `connections` sizes the client's pool of
+        connections to it (the SDK's default otherwise)."""
+        return cls(functools.partial(connect_from_env, connections), cluster, node_id)
 
     @property
     def client(self) -> docker.DockerClient:
@@ -220,31 +245,70 @@ class Engine:
             except docker.errors.NotFound:
                 return None
 
-    def exec(self, container_id: str, argv: list[str], timeout: float) -> tuple[int | None, str]:
-        """Run `argv` in a running container (no shell added): (exit code, output); None on timeout.
+    def logs(self, container_id: str, *, tail: int | str, follow: bool, multiplexed: bool) -> ContainerOutput:
+        """A container's output stream (stdout and stderr, as `docker logs` prints them), `multiplexed`
+        unless the container has a TTY; a container the engine does not know raises ContainerGone."""
+        api = self.client.api
+        url = f"{api.base_url}/v{api.api_version}/containers/{container_id}/logs"
+        query = {"stdout": 1, "stderr": 1, "follow": int(follow), "tail": tail}
+        with engine_errors(f"logs of container {container_id[:12]}"):
+            # The timeout bounds the engine's answer (its headers); the stream itself is read
+            # without one (worker/container_output.py).
+            response = api.get(url, params=query, stream=True, timeout=ENGINE_ANSWER_SECONDS)
+            if response.status_code == 404:
+                response.close()
+                raise ContainerGone(f"container {container_id[:12]} no longer exists")
+            if not response.ok:
+                reason = response.text[:500]
+                response.close()
+                raise EngineError(f"logs of container {container_id[:12]}: {response.status_code} {reason}")
+        return ContainerOutput(response, multiplexed)
 
-        The exec runs on a thread of its own so a hung command costs its caller only `timeout`.
+    def exec(
+        self, container_id: str, argv: list[str], timeout: float, *, limit: int,
+        waiting: Callable[[], bool] = lambda: True,
+    ) -> ExecResult:
+        """Run `argv` in a running container (no shell added): its exit code and the last `limit` bytes
+        of its output (stdout and stderr interleaved).
+
+        The exec runs on a thread of its own so a hung command costs its caller only `timeout`;
+        `waiting` is called every WAIT_INTERVAL seconds meanwhile, and returning False gives up early.
+        A command given up on keeps running in the container (the engine cannot stop an exec); its
+        output is no longer read.
         """
-        result: dict[str, Any] = {}
+        tail = OutputTail(limit)
+        lock = threading.Lock()
+        opened: list[Any] = []
+        outcome: dict[str, Any] = {}
 
         def run() -> None:
             try:
                 exec_id = self.client.api.exec_create(container_id, argv, stdout=True, stderr=True)["Id"]
-                output = self.client.api.exec_start(exec_id)
-                code = self.client.api.exec_inspect(exec_id).get("ExitCode")
-                result["value"] = (code, output.decode(errors="replace") if isinstance(output, bytes) else str(output))
-            except (docker.errors.DockerException, requests.RequestException) as exc:
-                result["error"] = exc
+                stream = self.client.api.exec_start(exec_id, stream=True)
+                opened.append(stream)
+                for piece in stream:
+                    with lock:
+                        tail.add(piece)
+                outcome["exit_code"] = self.client.api.exec_inspect(exec_id).get("ExitCode")
+            except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+                outcome["error"] = exc
 
         thread = threading.Thread(target=run, name=f"exec-{container_id[:12]}", daemon=True)
         thread.start()
-        thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        while thread.is_alive() and (left := deadline - time.monotonic()) > 0:
+            thread.join(min(WAIT_INTERVAL, left))
+            if thread.is_alive() and not waiting():
+                break
         if thread.is_alive():
-            return None, f"timed out after {timeout:g}s"
-        if "error" in result:
-            raise EngineError(f"exec in {container_id[:12]}: {_reason(result['error'])}")
-        code, output = result["value"]
-        return code, output
+            for stream in opened:  # ends the reading thread: its socket is shut down
+                with contextlib.suppress(Exception):
+                    stream.close()
+            with lock:
+                return ExecResult(None, tail.value(), tail.truncated)
+        if "error" in outcome:
+            raise EngineError(f"exec in {container_id[:12]}: {_reason(outcome['error'])}")
+        return ExecResult(outcome.get("exit_code"), tail.value(), tail.truncated)
 
     def published_ports(self, container: Container) -> list[PublishedPort]:
         with engine_errors(f"inspect container {container.name}"):

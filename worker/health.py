@@ -36,6 +36,7 @@ log = logging.getLogger("rq.worker.gorchester")
 POLL = 0.5  # seconds between looks at the task records for replicas to check
 FIRST_CHECK_AFTER = 1.0  # the first check comes after min(interval, this): a fresh replica is ready soon
 OUTPUT_LIMIT = 200
+EXEC_OUTPUT_BYTES = 4096  # of a command check's output, the last ones are kept (then OUTPUT_LIMIT characters)
 
 
 def http_probe(host: str, port: int, path: str, timeout: float) -> tuple[bool, str]:
@@ -133,11 +134,11 @@ class Checker:
             return False, str(exc)
 
     def _exec(self, argv: list[str], timeout: int) -> tuple[bool, str]:
-        code, output = self.node.engine.exec(self.container_id, argv, timeout)
-        text = output.strip()
-        if code is None:
-            return False, text
-        return code == 0, text or f"exit code {code}"
+        result = self.node.engine.exec(self.container_id, argv, timeout, limit=EXEC_OUTPUT_BYTES)
+        text = result.output.decode(errors="replace").strip()
+        if result.exit_code is None:
+            return False, f"timed out after {timeout:g}s"
+        return result.exit_code == 0, text or f"exit code {result.exit_code}"
 
     def _host(self) -> str | None:
         if self.network_mode is NetworkMode.HOST:

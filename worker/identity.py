@@ -9,7 +9,6 @@ from shared.records import NodeRecord
 from shared.settings import Settings
 
 DEFAULT_ADDRESS = "127.0.0.1"
-DEFAULT_ENGINE_URL = "unix:///var/run/docker.sock"
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -50,8 +49,6 @@ def node_record(node_id: str, settings: Settings, env: Mapping[str, str], now: f
         cpu_millicores=cpu if cpu is not None else (os.cpu_count() or 1) * 1000,
         memory_bytes=memory if memory is not None else total_memory(),
         labels=parse_labels(env.get("GORCHESTER_NODE_LABELS", "")),
-        # Where the API opens this node's container logs; the engine this agent itself uses by default.
-        engine_url=env.get("GORCHESTER_NODE_ENGINE_URL") or env.get("DOCKER_HOST") or DEFAULT_ENGINE_URL,
         heartbeat_interval=settings.heartbeat_interval,
         last_heartbeat=now,
         registered_at=now,

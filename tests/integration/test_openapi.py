@@ -53,7 +53,8 @@ def test_document_is_generated_from_the_models_and_covers_every_route(api: str) 
         ("/v1/services/{name}", "get"): {"200", "400", "401", "403", "404", "503"},
         ("/v1/services/{name}", "delete"): {"202", "400", "404"},
         ("/v1/apply", "post"): {"200", "400", "408", "413", "415", "422"},
-        ("/v1/tasks/{task}/logs", "get"): {"200", "400", "404", "409"},
+        ("/v1/tasks/{task}/logs", "get"): {"200", "400", "404", "409", "503"},
+        ("/v1/tasks/{task}/exec", "post"): {"200", "400", "401", "403", "404", "409", "413", "415", "422", "503"},
         ("/v1/events", "get"): {"200", "400", "503"},
         ("/v1/health", "get"): {"200", "503"},
     }
