@@ -1,0 +1,474 @@
+"""Three hosts, each its own Docker engine: convergence and host loss, gorchester against the floor and
+Docker Swarm spanning the same engines, in one run.
+
+The bed (cli/hostbed.py): 3 network namespaces on this machine, each with its own `dockerd`, the image
+loaded into each. gorchester: redis-server (password; on loopback and the bed's gateway), the API and
+the scheduler in the root namespace, one agent per host inside its namespace against that host's
+engine only (node-I on hostI), default settings. Swarm: `docker swarm init` on host1's engine
+(advertising host1's address), hosts 2 and 3 join as workers; services with `--endpoint-mode dnsrr`
+(this kernel has no IPVS, which Swarm's default VIP mode needs) and `--no-resolve-image`.
+
+- Convergence (N = 30, 100): gorchester from `POST /v1/services` until the API reports N running;
+  the floor, N x `docker run -d` from 3 parallel clients, one per engine; Swarm from `docker service
+  create` until N tasks run. The three interleaved per run, the order rotated. Targets: within 1.0x
+  the floor and under 0.5x Swarm at N = 100.
+- Host loss: a service of `--loss-replicas` over the 3 hosts; host 3 dies whole (gorchester: its
+  agent SIGKILLed, then its engine and containers killed at once, `HostBed.kill_host`; Swarm: its
+  worker's engine and containers killed the same way); time until the N replicas run on the other
+  hosts. Default settings on both sides (gorchester: heartbeat 2 s x 3 misses; Swarm: its own).
+  Target: within 6 s. Between runs the host comes back (engine, agent, Swarm's node ready again).
+- Heartbeats: every node's `last_heartbeat` followed in Redis throughout, so the jitter under load
+  says what a shorter heartbeat window would risk (false downs).
+
+    .venv/bin/python -m bench.multihost --runs 5 --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import docker
+import redis as redis_lib
+
+from bench import harness
+from bench.convergence import time_floor, time_gorchester, time_swarm
+from bench.harness import Samples, log, poll_until
+from cli.hostbed import HostBed, bed
+from shared import labels
+from shared.keys import Keys
+from tests.support.procs import VENV_BIN, free_port, wait_for
+
+HOSTS = 3
+SIZES = (30, 100)
+LOSS_REPLICAS = 30
+VICTIM = 3  # the host that dies: a Swarm worker (losing Swarm's only manager would lose its cluster)
+SWARM_OPTIONS = ("--endpoint-mode", "dnsrr")
+TARGET_FLOOR = 1.0
+TARGET_SWARM = 0.5  # at N = 100
+TARGET_LOSS = 6.0
+TIMEOUT = 240.0
+SETTLE = 1.0  # seconds of quiet before each timed run
+CONVERGENCE = ("gorchester", "floor", "swarm")
+LOSS = ("gorchester", "swarm")
+
+
+# -- gorchester over the bed ------------------------------------------------------------------------
+
+
+class BedCluster(harness.Cluster):
+    """The API and scheduler in the root namespace, node-I's agent inside hostI against its engine only."""
+
+    def __init__(self, workdir: Path, hosts: HostBed):
+        super().__init__(workdir, redis=harness.Redis(workdir, bind=("127.0.0.1", hosts.gateway)), prefix="mh")
+        self.bed = hosts
+        self.engines = tuple(host.docker_host for host in hosts.all_hosts())
+        self.keys = Keys(self.name)
+
+    @staticmethod
+    def node(index: int) -> str:
+        return f"node-{index}"
+
+    def start(self) -> BedCluster:
+        wait_for(lambda: redis_lib.Redis.from_url(self.redis.url).ping(), timeout=10, what="redis-server")
+        self.url = self.procs.api(free_port())
+        self.procs.scheduler()
+        for host in self.bed.all_hosts():
+            self.agent(host.index)
+        self.wait_ready(*(host.index for host in self.bed.all_hosts()))
+        log(f"cluster {self.name} up over bed {self.bed.name} (API {self.url}, logs in {self.workdir})")
+        return self
+
+    def agent(self, index: int) -> None:
+        argv = [str(VENV_BIN / "rq"), "worker", "-w", "worker.agent.NodeAgent", self.node(index)]
+        self.procs.start(self.node(index), self.bed.command_in(index, argv), self.bed.agent_env(index, self.redis.url))
+
+    def wait_ready(self, *indexes: int) -> None:
+        wanted = {self.node(index) for index in indexes}
+        wait_for(lambda: wanted <= set(self.ready_nodes()), timeout=60, what=f"{sorted(wanted)} ready")
+
+    def node_down_at(self, node: str, after: float) -> float | None:
+        """When the scheduler declared `node` down (its event), the first time after `after`."""
+        for event in self.http.get(f"{self.url}/v1/events").json():
+            at = dt.datetime.fromisoformat(event["time"]).timestamp()
+            if event["type"] == "node_down" and event["data"].get("node") == node and at > after:
+                return at
+        return None
+
+    def close(self) -> None:
+        self.http.close()
+        self.procs.close()
+        self.redis.close()
+        selector = f"{labels.CLUSTER}={self.name}"
+        for engine in self.engines:  # a killed host's engine may be down: the bed's destroy takes the rest
+            with contextlib.suppress(docker.errors.DockerException):
+                harness.remove_labelled(selector, engine)
+
+
+@contextmanager
+def bed_cluster(hosts: HostBed, keep_logs: bool) -> Iterator[BedCluster]:
+    with harness.workdir(keep_logs) as path:
+        running = BedCluster(path, hosts)
+        try:
+            yield running.start()
+        finally:
+            running.close()
+
+
+# -- Swarm over the bed -----------------------------------------------------------------------------
+
+
+def docker_on(engine: str, *args: str) -> str:
+    return subprocess.run(["docker", "-H", engine, *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@contextmanager
+def bed_swarm(hosts: HostBed) -> Iterator[harness.Swarm]:
+    """A swarm of the bed's engines: the manager on host1, the others join as workers. Its state lives in
+    the bed's engines and goes with them; the machine's own engine is never touched."""
+    manager = hosts.host(1)
+    docker_on(manager.docker_host, "swarm", "init", "--advertise-addr", manager.address)
+    token = docker_on(manager.docker_host, "swarm", "join-token", "--quiet", "worker")
+    for host in hosts.all_hosts()[1:]:
+        docker_on(host.docker_host, "swarm", "join", "--token", token, f"{manager.address}:2377")
+    swarm = harness.Swarm(manager.docker_host, [host.docker_host for host in hosts.all_hosts()])
+    wait_for(lambda: len(swarm_ready(swarm)) == hosts.hosts, timeout=60, what="every swarm node ready")
+    log(f"swarm over bed {hosts.name}: manager on {manager.name} ({manager.address}), {hosts.hosts - 1} workers")
+    yield swarm
+
+
+def swarm_nodes(swarm: harness.Swarm) -> dict[str, str]:
+    """Hostname (host1 ...) -> the swarm's node id."""
+    return {node.attrs["Description"]["Hostname"]: node.id for node in swarm.client.nodes.list()}
+
+
+def swarm_ready(swarm: harness.Swarm) -> set[str]:
+    return {node.attrs["Description"]["Hostname"] for node in swarm.client.nodes.list()
+            if node.attrs["Status"]["State"] == "ready"}
+
+
+# -- heartbeats ---------------------------------------------------------------------------------------
+
+
+class HeartbeatWatch:
+    """Follows every node's `last_heartbeat` in Redis (a read every POLL s) and keeps, for each beat,
+    the gap since the previous one (its stamp is taken when the beat starts) and the age the previous
+    one had reached when it landed: the longest the scheduler saw that node's heartbeat get old. A node
+    is paused while its host is dead (its gap there is the fault's, not jitter)."""
+
+    def __init__(self, url: str, keys: Keys, nodes: list[str]):
+        self.redis = redis_lib.Redis.from_url(url, socket_timeout=2)
+        self.keys = keys
+        self.nodes = nodes
+        self.phase = "start"
+        self.paused: set[str] = set()
+        self.previous: dict[str, float] = {}
+        self.samples: dict[str, list[tuple[float, float]]] = defaultdict(list)  # phase -> (gap, age)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="heartbeat-watch", daemon=True)
+
+    def __enter__(self) -> HeartbeatWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def pause(self, node: str) -> None:
+        self.paused.add(node)
+        self.previous.pop(node, None)
+
+    def resume(self, node: str) -> None:
+        self.previous.pop(node, None)
+        self.paused.discard(node)
+
+    def _run(self) -> None:
+        while not self.stop.wait(harness.POLL):
+            with contextlib.suppress(redis_lib.RedisError):
+                with self.redis.pipeline(transaction=False) as pipe:
+                    for node in self.nodes:
+                        pipe.hget(self.keys.node(node), "last_heartbeat")
+                    stamps = pipe.execute()
+                now = time.time()
+                for node, raw in zip(self.nodes, stamps, strict=True):
+                    if raw is None or node in self.paused:
+                        continue
+                    stamp = float(json.loads(raw))
+                    before = self.previous.get(node)
+                    if before is not None and stamp > before:
+                        self.samples[self.phase].append((stamp - before, now - before))
+                    self.previous[node] = stamp
+
+
+# -- convergence ----------------------------------------------------------------------------------------
+
+
+def convergence_run(
+    run: int, sizes: list[int], cluster: BedCluster, swarm: harness.Swarm, watch: HeartbeatWatch,
+    results: dict[int, dict[str, Samples]], ratios: dict[int, dict[str, Samples]],
+) -> None:
+    engines = cluster.engines  # the floor: one client per engine
+    for n in sizes:
+        measure: dict[str, Callable[[], float]] = {
+            "gorchester": lambda n=n: time_gorchester(cluster, f"c{n}r{run}", n),
+            "floor": lambda n=n: time_floor(n, engines),
+            "swarm": lambda n=n: time_swarm(swarm, f"{swarm.prefix}c{n}r{run}", n, *SWARM_OPTIONS),
+        }
+        order = list(CONVERGENCE)
+        order = order[run % len(order):] + order[: run % len(order)]
+        got = {}
+        for kind in order:
+            watch.phase = "between runs"
+            time.sleep(SETTLE)
+            watch.phase = f"{kind} converging"
+            got[kind] = measure[kind]()
+            results[n][kind].add(got[kind])
+        watch.phase = "between runs"
+        for base in ("floor", "swarm"):
+            ratios[n][base].add(got["gorchester"] / got[base])
+
+
+# -- host loss --------------------------------------------------------------------------------------------
+
+
+def gorchester_host_loss(cluster: BedCluster, watch: HeartbeatWatch, replicas: int, run: int) -> tuple[float, float]:
+    """Seconds from the kill until `replicas` run off the dead host, and from the kill to `node_down`."""
+    name, victim = f"hl{run}", cluster.node(VICTIM)
+    cluster.wait_ready(*(host.index for host in cluster.bed.all_hosts()))  # after Swarm's loss of the host too
+    cluster.create_service(name, replicas)
+    tasks = poll_until(lambda: cluster.running(name, replicas), TIMEOUT, f"{replicas} running replicas of {name}")
+    lost = sum(task["node"] == victim for task in tasks)
+    time.sleep(SETTLE)
+    watch.phase = "host loss (surviving nodes)"
+    watch.pause(victim)
+    wall, start = time.time(), time.perf_counter()
+    cluster.procs.kill(victim)  # SIGKILL to the agent's process group, then the engine and its containers
+    cluster.bed.kill_host(VICTIM)
+
+    def moved() -> bool:
+        now = cluster.running(name, replicas)
+        return bool(now) and all(task["node"] != victim for task in now)
+
+    poll_until(moved, TIMEOUT, f"{name}'s replicas off {victim}")
+    elapsed = time.perf_counter() - start
+    down = cluster.node_down_at(victim, wall)
+    detected = float("nan") if down is None else down - wall
+    log(f"gorchester host loss ({victim} had {lost} of {replicas}): {elapsed:.2f}s, node_down after {detected:.2f}s")
+    watch.phase = "between runs"
+    cluster.bed.start_engine(VICTIM)
+    cluster.agent(VICTIM)
+    cluster.wait_ready(VICTIM)
+    watch.resume(victim)
+    cluster.delete_service(name)
+    return elapsed, detected
+
+
+def swarm_host_loss(
+    swarm: harness.Swarm, hosts: HostBed, watch: HeartbeatWatch, replicas: int, run: int
+) -> tuple[float, float]:
+    """Seconds from the kill until `replicas` tasks run on the other nodes, and until Swarm marks it down.
+    (gorchester's agent on the host finds its engine gone meanwhile; it has no replicas then.)"""
+    name = f"{swarm.prefix}hl{run}"
+    victim = hosts.host(VICTIM).name
+    dead = swarm_nodes(swarm)[victim]
+    swarm.create_service(name, replicas, *SWARM_OPTIONS)
+    try:
+        def whole() -> list[dict] | None:
+            tasks = swarm.running_tasks(name)
+            return tasks if len(tasks) >= replicas else None
+
+        tasks = poll_until(whole, TIMEOUT, f"{replicas} swarm tasks of {name}")
+        lost = sum(task["NodeID"] == dead for task in tasks)
+        time.sleep(SETTLE)
+        watch.pause(BedCluster.node(VICTIM))
+        start = time.perf_counter()
+        hosts.kill_host(VICTIM)
+        detected = float("nan")
+
+        def moved() -> bool:
+            nonlocal detected
+            if detected != detected and swarm.client.nodes.get(dead).attrs["Status"]["State"] == "down":
+                detected = time.perf_counter() - start
+            return sum(task["NodeID"] != dead for task in swarm.running_tasks(name)) >= replicas
+
+        poll_until(moved, TIMEOUT, f"{name}'s tasks off {victim}")
+        elapsed = time.perf_counter() - start
+        log(f"swarm      host loss ({victim} had {lost} of {replicas}): {elapsed:.2f}s, "
+            f"node down after {detected:.2f}s")
+    finally:
+        if not engine_up(hosts, VICTIM):
+            hosts.start_engine(VICTIM)
+        wait_for(lambda: victim in swarm_ready(swarm), timeout=60, what=f"swarm node {victim} ready again")
+        swarm.remove_service(name)
+        watch.resume(BedCluster.node(VICTIM))
+    return elapsed, detected
+
+
+def engine_up(hosts: HostBed, index: int) -> bool:
+    try:
+        with contextlib.closing(harness.docker_client(hosts.host(index).docker_host)) as client:
+            return bool(client.ping())
+    except docker.errors.DockerException:
+        return False
+
+
+@contextmanager
+def engine_logs(hosts: HostBed, keep: bool) -> Iterator[None]:
+    """With --keep-logs, a copy of every engine's log before the bed (and they) go."""
+    try:
+        yield
+    finally:
+        if keep:
+            folder = Path(tempfile.mkdtemp(prefix="gorchester-bench-engines-"))
+            for host in hosts.all_hosts():
+                with contextlib.suppress(OSError):
+                    shutil.copy(host.run_dir / "dockerd.log", folder / f"{host.name}-dockerd.log")
+            log(f"engine logs kept in {folder}")
+
+
+# -- the run ---------------------------------------------------------------------------------------------
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="replica counts (default %(default)s)")
+    parser.add_argument("--large-runs", type=int, default=None,
+                        help="runs at the largest size, when fewer than --runs (a busy machine)")
+    parser.add_argument("--loss-replicas", type=int, default=LOSS_REPLICAS, help="replicas of the host-loss service")
+    parser.add_argument("--loss-runs", type=int, default=None, help="host-loss runs (default: --runs)")
+
+
+def main() -> None:
+    args = harness.arguments(__doc__.splitlines()[0], extra=options)
+    sizes = [int(n) for n in args.sizes.split(",")]
+    large_runs = min(args.large_runs or args.runs, args.runs)
+    loss_runs = args.loss_runs or args.runs
+    results = {n: {kind: Samples(kind) for kind in CONVERGENCE} for n in sizes}
+    ratios = {n: {"floor": Samples("floor"), "swarm": Samples("swarm")} for n in sizes}
+    loss = {kind: Samples(kind) for kind in LOSS}
+    detection = {kind: Samples(kind) for kind in LOSS}
+    loads: list[str] = []
+    name = f"mb{uuid.uuid4().hex[:4]}"
+    with bed(name, HOSTS, images=[harness.IMAGE]) as hosts, engine_logs(hosts, args.keep_logs), \
+            bed_swarm(hosts) as swarm, bed_cluster(hosts, args.keep_logs) as cluster:
+        nodes = [cluster.node(host.index) for host in hosts.all_hosts()]
+        with HeartbeatWatch(cluster.redis.url, cluster.keys, nodes) as watch:
+            for run in range(args.runs):
+                loads.append(harness.load())
+                chosen = [n for n in sizes if run < large_runs or n != max(sizes)]
+                convergence_run(run, chosen, cluster, swarm, watch, results, ratios)
+                log(f"convergence run {run + 1}/{args.runs} done (load {loads[-1]})")
+            for run in range(loss_runs):
+                loads.append(harness.load())
+                measure = {
+                    "gorchester": lambda run=run: gorchester_host_loss(cluster, watch, args.loss_replicas, run),
+                    "swarm": lambda run=run: swarm_host_loss(swarm, hosts, watch, args.loss_replicas, run),
+                }
+                order = list(LOSS)[run % 2:] + list(LOSS)[: run % 2]
+                for kind in order:
+                    elapsed, detected = measure[kind]()
+                    loss[kind].add(elapsed)
+                    if detected == detected:
+                        detection[kind].add(detected)
+                log(f"host loss run {run + 1}/{loss_runs} done (load {loads[-1]})")
+        loads.append(harness.load())
+    command = f".venv/bin/python -m bench.multihost --runs {args.runs}" + (
+        f" --large-runs {large_runs}" if large_runs != args.runs else "") + (
+        f" --loss-runs {loss_runs}" if loss_runs != args.runs else "") + (
+        f" --loss-replicas {args.loss_replicas}" if args.loss_replicas != LOSS_REPLICAS else "") + (
+        f" --sizes {args.sizes}" if sizes != list(SIZES) else "") + " --write"
+    report = render(command, results, ratios, loss, detection, watch.samples, loads, args.loss_replicas)
+    print(report)
+    if args.write:
+        harness.write_section("multihost", report)
+
+
+# -- the report -------------------------------------------------------------------------------------------
+
+
+def cell(samples: Samples) -> str:
+    return f"**{samples.median:.2f}** ({samples.spread()})" if samples.values else "—"
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def render(
+    command: str, results: dict[int, dict[str, Samples]], ratios: dict[int, dict[str, Samples]],
+    loss: dict[str, Samples], detection: dict[str, Samples], beats: dict[str, list[tuple[float, float]]],
+    loads: list[str], loss_replicas: int,
+) -> str:
+    largest = max(results)
+    rows = []
+    for n, got in results.items():
+        floor_ratio, swarm_ratio = ratios[n]["floor"].median, ratios[n]["swarm"].median
+        rows.append([
+            n, len(got["gorchester"].values), cell(got["gorchester"]), cell(got["floor"]), cell(got["swarm"]),
+            f"**{floor_ratio:.2f}x**", f"**{swarm_ratio:.2f}x**",
+            "met" if floor_ratio <= TARGET_FLOOR else "**missed**",
+            ("met" if swarm_ratio < TARGET_SWARM else "**missed**") if n == largest else "—",
+        ])
+    table = harness.markdown_table([
+        "N", "runs", "gorchester s (min–max)", "floor: N× `docker run -d`, 3 clients (one per engine) s",
+        "Docker Swarm (3 engines) s", "gorchester / floor", "gorchester / swarm",
+        f"target ≤ {TARGET_FLOOR}x floor", f"target < {TARGET_SWARM}x Swarm at N = {largest}",
+    ], rows)
+    loss_rows = []
+    for kind in LOSS:
+        replaced = Samples("replace")
+        for total, seen in zip(loss[kind].values, detection[kind].values, strict=False):
+            replaced.add(total - seen)
+        loss_rows.append([kind, cell(loss[kind]), cell(detection[kind]), cell(replaced)])
+    loss_table = harness.markdown_table(
+        ["system", "host killed → all replicas run elsewhere s", "of which: → node marked down s",
+         "then: down → all running elsewhere s"], loss_rows)
+    g = loss["gorchester"].median
+    verdict = "met" if g <= TARGET_LOSS else "**missed**"
+    beat_rows = []
+    for phase, pairs in beats.items():
+        if not pairs:
+            continue
+        gaps, ages = [gap for gap, _ in pairs], [age for _, age in pairs]
+        beat_rows.append([phase, len(pairs), f"{statistics.median(gaps):.2f}", f"{percentile(gaps, 0.99):.2f}",
+                          f"{max(gaps):.2f}", f"{percentile(ages, 0.99):.2f}", f"**{max(ages):.2f}**"])
+    beat_table = harness.markdown_table(
+        ["while", "beats", "gap median s", "gap p99 s", "gap max s", "age at next beat p99 s",
+         "age at next beat max s"], beat_rows)
+    raw = "\n".join(
+        [f"- N={n} {kind}: {results[n][kind].all()}" for n in results for kind in CONVERGENCE]
+        + [f"- host loss {kind}: {loss[kind].all()} (node down after: {detection[kind].all()})" for kind in LOSS]
+    )
+    return (
+        f"_Command:_ `{command}`\n\n"
+        f"_Machine:_ {harness.machine()}; 3 hosts of a bed, each its own `dockerd` (one more engine each, "
+        f"on the same 2 cores)\n\n"
+        f"_Load averages_ (1, 5, 15 min) before each run and at the end: {'; '.join(loads)}\n\n"
+        f"**Convergence**, medians (min–max in brackets); ratios are medians of the per-run ratios:\n\n{table}\n\n"
+        f"**Host loss** (host {VICTIM} of 3 dies whole while a service of {loss_replicas} replicas runs, "
+        f"about a third of them on it), default settings, medians of {len(loss['gorchester'].values)} runs:\n\n"
+        f"{loss_table}\n\nTarget (gorchester within {TARGET_LOSS:.0f} s): {verdict}.\n\n"
+        f"**Heartbeats** (default interval 2 s; a node is down once its last beat is 6 s old), every node's "
+        f"`last_heartbeat` read every {harness.POLL * 1000:.0f} ms through the whole run; gap: between the stamps "
+        f"of consecutive beats; age at next beat: how old the previous beat was when the next one landed, "
+        f"the most the scheduler saw (±{harness.POLL * 1000:.0f} ms):\n\n{beat_table}\n\n"
+        f"<details><summary>All runs (seconds, in run order)</summary>\n\n{raw}\n\n</details>\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
