@@ -2,7 +2,8 @@
 
 Source: the container's cgroup files when this process can see them (cgroup v1 `cpuacct.usage` and
 `memory.usage_in_bytes` less `total_inactive_file`; cgroup v2 `cpu.stat` usage_usec and
-`memory.current` less `inactive_file`; cgroupfs or systemd layout). A read takes microseconds,
+`memory.current` less `inactive_file`; cgroupfs or systemd layout, or an engine's own cgroup parent
+one level down, as each host of cli/hostbed.py has). A read takes microseconds,
 against about a second per container for the engine's stats API, which blocks while it measures.
 When the files are not there (an agent in a container, another layout) the sampler falls back to
 `container.stats(stream=False)`.
@@ -19,6 +20,7 @@ service reserves per container (`resources`), which is what the autoscaler compa
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -69,11 +71,14 @@ class CgroupReader:
     def __init__(self, root: str = CGROUP_ROOT):
         self.root = root
         self.v2 = os.path.exists(os.path.join(root, "cgroup.controllers"))
+        # Where the engine puts its containers (cgroupfs driver): `docker` unless it was started with a
+        # --cgroup-parent of its own, found once by looking one level down and then tried first.
+        self.parents: dict[str, None] = {"docker": None}  # an ordered set; threads only ever add to it
 
     def _dirs(self, controller: str, container_id: str) -> list[str]:
         base = self.root if self.v2 else os.path.join(self.root, controller)
         return [
-            os.path.join(base, "docker", container_id),  # cgroupfs driver
+            *(os.path.join(base, parent, container_id) for parent in list(self.parents)),  # cgroupfs driver
             os.path.join(base, "system.slice", f"docker-{container_id}.scope"),  # systemd driver
         ]
 
@@ -82,6 +87,12 @@ class CgroupReader:
             path = os.path.join(folder, filename)
             if os.path.exists(path):
                 return path
+        # Not where expected: an engine with a cgroup parent of its own. Without this the sampler would
+        # ask the engine's stats API, about a second and some engine CPU per container per pass.
+        base = self.root if self.v2 else os.path.join(self.root, controller)
+        for path in glob.glob(os.path.join(glob.escape(base), "*", glob.escape(container_id), filename)):
+            self.parents[os.path.basename(os.path.dirname(os.path.dirname(path)))] = None
+            return path
         return None
 
     def available(self, container_id: str) -> bool:

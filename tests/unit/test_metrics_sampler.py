@@ -40,6 +40,19 @@ def test_cgroup_v2_systemd_layout(tmp_path: Path):
     assert reading is not None and reading.cpu_ns == 1_500_000 and reading.memory_bytes == 4096
 
 
+def test_an_engines_own_cgroup_parent_is_found_and_remembered(tmp_path: Path):
+    # As each host of a host bed (cli/hostbed.py): dockerd --cgroup-parent /gorchester-BED-host1
+    for cid in (CID, "def456"):
+        write(tmp_path / "cpuacct/gorchester-b-host1" / cid / "cpuacct.usage", "7\n")
+        write(tmp_path / "memory/gorchester-b-host1" / cid / "memory.usage_in_bytes", "100\n")
+        write(tmp_path / "memory/gorchester-b-host1" / cid / "memory.stat", "total_inactive_file 40\n")
+    reader = CgroupReader(str(tmp_path))
+    reading = reader.read(CID)
+    assert reading is not None and reading.cpu_ns == 7 and reading.memory_bytes == 60
+    assert list(reader.parents) == ["docker", "gorchester-b-host1"]
+    assert reader.read("def456") is not None
+
+
 def test_missing_cgroup_files_read_as_none(tmp_path: Path):
     assert CgroupReader(str(tmp_path)).read(CID) is None
 
