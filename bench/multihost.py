@@ -2,11 +2,12 @@
 Docker Swarm spanning the same engines, in one run.
 
 The bed (cli/hostbed.py): 3 network namespaces on this machine, each with its own `dockerd`, the image
-loaded into each. gorchester: redis-server (password; on loopback and the bed's gateway), the API and
-the scheduler in the root namespace, one agent per host inside its namespace against that host's
-engine only (node-I on hostI), default settings. Swarm: `docker swarm init` on host1's engine
-(advertising host1's address), hosts 2 and 3 join as workers; services with `--endpoint-mode dnsrr`
-(this kernel has no IPVS, which Swarm's default VIP mode needs) and `--no-resolve-image`.
+loaded into each. gorchester: redis-server (password; on loopback and the bed's gateway; append-only,
+fsync every second, as a cluster's), the API and the scheduler in the root namespace, one agent per
+host inside its namespace against that host's engine only (node-I on hostI), default settings.
+Swarm: `docker swarm init` on host1's engine (advertising host1's address), hosts 2 and 3 join as
+workers; services with `--endpoint-mode dnsrr` (this kernel has no IPVS, which Swarm's default VIP
+mode needs) and `--no-resolve-image`.
 
 - Convergence (N = 30, 100): gorchester from `POST /v1/services` until the API reports N running;
   the floor, N x `docker run -d` from 3 parallel clients, one per engine; Swarm from `docker service
@@ -18,7 +19,10 @@ engine only (node-I on hostI), default settings. Swarm: `docker swarm init` on h
   hosts. Default settings on both sides (gorchester: heartbeat 2 s x 3 misses; Swarm: its own).
   Target: within 6 s. Between runs the host comes back (engine, agent, Swarm's node ready again).
 - Heartbeats: every node's `last_heartbeat` followed in Redis throughout, so the jitter under load
-  says what a shorter heartbeat window would risk (false downs).
+  says what a shorter heartbeat window would risk (false downs); and Redis killed and started again
+  after 0-3 s, as the chaos soak does, counting the `node_down` events that follow (all false).
+- Then all of gorchester's part again, outside the targets, with the tests' heartbeat (0.5 s, down
+  after 3 missed): what a host loss within 3 s would take, and what it would risk.
 
     .venv/bin/python -m bench.multihost --runs 5 --write
 """
@@ -29,6 +33,7 @@ import argparse
 import contextlib
 import datetime as dt
 import json
+import random
 import shutil
 import statistics
 import subprocess
@@ -39,12 +44,14 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
 import redis as redis_lib
 
 from bench import harness
+from bench.chaos.cluster import PersistentRedis
 from bench.convergence import time_floor, time_gorchester, time_swarm
 from bench.harness import Samples, log, poll_until
 from cli.hostbed import HostBed, bed
@@ -63,17 +70,33 @@ TARGET_LOSS = 6.0
 TIMEOUT = 240.0
 SETTLE = 1.0  # seconds of quiet before each timed run
 CONVERGENCE = ("gorchester", "floor", "swarm")
-LOSS = ("gorchester", "swarm")
+LOSS = ["gorchester", "swarm"]  # interleaved, the order rotated per run
+SHORT = "gorchester, heartbeat 0.5 s × 3"
+LOSS_KINDS = (*LOSS, SHORT)
+DEFAULT = "default: heartbeat 2 s × 3"
+SHORT_HEARTBEAT = {"GORCHESTER_HEARTBEAT_INTERVAL": "0.5", "GORCHESTER_HEARTBEAT_MISSES": "3"}  # the tests' own
+RESTARTS = 10
+REDIS_OUTAGE = (0.0, 3.0)  # seconds before a killed redis-server starts again: the chaos soak's
+SIZE_LIST = ",".join(map(str, SIZES))
+RESTART_PHASE = "Redis restarts (SIGKILL, back after 0–3 s)"
 
 
 # -- gorchester over the bed ------------------------------------------------------------------------
 
 
 class BedCluster(harness.Cluster):
-    """The API and scheduler in the root namespace, node-I's agent inside hostI against its engine only."""
+    """The API and scheduler in the root namespace, node-I's agent inside hostI against its engine only.
 
-    def __init__(self, workdir: Path, hosts: HostBed):
-        super().__init__(workdir, redis=harness.Redis(workdir, bind=("127.0.0.1", hosts.gateway)), prefix="mh")
+    Its redis-server persists as a cluster's does (append-only, fsync every second) and can be killed
+    and started again in place, as the chaos soak does; `settings` are GORCHESTER_* for every process.
+    """
+
+    redis: PersistentRedis  # type: ignore[assignment]  # same url and close(), and restartable
+
+    def __init__(self, workdir: Path, hosts: HostBed, settings: dict[str, str] | None = None):
+        redis = PersistentRedis(workdir, bind=("127.0.0.1", hosts.gateway))
+        super().__init__(workdir, redis=redis, prefix="mh")  # type: ignore[arg-type]
+        self.procs.env.update(settings or {})
         self.bed = hosts
         self.engines = tuple(host.docker_host for host in hosts.all_hosts())
         self.keys = Keys(self.name)
@@ -83,7 +106,7 @@ class BedCluster(harness.Cluster):
         return f"node-{index}"
 
     def start(self) -> BedCluster:
-        wait_for(lambda: redis_lib.Redis.from_url(self.redis.url).ping(), timeout=10, what="redis-server")
+        self.redis.start()
         self.url = self.procs.api(free_port())
         self.procs.scheduler()
         for host in self.bed.all_hosts():
@@ -97,16 +120,19 @@ class BedCluster(harness.Cluster):
         self.procs.start(self.node(index), self.bed.command_in(index, argv), self.bed.agent_env(index, self.redis.url))
 
     def wait_ready(self, *indexes: int) -> None:
-        wanted = {self.node(index) for index in indexes}
+        wanted = {self.node(index) for index in indexes or range(1, self.bed.hosts + 1)}
         wait_for(lambda: wanted <= set(self.ready_nodes()), timeout=60, what=f"{sorted(wanted)} ready")
+
+    def downs(self, after: float) -> list[tuple[str, float]]:
+        """(node, when) of every `node_down` event after `after` (unix seconds), oldest first."""
+        events = self.http.get(f"{self.url}/v1/events", params={"since": after, "limit": 10_000}).json()
+        found = [(event["data"].get("node"), dt.datetime.fromisoformat(event["time"]).timestamp())
+                 for event in events if event["type"] == "node_down"]
+        return sorted(((node, at) for node, at in found if at > after), key=lambda pair: pair[1])
 
     def node_down_at(self, node: str, after: float) -> float | None:
         """When the scheduler declared `node` down (its event), the first time after `after`."""
-        for event in self.http.get(f"{self.url}/v1/events").json():
-            at = dt.datetime.fromisoformat(event["time"]).timestamp()
-            if event["type"] == "node_down" and event["data"].get("node") == node and at > after:
-                return at
-        return None
+        return next((at for down, at in self.downs(after) if down == node), None)
 
     def close(self) -> None:
         self.http.close()
@@ -119,9 +145,9 @@ class BedCluster(harness.Cluster):
 
 
 @contextmanager
-def bed_cluster(hosts: HostBed, keep_logs: bool) -> Iterator[BedCluster]:
+def bed_cluster(hosts: HostBed, keep_logs: bool, settings: dict[str, str] | None = None) -> Iterator[BedCluster]:
     with harness.workdir(keep_logs) as path:
-        running = BedCluster(path, hosts)
+        running = BedCluster(path, hosts, settings)
         try:
             yield running.start()
         finally:
@@ -196,6 +222,10 @@ class HeartbeatWatch:
         self.previous.pop(node, None)
         self.paused.discard(node)
 
+    def fresh(self, after: float) -> bool:
+        """Whether every node not paused has beaten (its stamp) since `after`."""
+        return all(self.previous.get(node, 0.0) > after for node in self.nodes if node not in self.paused)
+
     def _run(self) -> None:
         while not self.stop.wait(harness.POLL):
             with contextlib.suppress(redis_lib.RedisError):
@@ -211,6 +241,8 @@ class HeartbeatWatch:
                     before = self.previous.get(node)
                     if before is not None and stamp > before:
                         self.samples[self.phase].append((stamp - before, now - before))
+                    # An older stamp than before: a restarted Redis lost the last beats, so that is what
+                    # the scheduler sees now, and what the next beat's age counts from.
                     self.previous[node] = stamp
 
 
@@ -248,7 +280,7 @@ def convergence_run(
 def gorchester_host_loss(cluster: BedCluster, watch: HeartbeatWatch, replicas: int, run: int) -> tuple[float, float]:
     """Seconds from the kill until `replicas` run off the dead host, and from the kill to `node_down`."""
     name, victim = f"hl{run}", cluster.node(VICTIM)
-    cluster.wait_ready(*(host.index for host in cluster.bed.all_hosts()))  # after Swarm's loss of the host too
+    cluster.wait_ready()  # after Swarm's loss of the host too
     cluster.create_service(name, replicas)
     tasks = poll_until(lambda: cluster.running(name, replicas), TIMEOUT, f"{replicas} running replicas of {name}")
     lost = sum(task["node"] == victim for task in tasks)
@@ -340,6 +372,41 @@ def engine_logs(hosts: HostBed, keep: bool) -> Iterator[None]:
             log(f"engine logs kept in {folder}")
 
 
+# -- Redis restarts --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Restarts:
+    outages: Samples  # kill until it answers again
+    rejoined: Samples  # from then until every node's next beat landed
+    downs: list[tuple[str, float]]  # the `node_down` events that followed: all false
+
+
+def redis_restarts(cluster: BedCluster, watch: HeartbeatWatch, rng: random.Random, count: int) -> Restarts:
+    """SIGKILL the cluster's redis-server and start it again after 0-3 s at random, as the chaos soak's
+    redis fault does, `count` times, while no node is lost: every `node_down` that follows is false."""
+    outages, rejoined = Samples("Redis down"), Samples("beating again")
+    since = time.time()
+    watch.phase = RESTART_PHASE
+    for _ in range(count):
+        cluster.wait_ready()
+        time.sleep(rng.uniform(1.0, 2.0))  # a random phase against the heartbeats
+        start = time.perf_counter()
+        cluster.redis.kill()
+        time.sleep(rng.uniform(*REDIS_OUTAGE))
+        cluster.redis.start()
+        outages.add(time.perf_counter() - start)
+        back = time.time()
+        poll_until(lambda back=back: watch.fresh(back), 60, "every node beating again")
+        rejoined.add(time.time() - back)
+        time.sleep(1.5)  # the append-only file is written every second: the events so far are kept
+    watch.phase = "between runs"
+    downs = cluster.downs(since)
+    log(f"{count} Redis restarts ({outages.spread()}s down, every node beating {rejoined.spread()}s later): "
+        f"{len(downs)} node_down events {downs}")
+    return Restarts(outages, rejoined, downs)
+
+
 # -- the run ---------------------------------------------------------------------------------------------
 
 
@@ -349,6 +416,29 @@ def options(parser: argparse.ArgumentParser) -> None:
                         help="runs at the largest size, when fewer than --runs (a busy machine)")
     parser.add_argument("--loss-replicas", type=int, default=LOSS_REPLICAS, help="replicas of the host-loss service")
     parser.add_argument("--loss-runs", type=int, default=None, help="host-loss runs (default: --runs)")
+    parser.add_argument("--restarts", type=int, default=RESTARTS, help="Redis restarts per cluster")
+    parser.add_argument("--seed", type=int, default=12, help="random phases and outages of the Redis restarts")
+
+
+@dataclass
+class Outcome:
+    """Everything one run measured, for the report."""
+
+    results: dict[int, dict[str, Samples]]
+    ratios: dict[int, dict[str, Samples]]
+    loss: dict[str, Samples] = field(default_factory=lambda: {kind: Samples(kind) for kind in LOSS_KINDS})
+    detection: dict[str, Samples] = field(default_factory=lambda: {kind: Samples(kind) for kind in LOSS_KINDS})
+    beats: dict[str, dict[str, list[tuple[float, float]]]] = field(default_factory=dict)
+    restarts: dict[str, Restarts] = field(default_factory=dict)
+    loaded: float = 0.0  # the short-heartbeat cluster's own convergence of the largest N (its load)
+    loads: list[str] = field(default_factory=list)
+
+
+def host_loss(kind: str, measure: Callable[[], tuple[float, float]], outcome: Outcome) -> None:
+    elapsed, detected = measure()
+    outcome.loss[kind].add(elapsed)
+    if detected == detected:  # not NaN: the down was seen
+        outcome.detection[kind].add(detected)
 
 
 def main() -> None:
@@ -356,41 +446,53 @@ def main() -> None:
     sizes = [int(n) for n in args.sizes.split(",")]
     large_runs = min(args.large_runs or args.runs, args.runs)
     loss_runs = args.loss_runs or args.runs
-    results = {n: {kind: Samples(kind) for kind in CONVERGENCE} for n in sizes}
-    ratios = {n: {"floor": Samples("floor"), "swarm": Samples("swarm")} for n in sizes}
-    loss = {kind: Samples(kind) for kind in LOSS}
-    detection = {kind: Samples(kind) for kind in LOSS}
-    loads: list[str] = []
+    outcome = Outcome(
+        results={n: {kind: Samples(kind) for kind in CONVERGENCE} for n in sizes},
+        ratios={n: {"floor": Samples("floor"), "swarm": Samples("swarm")} for n in sizes},
+    )
+    rng = random.Random(args.seed)
     name = f"mb{uuid.uuid4().hex[:4]}"
     with bed(name, HOSTS, images=[harness.IMAGE]) as hosts, engine_logs(hosts, args.keep_logs), \
-            bed_swarm(hosts) as swarm, bed_cluster(hosts, args.keep_logs) as cluster:
-        nodes = [cluster.node(host.index) for host in hosts.all_hosts()]
-        with HeartbeatWatch(cluster.redis.url, cluster.keys, nodes) as watch:
+            bed_swarm(hosts) as swarm:
+        nodes = [BedCluster.node(host.index) for host in hosts.all_hosts()]
+        # Default settings: the targets.
+        with bed_cluster(hosts, args.keep_logs) as cluster, \
+                HeartbeatWatch(cluster.redis.url, cluster.keys, nodes) as watch:
             for run in range(args.runs):
-                loads.append(harness.load())
+                outcome.loads.append(harness.load())
                 chosen = [n for n in sizes if run < large_runs or n != max(sizes)]
-                convergence_run(run, chosen, cluster, swarm, watch, results, ratios)
-                log(f"convergence run {run + 1}/{args.runs} done (load {loads[-1]})")
+                convergence_run(run, chosen, cluster, swarm, watch, outcome.results, outcome.ratios)
+                log(f"convergence run {run + 1}/{args.runs} done (load {outcome.loads[-1]})")
             for run in range(loss_runs):
-                loads.append(harness.load())
+                outcome.loads.append(harness.load())
                 measure = {
                     "gorchester": lambda run=run: gorchester_host_loss(cluster, watch, args.loss_replicas, run),
                     "swarm": lambda run=run: swarm_host_loss(swarm, hosts, watch, args.loss_replicas, run),
                 }
-                order = list(LOSS)[run % 2:] + list(LOSS)[: run % 2]
-                for kind in order:
-                    elapsed, detected = measure[kind]()
-                    loss[kind].add(elapsed)
-                    if detected == detected:
-                        detection[kind].add(detected)
-                log(f"host loss run {run + 1}/{loss_runs} done (load {loads[-1]})")
-        loads.append(harness.load())
-    command = f".venv/bin/python -m bench.multihost --runs {args.runs}" + (
-        f" --large-runs {large_runs}" if large_runs != args.runs else "") + (
-        f" --loss-runs {loss_runs}" if loss_runs != args.runs else "") + (
-        f" --loss-replicas {args.loss_replicas}" if args.loss_replicas != LOSS_REPLICAS else "") + (
-        f" --sizes {args.sizes}" if sizes != list(SIZES) else "") + " --write"
-    report = render(command, results, ratios, loss, detection, watch.samples, loads, args.loss_replicas)
+                for kind in LOSS[run % 2:] + LOSS[: run % 2]:
+                    host_loss(kind, measure[kind], outcome)
+                log(f"host loss run {run + 1}/{loss_runs} done (load {outcome.loads[-1]})")
+            outcome.restarts[DEFAULT] = redis_restarts(cluster, watch, rng, args.restarts)
+        outcome.beats[DEFAULT] = watch.samples
+        # The tests' short heartbeat, outside the targets: what a 3 s host loss would take, and risk.
+        outcome.loads.append(harness.load())
+        with bed_cluster(hosts, args.keep_logs, SHORT_HEARTBEAT) as fast, \
+                HeartbeatWatch(fast.redis.url, fast.keys, nodes) as watch:
+            watch.phase = "gorchester converging"
+            outcome.loaded = time_gorchester(fast, f"load{max(sizes)}", max(sizes))
+            watch.phase = "between runs"
+            for run in range(loss_runs):
+                host_loss(SHORT, lambda run=run: gorchester_host_loss(fast, watch, args.loss_replicas, run), outcome)
+            outcome.restarts[SHORT] = redis_restarts(fast, watch, rng, args.restarts)
+        outcome.beats[SHORT] = watch.samples
+        outcome.loads.append(harness.load())
+    defaults = {"--large-runs": (large_runs, args.runs), "--loss-runs": (loss_runs, args.runs),
+                "--loss-replicas": (args.loss_replicas, LOSS_REPLICAS), "--sizes": (args.sizes, SIZE_LIST),
+                "--restarts": (args.restarts, RESTARTS), "--seed": (args.seed, 12)}
+    command = " ".join([".venv/bin/python -m bench.multihost", f"--runs {args.runs}",
+                        *(f"{flag} {value}" for flag, (value, default) in defaults.items() if value != default),
+                        "--write"])
+    report = render(command, outcome, args.loss_replicas)
     print(report)
     if args.write:
         harness.write_section("multihost", report)
@@ -408,18 +510,29 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def render(
-    command: str, results: dict[int, dict[str, Samples]], ratios: dict[int, dict[str, Samples]],
-    loss: dict[str, Samples], detection: dict[str, Samples], beats: dict[str, list[tuple[float, float]]],
-    loads: list[str], loss_replicas: int,
-) -> str:
+def heartbeat_table(beats: dict[str, list[tuple[float, float]]]) -> str:
+    rows = []
+    for phase, pairs in beats.items():
+        if not pairs:
+            continue
+        gaps, ages = [gap for gap, _ in pairs], [age for _, age in pairs]
+        rows.append([phase, len(pairs), f"{statistics.median(gaps):.2f}", f"{percentile(gaps, 0.99):.2f}",
+                     f"{max(gaps):.2f}", f"{percentile(ages, 0.99):.2f}", f"**{max(ages):.2f}**"])
+    return harness.markdown_table(
+        ["while", "beats", "gap median s", "gap p99 s", "gap max s", "age at next beat p99 s",
+         "age at next beat max s"], rows)
+
+
+def render(command: str, outcome: Outcome, loss_replicas: int) -> str:
+    results, ratios = outcome.results, outcome.ratios
     largest = max(results)
     rows = []
     for n, got in results.items():
         floor_ratio, swarm_ratio = ratios[n]["floor"].median, ratios[n]["swarm"].median
         rows.append([
             n, len(got["gorchester"].values), cell(got["gorchester"]), cell(got["floor"]), cell(got["swarm"]),
-            f"**{floor_ratio:.2f}x**", f"**{swarm_ratio:.2f}x**",
+            f"**{floor_ratio:.2f}x** ({ratios[n]['floor'].spread()})",
+            f"**{swarm_ratio:.2f}x** ({ratios[n]['swarm'].spread()})",
             "met" if floor_ratio <= TARGET_FLOOR else "**missed**",
             ("met" if swarm_ratio < TARGET_SWARM else "**missed**") if n == largest else "—",
         ])
@@ -429,43 +542,52 @@ def render(
         f"target ≤ {TARGET_FLOOR}x floor", f"target < {TARGET_SWARM}x Swarm at N = {largest}",
     ], rows)
     loss_rows = []
-    for kind in LOSS:
+    for kind in LOSS_KINDS:
         replaced = Samples("replace")
-        for total, seen in zip(loss[kind].values, detection[kind].values, strict=False):
+        for total, seen in zip(outcome.loss[kind].values, outcome.detection[kind].values, strict=False):
             replaced.add(total - seen)
-        loss_rows.append([kind, cell(loss[kind]), cell(detection[kind]), cell(replaced)])
+        loss_rows.append([kind, len(outcome.loss[kind].values), cell(outcome.loss[kind]),
+                          cell(outcome.detection[kind]), cell(replaced)])
     loss_table = harness.markdown_table(
-        ["system", "host killed → all replicas run elsewhere s", "of which: → node marked down s",
+        ["system", "runs", "host killed → all replicas run elsewhere s", "of which: → node marked down s",
          "then: down → all running elsewhere s"], loss_rows)
-    g = loss["gorchester"].median
-    verdict = "met" if g <= TARGET_LOSS else "**missed**"
-    beat_rows = []
-    for phase, pairs in beats.items():
-        if not pairs:
-            continue
-        gaps, ages = [gap for gap, _ in pairs], [age for _, age in pairs]
-        beat_rows.append([phase, len(pairs), f"{statistics.median(gaps):.2f}", f"{percentile(gaps, 0.99):.2f}",
-                          f"{max(gaps):.2f}", f"{percentile(ages, 0.99):.2f}", f"**{max(ages):.2f}**"])
-    beat_table = harness.markdown_table(
-        ["while", "beats", "gap median s", "gap p99 s", "gap max s", "age at next beat p99 s",
-         "age at next beat max s"], beat_rows)
+    verdict = "met" if outcome.loss["gorchester"].median <= TARGET_LOSS else "**missed**"
+    restart_rows = []
+    for settings, restarts in outcome.restarts.items():
+        ages = [age for _, age in outcome.beats[settings].get(RESTART_PHASE, [])]
+        nodes = sorted({node for node, _ in restarts.downs})
+        restart_rows.append([settings, len(restarts.outages.values), restarts.outages.spread(),
+                             f"{max(restarts.rejoined.values):.2f}", f"{max(ages):.2f}" if ages else "—",
+                             f"**{len(restarts.downs)}**" + (f" ({', '.join(nodes)})" if nodes else "")])
+    restart_table = harness.markdown_table(
+        ["settings", "restarts", "Redis down s (min–max)", "Redis back → every node beat again, max s",
+         "heartbeat age at next beat max s", "false `node_down` events"], restart_rows)
     raw = "\n".join(
         [f"- N={n} {kind}: {results[n][kind].all()}" for n in results for kind in CONVERGENCE]
-        + [f"- host loss {kind}: {loss[kind].all()} (node down after: {detection[kind].all()})" for kind in LOSS]
+        + [f"- host loss {kind}: {outcome.loss[kind].all()} (node down after: {outcome.detection[kind].all()})"
+           for kind in LOSS_KINDS]
+        + [f"- Redis restarts, {settings}: down {r.outages.all()}; every node beating again after "
+           f"{r.rejoined.all()}; node_down events: {r.downs or 'none'}" for settings, r in outcome.restarts.items()]
     )
     return (
         f"_Command:_ `{command}`\n\n"
-        f"_Machine:_ {harness.machine()}; 3 hosts of a bed, each its own `dockerd` (one more engine each, "
-        f"on the same 2 cores)\n\n"
-        f"_Load averages_ (1, 5, 15 min) before each run and at the end: {'; '.join(loads)}\n\n"
+        f"_Machine:_ {harness.machine()}; 3 hosts of a bed, each its own `dockerd` and `containerd` on the same "
+        f"2 cores\n\n"
+        f"_Load averages_ (1, 5, 15 min) before each run, and at the end: {'; '.join(outcome.loads)}\n\n"
         f"**Convergence**, medians (min–max in brackets); ratios are medians of the per-run ratios:\n\n{table}\n\n"
-        f"**Host loss** (host {VICTIM} of 3 dies whole while a service of {loss_replicas} replicas runs, "
-        f"about a third of them on it), default settings, medians of {len(loss['gorchester'].values)} runs:\n\n"
-        f"{loss_table}\n\nTarget (gorchester within {TARGET_LOSS:.0f} s): {verdict}.\n\n"
-        f"**Heartbeats** (default interval 2 s; a node is down once its last beat is 6 s old), every node's "
-        f"`last_heartbeat` read every {harness.POLL * 1000:.0f} ms through the whole run; gap: between the stamps "
-        f"of consecutive beats; age at next beat: how old the previous beat was when the next one landed, "
-        f"the most the scheduler saw (±{harness.POLL * 1000:.0f} ms):\n\n{beat_table}\n\n"
+        f"**Host loss** (host {VICTIM} of 3 dies whole while a service of {loss_replicas} replicas runs, a third "
+        f"of them on it), medians:\n\n{loss_table}\n\n"
+        f"Target (gorchester within {TARGET_LOSS:.0f} s, default settings): {verdict}. The last row is the "
+        f"same with the heartbeat of the tests (0.5 s, down after 3 missed), outside the target; that cluster "
+        f"first converged {largest} replicas ({outcome.loaded:.2f} s) so its heartbeats were seen under load too.\n\n"
+        f"**Heartbeats**, every node's `last_heartbeat` read every {harness.POLL * 1000:.0f} ms; gap: between the "
+        f"stamps of consecutive beats (a stamp is taken as the beat starts); age at next beat: how old the "
+        f"previous stamp was when the next one landed (±{harness.POLL * 1000:.0f} ms), the oldest the scheduler "
+        f"saw it. A node is down once that age passes the window: 6 s by default, 1.5 s at 0.5 s × 3.\n\n"
+        f"_{DEFAULT}_\n\n{heartbeat_table(outcome.beats[DEFAULT])}\n\n"
+        f"_{SHORT}_\n\n{heartbeat_table(outcome.beats[SHORT])}\n\n"
+        f"**Redis restarts** as in the chaos soak (SIGKILL, started again after 0–3 s; append-only, fsync every "
+        f"second), no node lost: every `node_down` is false.\n\n{restart_table}\n\n"
         f"<details><summary>All runs (seconds, in run order)</summary>\n\n{raw}\n\n</details>\n"
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis as redis_lib
@@ -33,11 +34,13 @@ SERVICES = [
 
 
 class PersistentRedis:
-    """redis-server on a fixed free port and dir, appendonly yes / everysec, restartable in place."""
+    """redis-server on a fixed free port and dir, appendonly yes / everysec, restartable in place;
+    on loopback, and on `bind`'s other addresses too (a host bed's gateway, bench/multihost.py)."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, bind: Sequence[str] = ("127.0.0.1",)):
         self.dir = workdir / "redis"
         self.dir.mkdir()
+        self.bind = tuple(bind)
         self.port = free_port()
         secret, _ = password(self.dir)  # a password as a cluster's has; the URL carries it
         self.url = with_password(f"redis://127.0.0.1:{self.port}/0", secret)
@@ -47,7 +50,7 @@ class PersistentRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            server_argv(self.port, self.dir, config=self.config),
+            server_argv(self.port, self.dir, config=self.config, bind=self.bind),
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
