@@ -8,6 +8,7 @@ missed beats, reconcile safety net 10 s, restart back-off base 1 s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -155,6 +156,71 @@ def arguments(
 def load() -> str:
     """The machine's load averages, to note next to a measurement on a shared machine."""
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+CPUACCT = Path("/sys/fs/cgroup/cpuacct")
+
+
+class OtherWork:
+    """How much of the machine's CPU went to work other than this benchmark's (other people's, on a
+    shared machine; kernel threads count as other work too) over a window, as a share of all cores.
+
+    The machine's busy time (/proc/stat) less the benchmark's own: as root on cgroup v1, it moves itself
+    into a cpuacct group of its own on entering, so every process it starts afterwards (engines, agents,
+    `docker` clients) is counted there; `count` adds groups it does not start its processes in (the
+    containers' cgroup parents of a host bed). Elsewhere the share is None: not told apart. A load
+    average cannot say this: the benchmark's own container starts make most of it.
+    """
+
+    def __init__(self) -> None:
+        self.group: Path | None = None
+        self.counted: list[Path] = []
+
+    def __enter__(self) -> OtherWork:
+        if os.geteuid() == 0 and (CPUACCT / "cpuacct.usage").exists():
+            group = CPUACCT / f"gorchester-bench-{os.getpid()}"
+            try:
+                group.mkdir()
+                (group / "cgroup.procs").write_text(str(os.getpid()))
+                self.group = group
+            except OSError as exc:
+                log(f"other work's CPU not told apart: {exc}")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.group is None:
+            return
+        with contextlib.suppress(OSError):
+            (CPUACCT / "cgroup.procs").write_text(str(os.getpid()))
+        for _ in range(50):  # empty once every process started meanwhile is gone
+            try:
+                self.group.rmdir()
+                return
+            except OSError:
+                time.sleep(0.1)
+        log(f"{self.group} still holds processes; not removed")
+
+    def count(self, *groups: str) -> None:
+        self.counted += [CPUACCT / group for group in groups]
+
+    def mark(self) -> tuple[float, float, float]:
+        """(wall, machine busy, ours) now, in seconds: the start of a window."""
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
+        ours = 0.0
+        for group in ([self.group] if self.group else []) + self.counted:
+            with contextlib.suppress(OSError, ValueError):
+                ours += int((group / "cpuacct.usage").read_text()) / 1e9
+        return time.monotonic(), busy, ours
+
+    def share(self, since: tuple[float, float, float]) -> float | None:
+        """Other work's share of all cores since `since` (a `mark`)."""
+        if self.group is None:
+            return None
+        now = self.mark()
+        wall = now[0] - since[0]
+        other = (now[1] - since[1]) - (now[2] - since[2])
+        return max(other, 0.0) / (wall * (os.cpu_count() or 1)) if wall > 0 else None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import json
 import random
 import shutil
@@ -251,7 +252,7 @@ class HeartbeatWatch:
 
 def convergence_run(
     run: int, sizes: list[int], cluster: BedCluster, swarm: harness.Swarm, watch: HeartbeatWatch,
-    results: dict[int, dict[str, Samples]], ratios: dict[int, dict[str, Samples]],
+    other: harness.OtherWork, outcome: Outcome,
 ) -> None:
     engines = cluster.engines  # the floor: one client per engine
     for n in sizes:
@@ -267,11 +268,13 @@ def convergence_run(
             watch.phase = "between runs"
             time.sleep(SETTLE)
             watch.phase = f"{kind} converging"
+            since = other.mark()
             got[kind] = measure[kind]()
-            results[n][kind].add(got[kind])
+            outcome.results[n][kind].add(got[kind])
+            outcome.note_other(f"{kind} N={n}", other.share(since))
         watch.phase = "between runs"
         for base in ("floor", "swarm"):
-            ratios[n][base].add(got["gorchester"] / got[base])
+            outcome.ratios[n][base].add(got["gorchester"] / got[base])
 
 
 # -- host loss --------------------------------------------------------------------------------------------
@@ -432,10 +435,23 @@ class Outcome:
     restarts: dict[str, Restarts] = field(default_factory=dict)
     loaded: float = 0.0  # the short-heartbeat cluster's own convergence of the largest N (its load)
     loads: list[str] = field(default_factory=list)
+    other: dict[str, Samples] = field(default_factory=dict)  # other work's share of the cores, per measurement
+
+    def note_other(self, what: str, share: float | None) -> None:
+        if share is not None:
+            self.other.setdefault(what, Samples(what)).add(share)
+
+    def other_cell(self, what: str) -> str:
+        found = self.other.get(what)
+        return f"{100 * found.median:.0f}%" if found else "—"
 
 
-def host_loss(kind: str, measure: Callable[[], tuple[float, float]], outcome: Outcome) -> None:
+def host_loss(
+    kind: str, measure: Callable[[], tuple[float, float]], outcome: Outcome, other: harness.OtherWork
+) -> None:
+    since = other.mark()
     elapsed, detected = measure()
+    outcome.note_other(f"host loss {kind}", other.share(since))
     outcome.loss[kind].add(elapsed)
     if detected == detected:  # not NaN: the down was seen
         outcome.detection[kind].add(detected)
@@ -452,8 +468,10 @@ def main() -> None:
     )
     rng = random.Random(args.seed)
     name = f"mb{uuid.uuid4().hex[:4]}"
-    with bed(name, HOSTS, images=[harness.IMAGE]) as hosts, engine_logs(hosts, args.keep_logs), \
-            bed_swarm(hosts) as swarm:
+    # OtherWork first: the bed's engines, started from here on, count as the benchmark's own.
+    with harness.OtherWork() as other, bed(name, HOSTS, images=[harness.IMAGE]) as hosts, \
+            engine_logs(hosts, args.keep_logs), bed_swarm(hosts) as swarm:
+        other.count(*(host.cgroup_parent for host in hosts.all_hosts()))  # the containers' own groups
         nodes = [BedCluster.node(host.index) for host in hosts.all_hosts()]
         # Default settings: the targets.
         with bed_cluster(hosts, args.keep_logs) as cluster, \
@@ -461,7 +479,7 @@ def main() -> None:
             for run in range(args.runs):
                 outcome.loads.append(harness.load())
                 chosen = [n for n in sizes if run < large_runs or n != max(sizes)]
-                convergence_run(run, chosen, cluster, swarm, watch, outcome.results, outcome.ratios)
+                convergence_run(run, chosen, cluster, swarm, watch, other, outcome)
                 log(f"convergence run {run + 1}/{args.runs} done (load {outcome.loads[-1]})")
             for run in range(loss_runs):
                 outcome.loads.append(harness.load())
@@ -470,7 +488,7 @@ def main() -> None:
                     "swarm": lambda run=run: swarm_host_loss(swarm, hosts, watch, args.loss_replicas, run),
                 }
                 for kind in LOSS[run % 2:] + LOSS[: run % 2]:
-                    host_loss(kind, measure[kind], outcome)
+                    host_loss(kind, measure[kind], outcome, other)
                 log(f"host loss run {run + 1}/{loss_runs} done (load {outcome.loads[-1]})")
             outcome.restarts[DEFAULT] = redis_restarts(cluster, watch, rng, args.restarts)
         outcome.beats[DEFAULT] = watch.samples
@@ -482,7 +500,8 @@ def main() -> None:
             outcome.loaded = time_gorchester(fast, f"load{max(sizes)}", max(sizes))
             watch.phase = "between runs"
             for run in range(loss_runs):
-                host_loss(SHORT, lambda run=run: gorchester_host_loss(fast, watch, args.loss_replicas, run), outcome)
+                measured = functools.partial(gorchester_host_loss, fast, watch, args.loss_replicas, run)
+                host_loss(SHORT, measured, outcome, other)
             outcome.restarts[SHORT] = redis_restarts(fast, watch, rng, args.restarts)
         outcome.beats[SHORT] = watch.samples
         outcome.loads.append(harness.load())
@@ -535,11 +554,13 @@ def render(command: str, outcome: Outcome, loss_replicas: int) -> str:
             f"**{swarm_ratio:.2f}x** ({ratios[n]['swarm'].spread()})",
             "met" if floor_ratio <= TARGET_FLOOR else "**missed**",
             ("met" if swarm_ratio < TARGET_SWARM else "**missed**") if n == largest else "—",
+            " / ".join(outcome.other_cell(f"{kind} N={n}") for kind in CONVERGENCE),
         ])
     table = harness.markdown_table([
         "N", "runs", "gorchester s (min–max)", "floor: N× `docker run -d`, 3 clients (one per engine) s",
         "Docker Swarm (3 engines) s", "gorchester / floor", "gorchester / swarm",
         f"target ≤ {TARGET_FLOOR}x floor", f"target < {TARGET_SWARM}x Swarm at N = {largest}",
+        "other work's CPU: gorchester / floor / Swarm runs",
     ], rows)
     loss_rows = []
     for kind in LOSS_KINDS:
@@ -547,10 +568,10 @@ def render(command: str, outcome: Outcome, loss_replicas: int) -> str:
         for total, seen in zip(outcome.loss[kind].values, outcome.detection[kind].values, strict=False):
             replaced.add(total - seen)
         loss_rows.append([kind, len(outcome.loss[kind].values), cell(outcome.loss[kind]),
-                          cell(outcome.detection[kind]), cell(replaced)])
+                          cell(outcome.detection[kind]), cell(replaced), outcome.other_cell(f"host loss {kind}")])
     loss_table = harness.markdown_table(
         ["system", "runs", "host killed → all replicas run elsewhere s", "of which: → node marked down s",
-         "then: down → all running elsewhere s"], loss_rows)
+         "then: down → all running elsewhere s", "other work's CPU"], loss_rows)
     verdict = "met" if outcome.loss["gorchester"].median <= TARGET_LOSS else "**missed**"
     restart_rows = []
     for settings, restarts in outcome.restarts.items():
@@ -573,7 +594,11 @@ def render(command: str, outcome: Outcome, loss_replicas: int) -> str:
         f"_Command:_ `{command}`\n\n"
         f"_Machine:_ {harness.machine()}; 3 hosts of a bed, each its own `dockerd` and `containerd` on the same "
         f"2 cores\n\n"
-        f"_Load averages_ (1, 5, 15 min) before each run, and at the end: {'; '.join(outcome.loads)}\n\n"
+        f"_Load averages_ (1, 5, 15 min) before each run, and at the end: {'; '.join(outcome.loads)}. "
+        f"The benchmark's own container starts make most of them (Swarm starts all N at once); what other "
+        f"work on the machine took is measured apart: _other work's CPU_ below is the machine's busy time "
+        f"less the benchmark's own processes and containers (cgroup accounting), as a median share of the "
+        f"2 cores over each measurement (cleanup included).\n\n"
         f"**Convergence**, medians (min–max in brackets); ratios are medians of the per-run ratios:\n\n{table}\n\n"
         f"**Host loss** (host {VICTIM} of 3 dies whole while a service of {loss_replicas} replicas runs, a third "
         f"of them on it), medians:\n\n{loss_table}\n\n"
