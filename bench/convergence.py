@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
+from collections.abc import Sequence
 
 from bench import harness
 from bench.harness import Samples, log, poll_until
@@ -38,22 +39,25 @@ def time_gorchester(cluster: harness.Cluster, name: str, replicas: int, network:
     return elapsed
 
 
-def time_floor(replicas: int) -> float:
+def time_floor(replicas: int, engines: Sequence[str | None] = (None, None)) -> float:
+    """N × `docker run -d`, one client per entry of `engines` (default: 2 clients, the machine's engine)."""
     label = f"bench={uuid.uuid4().hex[:10]}"
     try:
         start = time.perf_counter()
-        harness.docker_run_parallel(replicas, label, clients=2)
+        harness.docker_run_parallel(replicas, label, engines)
         elapsed = time.perf_counter() - start
     finally:
-        harness.remove_labelled(label)
+        for engine in set(engines):
+            harness.remove_labelled(label, engine)
     log(f"floor      N={replicas}: {elapsed:.2f}s")
     return elapsed
 
 
-def time_swarm(swarm: harness.Swarm, name: str, replicas: int) -> float:
+def time_swarm(swarm: harness.Swarm, name: str, replicas: int, *extra: str) -> float:
+    """`extra`: more `docker service create` options."""
     try:
         start = time.perf_counter()
-        swarm.create_service(name, replicas)
+        swarm.create_service(name, replicas, *extra)
         poll_until(lambda: len(swarm.running_tasks(name)) >= replicas, TIMEOUT, f"{replicas} swarm tasks of {name}")
         elapsed = time.perf_counter() - start
     finally:

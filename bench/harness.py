@@ -46,8 +46,16 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def docker_client() -> docker.DockerClient:
-    return docker.from_env(timeout=120)
+def docker_client(engine: str | None = None) -> docker.DockerClient:
+    """The machine's engine (DOCKER_HOST or its socket), or the engine at `engine` (a host of a bed)."""
+    if engine is None:
+        return docker.from_env(timeout=120)
+    return docker.DockerClient(base_url=engine, timeout=120)
+
+
+def docker_cli(engine: str | None = None) -> list[str]:
+    """The docker command line for the machine's engine, or for the engine at `engine`."""
+    return ["docker"] if engine is None else ["docker", "-H", engine]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,22 +158,88 @@ def load() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
+CPUACCT = Path("/sys/fs/cgroup/cpuacct")
+
+
+class OtherWork:
+    """How much of the machine's CPU went to work other than this benchmark's (other people's, on a
+    shared machine; kernel threads count as other work too) over a window, as a share of all cores.
+
+    The machine's busy time (/proc/stat) less the benchmark's own: as root on cgroup v1, it moves itself
+    into a cpuacct group of its own on entering, so every process it starts afterwards (engines, agents,
+    `docker` clients) is counted there; `count` adds groups it does not start its processes in (the
+    containers' cgroup parents of a host bed). Elsewhere the share is None: not told apart. A load
+    average cannot say this: the benchmark's own container starts make most of it.
+    """
+
+    def __init__(self) -> None:
+        self.group: Path | None = None
+        self.counted: list[Path] = []
+
+    def __enter__(self) -> OtherWork:
+        if os.geteuid() == 0 and (CPUACCT / "cpuacct.usage").exists():
+            group = CPUACCT / f"gorchester-bench-{os.getpid()}"
+            try:
+                group.mkdir()
+                (group / "cgroup.procs").write_text(str(os.getpid()))
+                self.group = group
+            except OSError as exc:
+                log(f"other work's CPU not told apart: {exc}")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.group is None:
+            return
+        with contextlib.suppress(OSError):
+            (CPUACCT / "cgroup.procs").write_text(str(os.getpid()))
+        for _ in range(50):  # empty once every process started meanwhile is gone
+            try:
+                self.group.rmdir()
+                return
+            except OSError:
+                time.sleep(0.1)
+        log(f"{self.group} still holds processes; not removed")
+
+    def count(self, *groups: str) -> None:
+        self.counted += [CPUACCT / group for group in groups]
+
+    def mark(self) -> tuple[float, float, float]:
+        """(wall, machine busy, ours) now, in seconds: the start of a window."""
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
+        ours = 0.0
+        for group in ([self.group] if self.group else []) + self.counted:
+            with contextlib.suppress(OSError, ValueError):
+                ours += int((group / "cpuacct.usage").read_text()) / 1e9
+        return time.monotonic(), busy, ours
+
+    def share(self, since: tuple[float, float, float]) -> float | None:
+        """Other work's share of all cores since `since` (a `mark`)."""
+        if self.group is None:
+            return None
+        now = self.mark()
+        wall = now[0] - since[0]
+        other = (now[1] - since[1]) - (now[2] - since[2])
+        return max(other, 0.0) / (wall * (os.cpu_count() or 1)) if wall > 0 else None
+
+
 # ---------------------------------------------------------------------------------------------
 # A gorchester cluster of real processes
 
 
 class Redis:
     """A redis-server of our own on a free loopback port, in a temporary folder, no persistence, with
-    a password as a cluster's has (the URL carries it to every process)."""
+    a password as a cluster's has (the URL carries it to every process). `bind` adds addresses (a
+    host bed's gateway, where agents inside its hosts reach it); `url` is the loopback one."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, bind: Sequence[str] = ("127.0.0.1",)):
         if shutil.which("redis-server") is None:
             raise SystemExit("redis-server is not installed")
         self.port = free_port()
         secret, _ = password(workdir)
         self.url = with_password(f"redis://127.0.0.1:{self.port}/0", secret)
         self.proc = subprocess.Popen(
-            server_argv(self.port, workdir, persist=False, config=server_config(workdir, secret)),
+            server_argv(self.port, workdir, persist=False, config=server_config(workdir, secret), bind=bind),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
 
@@ -176,6 +250,8 @@ class Redis:
 
 class Cluster:
     """API + scheduler + node-1/node-2 agents on one Redis, default settings, a unique cluster name."""
+
+    engines: tuple[str | None, ...] = (None,)  # where its containers run: the machine's engine
 
     def __init__(self, workdir: Path, *, redis: Redis | None = None, prefix: str = "bench"):
         self.name = f"{prefix}{uuid.uuid4().hex[:8]}"
@@ -245,19 +321,15 @@ class Cluster:
         containers are force-removed here to keep cleanup (which is not timed) short.
         """
         self.http.delete(f"{self.url}/v1/services/{service}")
-        client = docker_client()
         selector = [f"{labels.CLUSTER}={self.name}", f"{labels.SERVICE}={service}"]
-        remove_labelled(selector)
+        for engine in self.engines:
+            remove_labelled(selector, engine)
         wait_for(
-            lambda: not self.tasks(service) and not client.containers.list(all=True, filters={"label": selector}),
+            lambda: not self.tasks(service) and not any(labelled(selector, engine) for engine in self.engines),
             timeout=timeout,
             interval=0.2,
             what=f"service {service} to be gone",
         )
-
-    def containers(self, service: str) -> list:
-        selector = [f"{labels.CLUSTER}={self.name}", f"{labels.SERVICE}={service}"]
-        return docker_client().containers.list(filters={"label": selector})
 
 
 @contextmanager
@@ -304,14 +376,19 @@ def swarm() -> Iterator[Swarm]:
 
 
 class Swarm:
-    def __init__(self) -> None:
-        self.client = docker_client()
+    """A swarm's services, through its manager's engine (the machine's, or `manager`); `engines` are
+    where its tasks' containers run (every node's engine)."""
+
+    def __init__(self, manager: str | None = None, engines: Sequence[str | None] = (None,)) -> None:
+        self.manager = manager
+        self.engines = tuple(engines)
+        self.client = docker_client(manager)
         self.prefix = f"bench{uuid.uuid4().hex[:6]}"
 
     def create_service(self, name: str, replicas: int, *extra: str) -> None:
         subprocess.run(
             [
-                "docker",
+                *docker_cli(self.manager),
                 "service",
                 "create",
                 "--detach",
@@ -333,14 +410,13 @@ class Swarm:
         tasks = self.client.api.tasks(filters={"service": name, "desired-state": "running"})
         return [t for t in tasks if t["Status"]["State"] == "running"]
 
-    def containers(self, name: str) -> list:
-        return self.client.containers.list(filters={"label": f"{SWARM_SERVICE_LABEL}={name}"})
-
     def remove_service(self, name: str, timeout: float = 120) -> None:
-        subprocess.run(["docker", "service", "rm", name], check=False, capture_output=True)
-        remove_labelled(f"{SWARM_SERVICE_LABEL}={name}")  # skip the 10 s stop grace of `sleep`
+        subprocess.run([*docker_cli(self.manager), "service", "rm", name], check=False, capture_output=True)
+        selector = f"{SWARM_SERVICE_LABEL}={name}"
+        for engine in self.engines:
+            remove_labelled(selector, engine)  # skip the 10 s stop grace of `sleep`
         wait_for(
-            lambda: not self.client.containers.list(all=True, filters={"label": f"{SWARM_SERVICE_LABEL}={name}"}),
+            lambda: not any(labelled(selector, engine) for engine in self.engines),
             timeout=timeout,
             interval=0.2,
             what=f"swarm service {name} to be gone",
@@ -351,23 +427,25 @@ class Swarm:
 # Plain docker run, for the floor
 
 
-def docker_run_parallel(count: int, label: str, clients: int = 2) -> None:
-    """`count` × `docker run -d` (CLI) split over `clients` threads, sequential within a thread."""
+def docker_run_parallel(count: int, label: str, engines: Sequence[str | None]) -> None:
+    """`count` × `docker run -d` (CLI) split over one client (thread) per entry of `engines` (the
+    machine's engine for None; an engine may appear more than once), sequential within a client."""
     errors: list[BaseException] = []
 
-    def worker(share: int) -> None:
+    def worker(engine: str | None, share: int) -> None:
         try:
             for _ in range(share):
                 subprocess.run(
-                    ["docker", "run", "-d", "--label", label, IMAGE, *COMMAND],
+                    [*docker_cli(engine), "run", "-d", "--label", label, IMAGE, *COMMAND],
                     check=True,
                     capture_output=True,
                 )
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
             errors.append(exc)
 
+    clients = len(engines)
     shares = [count // clients + (1 if i < count % clients else 0) for i in range(clients)]
-    threads = [threading.Thread(target=worker, args=(share,)) for share in shares]
+    threads = [threading.Thread(target=worker, args=pair) for pair in zip(engines, shares, strict=True)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -376,8 +454,17 @@ def docker_run_parallel(count: int, label: str, clients: int = 2) -> None:
         raise errors[0]
 
 
-def remove_labelled(label: str | list[str]) -> None:
-    client = docker_client()
-    for container in client.containers.list(all=True, filters={"label": label}, ignore_removed=True):
-        with contextlib.suppress(docker.errors.NotFound):
+def labelled(label: str | list[str], engine: str | None = None) -> list:
+    """The containers (all states) with `label` on the machine's engine, or on `engine`."""
+    return docker_client(engine).containers.list(all=True, filters={"label": label}, ignore_removed=True)
+
+
+def remove_labelled(label: str | list[str], engine: str | None = None) -> None:
+    for container in labelled(label, engine):
+        try:
             container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: its removal is under way already (Swarm removes a service's own)
+                raise

@@ -11,7 +11,7 @@ import functools
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -227,15 +227,28 @@ class Engine:
             except docker.errors.NotFound:
                 return
 
-    def containers(self, task: str | None = None) -> list[Container]:
-        """This node's containers of the cluster (all states), optionally only one task's."""
+    def containers(self, tasks: Collection[str] | None = None) -> list[Container]:
+        """This node's containers of the cluster (all states), or only those of `tasks` (task ids).
+
+        With `tasks`, one listing and an inspect only of theirs: the SDK's listing inspects every
+        container it lists, one call each in sequence, which on a node running many replicas was most
+        of a start batch's time before its first start (say, after a host loss moved replicas onto it).
+        A container removed meanwhile (a stop job, `docker rm`) is skipped rather than failing the
+        listing, and with it a whole batch of starts.
+        """
         selector = [f"{labels.CLUSTER}={self.cluster}", f"{labels.NODE}={self.node_id}"]
-        if task is not None:
-            selector.append(f"{labels.TASK}={task}")
         with engine_errors("list containers"):
-            # The SDK inspects each listed container; one removed meanwhile (a stop job, `docker rm`)
-            # is skipped rather than failing the listing, and with it a whole batch of starts.
-            return self.client.containers.list(all=True, filters={"label": selector}, ignore_removed=True)
+            if tasks is None:
+                return self.client.containers.list(all=True, filters={"label": selector}, ignore_removed=True)
+            if isinstance(tasks, str):  # a str is a collection too: of letters, which name no task
+                raise TypeError(f"containers({tasks!r}): give a collection of task ids")
+            wanted = set(tasks)
+            found = []
+            for summary in self.client.api.containers(all=True, filters={"label": selector}):
+                if (summary.get("Labels") or {}).get(labels.TASK) in wanted:
+                    with contextlib.suppress(docker.errors.NotFound):
+                        found.append(self.client.containers.get(summary["Id"]))
+            return found
 
     def inspect(self, container_id: str) -> dict[str, Any] | None:
         """A container's inspect document, or None once it is gone."""

@@ -166,7 +166,7 @@ class Checker:
         if written is None:
             return False
         try:
-            for container in self.node.engine.containers(self.task_id):
+            for container in self.node.engine.containers({self.task_id}):
                 if (container_gen(container), container_incarnation(container)) == (self.gen, self.incarnation):
                     self.node.engine.stop(container)
         except EngineError as exc:

@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,8 +116,8 @@ class FakeEngine:
     def remove(self, container: Any) -> None:
         self.by_name.pop(container.name, None)
 
-    def containers(self, task: str | None = None) -> list[Any]:
-        return [c for c in self.by_name.values() if task is None or c.labels.get(labels.TASK) == task]
+    def containers(self, tasks: Collection[str] | None = None) -> list[Any]:
+        return [c for c in self.by_name.values() if tasks is None or c.labels.get(labels.TASK) in tasks]
 
     def inspect(self, container_id: str) -> dict[str, Any] | None:
         found = next((c for c in self.by_name.values() if c.id == container_id), None)

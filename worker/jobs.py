@@ -113,10 +113,10 @@ def start_tasks(items: list[Decision]) -> None:
     # Under the lock from the containers' starts until RUNNING is written: an exit seen on the event
     # stream meanwhile waits, and is then reported against RUNNING instead of being lost.
     with node.lock, ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="start") as pool:
-        # One listing of the node's containers for the whole batch (under the lock nothing else makes one).
+        # One listing of the batch's containers (under the lock nothing else makes one).
         existing: dict[str, list[Any]] = defaultdict(list)
         try:
-            for container in node.engine.containers():
+            for container in node.engine.containers(starting):
                 existing[container.labels.get(labels.TASK, "")].append(container)
         except EngineError as listing:
             log.warning("start batch of %d: %s", len(ordered), listing)
@@ -225,7 +225,7 @@ def halt_task(task_id: str, gen: int, incarnation: str) -> None:
     with node.lock:
         exit_code = None
         try:
-            for container in node.engine.containers(task_id):
+            for container in node.engine.containers({task_id}):
                 if (container_gen(container), container_incarnation(container)) == (gen, incarnation):
                     node.engine.stop(container)
                     exit_code = ((node.engine.inspect(container.id) or {}).get("State") or {}).get("ExitCode")
@@ -254,7 +254,7 @@ def stop_task(task_id: str, gen: int, incarnation: str) -> None:
     previous = task.previous if task is not None and task.incarnation == incarnation else None
     kept = previous.gen if previous is not None and previous.node == node.id else None
     try:
-        for container in node.engine.containers(task_id):
+        for container in node.engine.containers({task_id}):
             gen_of = container_gen(container)
             if container_incarnation(container) == incarnation and gen_of <= gen and gen_of != kept:
                 node.engine.remove(container)

@@ -41,12 +41,13 @@ SERVICES = [
 
 
 class PersistentRedis:
-    """redis-server on a fixed free port and dir, appendonly yes / everysec, restartable in place."""
+    """redis-server on a fixed free port and dir, appendonly yes / everysec, restartable in place;
+    on loopback, and on `bind`'s other addresses too (a host bed's gateway, bench/multihost.py)."""
 
     def __init__(self, workdir: Path, bind: Sequence[str] = ("127.0.0.1",)):
-        self.bind = tuple(bind)
         self.dir = workdir / "redis"
         self.dir.mkdir()
+        self.bind = tuple(bind)
         self.port = free_port()
         secret, _ = password(self.dir)  # a password as a cluster's has; the URL carries it
         self.url = with_password(f"redis://127.0.0.1:{self.port}/0", secret)

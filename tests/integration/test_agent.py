@@ -164,7 +164,10 @@ def test_running_wakes_the_scheduler_only_when_it_waits_for_that_replica(schedul
         pubsub.close()
 
 
-def test_a_container_removed_while_the_engine_lists_is_skipped(cluster: str, docker_cleanup: None):
+@pytest.mark.parametrize("tasks", [None, {"web.1", "web.2"}])
+def test_a_container_removed_while_the_engine_lists_is_skipped(
+    cluster: str, docker_cleanup: None, tasks: set[str] | None
+):
     """A stop job removing a container while a start batch lists the node's containers failed the
     whole batch (the SDK inspects each listed container, and one was gone): seen in CI."""
     engine = Engine.from_env(cluster, NODE)
@@ -182,7 +185,29 @@ def test_a_container_removed_while_the_engine_lists_is_skipped(cluster: str, doc
         return found
 
     engine.client.api.containers = list_then_remove_one
-    assert [container.id for container in engine.containers()] == [made[1].id]
+    assert [container.id for container in engine.containers(tasks)] == [made[1].id]
+
+
+def test_a_batch_inspects_only_its_own_containers(cluster: str, docker_cleanup: None):
+    """A start batch looks for its tasks' containers among the node's: one listing, and an inspect only
+    of those it is about (a node running many replicas is not inspected one by one)."""
+    engine = Engine.from_env(cluster, NODE)
+    made = {
+        slot: engine.client.containers.create(
+            TEST_IMAGE, ["sleep", "1"], labels={labels.CLUSTER: cluster, labels.NODE: NODE, labels.TASK: f"web.{slot}"}
+        )
+        for slot in (1, 2, 3)
+    }
+    inspected: list[str] = []
+    inspect = engine.client.api.inspect_container
+
+    def counted(container: str) -> Any:
+        inspected.append(container)
+        return inspect(container)
+
+    engine.client.api.inspect_container = counted
+    assert [container.id for container in engine.containers({"web.2", "web.9"})] == [made[2].id]
+    assert inspected == [made[2].id]
 
 
 def test_the_same_job_twice_makes_one_container(scheduler: Scheduler, store: Store, cluster: str):
