@@ -36,3 +36,4 @@ DEFAULT_JOB_TIMEOUT = 300  # seconds an RQ job may run (an image pull can be slo
 DEFAULT_EVENTS_MAXLEN = 10_000
 DEFAULT_REDIS_TIMEOUT = 2.0  # socket timeout: a dead Redis gives an error, never a hang
 DEFAULT_METRICS_INTERVAL = 5.0  # seconds between container usage samples and autoscaler passes
+DEFAULT_POD_CIDR = "10.244.0.0/16"  # the cluster's container addresses, a /24 per engine (flannel's default)

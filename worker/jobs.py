@@ -18,6 +18,7 @@ from shared.config import ServiceSpec
 from shared.dispatch import Action
 from shared.errors import NotFound
 from shared.hostaccess import HostAccessRefused
+from shared.podnet import PodNetwork
 from shared.records import TaskRecord, TaskState, Unreadable
 from worker import fanout
 from worker.containers import container_args, named_volumes
@@ -155,17 +156,25 @@ def _report_running(
 
 
 class _Prepared:
-    """What a batch made for its services' containers (image, volumes, network): once per service."""
+    """What a batch made for its services' containers (image and volumes once per service; the
+    cluster's network once per batch)."""
 
     def __init__(self) -> None:
-        self.networks: dict[str, str | None] = {}
+        self.services: set[str] = set()
+        self.pod: PodNetwork | None = None
         self.lock = threading.Lock()
 
-    def network(self, node: Node, spec: ServiceSpec) -> str | None:
+    def network(self, node: Node, spec: ServiceSpec) -> PodNetwork | None:
+        """Make what `spec`'s containers need; returns the cluster's network when it joins it."""
         with self.lock:
-            if spec.service_name not in self.networks:
-                self.networks[spec.service_name] = _prepare(node, spec)
-            return self.networks[spec.service_name]
+            if spec.service_name not in self.services:
+                _prepare(node, spec)
+                self.services.add(spec.service_name)
+            if spec.network is None:
+                return None
+            if self.pod is None:
+                self.pod = node.pod_network()
+            return self.pod
 
 
 def _start(
@@ -195,7 +204,7 @@ def _start(
         binds = bind_sources(spec, node.host_access, node.id)  # this node's own check, before anything is made
         args = container_args(
             spec, task, cluster=node.cluster, node_id=node.id, node_address=node.address,
-            network_id=prepared.network(node, spec), bind_sources=binds,
+            pod=prepared.network(node, spec), bind_sources=binds,
         )
         container = node.engine.run(args)
     return {
@@ -210,12 +219,11 @@ def _start(
     }
 
 
-def _prepare(node: Node, spec: ServiceSpec) -> str | None:
-    """Make what the container needs; returns the id of its bridge network, if it has one."""
+def _prepare(node: Node, spec: ServiceSpec) -> None:
+    """Make what the service's containers need: the image, the named volumes."""
     node.engine.ensure_image(spec.image)
     for volume in named_volumes(spec):
         node.engine.ensure_volume(volume)
-    return node.ensure_network(spec.network) if spec.network is not None else None
 
 
 def halt_task(task_id: str, gen: int, incarnation: str) -> None:
