@@ -15,10 +15,12 @@ networks) gets only the fully qualified `<service>.<network>` form. Anything els
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from shared.config import ServiceSpec
 from shared.records import ServiceRecord, TaskRecord
@@ -38,6 +40,16 @@ def service_endpoints(record: ServiceRecord, tasks: Iterable[TaskRecord]) -> lis
     """The endpoints of a service by slot; `tasks` may be every task of the cluster."""
     own = sorted((task for task in tasks if task.service == record.name and task.ready()), key=lambda t: t.slot)
     return [Endpoint(task, record.spec_for(task.template)) for task in own]
+
+
+def is_ipv4(address: str | None) -> TypeGuard[str]:
+    """Whether a recorded container address can be answered in an A record (one written by hand
+    may hold anything: it is then not answered)."""
+    try:
+        ipaddress.IPv4Address(address or "")
+    except ValueError:
+        return False
+    return True
 
 
 class Directory:
@@ -61,10 +73,10 @@ class Directory:
                 networks[record.spec.network] = []
             for endpoint in service_endpoints(record, own):
                 network, address = endpoint.spec.network, endpoint.task.address
-                if network is not None and address is not None:
+                if network is not None and is_ipv4(address):
                     networks.setdefault(network, []).append(address)
             if networks:
-                self._names[record.name] = networks
+                self._names[record.name] = {network: list(dict.fromkeys(found)) for network, found in networks.items()}
             self._index_askers(record, own)
 
     def _index_askers(self, record: ServiceRecord, tasks: list[TaskRecord]) -> None:
@@ -102,6 +114,6 @@ class Directory:
             chosen = [network for network in networks if network in own]
         if not chosen:
             return None
-        addresses = list(dict.fromkeys(address for network in chosen for address in networks[network]))
+        addresses = [address for network in chosen for address in networks[network]]
         rng.shuffle(addresses)
         return addresses
