@@ -2,11 +2,12 @@
 
 A question for a name of the cluster (shared/discovery.py: `<service>` or `<service>.<network>`,
 scoped to the asking container's network) is answered from a DiscoveryView of the cluster's
-records: type A with the addresses of the service's ready replicas, in a new order per query, with
-a TTL of DEFAULT_DNS_TTL; any other type has no record (NOERROR, no answer: the name exists, so an
-upstream's NXDOMAIN must not be relayed for it). Every other question is forwarded to the node's
-own resolvers (tried in turn, each given a share of the bound before the next is asked too) and
-answered SERVFAIL when none has answered within DEFAULT_DNS_UPSTREAM_TIMEOUT.
+records (worker/discovery_view.py): type A with the addresses of the service's ready replicas, in
+a new order per query, with a TTL of DEFAULT_DNS_TTL; any other type has no record (NOERROR, no
+answer: the name exists, so an upstream's NXDOMAIN must not be relayed for it). Every other
+question is forwarded to the node's own resolvers (tried in turn, each given a share of the bound
+before the next is asked too) and answered SERVFAIL when none has answered within
+DEFAULT_DNS_UPSTREAM_TIMEOUT.
 
 Whatever a client sends is only that query's problem: a packet that does not parse is answered
 FORMERR when it has a query's header, else dropped; a response is never answered. Bounds: at most
@@ -40,9 +41,9 @@ import dns.rdatatype
 import dns.rrset
 
 from shared import defaults
-from shared.discovery import Directory
 from shared.store import Store
-from worker.loops import repeat, spawn
+from worker.discovery_view import DiscoveryView
+from worker.loops import spawn
 
 log = logging.getLogger("rq.worker.gorchester")
 
@@ -56,7 +57,6 @@ TCP_SIZE_MAX = 65535  # bytes: what the length prefix of a message over TCP can 
 A_RECORD_BYTES = 16  # an A record after the question: name pointer, type, class, TTL, length, address
 BIND_RETRY_SECONDS = 3.0  # the address may be another agent's (sharing this engine) until it dies
 STOP_POLL_SECONDS = 0.1
-VIEW_MAX_BACKOFF = 1.0  # the view reads again within a second of Redis coming back
 RESOLV_CONF = "/etc/resolv.conf"
 OPCODE_BITS = 0x7800  # of a header's flags
 RETRY_ELSEWHERE = frozenset({dns.rcode.SERVFAIL, dns.rcode.REFUSED, dns.rcode.NOTIMP})
@@ -98,31 +98,6 @@ def _normal(address: str) -> str:
     except ValueError:
         return ""
     return "" if getattr(parsed, "scope_id", None) else str(parsed)
-
-
-class DiscoveryView:
-    """The cluster's services and tasks as the DNS answers from them, read again whenever the
-    store's revision token changes (looked at every `poll` seconds). While Redis does not answer,
-    the last view stays; until the first read, no name is the cluster's (all are forwarded)."""
-
-    def __init__(self, store: Store, poll: float = defaults.DEFAULT_DISCOVERY_POLL_INTERVAL) -> None:
-        self.store = store
-        self.poll = poll
-        self.directory = Directory([], [])  # replaced whole, never changed: readers need no lock
-        self.loaded = threading.Event()  # set once the records were read
-        self._revision: str | None = None
-
-    def refresh(self) -> None:
-        # The token is read first: a write landing during the read below changes it again.
-        revision = self.store.revision()
-        if revision is not None and revision == self._revision:
-            return  # None: the store cannot say (Redis lost its data, say), so read anyway
-        self.directory = Directory(self.store.services().values(), self.store.tasks())
-        self._revision = revision
-        self.loaded.set()
-
-    def run(self, stop: threading.Event) -> None:
-        repeat(stop, self.poll, self.refresh, "cluster DNS view", max_backoff=VIEW_MAX_BACKOFF)
 
 
 class ClusterDns:

@@ -27,6 +27,7 @@ from shared.records import Health, ServiceRecord, TaskRecord, TaskState
 from shared.store import Store, connect
 from tests.conftest import RedisServer
 from tests.support.procs import Processes, free_port, wait_for
+from worker import discovery_view
 from worker import dns as cluster_dns
 from worker.dns import ClusterDns, Upstream
 
@@ -409,7 +410,7 @@ def test_answers_outlive_a_redis_restart(tmp_path: Path, cluster: str, servers: 
         redis_server.start()
         web = put_service(own, "web")
         put_task(own, web, 1, "127.0.54.12")
-        wait_for(lambda: served(server, "web.backend") == {"127.0.54.12"}, timeout=BOUND + cluster_dns.VIEW_MAX_BACKOFF,
+        wait_for(lambda: served(server, "web.backend") == {"127.0.54.12"}, timeout=BOUND + discovery_view.MAX_BACKOFF,
                  what="the answer to follow the records again")
     finally:
         redis_server.kill()
