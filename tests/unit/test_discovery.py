@@ -153,3 +153,18 @@ def test_endpoints_and_answers_are_the_same_replicas():
     assert [endpoint.task.id for endpoint in service_endpoints(checked, tasks)] == ["api.1", "api.3"]
     served = as_set(answer(Directory([checked, WEB, CLIENT, OTHER], tasks), "api.backend"))
     assert served == {endpoint["address"] for endpoint in endpoints if endpoint["network"] == "backend"}
+
+
+def test_network_names_with_dots_and_capitals_are_matched_as_dns_does():
+    dotted = service("db", network="Team.Store_1")
+    directory = Directory([dotted], [task(dotted, 1, "10.1.3.2")])
+    assert answer(directory, "db.team.store_1") == ["10.1.3.2"]
+    assert answer(directory, "DB.TEAM.STORE_1.") == ["10.1.3.2"]
+    assert answer(directory, "db.team") is None and answer(directory, "db.store_1") is None
+    assert answer(directory, "db", "10.1.3.2") == ["10.1.3.2"]
+
+
+def test_an_address_that_is_not_ipv4_is_not_answered():
+    odd = service("odd")
+    tasks = [task(odd, 1, "10.1.4.2"), task(odd, 2, "fd00::2"), task(odd, 3, "not an address")]
+    assert answer(Directory([odd], tasks), "odd.backend") == ["10.1.4.2"]
