@@ -31,7 +31,6 @@ from typing import cast
 
 import dns.asyncquery
 import dns.entropy
-import dns.exception
 import dns.flags
 import dns.message
 import dns.opcode
@@ -315,7 +314,7 @@ class ClusterDns:
             if tcp:
                 return await dns.asyncquery.tcp(query, address, timeout=timeout, port=port)
             return await dns.asyncquery.udp(query, address, timeout=timeout, port=port, ignore_unexpected=True)
-        except (dns.exception.DNSException, OSError, EOFError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - an upstream's failure is only its own: the next is asked
             log.debug("cluster DNS: upstream %s:%d did not answer: %s", address, port, exc)
             return None
 
