@@ -98,7 +98,7 @@ class NodeAgent(SimpleWorker):
         request_engine = Engine.from_env(self.settings.cluster, self.record.id, connections=MAX_NODE_REQUESTS)
         spawn("requests", RequestServer(node, request_engine, self.settings.redis_url, self.stopping).run)
         # Routes and firewall rules of the cluster's pod network on this host (worker/pod_network.py).
-        upkeep = PodNetworkUpkeep(node)
+        upkeep = PodNetworkUpkeep(node, self.stopping)
         interval = self.settings.heartbeat_interval
         spawn("pod-network", lambda: repeat(self.stopping, interval, upkeep.step, "pod network"))
 

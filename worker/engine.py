@@ -344,6 +344,11 @@ def container_incarnation(container: Container) -> str:
     return str(container.labels.get(labels.INCARNATION, ""))
 
 
+def networks_of(attrs: dict[str, Any]) -> list[str]:
+    """The names of the networks a container is on, from its inspect document."""
+    return list((attrs.get("NetworkSettings") or {}).get("Networks") or {})
+
+
 def container_address(attrs: dict[str, Any]) -> str | None:
     """The container's IP address on its (bridge) network from an inspect document; None without one."""
     networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
