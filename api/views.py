@@ -6,6 +6,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.discovery import Endpoint, service_endpoints
 from shared.records import NodeRecord, ServiceRecord, TaskRecord, TaskState, Unreadable, allocations
 
 
@@ -134,24 +135,26 @@ def update_view(record: ServiceRecord, tasks: list[TaskRecord]) -> dict[str, Any
 
 
 def endpoints_view(record: ServiceRecord, tasks: list[TaskRecord], nodes: list[NodeRecord]) -> list[dict[str, Any]]:
-    """The ready replicas of a service (healthy, or running without a check) and where to reach them:
-    the node's address with the published ports, and the container's address on the service network."""
+    """The endpoints of a service (shared/discovery.py: its ready replicas, which the cluster DNS
+    answers too) and where to reach them: the node's address with the published ports, and the
+    container's address on the service network."""
     addresses = {node.id: node.address for node in nodes}
-    own = sorted((t for t in tasks if t.service == record.name and t.ready()), key=lambda t: t.slot)
-    return [
-        {
-            "task": task.id,
-            "slot": task.slot,
-            "gen": task.gen,
-            "node": task.node,
-            "node_address": addresses.get(task.node or ""),
-            "ports": [port.model_dump() for port in task.ports],
-            "network": record.spec_for(task.template).network_name(),
-            "address": task.address,
-            "health": task.health.value,
-        }
-        for task in own
-    ]
+    return [_endpoint_view(endpoint, addresses) for endpoint in service_endpoints(record, tasks)]
+
+
+def _endpoint_view(endpoint: Endpoint, node_addresses: dict[str, str]) -> dict[str, Any]:
+    task = endpoint.task
+    return {
+        "task": task.id,
+        "slot": task.slot,
+        "gen": task.gen,
+        "node": task.node,
+        "node_address": node_addresses.get(task.node or ""),
+        "ports": [port.model_dump() for port in task.ports],
+        "network": endpoint.spec.network_name(),
+        "address": task.address,
+        "health": task.health.value,
+    }
 
 
 def node_view(node: NodeRecord, tasks: list[TaskRecord], now: float, misses: float) -> dict[str, Any]:

@@ -115,7 +115,8 @@ class Host:
     @property
     def address_pool(self) -> str:
         """Where the engine takes the subnets of user-defined networks (16 of /24)."""
-        return f"base=10.{233 + self.lan}.{16 * self.index}.0/20,size=24"
+        # 10.216-231: clear of the cluster's pod range (GORCHESTER_POD_CIDR, 10.244.0.0/16 by default).
+        return f"base=10.{216 + self.lan}.{16 * self.index}.0/20,size=24"
 
 
 @dataclass(frozen=True)

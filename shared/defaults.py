@@ -36,3 +36,10 @@ DEFAULT_JOB_TIMEOUT = 300  # seconds an RQ job may run (an image pull can be slo
 DEFAULT_EVENTS_MAXLEN = 10_000
 DEFAULT_REDIS_TIMEOUT = 2.0  # socket timeout: a dead Redis gives an error, never a hang
 DEFAULT_METRICS_INTERVAL = 5.0  # seconds between container usage samples and autoscaler passes
+DEFAULT_POD_CIDR = "10.244.0.0/16"  # the cluster's container addresses, a /24 per engine (flannel's default)
+
+# The cluster DNS each node agent serves (worker/dns.py).
+DEFAULT_DNS_PORT = 53
+DEFAULT_DNS_TTL = 1  # seconds clients may keep an answer: names follow replicas within 2 s
+DEFAULT_DNS_UPSTREAM_TIMEOUT = 2.0  # a forwarded name no upstream answered by then is SERVFAIL
+DEFAULT_DISCOVERY_POLL_INTERVAL = 0.2  # how often the DNS looks at the store's revision token

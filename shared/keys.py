@@ -112,3 +112,9 @@ class Keys:
         """String with expiry (redis-py's Lock): held while one agent makes `what` (say, a network) on the
         engine `engine_id`, which other agents of the cluster may share."""
         return f"{self.prefix}:lock:engine:{engine_id}:{what}"
+
+    @property
+    def subnets(self) -> str:
+        """Hash: engine id -> the /24 of the pod range its bridge of the cluster has (shared/podnet.py);
+        written by the node agents, each for its own engine, under that engine's lock."""
+        return f"{self.prefix}:subnets"

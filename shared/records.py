@@ -284,6 +284,7 @@ class NodeRecord(Stored):
     usage: dict[str, Any] = Field(default_factory=dict)
     engine_error: str | None = None  # why its engine does not answer (at most ERROR_LIMIT characters)
     engine_error_since: float | None = None  # when its agent first found the engine not answering
+    engine_id: str | None = None  # its Docker engine's ID (`docker info`); nodes sharing an engine share it
     # Fields of older versions (`engine_url`: the API no longer reaches engines) are ignored when read.
 
     def window(self, misses: float) -> float:

@@ -7,6 +7,7 @@ GORCHESTER_REDIS_PASSWORD_FILE (its first line; it wins over a password in the U
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,18 @@ def _paths(name: str) -> tuple[str, ...]:
             raise SettingError(f"{name}: {item!r} must be an absolute path without '..'")
         paths.append(normal_path(item))
     return tuple(paths)
+
+
+def _cidr(name: str, default: str) -> str:
+    """An IPv4 network of at least a /24 (a /24 of it per engine), e.g. 10.244.0.0/16."""
+    raw = (os.environ.get(name) or default).strip()
+    try:
+        network = ipaddress.IPv4Network(raw)
+    except ValueError:
+        raise SettingError(f"{name}: {raw!r} must be an IPv4 network such as 10.244.0.0/16") from None
+    if network.prefixlen > 24:
+        raise SettingError(f"{name}: {raw!r} must be a /24 or larger (each engine takes a /24 of it)")
+    return str(network)
 
 
 def read_secret(name: str, path: str) -> str:
@@ -106,6 +119,7 @@ class Settings:
     leader_lease: float = defaults.DEFAULT_LEADER_LEASE
     metrics_interval: float = defaults.DEFAULT_METRICS_INTERVAL
     host_access: HostAccess = HostAccess()  # shared/hostaccess.py: nothing of the host unless allowed
+    pod_cidr: str = defaults.DEFAULT_POD_CIDR  # the cluster's container addresses (shared/podnet.py)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -123,4 +137,5 @@ class Settings:
             leader_lease=_float("GORCHESTER_LEADER_LEASE", defaults.DEFAULT_LEADER_LEASE),
             metrics_interval=_float("GORCHESTER_METRICS_INTERVAL", defaults.DEFAULT_METRICS_INTERVAL),
             host_access=HostAccess(allowed_paths=_paths(PATHS_SETTING), host_network=_flag(NETWORK_SETTING)),
+            pod_cidr=_cidr("GORCHESTER_POD_CIDR", defaults.DEFAULT_POD_CIDR),
         )

@@ -24,6 +24,7 @@ from shared.config import Config, ServiceSpec
 from shared.errors import Conflict, NotFound, Unavailable
 from shared.keys import Keys
 from shared.parsed import ParsedRecords, Record, Records
+from shared.podnet import pick_subnet, usable
 from shared.records import (
     MAX_COUNT,
     Availability,
@@ -538,15 +539,24 @@ class Store:
             pipe.execute()
 
     def heartbeat(
-        self, node_id: str, now: float, usage: dict[str, Any] | None = None, *, engine: EngineHealth | None = None
+        self,
+        node_id: str,
+        now: float,
+        usage: dict[str, Any] | None = None,
+        *,
+        engine: EngineHealth | None = None,
+        engine_id: str | None = None,
     ) -> None:
-        """The agent's beat; with `engine`, what it found of its Docker engine (NodeRecord.engine_error)."""
+        """The agent's beat; with `engine`, what it found of its Docker engine (NodeRecord.engine_error),
+        and with `engine_id`, which engine that is (known once it has answered)."""
         fields = {"last_heartbeat": json.dumps(now)}
         if usage is not None:
             fields["usage"] = json.dumps(usage)
         if engine is not None:
             fields["engine_error"] = json.dumps(engine.error)
             fields["engine_error_since"] = json.dumps(engine.since)
+        if engine_id is not None:
+            fields["engine_id"] = json.dumps(engine_id)
         self.redis.hset(self.keys.node(node_id), mapping=fields)
 
     def heartbeat_many(self, node_ids: Iterable[str], now: float) -> None:
@@ -596,6 +606,39 @@ class Store:
                     pipe.publish(self.keys.changes, f"node:{node_id}")
                     pipe.execute()
                     return node.model_copy(update={"availability": availability})
+                except redis.WatchError:
+                    continue
+
+    # -- the pod network ---------------------------------------------------------------------
+
+    def subnets(self) -> dict[str, str]:
+        """Each engine's subnet of the cluster's pod range, by engine id (shared/podnet.py)."""
+        subnets: dict[str, str] = self.redis.hgetall(self.keys.subnets)
+        return subnets
+
+    def claim_subnet(self, engine_id: str, subnet: str) -> None:
+        """Record the subnet an engine's bridge of the cluster has (found on the engine as it is)."""
+        self.redis.hset(self.keys.subnets, engine_id, subnet)
+
+    def allocate_subnet(self, engine_id: str, cidr: str, clashes: Collection[str]) -> str:
+        """The engine's subnet of the pod range `cidr`: the one it has, else the lowest /24 no other engine
+        of the cluster has and overlapping none of `clashes` (the engine's other networks), recorded in one
+        compare-and-set. Callers hold the engine's lock (Store.engine_lock)."""
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(self.keys.subnets)
+                    current: dict[str, str] = pipe.hgetall(self.keys.subnets)
+                    taken = [subnet for engine, subnet in current.items() if engine != engine_id]
+                    mine = current.get(engine_id)
+                    if mine is not None and usable(mine, taken, clashes):
+                        pipe.reset()
+                        return mine
+                    chosen = pick_subnet(cidr, taken, clashes)
+                    pipe.multi()
+                    pipe.hset(self.keys.subnets, engine_id, chosen)
+                    pipe.execute()
+                    return chosen
                 except redis.WatchError:
                     continue
 

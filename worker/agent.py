@@ -9,6 +9,7 @@ event stream, the sweep, metrics, health checks and the API's logs and exec requ
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -27,13 +28,14 @@ from shared.records import EngineHealth, NodeRecord
 from shared.settings import Settings
 from shared.store import Store, connect
 from worker import sweep
-from worker.engine import Engine
+from worker.engine import Engine, EngineError
 from worker.events import EventWatcher
 from worker.health import HealthMonitor
 from worker.identity import node_record
 from worker.loops import MAX_BACKOFF, repeat, spawn
 from worker.metrics import Sampler
 from worker.node import Node, current, install
+from worker.pod_network import PodNetworkUpkeep
 from worker.request_server import RequestServer
 
 __all__ = ["NodeAgent", "current"]
@@ -79,6 +81,7 @@ class NodeAgent(SimpleWorker):
             store=self.store,
             engine=Engine.from_env(self.settings.cluster, self.record.id),
             host_access=self.settings.host_access,
+            pod_cidr=self.settings.pod_cidr,
         )
         install(node)
         self.engine = node.engine
@@ -94,6 +97,10 @@ class NodeAgent(SimpleWorker):
         # The API's logs and exec requests (worker/request_server.py), on an engine client of their own.
         request_engine = Engine.from_env(self.settings.cluster, self.record.id, connections=MAX_NODE_REQUESTS)
         spawn("requests", RequestServer(node, request_engine, self.settings.redis_url, self.stopping).run)
+        # Routes and firewall rules of the cluster's pod network on this host (worker/pod_network.py).
+        upkeep = PodNetworkUpkeep(node, self.stopping)
+        interval = self.settings.heartbeat_interval
+        spawn("pod-network", lambda: repeat(self.stopping, interval, upkeep.step, "pod network"))
 
     def register(self) -> None:
         keys = self.store.keys
@@ -117,7 +124,11 @@ class NodeAgent(SimpleWorker):
         elif health.error is None and self.engine_health.error is not None:
             log.info("node %s: the engine answers again", self.record.id)
         self.engine_health = health
-        self.store.heartbeat(self.record.id, now, engine=health)
+        engine_id = None
+        if health.error is None:
+            with contextlib.suppress(EngineError):
+                engine_id = self.engine.engine_id  # asked once (then remembered): which engine this node uses
+        self.store.heartbeat(self.record.id, now, engine=health, engine_id=engine_id)
 
     def check_for_suspension(self, burst: bool) -> None:
         step = super().check_for_suspension

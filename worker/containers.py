@@ -11,6 +11,7 @@ from typing import Any
 
 from shared import labels
 from shared.config import NetworkMode, ServiceSpec, parse_volume
+from shared.podnet import PodNetwork
 from shared.records import TaskRecord, container_name
 
 CPU_PERIOD = 100_000  # microseconds; with quota = millicores * 100, 1000 millicores is one full CPU
@@ -23,14 +24,17 @@ def container_args(
     cluster: str,
     node_id: str,
     node_address: str,
-    network_id: str | None = None,
+    pod: PodNetwork | None = None,
     bind_sources: Mapping[str, str] | None = None,
 ) -> dict:
     """Keyword arguments for `client.containers.create(**kwargs)` for this task at its gen.
 
-    `network_id` names the bridge network by id when known: Docker allows two networks of one name,
-    and then refuses the name as ambiguous. `bind_sources` maps a bind mount's source to the path
-    the node checked (worker/host_access.py: symlinks resolved); the engine mounts that path.
+    A service with a `network` joins the cluster's network on this engine (`pod`, shared/podnet.py;
+    named by id: Docker allows two networks of one name and then refuses the name as ambiguous), and
+    resolves names through the cluster DNS at the network's gateway (worker/dns.py), its `network`
+    as its search domain: `web` asks for `web.<network>`, the cluster DNS's name for the service.
+    `bind_sources` maps a bind mount's source to the path the node checked (worker/host_access.py:
+    symlinks resolved); the engine mounts that path.
     """
     args: dict[str, Any] = {
         "image": spec.image,
@@ -63,10 +67,11 @@ def container_args(
         "detach": True,
     }
     if spec.network is not None:
-        network = network_id or spec.network
-        # A plain dict is what EndpointConfig serialises to; it keeps this function free of an API version.
-        args["network"] = network
-        args["networking_config"] = {network: {"Aliases": [spec.service_name]}}
+        if pod is None:
+            raise ValueError(f"{spec.service_name}: a service with a network needs the cluster's network")
+        args["network"] = pod.id
+        args["dns"] = [pod.gateway, *spec.dns]  # the user's servers after the cluster's
+        args["dns_search"] = [spec.network]
     else:
         args["network_mode"] = NetworkMode(spec.network_mode).value
     if spec.resources is not None:

@@ -25,6 +25,7 @@ from docker.models.networks import Network
 
 from shared import labels
 from shared.node_requests import OutputTail
+from shared.podnet import gateway
 from shared.records import PublishedPort
 from worker.container_output import ContainerOutput
 
@@ -131,26 +132,35 @@ class Engine:
         with engine_errors("engine info"):
             return str(self.client.info()["ID"])
 
-    def ensure_network(self, name: str) -> str:
-        """The id of the bridge network `name`, created when missing, its duplicates repaired.
+    def ensure_network(self, name: str, subnet_for: Callable[[list[str]], str]) -> tuple[str, str]:
+        """(id, subnet) of the bridge network `name`, made when missing with the subnet `subnet_for` picks
+        (given the subnets of the engine's other networks, which it must not overlap); its duplicates repaired.
 
         Docker allows two networks of one name, and then refuses to start a container on either
         (`network ... is ambiguous`), even one given the network's id. Agents sharing this engine
-        must call this under the network's lock (Store.engine_lock, worker/jobs.py) so only one
+        must call this under the network's lock (Store.engine_lock, worker/node.py) so only one
         creates it; a duplicate made anyway (by another process, or before this lock) is settled here.
         """
         with engine_errors(f"network {name}"):
             networks = self._networks(name)
             if not networks:
+                subnet = subnet_for(self._subnets())
+                pool = docker.types.IPAMPool(subnet=subnet, gateway=gateway(subnet))
+                ipam = docker.types.IPAMConfig(pool_configs=[pool])
                 try:
                     self.client.networks.create(
-                        name, driver="bridge", check_duplicate=True, labels={labels.CLUSTER: self.cluster}
+                        name, driver="bridge", ipam=ipam, check_duplicate=True, labels={labels.CLUSTER: self.cluster}
                     )
                 except docker.errors.APIError as exc:
                     if exc.status_code != 409:  # 409: made meanwhile by someone outside our lock
                         raise
                 networks = self._networks(name)
-            return self._settle(networks).id
+            winner = self._settle(networks)
+            return winner.id, _subnet_of(winner.attrs)
+
+    def _subnets(self) -> list[str]:
+        """The subnets of every network on the engine (a new one must overlap none)."""
+        return [subnet for network in self.client.api.networks() if (subnet := _subnet_of(network))]
 
     def duplicate_networks(self) -> list[str]:
         """Names of this cluster's networks that exist more than once on the engine."""
@@ -329,6 +339,15 @@ class Engine:
         return published_ports(container.attrs)
 
 
+def _subnet_of(attrs: dict[str, Any]) -> str:
+    """The (first) IPv4 subnet of a network from its inspect or list document ('' when it has none)."""
+    for pool in ((attrs.get("IPAM") or {}).get("Config") or []):
+        subnet = str((pool or {}).get("Subnet") or "")
+        if subnet and ":" not in subnet:
+            return subnet
+    return ""
+
+
 def container_gen(container: Container) -> int:
     return int(container.labels.get(labels.GEN, "0"))
 
@@ -336,6 +355,11 @@ def container_gen(container: Container) -> int:
 def container_incarnation(container: Container) -> str:
     """The incarnation of the task record the container was made for ("" before records had one)."""
     return str(container.labels.get(labels.INCARNATION, ""))
+
+
+def networks_of(attrs: dict[str, Any]) -> list[str]:
+    """The names of the networks a container is on, from its inspect document."""
+    return list((attrs.get("NetworkSettings") or {}).get("Networks") or {})
 
 
 def container_address(attrs: dict[str, Any]) -> str | None:

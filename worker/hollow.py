@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +69,7 @@ class FakeEngine:
         self.by_name: dict[str, FakeContainer] = {}
         self.images: set[str] = set()
         self.volumes: set[str] = set()
-        self.networks: dict[str, str] = {}
+        self.networks: dict[str, tuple[str, str]] = {}  # name -> (id, subnet)
 
     def ensure_image(self, image: str) -> None:
         self.images.add(image)
@@ -81,8 +81,10 @@ class FakeEngine:
     def health(self) -> str | None:
         return None
 
-    def ensure_network(self, name: str) -> str:
-        return self.networks.setdefault(name, f"net-{name}")
+    def ensure_network(self, name: str, subnet_for: Callable[[list[str]], str]) -> tuple[str, str]:
+        if name not in self.networks:
+            self.networks[name] = (f"net-{name}", subnet_for([]))
+        return self.networks[name]
 
     def duplicate_networks(self) -> list[str]:
         return []

@@ -13,15 +13,16 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
-from shared import labels
+from shared import defaults, labels
 from shared.config import ServiceSpec
 from shared.dispatch import Action
 from shared.errors import NotFound
 from shared.hostaccess import HostAccessRefused
+from shared.podnet import PodNetwork, network_name
 from shared.records import TaskRecord, TaskState, Unreadable
 from worker import fanout
 from worker.containers import container_args, named_volumes
-from worker.engine import EngineError, container_address, container_gen, container_incarnation
+from worker.engine import EngineError, container_address, container_gen, container_incarnation, networks_of
 from worker.host_access import bind_sources
 from worker.node import Node, current, serving
 
@@ -29,6 +30,9 @@ log = logging.getLogger("rq.worker.gorchester")
 
 STARTABLE = frozenset({TaskState.ASSIGNED, TaskState.STARTING})
 STOPPED_ON_REQUEST = "stopped on request"
+# How long a replica the cluster DNS answered for keeps serving after its task is retired: the DNS
+# servers' poll of the records plus the TTL clients may cache an answer for, and a margin.
+DISCOVERY_GRACE = defaults.DEFAULT_DISCOVERY_POLL_INTERVAL + defaults.DEFAULT_DNS_TTL + 0.3
 FLUSH_SECONDS = 0.25  # a batch of starts reports RUNNING at least this often
 # Containers a batch starts at once: the engine's create/start calls overlap (as Swarm's and the
 # kubelet's do); an engine may say otherwise (`parallel_starts`, worker/hollow.py's in-memory one: 1).
@@ -155,17 +159,25 @@ def _report_running(
 
 
 class _Prepared:
-    """What a batch made for its services' containers (image, volumes, network): once per service."""
+    """What a batch made for its services' containers (image and volumes once per service; the
+    cluster's network once per batch)."""
 
     def __init__(self) -> None:
-        self.networks: dict[str, str | None] = {}
+        self.services: set[str] = set()
+        self.pod: PodNetwork | None = None
         self.lock = threading.Lock()
 
-    def network(self, node: Node, spec: ServiceSpec) -> str | None:
+    def network(self, node: Node, spec: ServiceSpec) -> PodNetwork | None:
+        """Make what `spec`'s containers need; returns the cluster's network when it joins it."""
         with self.lock:
-            if spec.service_name not in self.networks:
-                self.networks[spec.service_name] = _prepare(node, spec)
-            return self.networks[spec.service_name]
+            if spec.service_name not in self.services:
+                _prepare(node, spec)
+                self.services.add(spec.service_name)
+            if spec.network is None:
+                return None
+            if self.pod is None:
+                self.pod = node.pod_network()
+            return self.pod
 
 
 def _start(
@@ -195,7 +207,7 @@ def _start(
         binds = bind_sources(spec, node.host_access, node.id)  # this node's own check, before anything is made
         args = container_args(
             spec, task, cluster=node.cluster, node_id=node.id, node_address=node.address,
-            network_id=prepared.network(node, spec), bind_sources=binds,
+            pod=prepared.network(node, spec), bind_sources=binds,
         )
         container = node.engine.run(args)
     return {
@@ -210,12 +222,11 @@ def _start(
     }
 
 
-def _prepare(node: Node, spec: ServiceSpec) -> str | None:
-    """Make what the container needs; returns the id of its bridge network, if it has one."""
+def _prepare(node: Node, spec: ServiceSpec) -> None:
+    """Make what the service's containers need: the image, the named volumes."""
     node.engine.ensure_image(spec.image)
     for volume in named_volumes(spec):
         node.engine.ensure_volume(volume)
-    return node.ensure_network(spec.network) if spec.network is not None else None
 
 
 def halt_task(task_id: str, gen: int, incarnation: str) -> None:
@@ -254,10 +265,18 @@ def stop_task(task_id: str, gen: int, incarnation: str) -> None:
     previous = task.previous if task is not None and task.incarnation == incarnation else None
     kept = previous.gen if previous is not None and previous.node == node.id else None
     try:
-        for container in node.engine.containers({task_id}):
-            gen_of = container_gen(container)
-            if container_incarnation(container) == incarnation and gen_of <= gen and gen_of != kept:
-                node.engine.remove(container)
+        doomed = [
+            container for container in node.engine.containers({task_id})
+            if container_incarnation(container) == incarnation and container_gen(container) <= gen
+            and container_gen(container) != kept
+        ]
+        pod = network_name(node.cluster)
+        if any(container.status == "running" and pod in networks_of(container.attrs) for container in doomed):
+            # Its address was the cluster DNS's answer for its service until the task was retired: it
+            # serves on until every DNS has seen that (its poll) and what clients cached has expired (TTL).
+            time.sleep(DISCOVERY_GRACE)
+        for container in doomed:
+            node.engine.remove(container)
     except EngineError as exc:
         # The record stays SHUTDOWN, so the agent's sweep retries the removal.
         log.warning("stop %s gen %s: %s", task_id, gen, exc)

@@ -11,8 +11,10 @@ log = logging.getLogger("rq.worker.gorchester")
 MAX_BACKOFF = 5.0
 
 
-def repeat(stop: threading.Event, interval: float, step: Callable[[], None], what: str) -> None:
-    """Run `step` every `interval` until `stop`; after a failure wait longer each time, up to MAX_BACKOFF."""
+def repeat(
+    stop: threading.Event, interval: float, step: Callable[[], None], what: str, max_backoff: float = MAX_BACKOFF
+) -> None:
+    """Run `step` every `interval` until `stop`; after a failure wait longer each time, up to `max_backoff`."""
     delay = interval
     while not stop.is_set():
         try:
@@ -21,7 +23,7 @@ def repeat(stop: threading.Event, interval: float, step: Callable[[], None], wha
         except Exception:  # noqa: BLE001 - a loop of the agent must never die of one failure
             log.warning("%s failed; retrying in %.1fs", what, delay, exc_info=True)
             stop.wait(delay)
-            delay = min(max(delay, interval) * 2, MAX_BACKOFF)
+            delay = min(max(delay, interval) * 2, max_backoff)
             continue
         stop.wait(interval)
 

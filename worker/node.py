@@ -14,8 +14,10 @@ from typing import Any
 
 import redis
 
+from shared import defaults
 from shared.errors import NotFound
 from shared.hostaccess import HostAccess
+from shared.podnet import PodNetwork, PodRangeError, network_name
 from shared.records import TaskRecord, TaskState
 from shared.store import Store
 from worker.engine import Engine, EngineError
@@ -31,6 +33,7 @@ class Node:
     store: Store
     engine: Engine
     host_access: HostAccess = HostAccess()  # what of this host its containers may use (worker/host_access.py)
+    pod_cidr: str = defaults.DEFAULT_POD_CIDR  # the cluster's container addresses (shared/podnet.py)
     # Reentrant: the job and the sweep report while already holding it.
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -115,14 +118,23 @@ class Node:
             self.store.notify(f"node:{self.id}")
         return written
 
-    def ensure_network(self, name: str) -> str:
-        """The id of network `name` on this node's engine, made (or its duplicates repaired) by one
-        agent of the cluster at a time per engine: agents sharing an engine would otherwise make it twice."""
+    def pod_network(self) -> PodNetwork:
+        """The cluster's network on this node's engine (shared/podnet.py), made with the subnet the control
+        plane allocates to the engine, by one agent of the cluster at a time per engine (agents sharing an
+        engine would otherwise make it twice); a duplicate found is settled on one."""
+        name = network_name(self.cluster)
+        engine_id = self.engine.engine_id
         try:
-            with self.store.engine_lock(self.engine.engine_id, f"network:{name}"):
-                return self.engine.ensure_network(name)
+            with self.store.engine_lock(engine_id, f"network:{name}"):
+                network_id, subnet = self.engine.ensure_network(
+                    name, lambda clashes: self.store.allocate_subnet(engine_id, self.pod_cidr, clashes)
+                )
+                self.store.claim_subnet(engine_id, subnet)  # as the engine has it (made before, or just now)
         except redis.exceptions.LockError as exc:
             raise EngineError(f"network {name}: its lock on this engine is busy ({exc})") from None
+        except PodRangeError as exc:
+            raise EngineError(f"network {name}: {exc}") from None
+        return PodNetwork(network_id, subnet)
 
     def forget(self, task_id: str, gen: int, incarnation: str) -> bool:
         """Delete a task record that is SHUTDOWN at `gen` (that record: `incarnation`): its container is

@@ -12,6 +12,7 @@ import time
 from docker.models.containers import Container
 
 from shared import labels
+from shared.podnet import network_name
 from shared.records import TaskRecord, TaskState
 from worker import fanout
 from worker.engine import container_address, container_gen, container_incarnation
@@ -55,8 +56,8 @@ def sweep(node: Node) -> None:
     fanout.each(lambda stray: _remove(node, *stray), strays)
     # A network made twice on this engine (agents racing before its lock, another process) makes
     # every start on it fail as ambiguous: settle on one, the other goes once it is empty.
-    for name in node.engine.duplicate_networks():
-        node.ensure_network(name)
+    if network_name(node.cluster) in node.engine.duplicate_networks():
+        node.pod_network()
 
 
 def _made_for(task: TaskRecord, node: Node, container: Container) -> bool:

@@ -12,6 +12,7 @@ import docker
 import httpx
 
 from shared import labels
+from shared.podnet import network_name
 from shared.records import TaskState
 from shared.store import Store
 from tests.integration.test_end_to_end import cluster_api  # noqa: F401 - the fixture: API, scheduler, two agents
@@ -38,11 +39,11 @@ def test_a_new_network_is_made_once_by_two_agents_of_one_engine_and_every_replic
     cluster: str, cluster_api: str, store: Store  # noqa: F811 - the imported fixture
 ):
     api = cluster_api
+    network = network_name(cluster)  # the cluster's network, which every service with a `network` joins
     for round_ in range(1, 5):
-        network = f"{cluster}-net{round_}"
         name = f"web{round_}"
         # Eight replicas over two agents: both get their batch in the same pass and make the network at once.
-        response = httpx.post(f"{api}/v1/services", json=service(name, 8, network=network), timeout=5)
+        response = httpx.post(f"{api}/v1/services", json=service(name, 8, network="app"), timeout=5)
         assert response.status_code == 201, response.text
         wait_for(lambda name=name: all_running(store, name, 8), timeout=90, what=f"8 replicas of {name} running")
         assert len(networks_named(network)) == 1
@@ -50,20 +51,29 @@ def test_a_new_network_is_made_once_by_two_agents_of_one_engine_and_every_replic
                   if e["type"] == "task_failed"]
         assert failed == []
         assert httpx.delete(f"{api}/v1/services/{name}", timeout=5).status_code == 202
+        # Gone with its replicas, so the next round's agents race to make it anew.
+        wait_for(lambda name=name: not containers_of(cluster, name), timeout=60, what=f"{name}'s containers gone")
+        for net in docker.from_env().networks.list(names=[network]):
+            net.remove()
 
 
 def test_a_network_found_twice_is_repaired_and_the_replicas_run(
     cluster: str, cluster_api: str, store: Store  # noqa: F811 - the imported fixture
 ):
-    network = f"{cluster}-dup"
+    network = network_name(cluster)
     client = docker.from_env()
     for _ in range(2):  # as two agents racing before the lock would have left it
         client.networks.create(network, driver="bridge", labels={labels.CLUSTER: cluster})
     assert len(networks_named(network)) == 2
-    response = httpx.post(f"{cluster_api}/v1/services", json=service("web", 4, network=network), timeout=5)
+    response = httpx.post(f"{cluster_api}/v1/services", json=service("web", 4, network="app"), timeout=5)
     assert response.status_code == 201, response.text
     wait_for(lambda: all_running(store, "web", 4), timeout=60, what="4 replicas running")
     assert len(networks_named(network)) == 1
+
+
+def containers_of(cluster: str, service_name: str) -> list:
+    selector = [f"{labels.CLUSTER}={cluster}", f"{labels.SERVICE}={service_name}"]
+    return docker.from_env().containers.list(all=True, filters={"label": selector}, ignore_removed=True)
 
 
 def test_a_replica_whose_container_never_ran_is_retried_whatever_the_restart_policy(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from shared import labels
 from shared.config import ServiceSpec
+from shared.podnet import PodNetwork
 from shared.records import TaskRecord
 from worker.containers import container_args, named_volumes
 
@@ -16,8 +19,8 @@ def spec(**fields: Any) -> ServiceSpec:
     return ServiceSpec.model_validate({"service_name": "web", "image": "nginx:alpine", "replicas": 1, **fields})
 
 
-def args(service: ServiceSpec, task: TaskRecord = TASK) -> dict:
-    return container_args(service, task, cluster="prod", node_id="node-1", node_address="10.0.0.5")
+def args(service: ServiceSpec, task: TaskRecord = TASK, pod: PodNetwork | None = None) -> dict:
+    return container_args(service, task, cluster="prod", node_id="node-1", node_address="10.0.0.5", pod=pod)
 
 
 def test_image_name_hostname_and_detach() -> None:
@@ -91,12 +94,16 @@ def test_without_a_network_the_container_is_on_dockers_default_bridge() -> None:
     assert spec().network_name() == "bridge"
 
 
-def test_a_named_network_carries_the_service_alias() -> None:
-    result = args(spec(network="backend"))
-    assert result["network"] == "backend"
-    assert result["networking_config"] == {"backend": {"Aliases": ["web"]}}
-    assert "network_mode" not in result
+def test_a_service_with_a_network_joins_the_clusters_network_and_asks_the_cluster_dns() -> None:
+    pod = PodNetwork("netid123", "10.244.3.0/24")
+    result = args(spec(network="backend", dns=["1.1.1.1"]), pod=pod)
+    assert result["network"] == "netid123"  # by id: a name may be ambiguous
+    assert result["dns"] == ["10.244.3.1", "1.1.1.1"]  # the cluster DNS at the bridge's gateway first
+    assert result["dns_search"] == ["backend"]  # `web` is asked as `web.backend`
+    assert "networking_config" not in result and "network_mode" not in result
     assert spec(network="backend").network_name() == "backend"
+    with pytest.raises(ValueError, match="needs the cluster's network"):
+        args(spec(network="backend"))
 
 
 def test_host_and_none_network_modes() -> None:
@@ -130,9 +137,3 @@ def test_the_engine_never_restarts_containers() -> None:
     assert args(spec(restart_policy="always"))["restart_policy"] == {"Name": "no"}
 
 
-def test_a_known_network_id_replaces_the_ambiguous_name() -> None:
-    result = container_args(
-        spec(network="backend"), TASK, cluster="prod", node_id="node-1", node_address="10.0.0.5", network_id="abc123"
-    )
-    assert result["network"] == "abc123"
-    assert result["networking_config"] == {"abc123": {"Aliases": ["web"]}}
