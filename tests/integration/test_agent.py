@@ -17,6 +17,8 @@ from rq.job import Job as RQJob
 from shared import labels
 from shared.config import ServiceSpec
 from shared.dispatch import Action, Job, enqueue
+from shared.podnet import gateway as subnet_gateway
+from shared.podnet import network_name
 from shared.records import PreviousContainer, TaskRecord, TaskState, host_port_keys, template_hash
 from shared.store import Store, connect
 from tests.support.procs import TEST_IMAGE, Processes, free_port, wait_for
@@ -100,13 +102,18 @@ def test_registers_heartbeats_and_stops_beating_when_killed(agent: Processes, st
     wait_for(lambda: time.time() - store.node(NODE).last_heartbeat > 2.0, what="heartbeats to stop")
 
 
+def pod_gateway(store: Store, node: str) -> str:
+    """The gateway of the pod subnet the control plane gave `node`'s engine: its cluster DNS."""
+    return subnet_gateway(store.subnets()[store.node(node).engine_id or ""])
+
+
 def test_start_makes_the_container_the_spec_describes(scheduler: Scheduler, store: Store, cluster: str):
     fixed = free_port(ADDRESS)
     spec = service(
         env=["GREETING=hello", "MODE=test"],
         command=["httpd", "-f", "-p", "80", "-h", "/www"],
         ports=[{"container_port": 80}, {"container_port": 81, "host_port": fixed}],
-        network=f"{cluster}-net",  # the test's own: cleaned up with its cluster's objects
+        network="app",  # a discovery domain on the cluster's own network (removed with its objects)
         resources={"cpu_millicores": 250, "memory_bytes": 64 * MIB},
     )
     task = scheduler.wait_state(scheduler.start(spec), TaskState.RUNNING)
@@ -124,9 +131,10 @@ def test_start_makes_the_container_the_spec_describes(scheduler: Scheduler, stor
     assert container.labels[labels.NODE] == NODE
     assert container.labels[labels.GEN] == "1"
     assert container.labels[labels.SERVICE] == "web"
-    [(network, endpoint)] = attrs["NetworkSettings"]["Networks"].items()
-    assert network == spec.network
-    assert "web" in endpoint["Aliases"]
+    [network] = attrs["NetworkSettings"]["Networks"]
+    assert network == network_name(cluster)  # the cluster's pod network, named by the cluster alone
+    assert attrs["HostConfig"]["Dns"][:1] == [pod_gateway(store, NODE)]  # the cluster DNS first
+    assert attrs["HostConfig"]["DnsSearch"] == ["app"]
 
     ports = {port.container_port: port for port in task.ports}
     assert ports[81].host_ip == ADDRESS and ports[81].host_port == fixed
