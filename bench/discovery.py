@@ -87,7 +87,10 @@ def main() -> None:
                 "address": lambda: timed_loop(client, args.connections, addresses),
             }
             for kind in KINDS:  # a warm-up of each, not counted
-                measure[kind]()
+                try:
+                    measure[kind]()
+                except RuntimeError as exc:
+                    log(f"warm-up: {exc}")
             for run in range(args.runs):
                 loads.append(harness.load())
                 got = {}
