@@ -35,7 +35,7 @@ from worker.identity import node_record
 from worker.loops import MAX_BACKOFF, repeat, spawn
 from worker.metrics import Sampler
 from worker.node import Node, current, install
-from worker.pod_network import PodNetworkUpkeep
+from worker.pod_network import FOLLOW_INTERVAL, PodNetworkUpkeep
 from worker.request_server import RequestServer
 
 __all__ = ["NodeAgent", "current"]
@@ -98,9 +98,10 @@ class NodeAgent(SimpleWorker):
         request_engine = Engine.from_env(self.settings.cluster, self.record.id, connections=MAX_NODE_REQUESTS)
         spawn("requests", RequestServer(node, request_engine, self.settings.redis_url, self.stopping).run)
         # Routes and firewall rules of the cluster's pod network on this host (worker/pod_network.py).
-        upkeep = PodNetworkUpkeep(node, self.stopping)
-        interval = self.settings.heartbeat_interval
-        spawn("pod-network", lambda: repeat(self.stopping, interval, upkeep.step, "pod network"))
+        upkeep = PodNetworkUpkeep(node, self.stopping, every=self.settings.heartbeat_interval)
+        follow = min(FOLLOW_INTERVAL, self.settings.heartbeat_interval)
+        look = lambda: upkeep.tick(time.monotonic())  # noqa: E731 - the loop's step
+        spawn("pod-network", lambda: repeat(self.stopping, follow, look, "pod network"))
 
     def register(self) -> None:
         keys = self.store.keys
