@@ -2,7 +2,8 @@
 the cluster's network (made by the first start of a replica that joins it, worker/jobs.py): routes to
 the other engines' subnets and the firewall rules for them (worker/routing.py), followed as engines
 join, and the cluster DNS (worker/dns.py) at the network's gateway, where this engine's containers
-ask. Done again every heartbeat, so a host that returns, or an engine that comes back, is mended."""
+ask. Done again every DEFAULT_POD_NETWORK_INTERVAL (2 s), so a host that returns, or an engine that
+comes back, is mended."""
 
 from __future__ import annotations
 
