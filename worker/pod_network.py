@@ -4,8 +4,8 @@ the other engines' subnets and the firewall rules for them (worker/routing.py), 
 join, and the cluster DNS (worker/dns.py) at the network's gateway, where this engine's containers
 ask. The subnets are looked at every FOLLOW_INTERVAL, and the upkeep is done as soon as they change
 (an engine joined: its containers are reachable from here, and the replies to them routed back,
-within that), and again every heartbeat whatever, so a host that returns, or an engine that comes
-back, is mended."""
+within that), and again every DEFAULT_POD_NETWORK_INTERVAL (2 s) whatever, so a host that returns,
+or an engine that comes back, is mended."""
 
 from __future__ import annotations
 
