@@ -43,14 +43,15 @@ async def health(request: Request) -> JSONResponse:
 
 
 def _node_view(request: Request, node: NodeRecord) -> dict[str, Any]:
-    return node_view(node, store_of(request).tasks(), time.time(), settings_of(request).heartbeat_misses)
+    store = store_of(request)
+    return node_view(node, store.tasks(), time.time(), settings_of(request).heartbeat_misses, store.heard_since())
 
 
 async def list_nodes(request: Request) -> JSONResponse:
     store = store_of(request)
-    nodes, tasks = await blocking(lambda: (store.nodes(), store.tasks()))
+    nodes, tasks, heard_since = await blocking(lambda: (store.nodes(), store.tasks(), store.heard_since()))
     misses, now = settings_of(request).heartbeat_misses, time.time()
-    return JSONResponse([node_view(node, tasks, now, misses) for node in nodes])
+    return JSONResponse([node_view(node, tasks, now, misses, heard_since) for node in nodes])
 
 
 async def get_node(request: Request) -> JSONResponse:

@@ -129,7 +129,7 @@ class ClusterCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         store, now = self.store, time.time()
-        services, tasks, nodes = store.services(), store.tasks(), store.nodes()
+        services, tasks, nodes, heard_since = store.services(), store.tasks(), store.nodes(), store.heard_since()
 
         desired = GaugeMetricFamily(
             "gorchester_service_desired_replicas", "Replicas a service asks for.", labels=["service"]
@@ -150,7 +150,7 @@ class ClusterCollector(Collector):
         yield by_state
 
         by_status = GaugeMetricFamily("gorchester_nodes", "Registered nodes by status.", labels=["status"])
-        statuses = Counter(node.status(now, self.misses) for node in nodes)
+        statuses = Counter(node.status(now, self.misses, heard_since) for node in nodes)
         for status in NodeStatus:
             by_status.add_metric([status.value], statuses[status])
         yield by_status

@@ -179,7 +179,7 @@ def replica(store: Store, task_id: str, now: float, misses: float) -> TaskRecord
     if not re.fullmatch(protocol.CONTAINER_ID, task.container_id):
         raise Conflict(f"task {task_id!r}: its record's container id is not one ({task.container_id[:80]!r})")
     node = store.node(task.node)
-    if node.status(now, misses) is NodeStatus.DOWN:
+    if node.status(now, misses, store.heard_since()) is NodeStatus.DOWN:
         raise Unavailable(f"node {node.id} is down (no heartbeat for {now - node.last_heartbeat:.0f} s): "
                           f"its agent cannot answer for task {task_id!r}")
     return task

@@ -157,14 +157,17 @@ def _endpoint_view(endpoint: Endpoint, node_addresses: dict[str, str]) -> dict[s
     }
 
 
-def node_view(node: NodeRecord, tasks: list[TaskRecord], now: float, misses: float) -> dict[str, Any]:
-    """A node with what its tasks hold on it; `tasks` may be every task of the cluster."""
+def node_view(
+    node: NodeRecord, tasks: list[TaskRecord], now: float, misses: float, heard_since: float
+) -> dict[str, Any]:
+    """A node with what its tasks hold on it; `tasks` may be every task of the cluster. Its status is
+    the scheduler's judgement: `heard_since` is the leader's (Store.heard_since, NodeRecord.down_at)."""
     held = allocations(tasks).get(node.id)
     return {
         "id": node.id,
         "address": node.address,
-        "status": node.status(now, misses).value,
-        "reason": node.reason(now, misses),  # why it is not ready: no heartbeat, or its engine does not answer
+        "status": node.status(now, misses, heard_since).value,
+        "reason": node.reason(now, misses, heard_since),  # why it is not ready: no heartbeat, or no engine
         "availability": node.availability.value,
         "capacity": {"cpu_millicores": node.cpu_millicores, "memory_bytes": node.memory_bytes},
         "allocated": held.model_dump() if held else {"cpu_millicores": 0, "memory_bytes": 0},

@@ -25,6 +25,7 @@ def reconcile_isolated(
     *,
     frozen: Collection[str] = frozenset(),
     unreadable: Sequence[Unreadable] = (),
+    heard_since: float = 0.0,
 ) -> tuple[Plan, dict[str, Exception]]:
     """The plan for every service but those in `frozen` and those whose reconciliation raises; returns
     it with what each of the latter raised, by service name (a name may be one that only tasks carry).
@@ -35,7 +36,8 @@ def reconcile_isolated(
 
     def attempt(included: set[str]) -> Plan:
         return reconcile(
-            services, tasks, nodes, now, policy, frozen={*frozen, *(names - included)}, unreadable=unreadable
+            services, tasks, nodes, now, policy,
+            frozen={*frozen, *(names - included)}, unreadable=unreadable, heard_since=heard_since,
         )
 
     try:

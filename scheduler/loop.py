@@ -47,6 +47,10 @@ class Scheduler:
         )
         self.lease = Lease(self.store.redis, self.store.keys.leader, settings.leader_lease)
         self.node_status: dict[str, NodeStatus] = {}
+        # Whether Redis has answered this leader without a break since it stored `heard_since` (shared/
+        # keys.py): false after a takeover or a failed Redis call, until the next pass stores its own
+        # time there. A node's silence counts only from then: nobody could beat while Redis was out.
+        self.hearing = False
         self.unreadable_nodes: set[str] = set()  # reported once each (as down) until readable again
         self.unblamed: set[str] = set()  # names that raise in reconcile but name no service: logged once
         # Autoscaling and the pass's own numbers for GET /metrics (scheduler/autoscaler.py, shared/metrics.py).
@@ -56,8 +60,13 @@ class Scheduler:
 
     def lead(self) -> bool:
         was = self.lease.held
+        asked = time.monotonic()
         leading = self.lease.acquire_or_renew()
+        if time.monotonic() - asked > self.settings.heartbeat_interval:
+            # Redis kept us waiting (hung, then back before our socket timeout): the beats waited too.
+            self.hearing = False
         if leading and not was:
+            self.hearing = False  # what happened before the takeover (a Redis outage, say) is unknown
             log.info("became leader (%s)", self.lease.token)
             self.store.emit(
                 "leader_changed", f"scheduler {self.lease.token[:8]} is the leader", leader=self.lease.token
@@ -70,19 +79,26 @@ class Scheduler:
         """One pass: snapshot -> plan -> fenced write -> enqueue the jobs of the writes that applied."""
         now = time.time() if now is None else now
         began = time.perf_counter()
+        if not self.hearing:
+            # Redis answered the lease just now (the loop renews it before each pass), so from now on
+            # nodes could beat; a node is not down until it has been silent for the window since.
+            self.store.write_heard_since(now, leader_token=self.lease.token)
+            self.hearing = True
+        heard_since = self.store.heard_since()  # as the API reads it, so both judge nodes alike
         services = self.store.read_services()
         stored_tasks = self.store.read_tasks()
         stored_nodes = self.store.read_nodes()
         tasks = list(stored_tasks.good.values())
         # A node that cannot be read is not among them: to reconcile it is down, and its replicas move.
         nodes = sorted(stored_nodes.good.values(), key=lambda node: node.id)
-        self._node_events(nodes, stored_nodes.unreadable, now)
+        self._node_events(nodes, stored_nodes.unreadable, now, heard_since)
         read = time.perf_counter()
         # A service that cannot be read, or whose reconciliation raises, is left as it is (frozen) and
         # marked failed; the others are reconciled all the same.
         plan, raised = reconcile_isolated(
             services.good, tasks, nodes, now, self.policy,
             frozen=services.unreadable.keys(), unreadable=list(stored_tasks.unreadable.values()),
+            heard_since=heard_since,
         )
         self._record_faults(services, raised, now)
         planned = time.perf_counter()
@@ -123,12 +139,15 @@ class Scheduler:
         self.telemetry.record(time.perf_counter() - began, tasks, [e for w in done for e in w.events])
         return plan
 
-    def _node_events(self, nodes: list[NodeRecord], unreadable: dict[str, Unreadable], now: float) -> None:
+    def _node_events(
+        self, nodes: list[NodeRecord], unreadable: dict[str, Unreadable], now: float, heard_since: float
+    ) -> None:
+        misses = self.policy.heartbeat_misses
         for node in nodes:
-            status = node.status(now, self.policy.heartbeat_misses)
+            status = node.status(now, misses, heard_since)
             previous = self.node_status.get(node.id)
             if previous is not None and previous is not status:
-                reason = node.reason(now, self.policy.heartbeat_misses)
+                reason = node.reason(now, misses, heard_since)
                 message = f"node {node.id} is {status.value}" + (f": {reason}" if reason else "")
                 self.store.emit(NODE_EVENTS[status], message, now, node=node.id, reason=reason)
             self.node_status[node.id] = status
@@ -176,6 +195,7 @@ class Scheduler:
             try:
                 self._serve(stop)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self.hearing = False  # the agents' beats may not have reached Redis either
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -197,8 +217,10 @@ class Scheduler:
                         continue
                     except (redis.ConnectionError, redis.TimeoutError):
                         raise
-                    except Exception:  # noqa: BLE001 - the last resort: a pass that fails is tried again, never the end
+                    except Exception as exc:  # noqa: BLE001 - the last resort: a pass that fails is tried again, never the end
                         log.exception("reconcile pass failed; trying again in %.1fs", self.settings.reconcile_interval)
+                        if isinstance(exc, redis.RedisError):
+                            self.hearing = False  # Redis refusing writes (MISCONF, OOM) refuses the beats too
                         plan = None
                     wait = min(wait, self.settings.reconcile_interval)
                     if plan is not None and plan.wake_at is not None:

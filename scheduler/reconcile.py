@@ -58,15 +58,18 @@ def reconcile(
     *,
     frozen: Collection[str] = frozenset(),
     unreadable: Sequence[Unreadable] = (),
+    heard_since: float = 0.0,
 ) -> Plan:
     """The plan for this pass. Services named in `frozen` (and their tasks, stored or unreadable)
     are left as they are: the scheduler cannot handle them (scheduler/isolation.py); their tasks
-    still hold their nodes' resources. `unreadable`: task records that cannot be parsed."""
+    still hold their nodes' resources. `unreadable`: task records that cannot be parsed.
+    `heard_since`: since when the scheduler has heard Redis without a break (NodeRecord.down_at)."""
     plan = Plan()
-    status = {node.id: node.status(now, policy.heartbeat_misses) for node in nodes}
+    misses = policy.heartbeat_misses
+    status = {node.id: node.status(now, misses, heard_since) for node in nodes}
     for node in nodes:
         if status[node.id] is not NodeStatus.DOWN:
-            plan.wake(node.down_at(policy.heartbeat_misses) + 0.01)
+            plan.wake(node.down_at(misses, heard_since) + 0.01)
 
     by_service: dict[str, dict[int, TaskRecord]] = {}
     placing: list[_Placing] = []

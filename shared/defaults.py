@@ -24,7 +24,9 @@ MAX_HEALTH_RETRIES = 100
 
 # Process settings (overridable through GORCHESTER_* environment variables, see shared/settings.py).
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_HEARTBEAT_INTERVAL = 2.0  # seconds between node heartbeats
+# A lost host is down 2-3 s after it stops (its replicas then start elsewhere, ~2 s): within 6 s. A beat
+# is two Redis round trips and an engine ping, so 1,000 nodes make 2,000 Redis calls a second.
+DEFAULT_HEARTBEAT_INTERVAL = 1.0  # seconds between node heartbeats
 DEFAULT_HEARTBEAT_MISSES = 3  # missed beats before a node is down
 DEFAULT_RECONCILE_INTERVAL = 10.0  # safety-net reconcile when nothing was notified
 DEFAULT_ASSIGNED_TIMEOUT = 30.0  # an assigned task whose job left no trace is enqueued again after this
@@ -37,6 +39,10 @@ DEFAULT_EVENTS_MAXLEN = 10_000
 DEFAULT_REDIS_TIMEOUT = 2.0  # socket timeout: a dead Redis gives an error, never a hang
 DEFAULT_METRICS_INTERVAL = 5.0  # seconds between container usage samples and autoscaler passes
 DEFAULT_POD_CIDR = "10.244.0.0/16"  # the cluster's container addresses, a /24 per engine (flannel's default)
+# Seconds between an agent's looks at the pod network's routes and firewall rules (worker/pod_network.py):
+# each reads every node record and runs `ip route` and `iptables -C` twice. Not the heartbeat's period,
+# which failure detection wants short: a joining or returning engine is routed within this.
+DEFAULT_POD_NETWORK_INTERVAL = 2.0
 
 # The cluster DNS each node agent serves (worker/dns.py).
 DEFAULT_DNS_PORT = 53

@@ -62,6 +62,13 @@ class Keys:
         """String with expiry: the scheduler holding the lease."""
         return f"{self.prefix}:leader"
 
+    @property
+    def heard_since(self) -> str:
+        """String: the time (JSON number) since when the leading scheduler has heard Redis without a
+        break, since it took the lease or Redis answered again; nodes' silence counts only from then
+        (NodeRecord.down_at). Only the leader writes it; the API reads it to judge nodes alike."""
+        return f"{self.prefix}:heard_since"
+
     def task_metrics(self, task_id: str) -> str:
         """List (capped, with expiry): a task's usage samples as JSON, newest first (shared/metrics.py)."""
         return f"{self.prefix}:metrics:task:{task_id}"

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.config import ServiceSpec, format_errors
+from shared.defaults import DEFAULT_HEARTBEAT_INTERVAL
 
 # Bounds of what a stored record may hold: a value beyond them (written by hand, by an older version
 # or by a bug) makes the record unreadable, so it is reported as such instead of breaking arithmetic
@@ -278,7 +279,7 @@ class NodeRecord(Stored):
     memory_bytes: Bytes
     labels: dict[str, str] = Field(default_factory=dict)
     availability: Availability = Availability.ACTIVE
-    heartbeat_interval: float = Field(default=2.0, gt=0, le=MAX_INTERVAL)
+    heartbeat_interval: float = Field(default=DEFAULT_HEARTBEAT_INTERVAL, gt=0, le=MAX_INTERVAL)
     last_heartbeat: float = 0.0
     registered_at: float = 0.0
     usage: dict[str, Any] = Field(default_factory=dict)
@@ -291,15 +292,21 @@ class NodeRecord(Stored):
         """How long a node may go without a heartbeat (or its engine) before its replicas move."""
         return self.heartbeat_interval * misses
 
-    def down_at(self, misses: float) -> float:
-        """When the node is down unless a heartbeat (or its engine) comes back first."""
-        beat = self.last_heartbeat + self.window(misses)
+    def down_at(self, misses: float, heard_since: float = 0.0) -> float:
+        """When the node is down unless a heartbeat (or its engine) comes back first.
+
+        `heard_since`: since when the control plane has heard Redis without a break (the leading
+        scheduler's, shared/keys.py `heard_since`; 0: all along). Silence counts only from then: while
+        Redis did not answer nobody could beat, so a node is not blamed for it, nor for an engine
+        error it could not report the end of (as Kubernetes' node lifecycle controller evicts nothing
+        in a full disruption)."""
+        beat = max(self.last_heartbeat, heard_since) + self.window(misses)
         if self.engine_error is not None and self.engine_error_since is not None:
-            return min(beat, self.engine_error_since + self.window(misses))
+            return min(beat, max(self.engine_error_since, heard_since) + self.window(misses))
         return beat
 
-    def status(self, now: float, misses: float) -> NodeStatus:
-        if now > self.down_at(misses):
+    def status(self, now: float, misses: float, heard_since: float = 0.0) -> NodeStatus:
+        if now > self.down_at(misses, heard_since):
             return NodeStatus.DOWN
         if self.engine_error is not None:
             return NodeStatus.NOT_READY
@@ -307,9 +314,9 @@ class NodeRecord(Stored):
             return NodeStatus.DRAINING
         return NodeStatus.READY
 
-    def reason(self, now: float, misses: float) -> str | None:
+    def reason(self, now: float, misses: float, heard_since: float = 0.0) -> str | None:
         """Why the node is not ready (None when it is, or only draining)."""
-        if now - self.last_heartbeat > self.window(misses):
+        if now - max(self.last_heartbeat, heard_since) > self.window(misses):
             return f"no heartbeat for {now - self.last_heartbeat:.1f}s"
         if self.engine_error is not None:
             return f"engine unreachable: {self.engine_error}"

@@ -8,6 +8,7 @@ the scheduler's leader lease, so concurrent writers never lose each other's deci
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -88,6 +89,14 @@ end
 return out
 """
 
+# KEYS[1] the leader key, KEYS[2] a key only the leader writes; ARGV[1] the leader's token, ARGV[2] the value.
+SET_IF_LEADER = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('NOTLEADER')
+end
+return redis.call('SET', KEYS[2], ARGV[2])
+"""
+
 ENGINE_LOCK_SECONDS = 30.0  # a network or volume is made in well under a second
 WRITE_CHUNK = 2000  # task writes per Lua call: a huge plan must not block Redis for long at once
 
@@ -139,6 +148,7 @@ class Store:
         self.keys = Keys(cluster)
         self._cas = client.register_script(CAS_TASKS)
         self._nodes_json = client.register_script(NODES_JSON)
+        self._set_if_leader = client.register_script(SET_IF_LEADER)
         # A snapshot (every scheduler pass, every list request) re-parses only what changed.
         self._services = ParsedRecords(ServiceRecord, lambda record: record.name)
         self._tasks = ParsedRecords(TaskRecord, lambda record: record.id)
@@ -608,6 +618,26 @@ class Store:
                     return node.model_copy(update={"availability": availability})
                 except redis.WatchError:
                     continue
+
+    def heard_since(self) -> float:
+        """Since when the leading scheduler has heard Redis without a break: it took the lease, or Redis
+        answered it again, then (NodeRecord.down_at). The scheduler and the API both judge nodes by it.
+        0 (nodes judged by their heartbeats alone) when no scheduler wrote it, or it is not a time."""
+        raw = self.redis.get(self.keys.heard_since)
+        try:
+            value = float(raw) if raw is not None else 0.0
+        except ValueError:
+            return 0.0
+        return value if math.isfinite(value) and value >= 0 else 0.0
+
+    def write_heard_since(self, when: float, *, leader_token: str) -> None:
+        """The leader's `heard_since`, written only while `leader_token` holds the lease (else NotLeader)."""
+        try:
+            self._set_if_leader(keys=[self.keys.leader, self.keys.heard_since], args=[leader_token, json.dumps(when)])
+        except redis.ResponseError as exc:
+            if "NOTLEADER" not in str(exc):
+                raise
+            raise NotLeader(str(exc)) from None
 
     # -- the pod network ---------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from redis.client import Pipeline
 from rq import Queue, SimpleWorker
 from rq.job import Job
 
+from shared.defaults import DEFAULT_POD_NETWORK_INTERVAL
 from shared.dispatch import SERIALIZER, TaskJob
 from shared.node_requests import MAX_NODE_REQUESTS
 from shared.records import EngineHealth, NodeRecord
@@ -35,7 +36,7 @@ from worker.identity import node_record
 from worker.loops import MAX_BACKOFF, repeat, spawn
 from worker.metrics import Sampler
 from worker.node import Node, current, install
-from worker.pod_network import PodNetworkUpkeep
+from worker.pod_network import FOLLOW_INTERVAL, PodNetworkUpkeep
 from worker.request_server import RequestServer
 
 __all__ = ["NodeAgent", "current"]
@@ -88,7 +89,10 @@ class NodeAgent(SimpleWorker):
         self.register()
         # Heartbeat first: the first sweep may gracefully stop stale containers for many seconds,
         # and a node that does not beat meanwhile would be declared down again (found by bench/chaos.py).
-        spawn("heartbeat", lambda: repeat(self.stopping, self.settings.heartbeat_interval, self.beat, "heartbeat"))
+        interval = self.settings.heartbeat_interval
+        # Tried again every interval, without back-off: after a Redis outage the node must beat within an
+        # interval, as the scheduler gives it only the heartbeat window from Redis' return (NodeRecord.down_at).
+        spawn("heartbeat", lambda: repeat(self.stopping, interval, self.beat, "heartbeat", max_backoff=interval))
         spawn("docker-events", lambda: EventWatcher(node).run(self.stopping))
         spawn("sweep", lambda: repeat(self.stopping, sweep.INTERVAL, lambda: sweep.sweep(node), "sweep"))
         sampler = Sampler(node, self.record, self.settings.metrics_interval)  # worker/metrics.py: usage samples
@@ -98,9 +102,9 @@ class NodeAgent(SimpleWorker):
         request_engine = Engine.from_env(self.settings.cluster, self.record.id, connections=MAX_NODE_REQUESTS)
         spawn("requests", RequestServer(node, request_engine, self.settings.redis_url, self.stopping).run)
         # Routes and firewall rules of the cluster's pod network on this host (worker/pod_network.py).
-        upkeep = PodNetworkUpkeep(node, self.stopping)
-        interval = self.settings.heartbeat_interval
-        spawn("pod-network", lambda: repeat(self.stopping, interval, upkeep.step, "pod network"))
+        upkeep = PodNetworkUpkeep(node, self.stopping, every=DEFAULT_POD_NETWORK_INTERVAL)
+        look = lambda: upkeep.tick(time.monotonic())  # noqa: E731 - the loop's step
+        spawn("pod-network", lambda: repeat(self.stopping, FOLLOW_INTERVAL, look, "pod network"))
 
     def register(self) -> None:
         keys = self.store.keys

@@ -192,7 +192,8 @@ def main() -> None:
     nodes = hollow_nodes(store, settings, args.prefix, args.nodes)
     register(store, settings, nodes, args.cpu, args.memory)
     stopping = threading.Event()
-    spawn("heartbeat", lambda: repeat(stopping, settings.heartbeat_interval, lambda: beat(store, nodes), "heartbeat"))
+    interval = settings.heartbeat_interval  # retried every interval, as the agent's (worker/agent.py)
+    spawn("heartbeat", lambda: repeat(stopping, interval, lambda: beat(store, nodes), "heartbeat", interval))
     print(f"hollow: {len(nodes)} nodes {args.prefix}0..{args.prefix}{len(nodes) - 1} (pid {os.getpid()})", flush=True)
     worker = HollowWorker(nodes, connect(settings.redis_url, decode=False))
     try:

@@ -166,3 +166,38 @@ def test_a_node_whose_record_cannot_be_read_is_down_and_its_replicas_move(store:
     scheduler.reconcile_once()
     assert [task.node for task in store.tasks()] == ["n1", "n1"]
     assert [e["data"]["node"] for e in store.events() if e["type"] == "node_unreadable"] == ["n2"]  # once
+
+
+def test_a_new_leader_stores_heard_since_and_gives_a_silent_node_the_window_from_then(
+    store: Store, redis_server, cluster: str
+):
+    scheduler = Scheduler(Settings(redis_url=redis_server.url, cluster=cluster), store)
+    assert scheduler.lead()
+    store.register_node(NodeRecord(id="n1", address="127.0.0.2", cpu_millicores=2000, memory_bytes=GIB,
+                                   heartbeat_interval=2.0, last_heartbeat=time.time() - 100))
+    store.register_node(NodeRecord(id="n2", address="127.0.0.3", cpu_millicores=2000, memory_bytes=GIB,
+                                   heartbeat_interval=10.0, last_heartbeat=time.time()))  # beating, 30 s window
+    store.create_service(validate_service({"service_name": "web", "image": "img", "replicas": 2}), time.time())
+    took_over = time.time()
+    scheduler.reconcile_once(took_over)
+    assert store.heard_since() == took_over  # what the API judges nodes by, too
+    assert sorted(task.node for task in store.tasks()) == ["n1", "n2"]  # n1 counts as heard since the takeover
+    assert not [e for e in store.events() if e["type"] == "node_down"]
+    scheduler.reconcile_once(took_over + 6.1)
+    assert [e["data"]["node"] for e in store.events() if e["type"] == "node_down"] == ["n1"]
+    assert [task.node for task in store.tasks()] == ["n2", "n2"]
+
+
+def test_heard_since_is_written_by_the_leader_only_and_junk_counts_as_none(store: Store, redis_server, cluster: str):
+    scheduler = Scheduler(Settings(redis_url=redis_server.url, cluster=cluster), store)
+    assert scheduler.lead()
+    try:
+        store.write_heard_since(time.time(), leader_token="not-the-leader")
+        raise AssertionError("a scheduler without the lease wrote heard_since")
+    except NotLeader:
+        pass
+    assert not store.redis.exists(store.keys.heard_since)
+    assert store.heard_since() == 0.0
+    for junk in ("not a time", "nan", "-1", "1e999"):
+        store.redis.set(store.keys.heard_since, junk)
+        assert store.heard_since() == 0.0  # nodes judged by their heartbeats alone

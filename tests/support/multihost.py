@@ -107,9 +107,9 @@ class MultiHost:
         return url
 
     def ready_nodes(self) -> set[str]:
-        now = time.time()
+        now, heard_since = time.time(), self.store.heard_since()
         misses = float(self.procs.env["GORCHESTER_HEARTBEAT_MISSES"])
-        return {node.id for node in self.store.nodes() if node.status(now, misses) is NodeStatus.READY}
+        return {node.id for node in self.store.nodes() if node.status(now, misses, heard_since) is NodeStatus.READY}
 
     def running(self, service: str, replicas: int) -> bool:
         """Whether the service has exactly `replicas` tasks, all running."""

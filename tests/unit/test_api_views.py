@@ -74,12 +74,12 @@ def test_node_view_sums_what_holding_tasks_allocate() -> None:
         task(2, TaskState.FAILED, cpu_millicores=999, memory_bytes=2**27),  # holds nothing
         task(3, TaskState.ASSIGNED, node="n2", cpu_millicores=100, memory_bytes=2**26),
     ]
-    view = node_view(node, tasks, now=1001.0, misses=3)
+    view = node_view(node, tasks, now=1001.0, misses=3, heard_since=0.0)
     assert view["status"] == "draining"
     assert view["allocated"] == {"cpu_millicores": 250, "memory_bytes": 2**26}
     assert view["capacity"] == {"cpu_millicores": 2000, "memory_bytes": 2**30}
     assert view["tasks"] == 1
-    assert node_view(node, tasks, now=1007.0, misses=3)["status"] == "down"
+    assert node_view(node, tasks, now=1007.0, misses=3, heard_since=0.0)["status"] == "down"
 
 
 def test_task_view_hides_a_stale_reason_once_running() -> None:
