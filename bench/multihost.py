@@ -16,7 +16,7 @@ mode needs) and `--no-resolve-image`.
 - Host loss: a service of `--loss-replicas` over the 3 hosts; host 3 dies whole (gorchester: its
   agent SIGKILLed, then its engine and containers killed at once, `HostBed.kill_host`; Swarm: its
   worker's engine and containers killed the same way); time until the N replicas run on the other
-  hosts. Default settings on both sides (gorchester: heartbeat 2 s x 3 misses; Swarm: its own).
+  hosts. Default settings on both sides (gorchester: heartbeat 1 s x 3 misses; Swarm: its own).
   Target: within 6 s. Between runs the host comes back (engine, agent, Swarm's node ready again).
 - Heartbeats: every node's `last_heartbeat` followed in Redis throughout, so the jitter under load
   says what a shorter heartbeat window would risk (false downs); and Redis killed and started again
@@ -56,7 +56,7 @@ from bench.chaos.cluster import PersistentRedis
 from bench.convergence import time_floor, time_gorchester, time_swarm
 from bench.harness import Samples, log, poll_until
 from cli.hostbed import HostBed, bed
-from shared import labels
+from shared import defaults, labels
 from shared.keys import Keys
 from tests.support.procs import VENV_BIN, free_port, wait_for
 
@@ -74,7 +74,8 @@ CONVERGENCE = ("gorchester", "floor", "swarm")
 LOSS = ["gorchester", "swarm"]  # interleaved, the order rotated per run
 SHORT = "gorchester, heartbeat 0.5 s × 3"
 LOSS_KINDS = (*LOSS, SHORT)
-DEFAULT = "default: heartbeat 2 s × 3"
+DEFAULT = (f"default: heartbeat {defaults.DEFAULT_HEARTBEAT_INTERVAL:g} s × "
+           f"{defaults.DEFAULT_HEARTBEAT_MISSES:g}")
 SHORT_HEARTBEAT = {"GORCHESTER_HEARTBEAT_INTERVAL": "0.5", "GORCHESTER_HEARTBEAT_MISSES": "3"}  # the tests' own
 RESTARTS = 10
 REDIS_OUTAGE = (0.0, 3.0)  # seconds before a killed redis-server starts again: the chaos soak's
@@ -608,7 +609,9 @@ def render(command: str, outcome: Outcome, loss_replicas: int) -> str:
         f"**Heartbeats**, every node's `last_heartbeat` read every {harness.POLL * 1000:.0f} ms; gap: between the "
         f"stamps of consecutive beats (a stamp is taken as the beat starts); age at next beat: how old the "
         f"previous stamp was when the next one landed (±{harness.POLL * 1000:.0f} ms), the oldest the scheduler "
-        f"saw it. A node is down once that age passes the window: 6 s by default, 1.5 s at 0.5 s × 3.\n\n"
+        f"saw it. A node is down once that age passes the window (since Redis last came back): "
+        f"{defaults.DEFAULT_HEARTBEAT_INTERVAL * defaults.DEFAULT_HEARTBEAT_MISSES:g} s by default, "
+        "1.5 s at 0.5 s × 3.\n\n"
         f"_{DEFAULT}_\n\n{heartbeat_table(outcome.beats[DEFAULT])}\n\n"
         f"_{SHORT}_\n\n{heartbeat_table(outcome.beats[SHORT])}\n\n"
         f"**Redis restarts** as in the chaos soak (SIGKILL, started again after 0–3 s; append-only, fsync every "
