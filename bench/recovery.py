@@ -4,8 +4,9 @@
     new container for that slot. gorchester against Docker Swarm (default restart delay, 5 s, and
     `--restart-delay 0s`), interleaved. Target: faster than Swarm.
 (b) node loss (gorchester only): SIGKILL the agent carrying the most replicas (about half); time until
-    the API reports 10 running, all on the surviving node. Default settings (heartbeat 2 s, down after
-    3 missed beats). Target: under 10 s. A fresh cluster per run, since the agent stays dead.
+    the API reports 10 running, all on the surviving node. Default settings (heartbeat 1 s, down after
+    3 missed beats; 2 s when docs/benchmarks.md's numbers were taken). Target: under 10 s. A fresh cluster
+    per run, since the agent stays dead.
 
     .venv/bin/python -m bench.recovery --runs 5 --write
 """

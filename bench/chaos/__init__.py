@@ -18,7 +18,7 @@ rounds that make each kind once in a random order:
 - hostile: requests an attacker or a careless client would send (issue 11's findings): each must be
   refused (4xx, or 503 while Redis is down), never accepted, never a 5xx, and answered within 2 s.
 - engine (a bed only): SIGKILL a host's dockerd (its agent and containers live on), start it again
-  after 1-15 s (within the 6 s heartbeat window, or well beyond it);
+  after 1-15 s (within the heartbeat window, or well beyond it);
 - partition (a bed only): cut a host's cable for 5-30 s (its agent and containers live on, out of reach).
 
 A bed is made when `--hosts` is given or engine or partition faults are chosen; the default faults

@@ -18,6 +18,7 @@ from bench.chaos.ledger import Ledger
 from bench.chaos.report import Soak, render
 from bench.harness import log
 from cli.hostbed import bed
+from shared import defaults
 
 NODES_ON_ONE_ENGINE = "three agents (node-1 127.0.0.2, node-2 127.0.0.3, node-3 127.0.0.4) on the one Docker engine"
 NODES_ON_A_BED = (
@@ -26,8 +27,8 @@ NODES_ON_A_BED = (
 )
 SETUP = (
     'redis-server `--appendonly yes --appendfsync everysec --save ""` in the temp dir, the API, two '
-    "schedulers (`python -m scheduler`, one leads), {nodes}; **default settings** (heartbeat 2 s, down "
-    "after 3 missed beats, reconcile 10 s, assigned timeout 30 s, back-off 1 s doubling to 60 s, leader "
+    "schedulers (`python -m scheduler`, one leads), {nodes}; **default settings** (heartbeat {heartbeat:g} s, "
+    "down after {misses:g} missed beats, reconcile 10 s, assigned timeout 30 s, back-off 1 s doubling to 60 s, leader "
     "lease 3 s; nothing shortened). Services: `web` 6 × httpd with a published port (always), `worker` 4 "
     "× `sleep 3600` (always), `batch` 2 × `sleep 3600` (on-failure), image `gorchester/busybox:latest`. "
     "Faults, one every 3–8 s, in rounds of each chosen kind once in a random order: SIGKILL an agent's "
@@ -109,7 +110,8 @@ def main() -> int:
         log(f"soak {run + 1}/{args.runs} (seed {seed}): {'pass' if soaks[-1].passed else 'FAIL'}")
     command = (f".venv/bin/python -m bench.chaos --duration {args.duration:.0f} --runs {args.runs} "
                f"--faults {','.join(args.faults)}{' --hosts' if args.hosts else ''} --write")
-    setup = SETUP.format(nodes=NODES_ON_A_BED if args.hosts else NODES_ON_ONE_ENGINE)
+    setup = SETUP.format(nodes=NODES_ON_A_BED if args.hosts else NODES_ON_ONE_ENGINE,
+                         heartbeat=defaults.DEFAULT_HEARTBEAT_INTERVAL, misses=defaults.DEFAULT_HEARTBEAT_MISSES)
     report = render(command, machine, setup, soaks, args.settle)
     print(report)
     if args.write:

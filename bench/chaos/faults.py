@@ -32,7 +32,7 @@ HOST_KINDS = frozenset({"engine", "partition"})  # faults of a host of a bed: th
 GAP = (3.0, 8.0)  # seconds between faults
 AGENT_DOWN = (0.0, 10.0)
 REDIS_DOWN = (0.0, 3.0)
-ENGINE_DOWN = (1.0, 15.0)  # within the heartbeat window (6 s) and well beyond it
+ENGINE_DOWN = (1.0, 15.0)  # within the heartbeat window (3 s by default) and well beyond it
 PARTITION = (5.0, 30.0)
 # An agent needs Redis to start (`rq worker` checks for suspension first) and exits when it cannot reach
 # it; its supervisor starts it again (systemd's Restart=on-failure, RestartSec=2 in
