@@ -24,6 +24,7 @@ from bench.chaos import hostile
 from bench.chaos.cluster import NODES, ChaosCluster
 from bench.chaos.ledger import ABSENT, Ledger
 from bench.harness import log
+from cli.hostbed import HostBed
 from shared import labels
 from tests.support.procs import wait_for
 
@@ -188,15 +189,23 @@ class Chaos:
 
     # hosts of a bed ------------------------------------------------------------------------------
 
-    def engine(self) -> str | None:
-        """SIGKILL a host's dockerd (its agent lives on, its containers too until the engine is back)."""
+    def calm_host(self, kind: str) -> tuple[HostBed, tuple[str, int] | str]:
+        """The bed, and a node under no other fault with its host's index (or why there is none)."""
         bed = self.cluster.bed
-        assert bed is not None, "engine faults need the soak on a bed (--hosts)"
+        assert bed is not None, f"{kind} faults need the soak on a bed (--hosts)"
         candidates = self.calm_nodes()
         if not candidates:
-            return "every node is under another fault"
+            return bed, "every node is under another fault"
         node = self.rng.choice(candidates)
-        index, down = self.cluster.host_of(node), self.rng.uniform(*ENGINE_DOWN)
+        return bed, (node, self.cluster.host_of(node))
+
+    def engine(self) -> str | None:
+        """SIGKILL a host's dockerd (its agent lives on, its containers too until the engine is back)."""
+        bed, picked = self.calm_host("engine")
+        if isinstance(picked, str):
+            return picked
+        node, index = picked
+        down = self.rng.uniform(*ENGINE_DOWN)
         bed.kill_engine(index)
         self.record("engine", f"SIGKILL host{index}'s dockerd ({node}); start it again in {down:.1f}s")
         # Not waited for: a returning engine first stops what it left running (10 s for a PID 1 that
@@ -206,13 +215,11 @@ class Chaos:
 
     def partition(self) -> str | None:
         """Cut a host's cable: its agent and containers live on, out of reach (and Redis out of theirs)."""
-        bed = self.cluster.bed
-        assert bed is not None, "partition faults need the soak on a bed (--hosts)"
-        candidates = self.calm_nodes()
-        if not candidates:
-            return "every node is under another fault"
-        node = self.rng.choice(candidates)
-        index, cut = self.cluster.host_of(node), self.rng.uniform(*PARTITION)
+        bed, picked = self.calm_host("partition")
+        if isinstance(picked, str):
+            return picked
+        node, index = picked
+        cut = self.rng.uniform(*PARTITION)
         bed.partition(index)
         self.record("partition", f"cut host{index} ({node}) off; mend it in {cut:.1f}s")
         self.later(cut, f"link of {node}", lambda: bed.partition(index, cut=False))
