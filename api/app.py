@@ -26,6 +26,7 @@ from api.node_calls import NodeCalls
 from api.origins import OriginPolicy
 from api.routing import Resource
 from shared.keys import Keys
+from shared.redis_access import check_access
 from shared.settings import Settings
 from shared.store import Store
 
@@ -84,6 +85,7 @@ def create_app(
     async def lifespan(_: Starlette) -> AsyncIterator[State]:
         resolved = settings or Settings.from_env()
         auth = tokens if tokens is not None else Tokens.from_env()
+        check_access(resolved.redis_url, "api")  # a wrong password or TLS setting stops it here, named
         (log.info if auth.enabled else log.warning)("%s", auth.describe())
         store = Store(api_redis(resolved.redis_url), resolved.cluster)
         jobs = api_redis(resolved.redis_url, decode=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import ssl
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class ApiClient:
     base_url: str
     token: str | None = None
     timeout: float = TIMEOUT
+    verify: ssl.SSLContext | bool = True  # an https API's certificate: the system's CAs, or --cacert's
 
     def request(
         self,
@@ -61,7 +63,8 @@ class ApiClient:
         url = f"{self.base_url}{path}"
         try:
             response = httpx.request(
-                method, url, params=params, json=json, content=content, headers=headers, timeout=self.timeout
+                method, url, params=params, json=json, content=content, headers=headers, timeout=self.timeout,
+                verify=self.verify,
             )
         except httpx.ConnectError as exc:
             raise CliError(f"cannot reach the API at {self.base_url}: {exc}") from None
@@ -117,6 +120,10 @@ def connection_options() -> argparse.ArgumentParser:
         "--api", metavar="URL", default=os.environ.get("GORCHESTER_API", DEFAULT_API),
         help=f"base URL of the API (default $GORCHESTER_API, else {DEFAULT_API})",
     )
+    group.add_argument(
+        "--cacert", metavar="PATH", default=os.environ.get("GORCHESTER_CACERT") or None,
+        help="trust an https API's certificate when this CA signed it (default $GORCHESTER_CACERT)",
+    )
     tokens = group.add_mutually_exclusive_group()
     tokens.add_argument("--token", help="bearer token (default $GORCHESTER_TOKEN)")
     tokens.add_argument("--token-file", metavar="PATH", help="read the bearer token from PATH")
@@ -128,7 +135,18 @@ def connection_options() -> argparse.ArgumentParser:
 
 
 def client_from(args: argparse.Namespace) -> ApiClient:
-    return ApiClient(args.api.rstrip("/"), token_from(args))
+    return ApiClient(args.api.rstrip("/"), token_from(args), verify=verify_from(args))
+
+
+def verify_from(args: argparse.Namespace) -> ssl.SSLContext | bool:
+    """The CAs an https API's certificate is checked against: --cacert's file, else the system's."""
+    if not args.cacert:
+        return True
+    try:
+        return ssl.create_default_context(cafile=args.cacert)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CliError(f"--cacert {args.cacert}: cannot use it as a certificate authority: {reason}") from None
 
 
 def token_from(args: argparse.Namespace) -> str | None:

@@ -88,7 +88,9 @@ def stream(
     url = f"{client.base_url}{path('tasks', task_id, 'logs')}"
     timeout = httpx.Timeout(CONNECT_TIMEOUT, read=None)
     try:
-        with httpx.stream("GET", url, params=params, headers=headers, timeout=timeout) as response:
+        with httpx.stream(
+            "GET", url, params=params, headers=headers, timeout=timeout, verify=client.verify
+        ) as response:
             if not response.is_success:
                 response.read()
                 raise api_error(response)

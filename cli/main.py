@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import actions, apply, down, events, execute, logs, resources, up, validate
+from cli import actions, agent, apply, down, events, execute, logs, resources, up, validate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_parser(subparsers)
     logs.add_parser(subparsers)
     execute.add_parser(subparsers)
+    agent.add_parser(subparsers)
     return parser
 
 

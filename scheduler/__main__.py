@@ -14,6 +14,7 @@ import redis
 
 from scheduler.loop import Scheduler
 from shared.config import ConfigError, ConfigSyntaxError, load_config
+from shared.redis_access import check_access
 from shared.settings import Settings
 
 
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = Settings.from_env()
+    check_access(settings.redis_url, "scheduler")
     scheduler = Scheduler(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -26,6 +26,7 @@ from shared.defaults import DEFAULT_POD_NETWORK_INTERVAL
 from shared.dispatch import SERIALIZER, TaskJob
 from shared.node_requests import MAX_NODE_REQUESTS
 from shared.records import EngineHealth, NodeRecord
+from shared.redis_access import check_access
 from shared.settings import Settings
 from shared.store import Store, connect
 from worker import sweep
@@ -66,6 +67,7 @@ class NodeAgent(SimpleWorker):
         first = queues if isinstance(queues, str | Queue) else queues[0]
         node_id = first if isinstance(first, str) else first.name
         self.settings = Settings.from_env()
+        check_access(self.settings.redis_url, f"node agent {node_id}")
         self.store = Store(connect(self.settings.redis_url), self.settings.cluster)
         self.record: NodeRecord = node_record(node_id, self.settings, os.environ, time.time())
         self.stopping = threading.Event()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from shared.records import NodeRecord
 from shared.settings import Settings
@@ -40,12 +43,40 @@ def _int(env: Mapping[str, str], name: str) -> int | None:
         raise SystemExit(f"{name}: must be an integer, got {raw!r}") from None
 
 
+def on_loopback(host: str) -> bool:
+    """Whether `host` (an address or a name) is this machine's loopback; a name that does not resolve is not."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False
+    return bool(found) and all(ipaddress.ip_address(str(entry[4][0]).partition("%")[0]).is_loopback for entry in found)
+
+
+def node_address(env: Mapping[str, str], redis_url: str) -> str:
+    """GORCHESTER_NODE_ADDRESS, else 127.0.0.1, which serves only a cluster on one machine: with Redis on
+    another machine the node is one of several hosts, and a loopback address there would publish its
+    ports where no other host (and no client) can reach them."""
+    address = env.get("GORCHESTER_NODE_ADDRESS") or DEFAULT_ADDRESS
+    redis_host = urlsplit(redis_url).hostname or "localhost"
+    if on_loopback(address) and not on_loopback(redis_host):
+        given = "is" if env.get("GORCHESTER_NODE_ADDRESS") else "is unset, so it defaults to"
+        raise SystemExit(
+            f"GORCHESTER_NODE_ADDRESS {given} {address}, a loopback address, but Redis is at {redis_host}, on "
+            "another machine: set it to this host's own address, where other hosts reach its published ports"
+        )
+    return address
+
+
 def node_record(node_id: str, settings: Settings, env: Mapping[str, str], now: float) -> NodeRecord:
     cpu = _int(env, "GORCHESTER_NODE_CPU")
     memory = _int(env, "GORCHESTER_NODE_MEMORY")
     return NodeRecord(
         id=node_id,
-        address=env.get("GORCHESTER_NODE_ADDRESS") or DEFAULT_ADDRESS,
+        address=node_address(env, settings.redis_url),
         cpu_millicores=cpu if cpu is not None else (os.cpu_count() or 1) * 1000,
         memory_bytes=memory if memory is not None else total_memory(),
         labels=parse_labels(env.get("GORCHESTER_NODE_LABELS", "")),

@@ -41,6 +41,23 @@ def test_bad_values_stop_the_agent_with_the_variable_named() -> None:
 
 
 @pytest.mark.parametrize(
+    ("address", "redis_url"),
+    [(None, "redis://127.0.0.1:6379/0"), ("127.0.0.2", "redis://localhost:6379/0"), ("10.0.0.12", "rediss://10.0.0.11/0"),
+     ("10.0.0.11", "redis://127.0.0.1/0")],
+)
+def test_a_loopback_address_serves_a_cluster_on_one_machine(address: str | None, redis_url: str) -> None:
+    env = {"GORCHESTER_NODE_ADDRESS": address} if address else {}
+    assert node_record("n", Settings(redis_url=redis_url), env, now=0.0).address == (address or DEFAULT_ADDRESS)
+
+
+@pytest.mark.parametrize("address", [None, "127.0.0.1", "127.0.0.3"])
+def test_an_agent_with_redis_on_another_machine_refuses_a_loopback_address(address: str | None) -> None:
+    env = {"GORCHESTER_NODE_ADDRESS": address} if address else {}
+    with pytest.raises(SystemExit, match=r"GORCHESTER_NODE_ADDRESS .*loopback.*Redis is at 10\.0\.0\.11"):
+        node_record("n", Settings(redis_url="rediss://gorchester:pw@10.0.0.11:6379/0"), env, now=0.0)
+
+
+@pytest.mark.parametrize(
     ("code", "oom", "removed", "state", "reason"),
     [
         (0, False, False, TaskState.STOPPED, "exited with code 0"),
