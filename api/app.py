@@ -27,7 +27,7 @@ from api.origins import OriginPolicy
 from api.routing import Resource
 from shared.keys import Keys
 from shared.redis_access import check_access
-from shared.settings import Settings
+from shared.settings import SettingError, Settings
 from shared.store import Store
 
 log = logging.getLogger("gorchester.api")
@@ -83,9 +83,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[State]:
-        resolved = settings or Settings.from_env()
-        auth = tokens if tokens is not None else Tokens.from_env()
-        check_access(resolved.redis_url, "api")  # a wrong password or TLS setting stops it here, named
+        try:
+            resolved = settings or Settings.from_env()
+            auth = tokens if tokens is not None else Tokens.from_env()
+            check_access(resolved.redis_url, "api")  # a wrong password or TLS setting stops it here, named
+        except SettingError as exc:
+            log.error("cannot start: %s", exc)  # one line to read before uvicorn's traceback of the failed startup
+            raise
         (log.info if auth.enabled else log.warning)("%s", auth.describe())
         store = Store(api_redis(resolved.redis_url), resolved.cluster)
         jobs = api_redis(resolved.redis_url, decode=False)

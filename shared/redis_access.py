@@ -29,9 +29,7 @@ def access_problem(url: str, exc: redis.RedisError) -> str | None:
     parts = urlsplit(url)
     where = f"redis at {parts.hostname}:{parts.port or 6379}"
     cause = exc.__cause__ or exc.__context__
-    if isinstance(exc, redis.AuthenticationError) or (
-        isinstance(exc, redis.ResponseError) and str(exc).startswith(("WRONGPASS", "NOAUTH", "NOPERM"))
-    ):
+    if isinstance(exc, redis.AuthenticationError | redis.exceptions.NoPermissionError):
         user = f"user {parts.username!r}" if parts.username else "the default user"
         given = "a password" if parts.password else "no password"
         return (f"{URL_SETTING}: {where} refused {user} with {given} ({exc}); check the user in the URL and the "

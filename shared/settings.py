@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from shared import defaults
 from shared.hostaccess import NETWORK_SETTING, PATHS_SETTING, HostAccess, normal_path
@@ -101,6 +101,14 @@ def redis_url_from_env(env: Mapping[str, str] | None = None) -> str:
     """GORCHESTER_REDIS_URL (or the default) with the password of GORCHESTER_REDIS_PASSWORD_FILE when set."""
     env = os.environ if env is None else env
     url = env.get("GORCHESTER_REDIS_URL") or defaults.DEFAULT_REDIS_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise SettingError(
+            f"GORCHESTER_REDIS_URL: must start redis://, rediss:// (TLS) or unix://, got {parts.scheme!r}"
+        )
+    tls_options = sorted({name for name, _ in parse_qsl(parts.query) if name.startswith("ssl")})
+    if tls_options and parts.scheme != "rediss":
+        raise SettingError(f"GORCHESTER_REDIS_URL: {', '.join(tls_options)} are TLS options: use rediss://")
     password_file = env.get(PASSWORD_FILE_SETTING)
     return with_password(url, read_secret(PASSWORD_FILE_SETTING, password_file)) if password_file else url
 

@@ -46,8 +46,10 @@ log = logging.getLogger("rq.worker.gorchester")
 
 # `rq worker` checks for suspension on its own connection before it builds the worker, and without
 # --url that is REDIS_URL or localhost:6379; point it at the cluster's Redis, with its password, so
-# the agent needs no --url (which `ps` would show).
+# the agent needs no --url (which `ps` would show). A wrong password or TLS setting stops the agent
+# here, named, rather than as rq's bare connection error.
 os.environ["REDIS_URL"] = Settings.from_env().redis_url
+check_access(os.environ["REDIS_URL"], "node agent")
 
 T = TypeVar("T")
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
@@ -67,7 +69,6 @@ class NodeAgent(SimpleWorker):
         first = queues if isinstance(queues, str | Queue) else queues[0]
         node_id = first if isinstance(first, str) else first.name
         self.settings = Settings.from_env()
-        check_access(self.settings.redis_url, f"node agent {node_id}")
         self.store = Store(connect(self.settings.redis_url), self.settings.cluster)
         self.record: NodeRecord = node_record(node_id, self.settings, os.environ, time.time())
         self.stopping = threading.Event()

@@ -153,19 +153,23 @@ class MultiHost:
             return client.containers.list(all=all, filters=selector, ignore_removed=True)
 
     def clean(self) -> None:
-        """Every container, network and volume of this test's cluster on every engine still up."""
-        selector = {"label": f"{labels.CLUSTER}={self.cluster}"}
-        for host in self.bed.all_hosts():
-            with contextlib.suppress(docker.errors.DockerException), contextlib.closing(engine(host)) as client:
-                for container in client.containers.list(all=True, filters=selector, ignore_removed=True):
-                    with contextlib.suppress(docker.errors.DockerException):
-                        container.remove(force=True)
-                for network in client.networks.list(filters=selector):
-                    with contextlib.suppress(docker.errors.DockerException):
-                        network.remove()
-                for volume in client.volumes.list(filters=selector):
-                    with contextlib.suppress(docker.errors.DockerException):
-                        volume.remove(force=True)
+        remove_cluster(self.bed, self.cluster)
+
+
+def remove_cluster(bed: HostBed, cluster: str) -> None:
+    """Every container, network and volume of `cluster` on every engine of the bed still up."""
+    selector = {"label": f"{labels.CLUSTER}={cluster}"}
+    for host in bed.all_hosts():
+        with contextlib.suppress(docker.errors.DockerException), contextlib.closing(engine(host)) as client:
+            for container in client.containers.list(all=True, filters=selector, ignore_removed=True):
+                with contextlib.suppress(docker.errors.DockerException):
+                    container.remove(force=True)
+            for network in client.networks.list(filters=selector):
+                with contextlib.suppress(docker.errors.DockerException):
+                    network.remove()
+            for volume in client.volumes.list(filters=selector):
+                with contextlib.suppress(docker.errors.DockerException):
+                    volume.remove(force=True)
 
 
 @pytest.fixture

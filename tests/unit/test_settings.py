@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,22 @@ def test_urls_with_and_without_passwords() -> None:
     assert with_password("redis://user:old@[::1]:7/1", "x") == "redis://user:x@[::1]:7/1"
     assert without_password("redis://user:secret@h:1/0") == "redis://user:***@h:1/0"
     assert without_password("redis://h:1/0") == "redis://h:1/0"
+
+
+def test_a_tls_url_keeps_its_user_and_ca_beside_the_password_file(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    url = redis_url_from_env({"GORCHESTER_REDIS_URL": "rediss://gorchester@10.0.0.11:6379/0?ssl_ca_certs=/ca.crt",
+                              "GORCHESTER_REDIS_PASSWORD_FILE": str(secret)})
+    assert url == "rediss://gorchester:s3cret@10.0.0.11:6379/0?ssl_ca_certs=/ca.crt"
+    assert redis.connection.parse_url(url)["ssl_ca_certs"] == "/ca.crt"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [("http://10.0.0.11:6379/0", "must start redis://, rediss:// (TLS) or unix://, got 'http'"),
+     ("redis://10.0.0.11:6379/0?ssl_ca_certs=/ca.crt", "ssl_ca_certs are TLS options: use rediss://")],
+)
+def test_a_url_that_cannot_work_stops_the_process(url: str, message: str) -> None:
+    with pytest.raises(SystemExit, match=re.escape(f"GORCHESTER_REDIS_URL: {message}")):
+        redis_url_from_env({"GORCHESTER_REDIS_URL": url})

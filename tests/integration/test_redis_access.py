@@ -1,0 +1,85 @@
+"""What a process says at start about the Redis its settings name, against real redis-servers: one
+TLS-only with an ACL user, one plain. Problems of access are named with their fix; a Redis that does
+not answer is not one (the process starts and waits for it)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from shared.redis_access import access_problem, check_access
+from shared.settings import SettingError
+from tests.support.procs import free_port, wait_for
+
+
+def openssl(*argv: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *argv], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int, Path]]:
+    """(TLS port, plain port, the CA that signed the TLS server's certificate)."""
+    tls = tmp_path_factory.mktemp("redis-tls")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test CA", "-keyout",
+            "ca.key", "-out", "ca.crt", cwd=tls)
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=redis", "-keyout", "redis.key", "-out", "redis.csr",
+            cwd=tls)
+    (tls / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "redis.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+            "-extfile", "san.cnf", "-out", "redis.crt", cwd=tls)
+    tls_port, plain_port = free_port(), free_port()
+    (tls / "redis.conf").write_text(
+        f"bind 127.0.0.1\nport 0\ntls-port {tls_port}\ntls-cert-file {tls}/redis.crt\ntls-key-file {tls}/redis.key\n"
+        f"tls-ca-cert-file {tls}/ca.crt\ntls-auth-clients no\nsave \"\"\nappendonly no\n"
+        "user default off\nuser gorchester on >s3cret ~* &* +@all\n"
+    )
+    procs = [
+        subprocess.Popen(["redis-server", str(tls / "redis.conf")], cwd=tls, stdout=subprocess.DEVNULL),
+        subprocess.Popen(["redis-server", "--port", str(plain_port), "--bind", "127.0.0.1", "--save", "",
+                          "--requirepass", "plain-pw"], cwd=tls, stdout=subprocess.DEVNULL),
+    ]
+    try:
+        good = f"rediss://gorchester:s3cret@127.0.0.1:{tls_port}/0?ssl_ca_certs={tls}/ca.crt"
+        wait_for(lambda: redis.Redis.from_url(good).ping(), timeout=10, what="the TLS redis-server")
+        wait_for(lambda: redis.Redis(port=plain_port, password="plain-pw").ping(), timeout=10, what="the plain one")
+        yield tls_port, plain_port, tls / "ca.crt"
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def problem(url: str) -> str | None:
+    try:
+        redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5).ping()
+    except redis.RedisError as exc:
+        return access_problem(url, exc)
+    return "answered"
+
+
+def test_each_problem_of_access_is_named_with_its_fix(servers: tuple[int, int, Path]) -> None:
+    tls, plain, ca = servers
+    cases = {
+        f"rediss://gorchester:s3cret@127.0.0.1:{tls}/0?ssl_ca_certs={ca}": "answered",
+        f"rediss://gorchester:wrong@127.0.0.1:{tls}/0?ssl_ca_certs={ca}": "refused user 'gorchester' with a password",
+        f"rediss://127.0.0.1:{tls}/0?ssl_ca_certs={ca}": "refused the default user with no password",
+        f"redis://gorchester:s3cret@127.0.0.1:{tls}/0": "serves TLS on that port (tls-port); use rediss://",
+        f"rediss://gorchester:s3cret@127.0.0.1:{tls}/0": "its TLS certificate is not trusted",
+        f"rediss://:plain-pw@127.0.0.1:{plain}/0": "gave no TLS handshake within 5s: it serves plain Redis",
+        f"redis://:wrong@127.0.0.1:{plain}/0": "refused the default user with a password",
+    }
+    for url, expected in cases.items():
+        found = problem(url)
+        assert found is not None and expected in found, (url, found)
+
+
+def test_a_redis_that_does_not_answer_is_waited_for_not_refused(servers: tuple[int, int, Path]) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    assert problem(url) is None
+    check_access(url, "test")  # logs, does not raise
+    with pytest.raises(SettingError, match="^scheduler: GORCHESTER_REDIS_URL: redis at 127.0.0.1"):
+        check_access(f"redis://:wrong@127.0.0.1:{servers[1]}/0", "scheduler")
