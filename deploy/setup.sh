@@ -14,8 +14,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # System packages, only those missing, with one apt-get update.
-# systemd gives systemd-analyze (the unit tests verify deploy/*.service); chromium serves browser tests.
-packages=(docker.io redis-server busybox-static chromium systemd python3-venv)
+# systemd gives systemd-analyze (the unit tests verify deploy/*.service); chromium serves browser tests;
+# openssl makes the certificates of the install test (README.md, "Install on three hosts").
+packages=(docker.io redis-server busybox-static chromium systemd python3-venv openssl)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
