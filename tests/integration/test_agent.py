@@ -6,6 +6,7 @@ shared/dispatch.py does, then watches what the agent makes of them.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from typing import Any
@@ -21,7 +22,7 @@ from shared.podnet import gateway as subnet_gateway
 from shared.podnet import network_name
 from shared.records import PreviousContainer, TaskRecord, TaskState, host_port_keys, template_hash
 from shared.store import Store, connect
-from tests.support.procs import TEST_IMAGE, Processes, free_port, wait_for
+from tests.support.procs import TEST_IMAGE, VENV_BIN, Processes, free_port, wait_for
 from worker.engine import Engine
 
 NODE = "node-a"
@@ -100,6 +101,26 @@ def test_registers_heartbeats_and_stops_beating_when_killed(agent: Processes, st
 
     agent.kill(NODE)
     wait_for(lambda: time.time() - store.node(NODE).last_heartbeat > 2.0, what="heartbeats to stop")
+
+
+@pytest.mark.parametrize(
+    ("command", "extra"),
+    [(["rq", "worker"], {"RQ_WORKER_CLASS": "worker.agent.NodeAgent"}),  # the design card's, literally
+     (["gorchester", "agent"], {})],
+)
+def test_the_agent_commands_run_the_node_agent(
+    procs: Processes, store: Store, command: list[str], extra: dict[str, str]
+) -> None:
+    """Both commands register and beat, and leave on SIGTERM (after the job at hand) with exit 0."""
+    proc = procs.start("agent", [str(VENV_BIN / command[0]), *command[1:], NODE],
+                       {"GORCHESTER_NODE_ADDRESS": ADDRESS, **extra})
+    wait_for(lambda: store.node(NODE), what="the agent to register")
+    first = store.node(NODE).last_heartbeat
+    wait_for(lambda: store.node(NODE).last_heartbeat > first, what="a heartbeat")
+    listening = {store.redis.hget(worker, "queues") for worker in store.redis.smembers("rq:workers")}
+    assert store.keys.queue(NODE) in listening  # the cluster's queue of that node, not a queue named node-a
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, procs.log("agent")[-800:]
 
 
 def pod_gateway(store: Store, node: str) -> str:
