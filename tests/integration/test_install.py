@@ -21,12 +21,13 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import httpx
 import pytest
 import redis
 
 from cli.hostbed import HostBed
-from tests.support.install_guide import Guide, for_node, localised
+from tests.support.install_guide import Guide, for_node, localised, service_settings
 from tests.support.multihost import remove_cluster
 from tests.support.procs import ROOT, TEST_IMAGE, VENV_BIN, wait_for
 
@@ -34,13 +35,16 @@ CLUSTER = "prod"  # the README's GORCHESTER_CLUSTER
 SOURCE_IGNORED = shutil.ignore_patterns(
     ".git", ".venv", "__pycache__", "*.egg-info", "build", "test-artifacts", "orchestrator-data", ".*_cache"
 )
+# CAP_DAC_READ_SEARCH (2), CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_NET_RAW (13): the agent unit's.
+AGENT_CAPABILITIES = 1 << 2 | 1 << 10 | 1 << 12 | 1 << 13
 CONFIG = f"""\
 cluster_name: "{CLUSTER}"
 services:
   - service_name: "web"
     image: "{TEST_IMAGE}"
     replicas: 3
-    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    command: ["sh", "-c", "hostname > /www/id && exec httpd -f -p 80 -h /www"]
+    network: "app"
     ports:
       - container_port: 80
 """
@@ -95,10 +99,14 @@ class Site:
                 body += f"DOCKER_HOST={self.bed.host(index).docker_host}\n"
             target.write_text(body)
 
-    def start(self, name: str, index: int, tag: str, *, etc: str = "etc") -> subprocess.Popen:
+    def start(
+        self, name: str, index: int, tag: str, *, etc: str = "etc", confined: list[str] | None = None
+    ) -> subprocess.Popen:
+        """A `run` block of the README, in the background; `confined` is a command it runs under."""
         script = self.text(index, self.guide.block(f"run {tag}"), node=tag == "agent", etc=etc)
+        argv = self.bed.command_in(index, [*(confined or []), "bash", "-euo", "pipefail", "-c", script])
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
-        proc = subprocess.Popen(self.argv(index, script), cwd=self.dir(index), env=self.env(), stdout=log,
+        proc = subprocess.Popen(argv, cwd=self.dir(index), env=self.env(), stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
         return proc
@@ -155,6 +163,24 @@ def copy_to_nodes(site: Site, *paths: str) -> None:
                 shutil.copy2(origin, target)
 
 
+def fetch(site: Site, index: int, container_id: str, target: str) -> str:
+    """GET /id from `target` (a name or an address) with nc, inside a container on host `index`."""
+    script = f"printf 'GET /id HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {target} 80 | tail -n 1"
+    with contextlib.closing(docker.DockerClient(base_url=site.bed.host(index).docker_host, timeout=30)) as client:
+        code, output = client.containers.get(container_id).exec_run(["sh", "-c", script])
+    return output.decode(errors="replace").strip() if code == 0 else ""
+
+
+def resolve(site: Site, index: int, container_id: str, name: str) -> set[str]:
+    """The addresses `name` resolves to inside a container on host `index` (busybox nslookup)."""
+    with contextlib.closing(docker.DockerClient(base_url=site.bed.host(index).docker_host, timeout=30)) as client:
+        code, output = client.containers.get(container_id).exec_run(["nslookup", name])
+    text = output.decode(errors="replace")
+    assert code == 0, text
+    answer = text.partition(f"Name:\t{name}")[2]  # the lines after the server's own address
+    return set(re.findall(r"Address:\s*(\d+\.\d+\.\d+\.\d+)", answer))
+
+
 def http_from(site: Site, index: int, address: str, port: int) -> str:
     probe = (
         "import socket\n"
@@ -191,7 +217,9 @@ def test_three_hosts_installed_from_the_readme(site: Site) -> None:
     site.start("api", 1, "api")
     site.start("scheduler", 1, "scheduler")
     for index in site.addresses:
-        site.start(f"agent-{index}", index, "agent")
+        # Host 3's agent keeps only the capabilities its systemd unit leaves it (and no new privileges), so
+        # the unit's CapabilityBoundingSet is proven enough for Docker's socket, the pod network and DNS.
+        site.start(f"agent-{index}", index, "agent", confined=unit_capabilities() if index == 3 else None)
     ca = site.text(1, "/etc/gorchester/tls/ca.crt")
     api = f"https://{site.addresses[1]}:8443"
     wait_for(lambda: httpx.get(f"{api}/v1/health", verify=ca_context(ca), timeout=2).status_code == 200,
@@ -213,6 +241,19 @@ def test_three_hosts_installed_from_the_readme(site: Site) -> None:
         index = int(task["node"].rpartition("-")[2])
         assert port["host_ip"] == site.addresses[index]
         assert http_from(site, index % 3 + 1, port["host_ip"], port["host_port"]) == "HTTP/1.1 200 OK"
+    # Host 3's confined agent keeps its part of the pod network: the cluster DNS answers its replica with
+    # all three replicas, routes and firewall rules let that replica reach the others, and them reach it.
+    by_node = {task["node"]: task for task in tasks}
+    mine = by_node["node-3"]["container_id"]
+    assert resolve(site, 3, mine, "web.app") == {task["address"] for task in tasks}
+    for task in tasks:
+        assert fetch(site, 3, mine, task["address"]) == task["id"].replace(".", "-")
+    assert fetch(site, 1, by_node["node-1"]["container_id"], by_node["node-3"]["address"]) == (
+        by_node["node-3"]["id"].replace(".", "-"))
+    status = Path(f"/proc/{site.procs['agent-3'].pid}/status").read_text()
+    kept = {name: int(value, 16) for name, value in re.findall(r"^(CapBnd|CapEff):\s*([0-9a-f]+)$", status, re.M)}
+    assert kept == {"CapBnd": AGENT_CAPABILITIES, "CapEff": AGENT_CAPABILITIES}  # it ran confined
+
     # Redis lets in only the ACL user, only over TLS, and not to administer it.
     password = Path(site.text(1, "/etc/gorchester/redis.password")).read_text().strip()
     address = site.addresses[1]
@@ -260,6 +301,15 @@ def test_a_wrong_password_or_no_tls_stops_each_process_at_start(site: Site) -> N
         message = spoilt[name.rpartition("-")[0]][1]
         assert message in site.log(name), f"{name}: {site.log(name)[-800:]}"
         assert "Traceback" not in site.log(name) or name.endswith("-api"), site.log(name)[-800:]
+
+
+def unit_capabilities() -> list[str]:
+    """setpriv with the agent unit's CapabilityBoundingSet= and NoNewPrivileges=."""
+    service = service_settings(ROOT / "deploy" / "gorchester-agent@.service")
+    [kept] = service["CapabilityBoundingSet"]
+    assert service["NoNewPrivileges"] == ["yes"]
+    caps = ",".join(f"+{cap.lower().removeprefix('cap_')}" for cap in kept.split())
+    return ["setpriv", f"--bounding-set=-all,{caps}", "--inh-caps=-all", "--no-new-privs", "--"]
 
 
 def ca_context(path: str):  # noqa: ANN201 - an ssl.SSLContext

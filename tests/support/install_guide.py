@@ -7,6 +7,7 @@ commands, `<!-- install:file PATH -->` for a file's content.
 
 from __future__ import annotations
 
+import configparser
 import re
 import shlex
 from collections.abc import Mapping
@@ -63,3 +64,19 @@ def localised(text: str, addresses: Mapping[int, str], dirs: Mapping[str, str]) 
     for example, replacement in dirs.items():
         text = re.sub(rf"{re.escape(example)}(?=[/\s'\"]|$)", replacement, text, flags=re.MULTILINE)
     return text
+
+
+def service_settings(unit: Path) -> dict[str, list[str]]:
+    """A systemd unit's [Service] settings, each key with all its values in order (systemd allows repeats)."""
+    parser = configparser.RawConfigParser(strict=False, dict_type=_MultiDict, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(unit.read_text())
+    return {key: value.split("\n") for key, value in parser["Service"].items()}
+
+
+class _MultiDict(dict):
+    def __setitem__(self, key: str, value: object) -> None:
+        if isinstance(value, list) and key in self:
+            self[key].extend(value)
+        else:
+            super().__setitem__(key, value)

@@ -4,7 +4,6 @@ env example names every setting."""
 
 from __future__ import annotations
 
-import configparser
 import re
 import shlex
 import shutil
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.install_guide import EXAMPLE_NODE, Guide
+from tests.support.install_guide import EXAMPLE_NODE, Guide, service_settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 INSTALL_BIN = "/opt/gorchester/bin"
@@ -26,26 +25,10 @@ UNITS = {"api": "gorchester-api.service", "scheduler": "gorchester-scheduler.ser
 MAX_EXPOSURE = {"api": 1.4, "scheduler": 1.4, "agent": 2.8}
 
 
-def service_section(unit: str) -> dict[str, list[str]]:
-    """The unit's [Service] settings, each key with all its values in order (systemd allows repeats)."""
-    parser = configparser.RawConfigParser(strict=False, dict_type=_MultiDict, interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read_string((DEPLOY / unit).read_text())
-    return {key: value.split("\n") for key, value in parser["Service"].items()}
-
-
-class _MultiDict(dict):
-    def __setitem__(self, key: str, value: object) -> None:
-        if isinstance(value, list) and key in self:
-            self[key].extend(value)
-        else:
-            super().__setitem__(key, value)
-
-
 @pytest.mark.parametrize("process", sorted(UNITS))
 def test_each_unit_runs_what_the_readme_runs(process: str) -> None:
     sourced, command = Guide.read().run_command(process)
-    service = service_section(UNITS[process])
+    service = service_settings(DEPLOY / UNITS[process])
     instance = lambda text: text.replace("%i", EXAMPLE_NODE)  # noqa: E731 - the README's example node
     assert service["Restart"] == ["on-failure"]
     assert [instance(path) for path in service["EnvironmentFile"]] == sourced
