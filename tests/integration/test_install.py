@@ -28,7 +28,7 @@ import redis
 
 from cli.hostbed import HostBed
 from tests.support.install_guide import Guide, for_node, localised, service_settings
-from tests.support.multihost import remove_cluster
+from tests.support.multihost import http_get_in, remove_cluster
 from tests.support.procs import ROOT, TEST_IMAGE, VENV_BIN, wait_for
 
 CLUSTER = "prod"  # the README's GORCHESTER_CLUSTER
@@ -75,8 +75,9 @@ class Site:
     def env(self) -> dict[str, str]:
         return {"PATH": os.environ["PATH"], "HOME": str(self.root), "LANG": "C.UTF-8"}
 
-    def argv(self, index: int, script: str) -> list[str]:
-        return self.bed.command_in(index, ["bash", "-euo", "pipefail", "-c", script])
+    def argv(self, index: int, script: str, confined: list[str] | None = None) -> list[str]:
+        """bash running `script` inside host `index`, under the `confined` command if one is given."""
+        return self.bed.command_in(index, [*(confined or []), "bash", "-euo", "pipefail", "-c", script])
 
     def run(self, index: int, tag: str, *, node: bool = False, timeout: float = 300) -> str:
         """A command block of the README on host `index`; fails the test with its output if it fails."""
@@ -104,7 +105,7 @@ class Site:
     ) -> subprocess.Popen:
         """A `run` block of the README, in the background; `confined` is a command it runs under."""
         script = self.text(index, self.guide.block(f"run {tag}"), node=tag == "agent", etc=etc)
-        argv = self.bed.command_in(index, [*(confined or []), "bash", "-euo", "pipefail", "-c", script])
+        argv = self.argv(index, script, confined)
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
         proc = subprocess.Popen(argv, cwd=self.dir(index), env=self.env(), stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -181,18 +182,6 @@ def resolve(site: Site, index: int, container_id: str, name: str) -> set[str]:
     return set(re.findall(r"Address:\s*(\d+\.\d+\.\d+\.\d+)", answer))
 
 
-def http_from(site: Site, index: int, address: str, port: int) -> str:
-    probe = (
-        "import socket\n"
-        f"s=socket.create_connection(({address!r},{port}),timeout=5)\n"
-        "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n"
-        "print(s.recv(200).decode(errors='replace').splitlines()[0])\n"
-    )
-    result = subprocess.run(site.bed.command_in(index, ["python3", "-c", probe]), capture_output=True, text=True,
-                            timeout=20, check=True)
-    return result.stdout.strip()
-
-
 def prepare(site: Site) -> None:
     """Steps 1-5 of the section: the package on every host, secrets, Redis running on host 1, settings."""
     build_and_install(site)
@@ -240,7 +229,7 @@ def test_three_hosts_installed_from_the_readme(site: Site) -> None:
         [port] = task["ports"]
         index = int(task["node"].rpartition("-")[2])
         assert port["host_ip"] == site.addresses[index]
-        assert http_from(site, index % 3 + 1, port["host_ip"], port["host_port"]) == "HTTP/1.1 200 OK"
+        assert http_get_in(site.bed, index % 3 + 1, port["host_ip"], port["host_port"]) == "HTTP/1.1 200 OK"
     # Host 3's confined agent keeps its part of the pod network: the cluster DNS answers its replica with
     # all three replicas, routes and firewall rules let that replica reach the others, and them reach it.
     by_node = {task["node"]: task for task in tasks}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import subprocess
 
 import httpx
 
@@ -14,22 +13,10 @@ from tests.integration.test_end_to_end import service
 from tests.integration.test_health import FAST, MIB, create, http_check, wait_healthy
 from tests.integration.test_health import HTTPD as GRACEFUL_HTTPD
 from tests.integration.test_metrics import values
-from tests.support.multihost import MultiHost
+from tests.support.multihost import MultiHost, http_get_in
 from tests.support.procs import TEST_IMAGE, wait_for
 
 HTTPD = ["httpd", "-f", "-p", "80", "-h", "/www"]
-
-
-def http_get_from(multihost: MultiHost, index: int, address: str, port: int) -> str:
-    """GET / at address:port from inside host `index` (its own namespace, across the bed's LAN)."""
-    probe = (
-        "import socket,sys\n"
-        f"s=socket.create_connection(({address!r},{port}),timeout=5)\n"
-        "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n"
-        "print(s.recv(200).decode(errors='replace').splitlines()[0])\n"
-    )
-    argv = multihost.bed.command_in(index, ["python3", "-c", probe])
-    return subprocess.run(argv, capture_output=True, text=True, timeout=20, check=True).stdout.strip()
 
 
 def test_replicas_spread_over_three_engines_and_answer_across_hosts(multihost: MultiHost) -> None:
@@ -51,7 +38,7 @@ def test_replicas_spread_over_three_engines_and_answer_across_hosts(multihost: M
         index = int(task.node.rpartition("-")[2]) if task.node else 0
         assert port.host_ip == multihost.bed.host(index).address
         other = index % len(multihost.bed.all_hosts()) + 1
-        assert http_get_from(multihost, other, port.host_ip, port.host_port) == "HTTP/1.1 200 OK"
+        assert http_get_in(multihost.bed, other, port.host_ip, port.host_port) == "HTTP/1.1 200 OK"
     # ... and not from the root namespace's loopback: the port is the host's, not this machine's.
     with socket.socket() as sock:
         sock.settimeout(1)

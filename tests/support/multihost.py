@@ -156,6 +156,18 @@ class MultiHost:
         remove_cluster(self.bed, self.cluster)
 
 
+def http_get_in(bed: HostBed, index: int, address: str, port: int) -> str:
+    """The status line of GET / at address:port from inside host `index` (its namespace, across the bed's LAN)."""
+    probe = (
+        "import socket\n"
+        f"s=socket.create_connection(({address!r},{port}),timeout=5)\n"
+        "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n"
+        "print(s.recv(200).decode(errors='replace').splitlines()[0])\n"
+    )
+    argv = bed.command_in(index, ["python3", "-c", probe])
+    return subprocess.run(argv, capture_output=True, text=True, timeout=20, check=True).stdout.strip()
+
+
 def remove_cluster(bed: HostBed, cluster: str) -> None:
     """Every container, network and volume of `cluster` on every engine of the bed still up."""
     selector = {"label": f"{labels.CLUSTER}={cluster}"}
