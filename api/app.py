@@ -27,6 +27,7 @@ from api.origins import OriginPolicy
 from api.routing import Resource
 from shared.keys import Keys
 from shared.redis_access import check_access
+from shared.redis_url import async_client
 from shared.settings import SettingError, Settings
 from shared.store import Store
 
@@ -93,7 +94,7 @@ def create_app(
         (log.info if auth.enabled else log.warning)("%s", auth.describe())
         store = Store(api_redis(resolved.redis_url), resolved.cluster)
         jobs = api_redis(resolved.redis_url, decode=False)
-        health_redis = redis.asyncio.Redis.from_url(
+        health_redis = async_client(
             resolved.redis_url, socket_timeout=API_REDIS_TIMEOUT_SECONDS,
             socket_connect_timeout=API_REDIS_TIMEOUT_SECONDS,
         )

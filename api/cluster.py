@@ -10,6 +10,7 @@ from typing import Any
 
 import redis
 import redis.asyncio
+from redis.asyncio.sentinel import SentinelConnectionPool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -33,13 +34,32 @@ async def health(request: Request) -> JSONResponse:
     """
     client: redis.asyncio.Redis = request.state.health_redis
     try:
-        await asyncio.wait_for(client.ping(), HEALTH_TIMEOUT_SECONDS)
+        replication = await asyncio.wait_for(redis_replication(client), HEALTH_TIMEOUT_SECONDS)
     except TimeoutError:
         reason = f"redis unavailable: no answer to PING within {HEALTH_TIMEOUT_SECONDS:g} s"
         return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
     except (redis.RedisError, OSError) as exc:
         return JSONResponse({"status": "unavailable", "reason": f"redis unavailable: {exc}"}, status_code=503)
-    return JSONResponse({"status": "ok", "cluster": settings_of(request).cluster, "redis": "ok"})
+    return JSONResponse({"status": "ok", "cluster": settings_of(request).cluster, "redis": replication})
+
+
+async def redis_replication(client: redis.asyncio.Redis) -> dict[str, Any]:
+    """Which Redis is master now (HOST:PORT, as this API reaches it) and how many replicas follow it
+    closely (online, acknowledged within the last second); null when INFO is not allowed to this user."""
+    await client.ping()
+    pool = client.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        host, port = await pool.get_master_address()
+    else:
+        host, port = pool.connection_kwargs.get("host", "localhost"), pool.connection_kwargs.get("port", 6379)
+    try:
+        info = await client.info("replication")
+    except redis.exceptions.NoPermissionError:
+        in_sync = None
+    else:
+        in_sync = sum(1 for key, replica in info.items() if key.startswith("slave") and isinstance(replica, dict)
+                      and replica.get("state") == "online" and int(replica.get("lag", 1 << 30)) <= 1)
+    return {"master": f"{host}:{port}", "replicas_in_sync": in_sync}
 
 
 def _node_view(request: Request, node: NodeRecord) -> dict[str, Any]:

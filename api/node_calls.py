@@ -31,6 +31,7 @@ from shared.errors import Conflict, Unavailable
 from shared.keys import Keys
 from shared.node_requests import NodeRequest, Refusal, Reply, ReplyKind
 from shared.records import NodeStatus, TaskRecord
+from shared.redis_url import async_client
 from shared.store import Store
 
 log = logging.getLogger("gorchester.api")
@@ -46,7 +47,7 @@ class NodeCalls:
 
     def __init__(self, redis_url: str, keys: Keys, limit: int = MAX_CALLS):
         # A socket timeout past the longest XREAD BLOCK: a hanging Redis fails a call within seconds.
-        self.client = redis.asyncio.Redis.from_url(
+        self.client = async_client(
             redis_url, socket_timeout=protocol.REFRESH_SECONDS + API_REDIS_TIMEOUT_SECONDS,
             socket_connect_timeout=API_REDIS_TIMEOUT_SECONDS,
         )

@@ -97,10 +97,16 @@ class EventView(BaseModel):
     data: dict[str, Any]
 
 
+class RedisReplication(BaseModel):
+    master: str = Field(description="HOST:PORT of the Redis master this API writes to now")
+    replicas_in_sync: int | None = Field(
+        description="replicas online and at most 1 s behind; null when the Redis user may not run INFO")
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     cluster: str
-    redis: str
+    redis: RedisReplication
 
 
 class HealthUnavailable(BaseModel):

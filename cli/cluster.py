@@ -74,7 +74,8 @@ def bed_name(data_dir: Path) -> str:
 
 class LocalCluster:
     def __init__(
-        self, config: Config, nodes: int, redis_port: int | None, stop: threading.Event, hosts: int | None = None
+        self, config: Config, nodes: int, redis_port: int | None, stop: threading.Event, hosts: int | None = None,
+        redis_replicas: int = 0,
     ):
         self.config = config
         self.stop = stop  # set by a signal: waits give up at once so the shutdown is not delayed
@@ -82,11 +83,12 @@ class LocalCluster:
         self.hosts = hosts  # `--hosts N`: each node a host of its own (cli/hostbed.py), with its own engine
         self.bed: HostBed | None = None
         self.redis_port = redis_port
+        self.redis_replicas = redis_replicas  # `--redis-replicas N`: N replicas and three sentinels beside the master
         self.data_dir = Path(config.data_dir).resolve()
         self.log_dir = self.data_dir / "logs"
         self.url = api_url(config)
         self.redis_url = ""  # to show: never with a password (the children's env finds and opens Redis)
-        self.embedded_redis: Child | None = None
+        self.embedded_redis: list[Child] = []  # the redis-servers (and sentinels) up started, stopped last
         env = {**os.environ, "GORCHESTER_CLUSTER": config.cluster_name, "PYTHONUNBUFFERED": "1"}
         self.launcher = Launcher(env, self.log_dir)
 
@@ -122,9 +124,16 @@ class LocalCluster:
                 raise StartupError("redis-server is not installed (deploy/setup.sh installs it)")
             port = redis_local.pick_port(self.redis_port)
             bind = ("127.0.0.1",) if self.bed is None else ("127.0.0.1", self.bed.gateway)
-            self.embedded_redis, url, password_file = redis_local.start_embedded(
-                self.launcher, binary, self.data_dir / "redis", port, bind=bind
-            )
+            if self.redis_replicas:
+                argvs, url, password_file = redis_local.replicated_argvs(
+                    binary, self.data_dir / "redis", port, self.redis_replicas, bind=bind
+                )
+                self.embedded_redis = [self.launcher.start(name, argv) for name, argv in argvs.items()]
+            else:
+                child, url, password_file = redis_local.start_embedded(
+                    self.launcher, binary, self.data_dir / "redis", port, bind=bind
+                )
+                self.embedded_redis = [child]
             self.launcher.env[PASSWORD_FILE_SETTING] = str(password_file)
         self.launcher.env["GORCHESTER_REDIS_URL"] = url
         self.redis_url = without_password(url)
@@ -191,7 +200,7 @@ class LocalCluster:
     def shutdown(self) -> list[str]:
         """Stop in dependency order: nothing may place or run containers while they are removed,
         and Redis goes last so every writer finishes first. Returns one-line warnings."""
-        ours = [child for child in self.launcher.children if child is not self.embedded_redis]
+        ours = [child for child in self.launcher.children if child not in self.embedded_redis]
         self.launcher.stop(ours, STOP_GRACE)
         if self.bed is not None:  # its engines, containers and namespaces, all of it
             warnings = []

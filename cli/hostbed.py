@@ -42,6 +42,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from shared.redis_url import sentinel_target
+
 RUN_ROOT = Path("/run/gorchester-hostbed")  # sockets, pid files, exec roots, state (tmpfs: gone on reboot)
 DATA_ROOT = Path("/var/lib/gorchester-hostbed")  # engines' data roots (images, containers)
 MAX_HOSTS = 15
@@ -348,10 +350,13 @@ class HostBed:
         parts = urlsplit(redis_url)
         userinfo = parts.netloc.rpartition("@")[0]
         netloc = f"{userinfo}@" if userinfo else ""
+        target = sentinel_target(redis_url)
+        ports = [port for _, port in target.sentinels] if target is not None else [parts.port]
+        netloc += ",".join(f"{self.gateway}:{port}" for port in ports)
         return {
             "DOCKER_HOST": host.docker_host,
             "GORCHESTER_NODE_ADDRESS": host.address,
-            "GORCHESTER_REDIS_URL": urlunsplit(parts._replace(netloc=f"{netloc}{self.gateway}:{parts.port}")),
+            "GORCHESTER_REDIS_URL": urlunsplit(parts._replace(netloc=netloc)),
         }
 
     def command_in(self, index: int, argv: list[str]) -> list[str]:

@@ -44,6 +44,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--redis-port", type=port, metavar="PORT",
         help="port of the embedded redis-server (default 6379 when free, else any free port)",
     )
+    parser.add_argument(
+        "--redis-replicas", type=positive, metavar="N",
+        help="N replicas of the embedded Redis and three sentinels, which fail over to a replica when the "
+        "master dies (processes follow through a redis+sentinel:// URL)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -64,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     if args.hosts is not None and os.geteuid() != 0:
         print("--hosts needs root: it makes network namespaces and runs a Docker engine per host", file=sys.stderr)
         return 2
-    cluster = LocalCluster(config, args.nodes, args.redis_port, stop, hosts=args.hosts)
+    cluster = LocalCluster(config, args.nodes, args.redis_port, stop, hosts=args.hosts,
+                           redis_replicas=args.redis_replicas or 0)
     running = health(cluster.url)
     if running is not None:
         other = running.get("cluster")

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import redis
 
+from shared.redis_url import describe
 from shared.settings import PASSWORD_FILE_SETTING, SettingError
 from shared.store import connect
 
@@ -27,7 +28,7 @@ CHECK_TIMEOUT = 5.0  # seconds for the first PING (a TLS handshake and AUTH incl
 def access_problem(url: str, exc: redis.RedisError) -> str | None:
     """What an operator must fix, when `exc` (from the first command on `url`) cannot mend by waiting."""
     parts = urlsplit(url)
-    where = f"redis at {parts.hostname}:{parts.port or 6379}"
+    where = describe(url)
     cause = exc.__cause__ or exc.__context__
     if isinstance(exc, redis.AuthenticationError | redis.exceptions.NoPermissionError):
         user = f"user {parts.username!r}" if parts.username else "the default user"

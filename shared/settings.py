@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from shared import defaults
 from shared.hostaccess import NETWORK_SETTING, PATHS_SETTING, HostAccess, normal_path
+from shared.redis_url import SENTINEL_SCHEMES, RedisUrlError, sentinel_target
 
 PASSWORD_FILE_SETTING = "GORCHESTER_REDIS_PASSWORD_FILE"
 
@@ -102,12 +103,17 @@ def redis_url_from_env(env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     url = env.get("GORCHESTER_REDIS_URL") or defaults.DEFAULT_REDIS_URL
     parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss", "unix"):
+    if parts.scheme not in ("redis", "rediss", "unix", *SENTINEL_SCHEMES):
         raise SettingError(
-            f"GORCHESTER_REDIS_URL: must start redis://, rediss:// (TLS) or unix://, got {parts.scheme!r}"
+            "GORCHESTER_REDIS_URL: must start redis://, rediss:// (TLS), redis+sentinel://, rediss+sentinel:// "
+            f"or unix://, got {parts.scheme!r}"
         )
+    try:
+        sentinel_target(url)
+    except RedisUrlError as exc:
+        raise SettingError(f"GORCHESTER_REDIS_URL: {exc}") from None
     tls_options = sorted({name for name, _ in parse_qsl(parts.query) if name.startswith("ssl")})
-    if tls_options and parts.scheme != "rediss":
+    if tls_options and not parts.scheme.startswith("rediss"):
         raise SettingError(f"GORCHESTER_REDIS_URL: {', '.join(tls_options)} are TLS options: use rediss://")
     password_file = env.get(PASSWORD_FILE_SETTING)
     return with_password(url, read_secret(PASSWORD_FILE_SETTING, password_file)) if password_file else url

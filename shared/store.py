@@ -20,7 +20,7 @@ from redis.backoff import ExponentialBackoff
 from redis.lock import Lock
 from redis.retry import Retry
 
-from shared import defaults
+from shared import defaults, redis_url
 from shared.config import Config, ServiceSpec
 from shared.errors import Conflict, NotFound, Unavailable
 from shared.keys import Keys
@@ -115,7 +115,7 @@ def connect(
     Without `retry_on_timeout` a call to a hanging Redis ends after one `timeout` (the API's bound);
     a dropped connection is still retried."""
     retried = (redis.ConnectionError, redis.TimeoutError) if retry_on_timeout else (redis.ConnectionError,)
-    return redis.Redis.from_url(
+    return redis_url.client(
         url,
         decode_responses=decode,
         # Bytes that are not UTF-8 (a record written by hand) read as U+FFFD: that record is then

@@ -27,6 +27,7 @@ from shared.dispatch import SERIALIZER, TaskJob
 from shared.node_requests import MAX_NODE_REQUESTS
 from shared.records import EngineHealth, NodeRecord
 from shared.redis_access import check_access
+from shared.redis_url import current_server
 from shared.settings import Settings
 from shared.store import Store, connect
 from worker import sweep
@@ -48,8 +49,8 @@ log = logging.getLogger("rq.worker.gorchester")
 # --url that is REDIS_URL or localhost:6379; point it at the cluster's Redis, with its password, so
 # the agent needs no --url (which `ps` would show). A wrong password or TLS setting stops the agent
 # here, named, rather than as rq's bare connection error.
-os.environ["REDIS_URL"] = Settings.from_env().redis_url
-check_access(os.environ["REDIS_URL"], "node agent")
+os.environ["REDIS_URL"] = current_server(Settings.from_env().redis_url)  # rq's command line takes one server
+check_access(Settings.from_env().redis_url, "node agent")
 
 T = TypeVar("T")
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)

@@ -6,9 +6,9 @@ import ipaddress
 import os
 import socket
 from collections.abc import Mapping
-from urllib.parse import urlsplit
 
 from shared.records import NodeRecord
+from shared.redis_url import hosts as redis_url_hosts
 from shared.settings import Settings
 
 DEFAULT_ADDRESS = "127.0.0.1"
@@ -61,8 +61,9 @@ def node_address(env: Mapping[str, str], redis_url: str) -> str:
     another machine the node is one of several hosts, and a loopback address there would publish its
     ports where no other host (and no client) can reach them."""
     address = env.get("GORCHESTER_NODE_ADDRESS") or DEFAULT_ADDRESS
-    redis_host = urlsplit(redis_url).hostname or "localhost"
-    if on_loopback(address) and not on_loopback(redis_host):
+    remote = [host for host in redis_url_hosts(redis_url) if not on_loopback(host)]
+    if on_loopback(address) and remote:
+        redis_host = remote[0]
         given = "is" if env.get("GORCHESTER_NODE_ADDRESS") else "is unset, so it defaults to"
         raise SystemExit(
             f"GORCHESTER_NODE_ADDRESS {given} {address}, a loopback address, but Redis is at {redis_host}, on "

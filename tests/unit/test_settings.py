@@ -85,8 +85,11 @@ def test_a_tls_url_keeps_its_user_and_ca_beside_the_password_file(tmp_path: Path
 
 @pytest.mark.parametrize(
     ("url", "message"),
-    [("http://10.0.0.11:6379/0", "must start redis://, rediss:// (TLS) or unix://, got 'http'"),
-     ("redis://10.0.0.11:6379/0?ssl_ca_certs=/ca.crt", "ssl_ca_certs are TLS options: use rediss://")],
+    [("http://10.0.0.11:6379/0", "must start redis://, rediss:// (TLS), redis+sentinel://, rediss+sentinel:// or "
+      "unix://, got 'http'"),
+     ("redis://10.0.0.11:6379/0?ssl_ca_certs=/ca.crt", "ssl_ca_certs are TLS options: use rediss://"),
+     ("redis+sentinel://10.0.0.11:26379/", "a sentinel URL ends /MASTER or /MASTER/DB"),
+     ("redis+sentinel://10.0.0.11:port/gorchester", "'10.0.0.11:port' is not HOST:PORT of a sentinel")],
 )
 def test_a_url_that_cannot_work_stops_the_process(url: str, message: str) -> None:
     with pytest.raises(SystemExit, match=re.escape(f"GORCHESTER_REDIS_URL: {message}")):

@@ -1,0 +1,136 @@
+"""Redis with replicas and sentinels (cli/redis_local.py, as `gorchester up --redis-replicas 2` makes it),
+and the clients every process uses (shared/store.connect) following a failover by themselves."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from cli.redis_local import MASTER_NAME, replicated_argvs
+from shared.redis_url import sentinel_target
+from shared.settings import with_password
+from tests.support.procs import VENV_BIN, free_port, wait_for
+
+
+@dataclass
+class ReplicatedRedis:
+    url: str  # with the password
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def sentinel(self) -> redis.Redis:
+        target = sentinel_target(self.url)
+        assert target is not None
+        host, port = target.sentinels[0]
+        return redis.Redis(host, port, password=target.password, decode_responses=True, socket_timeout=2)
+
+    def master(self) -> tuple[str, int]:
+        host, port = self.sentinel().sentinel_get_master_addr_by_name(MASTER_NAME)
+        return str(host), int(port)
+
+    def settled(self) -> bool:
+        """Every sentinel knows the master, its two replicas and the other sentinels."""
+        state = self.sentinel().sentinel_master(MASTER_NAME)
+        return int(state["num-slaves"]) == 2 and int(state["num-other-sentinels"]) == 2 and "s_down" not in state[
+            "flags"]
+
+
+@pytest.fixture
+def replicated(tmp_path: Path) -> Iterator[ReplicatedRedis]:
+    argvs, url, password_file = replicated_argvs("redis-server", tmp_path / "redis", free_port(), 2)
+    made = ReplicatedRedis(with_password(url, password_file.read_text().strip()))
+    try:
+        for name, argv in argvs.items():
+            log = open(tmp_path / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
+            made.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(made.settled, timeout=30, what="master, two replicas and three sentinels to know each other")
+        yield made
+    finally:
+        for proc in made.procs.values():
+            proc.kill()
+            proc.wait()
+
+
+def test_a_client_follows_the_master_through_a_failover(replicated: ReplicatedRedis) -> None:
+    """SIGKILL of the master under a stream of writes: the same client writes again within 5 s, to the
+    promoted replica, and every write a replica acknowledged (WAIT 1) is still there."""
+    from shared.store import connect
+
+    client = connect(replicated.url)
+    acknowledged: list[int] = []
+    failures: list[float] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        while not stop.is_set():
+            try:
+                value = client.incr("counter")
+                if client.wait(1, 1000) >= 1:
+                    acknowledged.append(int(value))
+            except redis.RedisError:
+                failures.append(time.monotonic())
+                time.sleep(0.05)
+            time.sleep(0.01)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    wait_for(lambda: len(acknowledged) > 20, timeout=10, what="writes acknowledged by a replica")
+    old = replicated.master()
+    replicated.procs["redis"].send_signal(signal.SIGKILL)
+    killed_at, before = time.monotonic(), len(acknowledged)
+    wait_for(lambda: len(acknowledged) > before + 10, timeout=30, what="writes accepted again after the kill")
+    stop.set()
+    writer.join(timeout=10)
+    resumed = [value for value in acknowledged[before:]][0]
+    assert replicated.master() != old
+    assert int(client.get("counter")) >= max(acknowledged)  # nothing acknowledged is lost
+    assert resumed  # a write went through after the kill
+    assert failures and failures[-1] - killed_at < 5.0, f"writes failed until {failures[-1] - killed_at:.2f}s"
+
+
+def test_the_api_reports_the_master_and_answers_through_a_failover(
+    replicated: ReplicatedRedis, tmp_path: Path
+) -> None:
+    """/v1/health names the master and its replicas in sync; while the sentinels promote a replica it
+    answers 503 with a reason (never a 500, never a hang), then names the new master."""
+    port = free_port()
+    env = {**os.environ, "GORCHESTER_REDIS_URL": replicated.url, "GORCHESTER_CLUSTER": "failover"}
+    env.pop("GORCHESTER_REDIS_PASSWORD_FILE", None)
+    with open(tmp_path / "api.log", "ab") as log:
+        api = subprocess.Popen([str(VENV_BIN / "uvicorn"), "api.app:app", "--port", str(port)], env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}/v1/health"
+        wait_for(lambda: httpx.get(url, timeout=2).status_code == 200, timeout=30, what="the API")
+        host, master_port = replicated.master()
+        assert httpx.get(url, timeout=2).json()["redis"] == {"master": f"{host}:{master_port}", "replicas_in_sync": 2}
+
+        replicated.procs["redis"].send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        seen: list[tuple[int, str]] = []
+        while time.monotonic() - killed_at < 30:
+            started = time.monotonic()
+            response = httpx.get(url, timeout=5)
+            assert time.monotonic() - started < 2.0  # never a hang
+            assert response.status_code in (200, 503), response.text
+            body = response.json()
+            seen.append((response.status_code, body["redis"]["master"] if response.status_code == 200
+                         else body["reason"]))
+            if response.status_code == 200 and body["redis"]["master"] != f"{host}:{master_port}":
+                break
+            time.sleep(0.1)
+        recovered = time.monotonic() - killed_at
+        assert seen[-1][0] == 200 and seen[-1][1] != f"{host}:{master_port}", seen[-5:]
+        assert recovered < 5.0, f"the API named the new master {recovered:.2f}s after the kill"
+    finally:
+        api.kill()
+        api.wait()
