@@ -14,12 +14,13 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from api.context import blocking, jobs_of, settings_of, store_of
+from api.context import acknowledged, blocking, jobs_of, settings_of, store_of
 from api.routing import query_of
 from api.snapshot import json_response, views_of
 from api.views import event_view, node_view, task_view
 from shared.dispatch import Action, Job, enqueue
 from shared.records import Availability, NodeRecord
+from shared.store import Store
 
 log = logging.getLogger("gorchester.api")
 
@@ -96,15 +97,14 @@ AVAILABILITY_EVENTS = {
 async def _change_availability(request: Request, availability: Availability) -> JSONResponse:
     node_id = request.path_params["node"]
     kind, message = AVAILABILITY_EVENTS[availability]
-    store = store_of(request)
 
-    def change() -> dict[str, Any]:
+    def change(store: Store) -> dict[str, Any]:
         node = store.set_availability(node_id, availability)
         store.emit(kind, message.format(id=node_id), node=node_id)
         log.info("%s", message.format(id=node_id))
         return _node_view(request, node)
 
-    return JSONResponse(await blocking(change))
+    return JSONResponse(await acknowledged(request, change))
 
 
 async def list_tasks(request: Request) -> Response:
@@ -139,9 +139,8 @@ async def get_task(request: Request) -> JSONResponse:
 async def stop_task(request: Request) -> JSONResponse:
     """A user's stop: the container stops but stays, and unless-stopped leaves it so."""
     task_id = request.path_params["task"]
-    store = store_of(request)
 
-    def stop() -> dict[str, Any]:
+    def stop(store: Store) -> dict[str, Any]:
         task = store.request_stop(task_id)
         assert task.node is not None
         enqueue(jobs_of(request), store.keys, [Job(task.node, Action.HALT, task.id, task.gen, task.incarnation)])
@@ -149,7 +148,7 @@ async def stop_task(request: Request) -> JSONResponse:
         store.emit("task_stop_requested", message, service=task.service, task=task.id, node=task.node)
         return task_view(task)
 
-    return JSONResponse(await blocking(stop), status_code=202)
+    return JSONResponse(await acknowledged(request, stop), status_code=202)
 
 
 async def list_events(request: Request) -> JSONResponse:

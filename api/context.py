@@ -34,6 +34,9 @@ REQUEST_DEADLINE_SECONDS = 1.8
 REDIS_THREADS = 16
 # The API's Redis clients: a socket (and connect) timeout well inside the request deadline.
 API_REDIS_TIMEOUT_SECONDS = 1.0
+# With replicas (a sentinel URL), how long a change waits for a replica's acknowledgement (WAIT 1),
+# inside the socket timeout: a change acknowledged only by the master is a 503, not a 2xx.
+REPLICA_ACK_MS = 500
 
 
 def api_redis(url: str, decode: bool = True) -> redis.Redis:
@@ -134,6 +137,27 @@ class RequestDeadline:
         if scope["type"] == "http":
             _clock.set(RequestClock(scope.get("state", {}).get("redis_work")))
         await self.app(scope, receive, send)
+
+
+async def acknowledged(request: Request, change: Callable[[Store], T]) -> T:
+    """Run a change on a Redis thread, on one connection of the Store's, and with replicas (a sentinel
+    URL) wait until one of them has it too (WAIT counts the writes of the connection it is sent on):
+    a 2xx then means the change survives the master's loss. A change no replica acknowledged within
+    REPLICA_ACK_MS is on the master only: 503, saying so (applying it again is harmless)."""
+    store = store_of(request)
+    wait = settings_of(request).replicated
+
+    def run() -> T:
+        with store.pinned() as pinned:
+            result = change(pinned)
+            if wait and pinned.redis.wait(1, REPLICA_ACK_MS) < 1:
+                raise Unavailable(
+                    f"redis unavailable: the change reached the master but no replica acknowledged it within "
+                    f"{REPLICA_ACK_MS} ms, so a failover could lose it; retry"
+                )
+        return result
+
+    return await blocking(run)
 
 
 async def blocking(fn: Callable[[], T]) -> T:

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from api.auth import Role, role_of
 from api.body import read_document, read_mapping
-from api.context import blocking, settings_of, store_of
+from api.context import acknowledged, blocking, settings_of, store_of
 from api.metrics import with_autoscale
 from api.routing import query_of
 from api.snapshot import json_response, views_of
@@ -122,14 +122,13 @@ def _for_role(role: Role, view: dict[str, Any]) -> dict[str, Any]:
 async def create_service(request: Request) -> JSONResponse:
     spec = validate_service(await read_mapping(request, "one service"))
     check_service(spec, settings_of(request).host_access)
-    store = store_of(request)
 
-    def create() -> dict[str, Any]:
+    def create(store: Store) -> dict[str, Any]:
         record = store.create_service(spec, time.time())
         _announce(store, "created", spec.service_name)
         return service_view(record, store.tasks())
 
-    return JSONResponse(await blocking(create), status_code=201)
+    return JSONResponse(await acknowledged(request, create), status_code=201)
 
 
 async def replace_service(request: Request) -> JSONResponse:
@@ -141,15 +140,14 @@ async def replace_service(request: Request) -> JSONResponse:
     if spec.service_name != name:
         raise ConfigError([f"service_name: must match the URL ({name})"])
     check_service(spec, settings_of(request).host_access)
-    store = store_of(request)
 
-    def replace() -> dict[str, Any]:
+    def replace(store: Store) -> dict[str, Any]:
         record, outcome = store.update_service(spec, time.time())
         if outcome == "updated":
             _announce(store, outcome, name, record)
         return _written_view(store, record, outcome)
 
-    return JSONResponse(await blocking(replace))
+    return JSONResponse(await acknowledged(request, replace))
 
 
 async def service_endpoints(request: Request) -> JSONResponse:
@@ -166,9 +164,8 @@ async def service_endpoints(request: Request) -> JSONResponse:
 
 async def delete_service(request: Request) -> JSONResponse:
     name = request.path_params["name"]
-    store = store_of(request)
 
-    def delete() -> dict[str, Any]:
+    def delete(store: Store) -> dict[str, Any]:
         record, marked = store.delete_service(name, time.time())
         if marked:
             _announce(store, "deleted", name)
@@ -176,15 +173,14 @@ async def delete_service(request: Request) -> JSONResponse:
             return {**unreadable_service_view(record, [], record.reason), "deleting": True}
         return service_view(record, store.tasks())
 
-    return JSONResponse(await blocking(delete), status_code=202)
+    return JSONResponse(await acknowledged(request, delete), status_code=202)
 
 
 async def scale_service(request: Request) -> JSONResponse:
     name = request.path_params["name"]
     replicas = ScaleRequest.model_validate(await read_mapping(request, '{"replicas": N}')).replicas
-    store = store_of(request)
 
-    def scale() -> dict[str, Any]:
+    def scale(store: Store) -> dict[str, Any]:
         # The new count is put into the spec read inside the write's transaction: a change made
         # meanwhile (a PUT) is kept, never overwritten with the spec as it was before it.
         record, outcome = store.change_spec(name, lambda spec: _with_replicas(spec, replicas), time.time())
@@ -193,7 +189,7 @@ async def scale_service(request: Request) -> JSONResponse:
             log.info("service %s scaled to %d replicas", name, replicas)
         return _written_view(store, record, outcome)
 
-    return JSONResponse(await blocking(scale))
+    return JSONResponse(await acknowledged(request, scale))
 
 
 def _with_replicas(spec: ServiceSpec, replicas: int) -> ServiceSpec:
@@ -224,13 +220,12 @@ async def apply(request: Request) -> JSONResponse:
     cluster = settings_of(request).cluster
     if "cluster_name" in data and config.cluster_name != cluster:
         raise ConfigError([f"cluster_name: this API serves cluster {cluster}"])
-    store = store_of(request)
 
-    def apply_config() -> dict[str, list[str]]:
+    def apply_config(store: Store) -> dict[str, list[str]]:
         outcome = store.apply(config, time.time(), prune=prune)
         for what in ("created", "updated", "deleted"):
             for name in outcome[what]:
                 _announce(store, what, name)
         return outcome
 
-    return JSONResponse(await blocking(apply_config))
+    return JSONResponse(await acknowledged(request, apply_config))

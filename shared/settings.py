@@ -135,6 +135,11 @@ class Settings:
     host_access: HostAccess = HostAccess()  # shared/hostaccess.py: nothing of the host unless allowed
     pod_cidr: str = defaults.DEFAULT_POD_CIDR  # the cluster's container addresses (shared/podnet.py)
 
+    @property
+    def replicated(self) -> bool:
+        """Whether Redis is a master with replicas that sentinels fail over (a redis+sentinel:// URL)."""
+        return sentinel_target(self.redis_url) is not None
+
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ

@@ -7,6 +7,7 @@ the scheduler's leader lease, so concurrent writers never lose each other's deci
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -129,6 +130,9 @@ def connect(
     )
 
 
+TRANSIENT_REFUSALS = ("LOADING", "MISCONF", "NOREPLICAS", "MASTERDOWN", "READONLY")
+
+
 @contextmanager
 def unavailable_on_redis_errors() -> Iterator[None]:
     try:
@@ -136,27 +140,44 @@ def unavailable_on_redis_errors() -> Iterator[None]:
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise Unavailable(f"redis unavailable: {exc}") from exc
     except redis.ResponseError as exc:
-        if "LOADING" in str(exc) or "MISCONF" in str(exc):
+        # Redis loading its data, unable to persist, refusing writes without replicas, a replica, or
+        # one whose master is down (in a failover): each passes.
+        if str(exc).startswith(TRANSIENT_REFUSALS) or isinstance(exc, redis.exceptions.ReadOnlyError):
             raise Unavailable(f"redis unavailable: {exc}") from exc
         raise
 
 
 class Store:
     def __init__(self, client: redis.Redis, cluster: str):
-        # Typed loosely: redis-py's stubs cannot tell a decode_responses=True client returns str.
-        self.redis: Any = client
+        self._bind(client)
         self.keys = Keys(cluster)
-        self._cas = client.register_script(CAS_TASKS)
-        self._nodes_json = client.register_script(NODES_JSON)
-        self._set_if_leader = client.register_script(SET_IF_LEADER)
         # A snapshot (every scheduler pass, every list request) re-parses only what changed.
         self._services = ParsedRecords(ServiceRecord, lambda record: record.name)
         self._tasks = ParsedRecords(TaskRecord, lambda record: record.id)
         self._nodes = ParsedRecords(NodeRecord, lambda record: record.id)
 
+    def _bind(self, client: redis.Redis) -> None:
+        # Typed loosely: redis-py's stubs cannot tell a decode_responses=True client returns str.
+        self.redis: Any = client
+        self._cas = client.register_script(CAS_TASKS)
+        self._nodes_json = client.register_script(NODES_JSON)
+        self._set_if_leader = client.register_script(SET_IF_LEADER)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
         return cls(connect(settings.redis_url), settings.cluster)
+
+    @contextmanager
+    def pinned(self) -> Iterator[Store]:
+        """This Store (its parsed records shared) on one connection of its pool, held until the block ends
+        (so a WAIT after a write counts that write), then given back."""
+        client = redis.Redis(connection_pool=self.redis.connection_pool, single_connection_client=True)
+        pinned = copy.copy(self)
+        pinned._bind(client)
+        try:
+            yield pinned
+        finally:
+            client.close()
 
     # -- services -----------------------------------------------------------------------------
 

@@ -130,9 +130,13 @@ def endpoint_samples(api: str, service_name: str, seconds: float) -> list[tuple[
 def follows_within(api: list[tuple[float, set[str]]], dns: list[tuple[float, set[str] | None]],
                    lag: float) -> list[str]:
     """Every DNS answer equals what the API's endpoints said at most `lag` seconds before it (the
-    two agree, the DNS a poll behind at most); returns the answers that did not."""
+    two agree, the DNS a poll behind at most); returns the answers that did not. Answers after the
+    last endpoints sample are not judged: the endpoints of that time were not sampled (a replacement
+    that became ready then is rightly answered, and was once counted wrong here)."""
     wrong = []
     for when, answer in dns:
+        if api and when > api[-1][0]:
+            continue
         if answer is None:
             wrong.append(f"{when:.2f}: no answer")
             continue

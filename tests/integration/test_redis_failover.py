@@ -97,40 +97,79 @@ def test_a_client_follows_the_master_through_a_failover(replicated: ReplicatedRe
     assert failures and failures[-1] - killed_at < 5.0, f"writes failed until {failures[-1] - killed_at:.2f}s"
 
 
-def test_the_api_reports_the_master_and_answers_through_a_failover(
-    replicated: ReplicatedRedis, tmp_path: Path
-) -> None:
-    """/v1/health names the master and its replicas in sync; while the sentinels promote a replica it
-    answers 503 with a reason (never a 500, never a hang), then names the new master."""
+@pytest.fixture
+def api(replicated: ReplicatedRedis, tmp_path: Path) -> Iterator[str]:
+    """The API over the replicated Redis (its URL from the root of the API)."""
     port = free_port()
     env = {**os.environ, "GORCHESTER_REDIS_URL": replicated.url, "GORCHESTER_CLUSTER": "failover"}
     env.pop("GORCHESTER_REDIS_PASSWORD_FILE", None)
     with open(tmp_path / "api.log", "ab") as log:
-        api = subprocess.Popen([str(VENV_BIN / "uvicorn"), "api.app:app", "--port", str(port)], env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen([str(VENV_BIN / "uvicorn"), "api.app:app", "--port", str(port)], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        url = f"http://127.0.0.1:{port}/v1/health"
-        wait_for(lambda: httpx.get(url, timeout=2).status_code == 200, timeout=30, what="the API")
-        host, master_port = replicated.master()
-        assert httpx.get(url, timeout=2).json()["redis"] == {"master": f"{host}:{master_port}", "replicas_in_sync": 2}
-
-        replicated.procs["redis"].send_signal(signal.SIGKILL)
-        killed_at = time.monotonic()
-        seen: list[tuple[int, str]] = []
-        while time.monotonic() - killed_at < 30:
-            started = time.monotonic()
-            response = httpx.get(url, timeout=5)
-            assert time.monotonic() - started < 2.0  # never a hang
-            assert response.status_code in (200, 503), response.text
-            body = response.json()
-            seen.append((response.status_code, body["redis"]["master"] if response.status_code == 200
-                         else body["reason"]))
-            if response.status_code == 200 and body["redis"]["master"] != f"{host}:{master_port}":
-                break
-            time.sleep(0.1)
-        recovered = time.monotonic() - killed_at
-        assert seen[-1][0] == 200 and seen[-1][1] != f"{host}:{master_port}", seen[-5:]
-        assert recovered < 5.0, f"the API named the new master {recovered:.2f}s after the kill"
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: httpx.get(f"{url}/v1/health", timeout=2).json().get("redis", {}).get("replicas_in_sync") == 2,
+                 timeout=30, what="the API, and two replicas in sync")
+        yield url
     finally:
-        api.kill()
-        api.wait()
+        proc.kill()
+        proc.wait()
+
+
+def test_the_api_reports_the_master_and_answers_through_a_failover(replicated: ReplicatedRedis, api: str) -> None:
+    """/v1/health names the master and its replicas in sync; while the sentinels promote a replica it
+    answers 503 with a reason (never a 500, never a hang), then names the new master."""
+    url = f"{api}/v1/health"
+    host, master_port = replicated.master()
+    assert httpx.get(url, timeout=2).json()["redis"] == {"master": f"{host}:{master_port}", "replicas_in_sync": 2}
+
+    replicated.procs["redis"].send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    seen: list[tuple[int, str]] = []
+    while time.monotonic() - killed_at < 30:
+        started = time.monotonic()
+        response = httpx.get(url, timeout=5)
+        assert time.monotonic() - started < 2.0  # never a hang
+        assert response.status_code in (200, 503), response.text
+        body = response.json()
+        seen.append((response.status_code, body["redis"]["master"] if response.status_code == 200 else body["reason"]))
+        if response.status_code == 200 and body["redis"]["master"] != f"{host}:{master_port}":
+            break
+        time.sleep(0.1)
+    recovered = time.monotonic() - killed_at
+    assert seen[-1][0] == 200 and seen[-1][1] != f"{host}:{master_port}", seen[-5:]
+    assert recovered < 5.0, f"the API named the new master {recovered:.2f}s after the kill"
+
+
+def test_changes_the_api_acknowledged_survive_the_masters_death(replicated: ReplicatedRedis, api: str) -> None:
+    """Scale changes in a stream while the master is SIGKILLed: every answer is 2xx or 503 (never a 500 or
+    a hang), changes are accepted again within 5 s, and the last acknowledged change is what the new
+    master holds (a 2xx means a replica had it)."""
+    spec = {"service_name": "web", "image": "gorchester/busybox:latest", "replicas": 1, "command": ["sleep", "3600"]}
+    assert httpx.post(f"{api}/v1/services", json=spec, timeout=5).status_code == 201
+    answers: list[tuple[float, int, int]] = []  # (when, replicas asked, status)
+
+    def scale(replicas: int) -> None:
+        started = time.monotonic()
+        response = httpx.post(f"{api}/v1/services/web/scale", json={"replicas": replicas}, timeout=5)
+        assert time.monotonic() - started < 2.0, "a hang"
+        assert response.status_code in (200, 503), response.text
+        answers.append((started, replicas, response.status_code))
+
+    for replicas in range(2, 22):
+        scale(replicas)
+    replicated.procs["redis"].send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    replicas = 22
+    while not (answers[-1][2] == 200 and answers[-1][0] > killed_at) and time.monotonic() - killed_at < 30:
+        scale(replicas)
+        replicas += 1
+        time.sleep(0.05)
+    for _ in range(10):  # and a few more on the new master
+        scale(replicas)
+        replicas += 1
+    back = next(when for when, _, status in answers if when > killed_at and status == 200) - killed_at
+    assert back < 5.0, f"changes accepted again {back:.2f}s after the kill"
+    last_acknowledged = [asked for _, asked, status in answers if status == 200][-1]
+    assert answers[-1][2] == 200
+    assert httpx.get(f"{api}/v1/services/web", timeout=5).json()["replicas"] == last_acknowledged
