@@ -154,6 +154,7 @@ def replicated_config(directory: Path, secret: str, master: tuple[str, int] | No
         f"requirepass {_quoted(secret)}",
         f"masterauth {_quoted(secret)}",
         f"replica-announce-ip {announce}",
+        "repl-diskless-sync-delay 0",  # a replica that (re)joins is sent the data at once, not after 5 s
     ]
     if master is not None:
         lines.append(f"replicaof {master[0]} {master[1]}")

@@ -129,10 +129,10 @@ def endpoint_samples(api: str, service_name: str, seconds: float) -> list[tuple[
 
 def follows_within(api: list[tuple[float, set[str]]], dns: list[tuple[float, set[str] | None]],
                    lag: float) -> list[str]:
-    """Every DNS answer equals what the API's endpoints said at most `lag` seconds before it (the
-    two agree, the DNS a poll behind at most); returns the answers that did not. Answers after the
-    last endpoints sample are not judged: the endpoints of that time were not sampled (a replacement
-    that became ready then is rightly answered, and was once counted wrong here)."""
+    """Every DNS answer equals what the API's endpoints said at most `lag` seconds before it, or at the
+    API's next sample after it (the DNS a poll behind at most; and the two are sampled apart, so the
+    DNS may show a change the API's next sample shows); returns the answers that did not. Answers
+    after the last endpoints sample are not judged: the endpoints of that time were not sampled."""
     wrong = []
     for when, answer in dns:
         if api and when > api[-1][0]:
@@ -141,6 +141,7 @@ def follows_within(api: list[tuple[float, set[str]]], dns: list[tuple[float, set
             wrong.append(f"{when:.2f}: no answer")
             continue
         recent = [addresses for t, addresses in api if when - lag <= t <= when]
+        recent += [addresses for t, addresses in api if t > when][:1]
         if recent and answer not in recent:
             wrong.append(f"{when:.2f}: {sorted(answer)} vs endpoints {[sorted(a) for a in recent[-3:]]}")
     return wrong

@@ -12,14 +12,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import docker
 import httpx
 import pytest
 import redis
 
 from cli.redis_local import MASTER_NAME, replicated_argvs
+from shared import labels
+from shared.records import TaskState
 from shared.redis_url import sentinel_target
 from shared.settings import with_password
-from tests.support.procs import VENV_BIN, free_port, wait_for
+from shared.store import Store, connect
+from tests.support.procs import FAST_SETTINGS, TEST_IMAGE, VENV_BIN, Processes, free_port, wait_for
 
 
 @dataclass
@@ -38,10 +42,20 @@ class ReplicatedRedis:
         return str(host), int(port)
 
     def settled(self) -> bool:
-        """Every sentinel knows the master, its two replicas and the other sentinels."""
-        state = self.sentinel().sentinel_master(MASTER_NAME)
-        return int(state["num-slaves"]) == 2 and int(state["num-other-sentinels"]) == 2 and "s_down" not in state[
-            "flags"]
+        """Every sentinel knows the master, the other sentinels and its two replicas as in sync (a
+        sentinel refuses to promote a replica it last saw still syncing: it asks replicas for INFO only
+        every 10 s while the master is up, and a failover then finds no good replica)."""
+        target = sentinel_target(self.url)
+        assert target is not None
+        for host, port in target.sentinels:
+            with redis.Redis(host, port, password=target.password, decode_responses=True, socket_timeout=2) as one:
+                state = one.sentinel_master(MASTER_NAME)
+                replicas = one.sentinel_slaves(MASTER_NAME)
+            if int(state["num-other-sentinels"]) != 2 or "s_down" in state["flags"] or len(replicas) != 2:
+                return False
+            if any(replica.get("master-link-status") != "ok" for replica in replicas):
+                return False
+        return True
 
 
 @pytest.fixture
@@ -63,8 +77,6 @@ def replicated(tmp_path: Path) -> Iterator[ReplicatedRedis]:
 def test_a_client_follows_the_master_through_a_failover(replicated: ReplicatedRedis) -> None:
     """SIGKILL of the master under a stream of writes: the same client writes again within 5 s, to the
     promoted replica, and every write a replica acknowledged (WAIT 1) is still there."""
-    from shared.store import connect
-
     client = connect(replicated.url)
     acknowledged: list[int] = []
     failures: list[float] = []
@@ -173,3 +185,59 @@ def test_changes_the_api_acknowledged_survive_the_masters_death(replicated: Repl
     last_acknowledged = [asked for _, asked, status in answers if status == 200][-1]
     assert answers[-1][2] == 200
     assert httpx.get(f"{api}/v1/services/web", timeout=5).json()["replicas"] == last_acknowledged
+
+
+def test_a_cluster_keeps_its_replicas_through_a_failover(
+    replicated: ReplicatedRedis, cluster: str, tmp_path: Path, docker_cleanup: None
+) -> None:
+    """API, scheduler and two agents on the replicated Redis; scale changes and container churn while the
+    master is SIGKILLed: afterwards the service runs exactly its last acknowledged count, each replica in
+    one container, nothing stuck, and no container beyond it."""
+    env = {**os.environ, **FAST_SETTINGS, "GORCHESTER_REDIS_URL": replicated.url, "GORCHESTER_CLUSTER": cluster}
+    env.pop("GORCHESTER_REDIS_PASSWORD_FILE", None)
+    procs = Processes(env, tmp_path)
+    try:
+        api = procs.api(free_port())
+        wait_for(lambda: httpx.get(f"{api}/v1/health", timeout=2).json()["redis"]["replicas_in_sync"] == 2,
+                 timeout=30, what="two replicas in sync")
+        procs.scheduler()
+        procs.agent("node-1", "127.0.0.2")
+        procs.agent("node-2", "127.0.0.3")
+        store = Store(connect(replicated.url), cluster)
+        spec = {"service_name": "web", "image": TEST_IMAGE, "replicas": 2, "command": ["sleep", "3600"],
+                "restart_policy": "always"}
+        assert httpx.post(f"{api}/v1/services", json=spec, timeout=5).status_code == 201
+        wait_for(lambda: running(store, "web") == 2, timeout=60, what="2 replicas running")
+
+        acknowledged = []
+        killed_at = None
+        for step in range(40):
+            replicas = 2 + step % 5
+            response = httpx.post(f"{api}/v1/services/web/scale", json={"replicas": replicas}, timeout=5)
+            assert response.status_code in (200, 503), response.text
+            if response.status_code == 200:
+                acknowledged.append(replicas)
+            if step == 10:
+                replicated.procs["redis"].send_signal(signal.SIGKILL)
+                killed_at = time.monotonic()
+            time.sleep(0.25)
+        assert killed_at is not None
+        final = acknowledged[-1]
+        wait_for(lambda: running(store, "web") == final and containers(cluster) == final, timeout=90,
+                 what=f"{final} replicas running, one container each ({procs.log('scheduler')[-400:]})")
+        assert httpx.get(f"{api}/v1/services/web", timeout=5).json()["replicas"] == final
+    finally:
+        procs.close()
+
+
+def running(store: Store, service: str) -> int:
+    tasks = [task for task in store.tasks() if task.service == service]
+    return len(tasks) if all(task.state is TaskState.RUNNING for task in tasks) else -1
+
+
+def containers(cluster: str) -> int:
+    client = docker.from_env()
+    try:
+        return len(client.containers.list(filters={"label": f"{labels.CLUSTER}={cluster}", "status": "running"}))
+    finally:
+        client.close()
