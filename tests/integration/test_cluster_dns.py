@@ -58,8 +58,17 @@ class StubUpstream:
                 reply = answer(self.rfile.read(size))
                 self.wfile.write(len(reply).to_bytes(2, "big") + reply)
 
-        self.udp = socketserver.ThreadingUDPServer((host, 0), Datagram)
-        self.tcp = socketserver.ThreadingTCPServer((host, self.udp.server_address[1]), Stream)
+        # One port for both: the UDP one the kernel picks may be taken for TCP (a socket of an earlier
+        # test in TIME_WAIT, once a CI failure), so another is tried then.
+        for _ in range(20):
+            self.udp = socketserver.ThreadingUDPServer((host, 0), Datagram)
+            try:
+                self.tcp = socketserver.ThreadingTCPServer((host, self.udp.server_address[1]), Stream)
+                break
+            except OSError:
+                self.udp.server_close()
+        else:
+            raise AssertionError(f"no port on {host} free for both UDP and TCP")
         self.address: Upstream = (host, self.udp.server_address[1])
         for server in (self.udp, self.tcp):
             server.daemon_threads = True
