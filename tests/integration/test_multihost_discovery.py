@@ -118,20 +118,23 @@ class DnsWatch:
 
 
 def endpoint_samples(api: str, service_name: str, seconds: float) -> list[tuple[float, set[str]]]:
+    """The endpoints, each stamped with when its request was sent: what it shows is the state at that
+    time or later (stamped on arrival, a slow answer under load showed an older state than its stamp)."""
     samples = []
     until = time.time() + seconds
     while time.time() < until:
+        sent = time.time()
         endpoints = httpx.get(f"{api}/v1/services/{service_name}/endpoints", timeout=5).json()
-        samples.append((time.time(), {e["address"] for e in endpoints}))
+        samples.append((sent, {e["address"] for e in endpoints}))
         time.sleep(0.05)
     return samples
 
 
 def follows_within(api: list[tuple[float, set[str]]], dns: list[tuple[float, set[str] | None]],
                    lag: float) -> list[str]:
-    """Every DNS answer equals what the API's endpoints said at most `lag` seconds before it, or at the
-    API's next sample after it (the DNS a poll behind at most; and the two are sampled apart, so the
-    DNS may show a change the API's next sample shows); returns the answers that did not. Answers
+    """Every DNS answer equals what the API's endpoints said at most `lag` seconds before it, or in the
+    API's first request sent after it (the DNS a poll behind at most; and the two are sampled apart,
+    so the DNS may show a change only that request shows); returns the answers that did not. Answers
     after the last endpoints sample are not judged: the endpoints of that time were not sampled."""
     wrong = []
     for when, answer in dns:
