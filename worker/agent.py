@@ -49,8 +49,9 @@ log = logging.getLogger("rq.worker.gorchester")
 # --url that is REDIS_URL or localhost:6379; point it at the cluster's Redis, with its password, so
 # the agent needs no --url (which `ps` would show). A wrong password or TLS setting stops the agent
 # here, named, rather than as rq's bare connection error.
-os.environ["REDIS_URL"] = current_server(Settings.from_env().redis_url)  # rq's command line takes one server
-check_access(Settings.from_env().redis_url, "node agent")
+_cluster_redis = Settings.from_env().redis_url
+os.environ["REDIS_URL"] = current_server(_cluster_redis)  # rq's command line takes one server
+check_access(_cluster_redis, "node agent")
 
 T = TypeVar("T")
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
