@@ -59,13 +59,14 @@ class Scheduler:
         self.last_pass = 0.0  # seconds the latest pass took
 
     def lead(self) -> bool:
-        was = self.lease.held
+        was = self.lease.token if self.lease.held else None
         asked = time.monotonic()
         leading = self.lease.acquire_or_renew()
         if time.monotonic() - asked > self.settings.heartbeat_interval:
             # Redis kept us waiting (hung, then back before our socket timeout): the beats waited too.
             self.hearing = False
-        if leading and not was:
+        if leading and self.lease.token != was:
+            # Taken, or taken again at once from a Redis that did not grant the one we held (a failover).
             self.hearing = False  # what happened before the takeover (a Redis outage, say) is unknown
             log.info("became leader (%s)", self.lease.token)
             self.store.emit(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from scheduler.backoff import wants_restart
 from scheduler.placement import NodeState, Request, place
@@ -65,6 +65,7 @@ def reconcile(
     still hold their nodes' resources. `unreadable`: task records that cannot be parsed.
     `heard_since`: since when the scheduler has heard Redis without a break (NodeRecord.down_at)."""
     plan = Plan()
+    policy = replace(policy, jobs_trusted_since=heard_since)
     misses = policy.heartbeat_misses
     status = {node.id: node.status(now, misses, heard_since) for node in nodes}
     for node in nodes:
@@ -153,11 +154,9 @@ def _retire(task: TaskRecord, status: dict[str, NodeStatus], now: float, policy:
         return
     assert task.node is not None
     if task.state is TaskState.SHUTDOWN:
-        if now - task.updated_at >= policy.assigned_timeout:
+        if _resend_due(task.updated_at, now, policy, plan):
             again = task.model_copy(update={"updated_at": now})
             plan.writes.append(Write(task.id, task.rev, again, jobs=[_job(task.node, Action.STOP, task, task.gen)]))
-        else:
-            plan.wake(task.updated_at + policy.assigned_timeout)
         return
     gen = task.gen + 1
     stopping = task.model_copy(
@@ -251,12 +250,21 @@ def _release_previous(task: TaskRecord, status: dict[str, NodeStatus], now: floa
 def _requeue_if_lost(task: TaskRecord, now: float, policy: Policy, plan: Plan) -> None:
     """A start job that left no trace (agent killed mid-job, queue lost) is sent again, same gen."""
     since = task.assigned_at if task.state is TaskState.ASSIGNED and task.assigned_at else task.updated_at
-    if now - since < policy.assigned_timeout:
-        plan.wake(since + policy.assigned_timeout)
+    if not _resend_due(since, now, policy, plan):
         return
     assert task.node is not None
     again = task.model_copy(update={"assigned_at": now, "updated_at": now})
     plan.writes.append(Write(task.id, task.rev, again, jobs=[_job(task.node, Action.START, task, task.gen)]))
+
+
+def _resend_due(since: float, now: float, policy: Policy, plan: Plan) -> bool:
+    """Whether a job sent at `since` whose task has not moved on since is sent again now: the timeout
+    passed, or it went to a Redis the scheduler has since lost (jobs are idempotent: a second copy of
+    one that did arrive finds its work done)."""
+    if since < policy.jobs_trusted_since or now - since >= policy.assigned_timeout:
+        return True
+    plan.wake(since + policy.assigned_timeout)
+    return False
 
 
 def _place(

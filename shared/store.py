@@ -21,7 +21,7 @@ from redis.backoff import ExponentialBackoff
 from redis.lock import Lock
 from redis.retry import Retry
 
-from shared import defaults, redis_url
+from shared import defaults, lease, redis_url
 from shared.config import Config, ServiceSpec
 from shared.errors import Conflict, NotFound, Unavailable
 from shared.keys import Keys
@@ -48,8 +48,8 @@ from shared.settings import Settings
 # string value matches); decoding every current record with cjson was most of Redis' time at
 # 10,000 tasks. shared/records.py's `stored_rev` reads a body the same way, for records that
 # cannot be parsed.
-CAS_TASKS = """
-if KEYS[3] and redis.call('GET', KEYS[3]) ~= ARGV[1] then
+CAS_TASKS = lease.LUA + """
+if KEYS[3] and not holds(KEYS[3], ARGV[1]) then
   return redis.error_reply('NOTLEADER')
 end
 local out = {}
@@ -91,11 +91,17 @@ return out
 """
 
 # KEYS[1] the leader key, KEYS[2] a key only the leader writes; ARGV[1] the leader's token, ARGV[2] the value.
-SET_IF_LEADER = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+SET_IF_LEADER = lease.LUA + """
+if not holds(KEYS[1], ARGV[1]) then
   return redis.error_reply('NOTLEADER')
 end
 return redis.call('SET', KEYS[2], ARGV[2])
+"""
+
+# KEYS[1] the leader key; ARGV[1] the leader's token. 1 while that token holds the lease, else 0.
+HOLDS_LEASE = lease.LUA + """
+if holds(KEYS[1], ARGV[1]) then return 1 end
+return 0
 """
 
 ENGINE_LOCK_SECONDS = 30.0  # a network or volume is made in well under a second
@@ -162,6 +168,7 @@ class Store:
         self._cas = client.register_script(CAS_TASKS)
         self._nodes_json = client.register_script(NODES_JSON)
         self._set_if_leader = client.register_script(SET_IF_LEADER)
+        self._holds_lease = client.register_script(HOLDS_LEASE)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -352,8 +359,8 @@ class Store:
         with self.redis.pipeline() as pipe:
             try:
                 pipe.watch(*watched)
-                if leader_token and pipe.get(self.keys.leader) != leader_token:
-                    raise NotLeader("the lease moved on")
+                if leader_token:
+                    self._check_lease(pipe, leader_token)
                 if self._read(pipe, self.keys.services, self._services, [name]).good.get(name) != expected:
                     pipe.reset()
                     return False
@@ -368,6 +375,12 @@ class Store:
                 return True
             except redis.WatchError:
                 return False
+
+    def _check_lease(self, pipe: Any, leader_token: str) -> None:
+        """Raise NotLeader unless `leader_token` holds the lease (on a pipeline watching the lease: a
+        change before its EXEC fails the transaction)."""
+        if not self._holds_lease(keys=[self.keys.leader], args=[leader_token], client=pipe):
+            raise NotLeader("the lease moved on")
 
     def _read(
         self, client: Any, key: str, parsed: ParsedRecords[Record], fields: Collection[str] | None
@@ -398,12 +411,10 @@ class Store:
         holds the lease. Replaces the revision, so cached views show it."""
         if not failed and not cleared:
             return
-        watched = [self.keys.leader] if leader_token else []
         with self.redis.pipeline() as pipe:
-            if watched:
-                pipe.watch(*watched)
-                if pipe.get(self.keys.leader) != leader_token:
-                    raise NotLeader("the lease moved on")
+            if leader_token:
+                pipe.watch(self.keys.leader)
+                self._check_lease(pipe, leader_token)
             pipe.multi()
             if failed:
                 pipe.hset(self.keys.faults, mapping={name: fault.model_dump_json() for name, fault in failed.items()})

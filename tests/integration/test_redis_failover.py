@@ -4,11 +4,10 @@ and the clients every process uses (shared/store.connect) following a failover b
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,17 +18,35 @@ import redis
 
 from cli.redis_local import MASTER_NAME, replicated_argvs
 from shared import labels
-from shared.records import TaskState
+from scheduler.loop import Scheduler
+from shared.records import ServiceFault, TaskRecord, TaskState
 from shared.redis_url import sentinel_target
-from shared.settings import with_password
-from shared.store import Store, connect
+from shared.settings import Settings, with_password
+from shared.store import NotLeader, Store, connect
 from tests.support.procs import FAST_SETTINGS, TEST_IMAGE, VENV_BIN, Processes, free_port, wait_for
 
 
 @dataclass
 class ReplicatedRedis:
     url: str  # with the password
+    argvs: dict[str, list[str]]
+    logs: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def start(self, name: str) -> None:
+        with open(self.logs / f"{name}.log", "ab") as log:
+            self.procs[name] = subprocess.Popen(self.argvs[name], stdout=log, stderr=subprocess.STDOUT,
+                                                start_new_session=True)
+
+    def kill(self, name: str) -> None:
+        self.procs[name].kill()
+        self.procs[name].wait()
+
+    def server(self, host: str, port: int) -> redis.Redis:
+        """A client of one server, not following the sentinels."""
+        target = sentinel_target(self.url)
+        assert target is not None
+        return redis.Redis(host, port, password=target.password, decode_responses=True, socket_timeout=2)
 
     def sentinel(self) -> redis.Redis:
         target = sentinel_target(self.url)
@@ -61,11 +78,10 @@ class ReplicatedRedis:
 @pytest.fixture
 def replicated(tmp_path: Path) -> Iterator[ReplicatedRedis]:
     argvs, url, password_file = replicated_argvs("redis-server", tmp_path / "redis", free_port(), 2)
-    made = ReplicatedRedis(with_password(url, password_file.read_text().strip()))
+    made = ReplicatedRedis(with_password(url, password_file.read_text().strip()), argvs, tmp_path)
     try:
-        for name, argv in argvs.items():
-            log = open(tmp_path / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
-            made.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        for name in argvs:
+            made.start(name)
         wait_for(made.settled, timeout=30, what="master, two replicas and three sentinels to know each other")
         yield made
     finally:
@@ -97,7 +113,7 @@ def test_a_client_follows_the_master_through_a_failover(replicated: ReplicatedRe
     writer.start()
     wait_for(lambda: len(acknowledged) > 20, timeout=10, what="writes acknowledged by a replica")
     old = replicated.master()
-    replicated.procs["redis"].send_signal(signal.SIGKILL)
+    replicated.kill("redis")
     killed_at, before = time.monotonic(), len(acknowledged)
     wait_for(lambda: len(acknowledged) > before + 10, timeout=30, what="writes accepted again after the kill")
     stop.set()
@@ -107,6 +123,54 @@ def test_a_client_follows_the_master_through_a_failover(replicated: ReplicatedRe
     assert int(client.get("counter")) >= max(acknowledged)  # nothing acknowledged is lost
     assert resumed  # a write went through after the kill
     assert failures and failures[-1] - killed_at < 5.0, f"writes failed until {failures[-1] - killed_at:.2f}s"
+
+
+def test_a_leader_of_the_old_master_writes_nothing_after_the_promotion(replicated: ReplicatedRedis) -> None:
+    """The lease taken on the master reaches the replicas with it, but only the server that granted it
+    honours it (shared/lease.py): after a SIGKILL of the master and the promotion of a replica, the old
+    leader's fenced writes are refused there though the key still holds its token, another scheduler
+    takes the lease at once (not when it expires), and the old master, back from its files with the
+    stale lease, refuses them too, then follows the new master."""
+    settings = Settings(redis_url=replicated.url, cluster="fence", leader_lease=60.0)
+    old = Scheduler(settings)
+    assert old.lead()
+    stale = old.lease.token
+    assert old.store.redis.wait(2, 2000) == 2
+    first = replicated.master()
+    replicated.kill("redis")
+    wait_for(lambda: replicated.master() != first, timeout=30, what="a replica promoted")
+    store = Store(connect(replicated.url), "fence")
+    assert store.redis.get(store.keys.leader) == stale  # replicated, and far from expiring
+
+    def fenced_writes(on: Store) -> list[Callable[[], object]]:
+        return [
+            lambda: on.write_tasks([("web.1", -1, TaskRecord(id="web.1", service="web", slot=1))], leader_token=stale),
+            lambda: on.write_heard_since(1.0, leader_token=stale),
+            lambda: on.write_faults({"web": ServiceFault(reason="x", since=1.0, record="r")}, [], leader_token=stale),
+        ]
+
+    for write in fenced_writes(store):
+        with pytest.raises(NotLeader):
+            write()
+    new = Scheduler(settings)
+    assert new.lead() and new.lease.token != stale
+    assert not old.lead()  # the lease is the new leader's now, and valid here
+    assert store.redis.hgetall(store.keys.tasks) == {} and store.redis.hgetall(store.keys.faults) == {}
+
+    replicated.start("redis")  # the old master, from its append-only file: a master until sentinels demote it
+    returned = replicated.server(*first)
+    wait_for(returned.ping, timeout=10, what="the old master to answer")
+    on_returned = Store(returned, "fence")
+    role = returned.execute_command("ROLE")[0]
+    if role == "master":  # not demoted yet: it still holds the stale lease, and refuses its holder
+        assert returned.get(on_returned.keys.leader) == stale
+    for write in fenced_writes(on_returned):
+        with pytest.raises((NotLeader, redis.ReadOnlyError)):
+            write()
+    wait_for(lambda: returned.get(on_returned.keys.leader) == new.lease.token, timeout=30,
+             what="the old master to follow the new one")
+    assert returned.execute_command("ROLE")[0] == "slave"
+    assert returned.hgetall(on_returned.keys.tasks) == {}
 
 
 @pytest.fixture
@@ -135,7 +199,7 @@ def test_the_api_reports_the_master_and_answers_through_a_failover(replicated: R
     host, master_port = replicated.master()
     assert httpx.get(url, timeout=2).json()["redis"] == {"master": f"{host}:{master_port}", "replicas_in_sync": 2}
 
-    replicated.procs["redis"].send_signal(signal.SIGKILL)
+    replicated.kill("redis")
     killed_at = time.monotonic()
     seen: list[tuple[int, str]] = []
     while time.monotonic() - killed_at < 30:
@@ -170,7 +234,7 @@ def test_changes_the_api_acknowledged_survive_the_masters_death(replicated: Repl
 
     for replicas in range(2, 22):
         scale(replicas)
-    replicated.procs["redis"].send_signal(signal.SIGKILL)
+    replicated.kill("redis")
     killed_at = time.monotonic()
     replicas = 22
     while not (answers[-1][2] == 200 and answers[-1][0] > killed_at) and time.monotonic() - killed_at < 30:
@@ -218,7 +282,7 @@ def test_a_cluster_keeps_its_replicas_through_a_failover(
             if response.status_code == 200:
                 acknowledged.append(replicas)
             if step == 10:
-                replicated.procs["redis"].send_signal(signal.SIGKILL)
+                replicated.kill("redis")
                 killed_at = time.monotonic()
             time.sleep(0.25)
         assert killed_at is not None

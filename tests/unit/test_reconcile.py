@@ -95,6 +95,21 @@ def test_a_lost_start_job_is_sent_again_with_the_same_gen():
     assert jobs(plan) == [Job("n1", Action.START, "web.1", 4, "")]
 
 
+def test_jobs_sent_to_a_redis_since_lost_are_sent_again_at_once():
+    """A failover may lose the jobs the old master held: whatever was in flight when the scheduler last
+    regained Redis (`heard_since`) is sent again without waiting for the timeout; later jobs are not."""
+    svc = service(replicas=1)
+    before = running(svc, 1, "n1", gen=4, state=TaskState.ASSIGNED, assigned_at=NOW - 2)
+    plan = reconcile({svc.name: svc}, [before], [node("n1")], NOW, POLICY, heard_since=NOW - 1)
+    assert jobs(plan) == [Job("n1", Action.START, "web.1", 4, "")]
+    assert plan.writes[0].record is not None and plan.writes[0].record.assigned_at == NOW
+    after = running(svc, 1, "n1", gen=4, state=TaskState.ASSIGNED, assigned_at=NOW - 1)
+    assert reconcile({svc.name: svc}, [after], [node("n1")], NOW, POLICY, heard_since=NOW - 1).writes == []
+    stopping = running(service(replicas=0), 1, "n1", gen=5, state=TaskState.SHUTDOWN, updated_at=NOW - 2)
+    plan = reconcile({svc.name: service(replicas=0)}, [stopping], [node("n1")], NOW, POLICY, heard_since=NOW - 1)
+    assert jobs(plan) == [Job("n1", Action.STOP, "web.1", 5, "")]
+
+
 def test_scale_down_shuts_down_the_highest_slots():
     svc = service(replicas=1)
     tasks = [running(svc, 1, "n1"), running(svc, 2, "n2")]
