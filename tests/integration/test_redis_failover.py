@@ -3,6 +3,7 @@ and the clients every process uses (shared/store.connect) following a failover b
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -17,8 +18,8 @@ import pytest
 import redis
 
 from cli.redis_local import MASTER_NAME, replicated_argvs
-from shared import labels
 from scheduler.loop import Scheduler
+from shared import labels
 from shared.records import ServiceFault, TaskRecord, TaskState
 from shared.redis_url import sentinel_target
 from shared.settings import Settings, with_password
@@ -305,3 +306,115 @@ def containers(cluster: str) -> int:
         return len(client.containers.list(filters={"label": f"{labels.CLUSTER}={cluster}", "status": "running"}))
     finally:
         client.close()
+
+
+def test_task_records_that_went_back_in_time_are_set_right_by_what_the_nodes_run(
+    procs: Processes, store: Store, cluster: str
+) -> None:
+    """What a replica promoted with data older than the master's last writes looks like to the cluster:
+    the task records go back to an earlier copy (RESTORE of a DUMP) while the services keep the last
+    acknowledged spec (the API's changes wait for a replica). Scaled up since the copy: the copy lacks
+    the new replicas' records, whose containers still run. Scaled down since: the copy says RUNNING of
+    replicas whose containers are gone. Either way the cluster settles on exactly the spec's replicas,
+    one container each (a container of a lost record is removed by the new record's start job on its
+    node, or by the node's sweep), and forgets no service."""
+    api = procs.api(free_port())
+    procs.scheduler()
+    procs.agent("node-1", "127.0.0.2")
+    spec = {"service_name": "web", "image": TEST_IMAGE, "replicas": 2, "command": ["sleep", "3600"]}
+    assert httpx.post(f"{api}/v1/services", json=spec, timeout=5).status_code == 201
+
+    def scaled(replicas: int) -> None:
+        assert httpx.post(f"{api}/v1/services/web/scale", json={"replicas": replicas}, timeout=5).status_code == 200
+        wait_for(lambda: running(store, "web") == replicas and containers(cluster) == replicas, timeout=60,
+                 what=f"{replicas} replicas running, one container each")
+
+    wait_for(lambda: running(store, "web") == 2 and containers(cluster) == 2, timeout=60, what="2 replicas")
+    raw = connect(procs.env["GORCHESTER_REDIS_URL"], decode=False)
+    at_two = raw.dump(store.keys.tasks)
+    scaled(4)
+    at_four = raw.dump(store.keys.tasks)
+    raw.restore(store.keys.tasks, 0, at_two, replace=True)  # the records lost replicas 3 and 4
+    store.touch()
+    store.notify()
+    wait_for(lambda: running(store, "web") == 4 and containers(cluster) == 4, timeout=60,
+             what="4 replicas again, their containers of lost records removed")
+    scaled(2)
+    raw.restore(store.keys.tasks, 0, at_four, replace=True)  # the records say 3 and 4 still run
+    store.touch()
+    store.notify()
+    wait_for(lambda: running(store, "web") == 2 and containers(cluster) == 2 and len(store.tasks()) == 2,
+             timeout=60, what="2 replicas again, the records of gone ones retired")
+
+
+def scale_answers(api: str, replicas: int) -> int:
+    """A scale change's status: 200, or 503 while no master is known (never a 500, never a hang)."""
+    started = time.monotonic()
+    response = httpx.post(f"{api}/v1/services/web/scale", json={"replicas": replicas}, timeout=5)
+    assert time.monotonic() - started < 2.0, "a hang"
+    assert response.status_code in (200, 503), response.text
+    return response.status_code
+
+
+def test_a_replica_lost_changes_nothing_and_the_old_master_returns_as_a_replica(
+    replicated: ReplicatedRedis, api: str
+) -> None:
+    """SIGKILL of a replica: changes go on being acknowledged (the other replica acknowledges). Then the
+    master's SIGKILL: the last replica is promoted, and with no replica of its own it acknowledges no
+    change (503). The old master restarted with its own command line and data: the sentinels make it a
+    replica of the promoted one, changes are acknowledged again, and it holds what the master holds."""
+    spec = {"service_name": "web", "image": TEST_IMAGE, "replicas": 1, "command": ["sleep", "3600"]}
+    assert httpx.post(f"{api}/v1/services", json=spec, timeout=5).status_code == 201
+    replicated.kill("redis-replica-1")
+    for replicas in range(2, 8):
+        assert scale_answers(api, replicas) == 200
+    wait_for(lambda: httpx.get(f"{api}/v1/health", timeout=2).json()["redis"]["replicas_in_sync"] == 1,
+             timeout=30, what="health to count one replica in sync")
+
+    first = replicated.master()
+    replicated.kill("redis")
+    wait_for(lambda: replicated.master() != first, timeout=30, what="the other replica promoted")
+    # The promoted one is the only server left: a change reaches no replica, so none is acknowledged.
+    assert scale_answers(api, 8) == 503
+    replicated.start("redis")
+    returned = replicated.server(*first)
+
+    def follows() -> bool:
+        info = returned.info("replication")
+        return info["role"] == "slave" and info.get("master_link_status") == "up"
+
+    wait_for(follows, timeout=60, what="the old master to become a replica in sync")
+    assert replicated.master() != first
+    wait_for(lambda: scale_answers(api, 9) == 200, timeout=10, interval=0.1, what="changes acknowledged again")
+    assert json.loads(returned.hget("gorchester:failover:services", "web") or "{}")["spec"]["replicas"] == 9
+    assert httpx.get(f"{api}/v1/services/web", timeout=5).json()["replicas"] == 9
+
+
+def test_with_one_sentinel_left_a_lost_master_refuses_writes_and_loses_none(
+    replicated: ReplicatedRedis, api: str
+) -> None:
+    """Two of three sentinels SIGKILLed: the master still takes changes. Then the master's SIGKILL: the
+    last sentinel alone is no majority, so nobody is promoted and every change is refused (503, never a
+    hang, and none applied later: each fails in well under the API's deadline, so no thread left behind
+    writes it once the master is back) however long it lasts; once the master is back from its
+    append-only file, changes are taken again and the last one acknowledged before its death is there."""
+    spec = {"service_name": "web", "image": TEST_IMAGE, "replicas": 1, "command": ["sleep", "3600"]}
+    assert httpx.post(f"{api}/v1/services", json=spec, timeout=5).status_code == 201
+    replicated.kill("sentinel-2")
+    replicated.kill("sentinel-3")
+    for replicas in range(2, 6):
+        assert scale_answers(api, replicas) == 200
+    first = replicated.master()
+    replicated.kill("redis")
+    refused_until = time.monotonic() + 8.0  # more than twice what a failover takes with a majority
+    while time.monotonic() < refused_until:
+        assert scale_answers(api, 99) == 503
+        time.sleep(0.2)
+    assert replicated.master() == first  # nobody promoted
+    refused = httpx.post(f"{api}/v1/services/web/scale", json={"replicas": 99}, timeout=5)
+    assert refused.status_code == 503 and "no master found" in refused.json()["reason"].lower(), refused.text
+    replicated.start("redis")
+    wait_for(lambda: httpx.get(f"{api}/v1/services/web", timeout=5).status_code == 200, timeout=30,
+             what="the master back")
+    assert httpx.get(f"{api}/v1/services/web", timeout=5).json()["replicas"] == 5
+    wait_for(lambda: scale_answers(api, 6) == 200, timeout=30, interval=0.2, what="changes taken again")
