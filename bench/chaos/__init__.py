@@ -19,10 +19,14 @@ rounds that make each kind once in a random order:
   refused (4xx, or 503 while Redis is down), never accepted, never a 5xx, and answered within 2 s.
 - engine (a bed only): SIGKILL a host's dockerd (its agent and containers live on), start it again
   after 1-15 s (within the heartbeat window, or well beyond it);
-- partition (a bed only): cut a host's cable for 5-30 s (its agent and containers live on, out of reach).
+- partition (a bed only): cut a host's cable for 5-30 s (its agent and containers live on, out of reach);
+- failover (`--replicated` only: Redis as a master, two replicas and three sentinels): SIGKILL the
+  master, start it again after 5-15 s, when a replica has been promoted (it rejoins as a replica).
+  With `--replicated` the redis fault kills the master too, and starts it again after 0-3 s.
 
-A bed is made when `--hosts` is given or engine or partition faults are chosen; the default faults
-are the six above without it and all eight with it. At most one fault is under way per node (agent,
+A bed is made when `--hosts` is given or engine or partition faults are chosen, a replicated Redis
+when `--replicated` is given or failover faults are chosen; the default faults are the first six
+above, with engine and partition on a bed and failover on a replicated Redis. At most one fault is under way per node (agent,
 engine or partition): an agent started again inside a cut-off host could not reach Redis to start.
 
 A fault that finds its target gone (a container removed meanwhile, a process already dead) is a
@@ -33,5 +37,6 @@ Then every process is up again and the soak waits (up to `--settle` s) until eve
 running == desired, and checks the invariants until they all hold or the settle time is out (see
 bench/chaos/checks.py).
 
-    .venv/bin/python -m bench.chaos --duration 600 --runs 5 --write [--seed N] [--faults ...] [--hosts] [--keep-logs]
+    .venv/bin/python -m bench.chaos --duration 600 --runs 5 --write [--seed N] [--faults ...] [--hosts]
+        [--replicated] [--keep-logs]
 """

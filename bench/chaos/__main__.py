@@ -13,7 +13,7 @@ from collections import Counter
 from bench import harness
 from bench.chaos import checks
 from bench.chaos.cluster import SERVICES, ChaosCluster
-from bench.chaos.faults import HOST_KINDS, KINDS, Chaos
+from bench.chaos.faults import HOST_KINDS, KINDS, REPLICA_KINDS, Chaos
 from bench.chaos.ledger import Ledger
 from bench.chaos.report import Soak, render
 from bench.harness import log
@@ -25,8 +25,13 @@ NODES_ON_A_BED = (
     "three hosts of a bed (`--hosts`, cli/hostbed.py), each a network namespace with its own `dockerd`, and "
     "node-I's agent inside host I against that engine only (Redis also on the bed's gateway)"
 )
+ONE_REDIS = 'redis-server `--appendonly yes --appendfsync everysec --save ""` in the temp dir'
+REPLICATED_REDIS = (
+    "Redis as `gorchester up --redis-replicas 2` runs it: a master, two replicas and three sentinels "
+    "(append-only files, down-after 2000 ms, quorum 2), every process given the `redis+sentinel://` URL"
+)
 SETUP = (
-    'redis-server `--appendonly yes --appendfsync everysec --save ""` in the temp dir, the API, two '
+    "{redis}, the API, two "
     "schedulers (`python -m scheduler`, one leads), {nodes}; **default settings** (heartbeat {heartbeat:g} s, "
     "down after {misses:g} missed beats, reconcile 10 s, assigned timeout 30 s, back-off 1 s doubling to 60 s, leader "
     "lease 3 s; nothing shortened). Services: `web` 6 × httpd with a published port (always), `worker` 4 "
@@ -39,7 +44,9 @@ SETUP = (
     "(2 × sleep, restart no), each answer kept in a ledger (writes); 3–6 of issue 11's hostile requests, "
     "and now and then a body that never arrives whole (hostile); on a bed only, SIGKILL a host's "
     "`dockerd` and start it again after 1–15 s (engine), cut a host's cable for 5–30 s (partition). At "
-    "most one fault per node at a time (agent, engine, partition)"
+    "most one fault per node at a time (agent, engine, partition); with the replicated Redis, the redis "
+    "fault SIGKILLs the master (a failover if it stays away over 2 s), and SIGKILL the master and start it "
+    "again after 5–15 s, as a replica of the promoted one (failover)"
 )
 
 
@@ -56,7 +63,7 @@ def soak_once(args: argparse.Namespace, seed: int) -> Soak:
         + (", on a bed of three hosts" if args.hosts else ""))
     hosts = bed(f"c{uuid.uuid4().hex[:5]}", 3, images=[harness.IMAGE]) if args.hosts else contextlib.nullcontext()
     with harness.workdir(args.keep_logs) as path, hosts as made:
-        cluster = ChaosCluster(path, made)
+        cluster = ChaosCluster(path, made, replicated=args.replicated)
         try:
             cluster.start()
             for spec in SERVICES:
@@ -85,20 +92,27 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of faults per soak (default 600)")
     parser.add_argument("--runs", type=int, default=1, help="soaks in a row, each with its own seed (default 1)")
     parser.add_argument("--seed", type=int, default=None, help="the first soak's RNG seed (default: random)")
-    machine_kinds = tuple(kind for kind in KINDS if kind not in HOST_KINDS)
+    machine_kinds = tuple(kind for kind in KINDS if kind not in HOST_KINDS | REPLICA_KINDS)
     parser.add_argument(
         "--faults", type=kinds, default=None,
         help=f"comma-separated fault kinds (default {','.join(machine_kinds)}; with --hosts, also "
-             f"{','.join(sorted(HOST_KINDS))}, which imply --hosts)",
+             f"{','.join(sorted(HOST_KINDS))}, which imply --hosts; with --replicated, also "
+             f"{','.join(sorted(REPLICA_KINDS))}, which implies --replicated)",
     )
     parser.add_argument("--settle", type=float, default=120.0, help="seconds allowed to settle (default 120)")
     parser.add_argument("--hosts", action="store_true", help="the three nodes are hosts of a bed, each with its "
                         "own engine (root; cli/hostbed.py)")
+    parser.add_argument("--replicated", action="store_true", help="Redis as a master, two replicas and three "
+                        "sentinels (`gorchester up --redis-replicas 2`); the redis fault then kills the master")
     parser.add_argument("--write", action="store_true", help="update the chaos section of docs/benchmarks.md")
     parser.add_argument("--keep-logs", action="store_true", help="keep the cluster's process logs (path printed)")
     args = parser.parse_args()
     args.hosts = args.hosts or bool(HOST_KINDS & set(args.faults or ()))
-    args.faults = args.faults or (KINDS if args.hosts else machine_kinds)
+    args.replicated = args.replicated or bool(REPLICA_KINDS & set(args.faults or ()))
+    args.faults = args.faults or tuple(
+        kind for kind in KINDS
+        if (args.hosts or kind not in HOST_KINDS) and (args.replicated or kind not in REPLICA_KINDS)
+    )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the cleanup runs
 
     machine = harness.machine()
@@ -109,8 +123,10 @@ def main() -> int:
         soaks.append(soak_once(args, seed))
         log(f"soak {run + 1}/{args.runs} (seed {seed}): {'pass' if soaks[-1].passed else 'FAIL'}")
     command = (f".venv/bin/python -m bench.chaos --duration {args.duration:.0f} --runs {args.runs} "
-               f"--faults {','.join(args.faults)}{' --hosts' if args.hosts else ''} --write")
+               f"--faults {','.join(args.faults)}{' --hosts' if args.hosts else ''}"
+               f"{' --replicated' if args.replicated else ''} --write")
     setup = SETUP.format(nodes=NODES_ON_A_BED if args.hosts else NODES_ON_ONE_ENGINE,
+                         redis=REPLICATED_REDIS if args.replicated else ONE_REDIS,
                          heartbeat=defaults.DEFAULT_HEARTBEAT_INTERVAL, misses=defaults.DEFAULT_HEARTBEAT_MISSES)
     report = render(command, machine, setup, soaks, args.settle)
     print(report)

@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import docker
 import redis as redis_lib
@@ -18,8 +19,8 @@ from bench import harness
 from bench.harness import log
 from cli.cluster import remove_cluster_objects
 from cli.hostbed import HostBed
-from cli.redis_local import password, server_argv, server_config
-from shared import labels
+from cli.redis_local import password, replicated_argvs, server_argv, server_config
+from shared import labels, redis_url
 from shared.settings import with_password
 from tests.support.procs import VENV_BIN, free_port, wait_for
 
@@ -79,21 +80,71 @@ class PersistentRedis:
         self.log.close()
 
 
+class ReplicatedRedis:
+    """A master, two replicas and three sentinels as `gorchester up --redis-replicas 2` runs them
+    (cli/redis_local.py: append-only files, down-after 2000 ms), with PersistentRedis' interface: `kill`
+    SIGKILLs whichever server is master now, `start` starts every server that is down again with its
+    own command line and data (a killed master comes back as a replica of the promoted one), `alive`
+    is every server up. The URL names the sentinels."""
+
+    SERVERS = ("redis", "redis-replica-1", "redis-replica-2")
+
+    def __init__(self, workdir: Path, bind: Sequence[str] = ("127.0.0.1",)):
+        self.dir = workdir / "redis"
+        self.port = free_port()
+        self.argvs, url, password_file = replicated_argvs("redis-server", self.dir, self.port, 2, bind=bind)
+        self.url = with_password(url, password_file.read_text().strip())
+        self.workdir = workdir
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self) -> None:
+        for name, argv in self.argvs.items():
+            if name not in self.procs or self.procs[name].poll() is not None:
+                with open(self.workdir / f"{name}.log", "ab") as log_file:
+                    self.procs[name] = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,
+                                                        start_new_session=True)
+        wait_for(lambda: redis_url.client(self.url, socket_timeout=2).ping(), timeout=30, what="a master")
+
+    def master(self) -> str:
+        """The name of the server the sentinels call master now (LookupError: no sentinel answers)."""
+        server = redis_url.current_server(self.url)
+        if redis_url.sentinel_target(server) is not None:
+            raise LookupError("no sentinel answers")
+        port = str(urlsplit(server).port)
+        return next(name for name in self.SERVERS if self.argvs[name][self.argvs[name].index("--port") + 1] == port)
+
+    def kill(self) -> None:
+        proc = self.procs[self.master()]
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+
+    def alive(self) -> bool:
+        return all(name in self.procs and self.procs[name].poll() is None for name in self.SERVERS)
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
+
+
 class ChaosCluster(harness.Cluster):
     """harness.Cluster with a persistent, restartable Redis, two schedulers and three agents; with a
     `bed` of three hosts, node-I's agent runs inside host I against its engine only (Redis also
     listens on the bed's gateway, where the hosts reach it)."""
 
-    redis: PersistentRedis  # type: ignore[assignment]  # same url and close(), and restartable
+    redis: PersistentRedis | ReplicatedRedis  # type: ignore[assignment]  # same url and close(), and restartable
 
-    def __init__(self, workdir: Path, bed: HostBed | None = None):
+    def __init__(self, workdir: Path, bed: HostBed | None = None, *, replicated: bool = False):
         bind = ("127.0.0.1", bed.gateway) if bed is not None else ("127.0.0.1",)
-        super().__init__(workdir, redis=PersistentRedis(workdir, bind), prefix="chaos")  # type: ignore[arg-type]
+        redis = ReplicatedRedis(workdir, bind) if replicated else PersistentRedis(workdir, bind)
+        super().__init__(workdir, redis=redis, prefix="chaos")  # type: ignore[arg-type]
         self.bed = bed
         self.clients: dict[str, docker.DockerClient] = {}  # see engine()
         self.offsets: dict[str, int] = {}  # where each process's current life starts in its log
         self.started: dict[str, float] = {}  # when each process's current life started (monotonic)
-        self.db = redis_lib.Redis.from_url(self.redis.url, socket_timeout=2, socket_connect_timeout=2)
+        self.db = redis_url.client(self.redis.url, socket_timeout=2, socket_connect_timeout=2)
 
     def start(self) -> ChaosCluster:
         self.redis.start()

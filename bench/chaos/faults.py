@@ -21,18 +21,22 @@ import httpx
 
 from bench import harness
 from bench.chaos import hostile
-from bench.chaos.cluster import NODES, ChaosCluster
+from bench.chaos.cluster import NODES, ChaosCluster, ReplicatedRedis
 from bench.chaos.ledger import ABSENT, Ledger
 from bench.harness import log
 from cli.hostbed import HostBed
 from shared import labels
 from tests.support.procs import wait_for
 
-KINDS = ("agent", "leader", "container", "redis", "writes", "hostile", "engine", "partition")
+KINDS = ("agent", "leader", "container", "redis", "writes", "hostile", "engine", "partition", "failover")
 HOST_KINDS = frozenset({"engine", "partition"})  # faults of a host of a bed: they need the soak on one
+REPLICA_KINDS = frozenset({"failover"})  # faults of a replicated Redis: they need the soak on one
 GAP = (3.0, 8.0)  # seconds between faults
 AGENT_DOWN = (0.0, 10.0)
 REDIS_DOWN = (0.0, 3.0)
+# The master's death through a failover: the sentinels promote a replica after 2 s (down-after), and the
+# old master comes back later, as a replica of the new one.
+FAILOVER_DOWN = (5.0, 15.0)
 ENGINE_DOWN = (1.0, 15.0)  # within the heartbeat window (3 s by default) and well beyond it
 PARTITION = (5.0, 30.0)
 # An agent needs Redis to start (`rq worker` checks for suspension first) and exits when it cannot reach
@@ -183,8 +187,24 @@ class Chaos:
             return "redis is down already"
         down = self.rng.uniform(*REDIS_DOWN)
         self.cluster.redis.kill()
-        self.record("redis", f"SIGKILL redis-server; restart in {down:.1f}s")
+        self.record("redis", f"SIGKILL redis-server (the master); restart in {down:.1f}s")
         self.later(down, "redis-server", self.cluster.redis.start)
+        return None
+
+    def failover(self) -> str | None:
+        """SIGKILL the Redis master and start it again only after a replica has been promoted."""
+        redis = self.cluster.redis
+        assert isinstance(redis, ReplicatedRedis), "failover faults need a replicated Redis (--replicated)"
+        if not redis.alive() or "redis-server" in self.busy():
+            return "a Redis server is down already"
+        try:
+            master = redis.master()
+        except LookupError as exc:
+            return f"no master known ({exc})"
+        down = self.rng.uniform(*FAILOVER_DOWN)
+        redis.kill()
+        self.record("failover", f"SIGKILL the master ({master}); start it again, as a replica, in {down:.1f}s")
+        self.later(down, "redis-server", redis.start)
         return None
 
     # hosts of a bed ------------------------------------------------------------------------------
