@@ -20,7 +20,8 @@ import redis
 from cli.redis_local import MASTER_NAME, replicated_argvs
 from scheduler.loop import Scheduler
 from shared import labels
-from shared.records import ServiceFault, TaskRecord, TaskState
+from shared.config import validate_service
+from shared.records import NodeRecord, ServiceFault, TaskRecord, TaskState
 from shared.redis_url import sentinel_target
 from shared.settings import Settings, with_password
 from shared.store import NotLeader, Store, connect
@@ -172,6 +173,49 @@ def test_a_leader_of_the_old_master_writes_nothing_after_the_promotion(replicate
              what="the old master to follow the new one")
     assert returned.execute_command("ROLE")[0] == "slave"
     assert returned.hgetall(on_returned.keys.tasks) == {}
+
+
+def test_jobs_lost_with_the_old_master_are_sent_again_at_once(
+    replicated: ReplicatedRedis, cluster: str, tmp_path: Path
+) -> None:
+    """Start jobs waiting in a node's queue are lost (as when the master dies before its replicas had
+    them), then the master is SIGKILLed: the scheduler's first pass on the promoted replica sends them
+    again at once, same gen, rather than when the assigned timeout (60 s here) has passed."""
+    env = {**os.environ, **FAST_SETTINGS, "GORCHESTER_REDIS_URL": replicated.url, "GORCHESTER_CLUSTER": cluster,
+           "GORCHESTER_ASSIGNED_TIMEOUT": "60"}
+    env.pop("GORCHESTER_REDIS_PASSWORD_FILE", None)
+    procs = Processes(env, tmp_path)
+    store = Store(connect(replicated.url), cluster)
+    beating = threading.Event()
+
+    def beat() -> None:  # the node's heartbeat (no agent: nothing takes the jobs off its queue)
+        while not beating.wait(0.25):
+            try:
+                store.heartbeat("node-1", time.time())
+            except redis.RedisError:
+                continue
+
+    store.register_node(NodeRecord(id="node-1", address="127.0.0.2", cpu_millicores=2000, memory_bytes=2**30,
+                                   last_heartbeat=time.time(), heartbeat_interval=0.5))
+    heart = threading.Thread(target=beat, daemon=True)
+    heart.start()
+    try:
+        procs.scheduler()
+        store.create_service(validate_service({"service_name": "web", "image": "img", "replicas": 2}), time.time())
+        jobs = connect(replicated.url, decode=False)
+        queue = f"rq:queue:{store.keys.queue('node-1')}"
+        wait_for(lambda: jobs.llen(queue) >= 1, timeout=30, what="the start jobs on node-1's queue")
+        assigned = {task.id: task.gen for task in store.tasks()}
+        assert len(assigned) == 2 and all(task.state is TaskState.ASSIGNED for task in store.tasks())
+        jobs.delete(queue)
+        assert jobs.wait(2, 2000) == 2  # the replicas lost them too
+        replicated.kill("redis")
+        wait_for(lambda: jobs.llen(queue) >= 1, timeout=30, what="the start jobs sent again")
+        assert {task.id: task.gen for task in store.tasks()} == assigned
+    finally:
+        beating.set()
+        heart.join(timeout=5)
+        procs.close()
 
 
 @pytest.fixture
