@@ -31,7 +31,7 @@ import httpx
 
 from cli.cluster import remove_cluster_objects
 from cli.redis_local import password, server_argv, server_config
-from shared import labels
+from shared import labels, redis_url
 from shared.settings import with_password
 from tests.support.procs import ROOT, Processes, free_port, wait_for
 
@@ -264,9 +264,7 @@ class Cluster:
         self.url = ""
 
     def start(self) -> Cluster:
-        import redis as redis_lib
-
-        wait_for(lambda: redis_lib.Redis.from_url(self.redis.url).ping(), timeout=10, what="redis-server")
+        wait_for(lambda: redis_url.client(self.redis.url).ping(), timeout=10, what="redis-server")
         self.url = self.procs.api(free_port())
         self.procs.scheduler()
         for node, address in NODES.items():
