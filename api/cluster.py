@@ -19,6 +19,7 @@ from api.routing import query_of
 from api.snapshot import json_response, views_of
 from api.views import event_view, node_view, task_view
 from shared.dispatch import Action, Job, enqueue
+from shared.event_kinds import EventKind
 from shared.records import Availability, NodeRecord
 from shared.store import Store
 
@@ -89,8 +90,8 @@ async def activate_node(request: Request) -> JSONResponse:
 
 
 AVAILABILITY_EVENTS = {
-    Availability.DRAIN: ("node_draining", "node {id} draining: its tasks move elsewhere"),
-    Availability.ACTIVE: ("node_activated", "node {id} active: it takes new tasks again"),
+    Availability.DRAIN: (EventKind.NODE_DRAINING, "node {id} draining: its tasks move elsewhere"),
+    Availability.ACTIVE: (EventKind.NODE_ACTIVATED, "node {id} active: it takes new tasks again"),
 }
 
 
@@ -145,7 +146,7 @@ async def stop_task(request: Request) -> JSONResponse:
         assert task.node is not None
         enqueue(jobs_of(request), store.keys, [Job(task.node, Action.HALT, task.id, task.gen, task.incarnation)])
         message = f"{task.id} stop requested on {task.node}"
-        store.emit("task_stop_requested", message, service=task.service, task=task.id, node=task.node)
+        store.emit(EventKind.TASK_STOP_REQUESTED, message, service=task.service, task=task.id, node=task.node)
         return task_view(task)
 
     return JSONResponse(await acknowledged(request, stop), status_code=202)

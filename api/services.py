@@ -22,6 +22,7 @@ from api.views import endpoints_view, service_view, unreadable_service_view, wit
 from shared.config import ConfigError, ServiceSpec, validate_config, validate_service
 from shared.defaults import MAX_REPLICAS
 from shared.errors import NotFound
+from shared.event_kinds import EventKind
 from shared.hostaccess import check_config, check_service
 from shared.records import ServiceRecord, TaskRecord, Unreadable, record_digest
 from shared.store import Store
@@ -29,9 +30,9 @@ from shared.store import Store
 log = logging.getLogger("gorchester.api")
 
 EVENT_MESSAGES = {
-    "created": ("service_created", "service {name} created"),
-    "updated": ("service_updated", "service {name} updated"),
-    "deleted": ("service_deleted", "service {name} marked for deletion"),
+    "created": (EventKind.SERVICE_CREATED, "service {name} created"),
+    "updated": (EventKind.SERVICE_UPDATED, "service {name} updated"),
+    "deleted": (EventKind.SERVICE_DELETED, "service {name} marked for deletion"),
 }
 
 
@@ -54,7 +55,7 @@ def _announce(store: Store, outcome: str, name: str, record: ServiceRecord | Non
         update = record.update
         if update is not None and update.version == record.version and record.updating:
             store.emit(
-                "service_update_started",
+                EventKind.SERVICE_UPDATE_STARTED,
                 f"service {name}: rolling update to version {record.version} started",
                 service=name,
                 version=record.version,
@@ -185,7 +186,7 @@ async def scale_service(request: Request) -> JSONResponse:
         # meanwhile (a PUT) is kept, never overwritten with the spec as it was before it.
         record, outcome = store.change_spec(name, lambda spec: _with_replicas(spec, replicas), time.time())
         if outcome == "updated":
-            store.emit("service_scaled", f"service {name} scaled to {replicas} replicas", service=name)
+            store.emit(EventKind.SERVICE_SCALED, f"service {name} scaled to {replicas} replicas", service=name)
             log.info("service %s scaled to %d replicas", name, replicas)
         return _written_view(store, record, outcome)
 

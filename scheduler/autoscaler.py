@@ -22,6 +22,7 @@ from scheduler.autoscale import AutoscaleState, Decision, Readiness, Replica, ap
 from shared import metrics
 from shared.config import ServiceSpec
 from shared.errors import Conflict, NotFound
+from shared.event_kinds import EventKind
 from shared.records import ServiceRecord, TaskRecord, TaskState
 from shared.store import Store
 
@@ -123,7 +124,7 @@ class Autoscaler:
         )
         message = f"service {name} autoscaled from {decision.current} to {decision.desired} replicas ({numbers})"
         self.store.emit(
-            "service_autoscaled",
+            EventKind.SERVICE_AUTOSCALED,
             message,
             now,
             service=name,

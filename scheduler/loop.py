@@ -18,6 +18,7 @@ from scheduler.isolation import reconcile_isolated
 from scheduler.leader import Lease
 from scheduler.plan import Plan, Policy
 from shared.dispatch import enqueue
+from shared.event_kinds import PLACEMENTS, EventKind
 from shared.metrics import ReconcileTelemetry
 from shared.parsed import Records
 from shared.records import NodeRecord, NodeStatus, ServiceFault, ServiceRecord, Unreadable, describe, record_digest
@@ -26,12 +27,11 @@ from shared.store import NotLeader, Store, connect
 
 log = logging.getLogger("gorchester.scheduler")
 
-PLACEMENT_EVENTS = frozenset({"task_scheduled", "task_rescheduled", "task_restarted", "task_updated"})
 NODE_EVENTS = {
-    NodeStatus.DOWN: "node_down",
-    NodeStatus.NOT_READY: "node_not_ready",
-    NodeStatus.READY: "node_ready",
-    NodeStatus.DRAINING: "node_draining",
+    NodeStatus.DOWN: EventKind.NODE_DOWN,
+    NodeStatus.NOT_READY: EventKind.NODE_NOT_READY,
+    NodeStatus.READY: EventKind.NODE_READY,
+    NodeStatus.DRAINING: EventKind.NODE_DRAINING,
 }
 
 
@@ -70,7 +70,7 @@ class Scheduler:
             self.hearing = False  # what happened before the takeover (a Redis outage, say) is unknown
             log.info("became leader (%s)", self.lease.token)
             self.store.emit(
-                "leader_changed", f"scheduler {self.lease.token[:8]} is the leader", leader=self.lease.token
+                EventKind.LEADER_CHANGED, f"scheduler {self.lease.token[:8]} is the leader", leader=self.lease.token
             )
         elif was and not leading:
             log.warning("lost leadership")
@@ -118,7 +118,7 @@ class Scheduler:
             self.store.forget_service(services.good[name], leader_token=self.lease.token)
         self.last_pass = time.perf_counter() - began
         if plan.writes or plan.forget or plan.services:
-            placed = sum(1 for w in done for e in w.events if e.kind in PLACEMENT_EVENTS)
+            placed = sum(1 for w in done for e in w.events if e.kind in PLACEMENTS)
             log.info(
                 "reconciled: %d writes (%d applied, %d placements), %d services forgotten; %d tasks, %d nodes; "
                 "%.3fs (read %.3f, plan %.3f, write %.3f, enqueue+events %.3f)",
@@ -157,7 +157,7 @@ class Scheduler:
             if node_id not in self.unreadable_nodes:
                 message = f"node {node_id} cannot be read ({entry.error}): taken as down"
                 log.warning("%s", message)
-                self.store.emit("node_unreadable", message, now, node=node_id, reason=entry.error)
+                self.store.emit(EventKind.NODE_UNREADABLE, message, now, node=node_id, reason=entry.error)
                 self.unreadable_nodes.add(node_id)
             self.node_status[node_id] = NodeStatus.DOWN
 
@@ -181,14 +181,15 @@ class Scheduler:
             failed[name] = ServiceFault(reason=reason, since=now if old is None else old.since, record=digest)
             if old is None or old.record != digest:
                 log.error("service %r failed: %s", name, reason, exc_info=raised.get(name))
-                self.store.emit("service_failed", f"service {name} failed: {reason}", now, service=name, reason=reason)
+                message = f"service {name} failed: {reason}"
+                self.store.emit(EventKind.SERVICE_FAILED, message, now, service=name, reason=reason)
         cleared = [name for name in known if name not in reasons]
         self.store.write_faults(failed, cleared, leader_token=self.lease.token)
         for name in cleared:
             record = services.good.get(name)
             if record is not None and not record.deleting:
                 log.info("service %r recovered", name)
-                self.store.emit("service_recovered", f"service {name} is scheduled again", now, service=name)
+                self.store.emit(EventKind.SERVICE_RECOVERED, f"service {name} is scheduled again", now, service=name)
 
     def run(self, stop: threading.Event) -> None:
         backoff = 0.2

@@ -11,6 +11,7 @@ from typing import Any
 
 from scheduler.backoff import Backoff
 from shared.dispatch import Job
+from shared.event_kinds import EventKind
 from shared.records import ServiceRecord, TaskRecord
 
 UPDATE_DEADLINE = 60.0  # seconds a replica of an update may take to start (an image pull), before its checks
@@ -18,7 +19,7 @@ UPDATE_DEADLINE = 60.0  # seconds a replica of an update may take to start (an i
 
 @dataclass(frozen=True)
 class Event:
-    kind: str
+    kind: EventKind
     message: str
     data: dict[str, Any] = field(default_factory=dict)
 

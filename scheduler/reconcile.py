@@ -16,6 +16,7 @@ from scheduler.placement import NodeState, Request, place
 from scheduler.plan import Event, Plan, Policy, Write
 from scheduler.rollout import follow_update
 from shared.dispatch import Action, Job
+from shared.event_kinds import EventKind
 from shared.records import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -132,12 +133,19 @@ def _replace_unreadable(
             reason=f"unreadable record replaced: {entry.error}", created_at=now, updated_at=now, finished_at=now,
             incarnation=incarnation_at(now),
         )
-        event = Event("task_unreadable", f"{entry.key}: unreadable record replaced ({entry.error})", data)
+        event = Event(EventKind.TASK_UNREADABLE, f"{entry.key}: unreadable record replaced ({entry.error})", data)
         plan.writes.append(Write(entry.key, stored_rev(entry.body), clean, events=[event]))
     else:
-        event = Event("task_unreadable", f"{entry.key}: unreadable record removed ({entry.error})", data)
+        event = Event(EventKind.TASK_UNREADABLE, f"{entry.key}: unreadable record removed ({entry.error})", data)
         plan.writes.append(Write(entry.key, stored_rev(entry.body), None, events=[event]))
     return (owner, slot) if match else None
+
+
+PLACEMENT_KINDS = {
+    "scheduled": EventKind.TASK_SCHEDULED,
+    "rescheduled": EventKind.TASK_RESCHEDULED,
+    "restarted": EventKind.TASK_RESTARTED,
+}
 
 
 def _job(node: str, action: Action, task: TaskRecord, gen: int) -> Job:
@@ -374,9 +382,7 @@ def _assign(item: _Placing, node: str, status: dict[str, NodeStatus], now: float
     if not item.start_first:
         jobs += _release_old_node(task, node, status)
     where = f"on {node}" if task.node in (None, node) else f"from {task.node} to {node}"
-    kind = {"scheduled": "task_scheduled", "rescheduled": "task_rescheduled", "restarted": "task_restarted"}.get(
-        item.why, "task_updated"
-    )
+    kind = PLACEMENT_KINDS.get(item.why, EventKind.TASK_UPDATED)
     event = Event(kind, f"{task.id} {item.why} {where}", {"service": task.service, "task": task.id, "node": node})
     plan.writes.append(Write(task.id, task.rev, record, jobs=jobs, events=[event]))
 
@@ -404,5 +410,6 @@ def _leave_pending(item: _Placing, reason: str, status: dict[str, NodeStatus], n
             "updated_at": now,
         }
     )
-    event = Event("task_pending", f"{task.id} cannot be placed: {reason}", {"service": task.service, "task": task.id})
+    data = {"service": task.service, "task": task.id}
+    event = Event(EventKind.TASK_PENDING, f"{task.id} cannot be placed: {reason}", data)
     plan.writes.append(Write(task.id, task.rev, record, jobs=_release_old_node(task, None, status), events=[event]))

@@ -4,6 +4,7 @@ rolled back to the previous spec when a new replica fails or is not ready in tim
 from __future__ import annotations
 
 from scheduler.plan import Event, Plan, Policy, ServiceWrite
+from shared.event_kinds import EventKind
 from shared.records import ACTIVE_STATES, TERMINAL_STATES, ServiceRecord, TaskRecord, UpdateState
 
 
@@ -56,7 +57,7 @@ def follow_update(service: ServiceRecord, tasks: list[TaskRecord], now: float, p
             }
         )
         event = Event(
-            "service_rolled_back",
+            EventKind.SERVICE_ROLLED_BACK,
             f"service {name} rolled back to its previous spec: {reason}",
             {"service": name, "reason": reason, "version": rolled_back.version},
         )
@@ -76,7 +77,7 @@ def follow_update(service: ServiceRecord, tasks: list[TaskRecord], now: float, p
         update={"update": update.model_copy(update={"state": UpdateState.COMPLETED, "finished_at": now})}
     )
     event = Event(
-        "service_update_completed",
+        EventKind.SERVICE_UPDATE_COMPLETED,
         f"service {name} updated: {service.spec.replicas} replicas run version {service.version}",
         {"service": name, "version": service.version},
     )

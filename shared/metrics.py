@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from shared.event_kinds import EventKind
 from shared.keys import Keys
 
 HISTORY = 12  # samples kept per task (a minute at the default 5 s interval)
@@ -170,7 +171,9 @@ class ReconcileTelemetry:
                 latencies.append(max(task.started_at - task.assigned_at, 0.0))
         self.seen = current
         kinds = Counter(event.kind for event in events)
-        restarts = Counter(str(event.data.get("service", "")) for event in events if event.kind == "task_restarted")
+        restarts = Counter(
+            str(event.data.get("service", "")) for event in events if event.kind == EventKind.TASK_RESTARTED
+        )
         with self.client.pipeline(transaction=False) as pipe:
             observe(pipe, self.keys, "gorchester_reconcile_duration_seconds", [duration])
             observe(pipe, self.keys, "gorchester_schedule_to_running_seconds", latencies)

@@ -24,6 +24,7 @@ from redis.retry import Retry
 from shared import defaults, lease, redis_url
 from shared.config import Config, ServiceSpec
 from shared.errors import Conflict, NotFound, Unavailable
+from shared.event_kinds import EventKind
 from shared.keys import Keys
 from shared.parsed import ParsedRecords, Record, Records
 from shared.podnet import pick_subnet, usable
@@ -719,10 +720,10 @@ class Store:
     def notify(self, hint: str = "") -> None:
         self.redis.publish(self.keys.changes, hint)
 
-    def emit(self, kind: str, message: str, now: float | None = None, **data: Any) -> None:
+    def emit(self, kind: EventKind, message: str, now: float | None = None, **data: Any) -> None:
         self.emit_many([(kind, message, data)], now)
 
-    def emit_many(self, events: Iterable[tuple[str, str, dict[str, Any]]], now: float | None = None) -> None:
+    def emit_many(self, events: Iterable[tuple[EventKind, str, dict[str, Any]]], now: float | None = None) -> None:
         """Append events (kind, message, data) in pipelined round trips."""
         when = now if now is not None else time.time()
         with self.redis.pipeline(transaction=False) as pipe:

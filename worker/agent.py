@@ -24,6 +24,7 @@ from rq.job import Job
 
 from shared.defaults import DEFAULT_POD_NETWORK_INTERVAL
 from shared.dispatch import SERIALIZER, TaskJob
+from shared.event_kinds import EventKind
 from shared.node_requests import MAX_NODE_REQUESTS
 from shared.records import EngineHealth, NodeRecord
 from shared.redis_access import check_access
@@ -117,7 +118,8 @@ class NodeAgent(SimpleWorker):
         now = time.time()
         self.store.register_node(self.record.model_copy(update={"registered_at": now, "last_heartbeat": now}))
         if first_time:
-            self.store.emit("node_added", f"node {self.record.id} joined at {self.record.address}", node=self.record.id)
+            message = f"node {self.record.id} joined at {self.record.address}"
+            self.store.emit(EventKind.NODE_ADDED, message, node=self.record.id)
         log.info("node %s registered (%s)", self.record.id, self.record.address)
 
     def beat(self) -> None:

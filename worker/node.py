@@ -16,6 +16,7 @@ import redis
 
 from shared import defaults
 from shared.errors import NotFound
+from shared.event_kinds import EventKind
 from shared.hostaccess import HostAccess
 from shared.podnet import PodNetwork, PodRangeError, network_name
 from shared.records import TaskRecord, TaskState
@@ -23,7 +24,7 @@ from shared.store import Store
 from worker.engine import Engine, EngineError
 
 # Task states an agent reports that are worth an event of their own.
-TRANSITION_EVENTS = {TaskState.RUNNING: "task_started", TaskState.FAILED: "task_failed"}
+TRANSITION_EVENTS = {TaskState.RUNNING: EventKind.TASK_STARTED, TaskState.FAILED: EventKind.TASK_FAILED}
 
 
 @dataclass
@@ -76,7 +77,7 @@ class Node:
     def _announce(self, task: TaskRecord) -> None:
         self.store.emit_many([self._transition_event(task)])
 
-    def _transition_event(self, task: TaskRecord) -> tuple[str, str, dict[str, Any]]:
+    def _transition_event(self, task: TaskRecord) -> tuple[EventKind, str, dict[str, Any]]:
         kind = TRANSITION_EVENTS[task.state]
         detail = f": {task.reason}" if task.state is TaskState.FAILED and task.reason else ""
         data = {"service": task.service, "task": task.id, "node": self.id, "gen": task.gen, "exit_code": task.exit_code}

@@ -26,8 +26,9 @@ rounds that make each kind once in a random order:
 
 A bed is made when `--hosts` is given or engine or partition faults are chosen, a replicated Redis
 when `--replicated` is given or failover faults are chosen; the default faults are the first six
-above, with engine and partition on a bed and failover on a replicated Redis. At most one fault is under way per node (agent,
-engine or partition): an agent started again inside a cut-off host could not reach Redis to start.
+above, with engine and partition on a bed and failover on a replicated Redis. At most one fault is
+under way per node (agent, engine or partition): an agent started again inside a cut-off host could
+not reach Redis to start.
 
 A fault that finds its target gone (a container removed meanwhile, a process already dead) is a
 fault not made: the injector picks another target or skips, logs it and goes on. An exception in
