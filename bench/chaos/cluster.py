@@ -8,7 +8,6 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import docker
 import redis as redis_lib
@@ -19,10 +18,11 @@ from bench import harness
 from bench.harness import log
 from cli.cluster import remove_cluster_objects
 from cli.hostbed import HostBed
-from cli.redis_local import password, replicated_argvs, server_argv, server_config
+from cli.redis_local import password, server_argv, server_config
 from shared import labels, redis_url
 from shared.settings import with_password
 from tests.support.procs import VENV_BIN, free_port, wait_for
+from tests.support.redis_set import RedisSet
 
 NODES = {"node-1": "127.0.0.2", "node-2": "127.0.0.3", "node-3": "127.0.0.4"}  # on this machine's engine
 SCHEDULERS = ("scheduler-a", "scheduler-b")
@@ -80,53 +80,18 @@ class PersistentRedis:
         self.log.close()
 
 
-class ReplicatedRedis:
-    """A master, two replicas and three sentinels as `gorchester up --redis-replicas 2` runs them
-    (cli/redis_local.py: append-only files, down-after 2000 ms), with PersistentRedis' interface: `kill`
-    SIGKILLs whichever server is master now, `start` starts every server that is down again with its
-    own command line and data (a killed master comes back as a replica of the promoted one), `alive`
-    is every server up. The URL names the sentinels."""
+class ReplicatedRedis(RedisSet):
+    """A RedisSet (a master, two replicas, three sentinels as `gorchester up --redis-replicas 2` runs
+    them) with PersistentRedis' interface: `kill` SIGKILLs whichever server is master now, `start`
+    starts every process that is down again with its own command line and data (a killed master comes
+    back as a replica of the promoted one), `alive` is every data server up. The URL names the sentinels."""
 
-    SERVERS = ("redis", "redis-replica-1", "redis-replica-2")
-
-    def __init__(self, workdir: Path, bind: Sequence[str] = ("127.0.0.1",)):
-        self.dir = workdir / "redis"
-        self.port = free_port()
-        self.argvs, url, password_file = replicated_argvs("redis-server", self.dir, self.port, 2, bind=bind)
-        self.url = with_password(url, password_file.read_text().strip())
-        self.workdir = workdir
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    def start(self) -> None:
-        for name, argv in self.argvs.items():
-            if name not in self.procs or self.procs[name].poll() is not None:
-                with open(self.workdir / f"{name}.log", "ab") as log_file:
-                    self.procs[name] = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,
-                                                        start_new_session=True)
+    def start(self, name: str | None = None) -> None:
+        super().start(name)
         wait_for(lambda: redis_url.client(self.url, socket_timeout=2).ping(), timeout=30, what="a master")
 
-    def master(self) -> str:
-        """The name of the server the sentinels call master now (LookupError: no sentinel answers)."""
-        server = redis_url.current_server(self.url)
-        if redis_url.sentinel_target(server) is not None:
-            raise LookupError("no sentinel answers")
-        port = str(urlsplit(server).port)
-        return next(name for name in self.SERVERS if self.argvs[name][self.argvs[name].index("--port") + 1] == port)
-
-    def kill(self) -> None:
-        proc = self.procs[self.master()]
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait()
-
-    def alive(self) -> bool:
-        return all(name in self.procs and self.procs[name].poll() is None for name in self.SERVERS)
-
-    def close(self) -> None:
-        for proc in self.procs.values():
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait()
+    def kill(self, name: str | None = None) -> None:
+        super().kill(name or self.master())
 
 
 class ChaosCluster(harness.Cluster):
@@ -154,7 +119,7 @@ class ChaosCluster(harness.Cluster):
         for node in NODES:
             self.start_agent(node)
         wait_for(lambda: self.ready_nodes() == sorted(NODES), timeout=60, what="three ready nodes")
-        log(f"cluster {self.name} up (API {self.url}, redis port {self.redis.port}, logs in {self.workdir})")
+        log(f"cluster {self.name} up (API {self.url}, {redis_url.describe(self.redis.url)}, logs in {self.workdir})")
         return self
 
     def _mark(self, name: str) -> None:

@@ -9,7 +9,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
@@ -17,82 +16,28 @@ import httpx
 import pytest
 import redis
 
-from cli.redis_local import MASTER_NAME, replicated_argvs
 from scheduler.loop import Scheduler
 from shared import labels
 from shared.config import validate_service
 from shared.records import NodeRecord, ServiceFault, TaskRecord, TaskState
-from shared.redis_url import sentinel_target
-from shared.settings import Settings, with_password
+from shared.settings import Settings
 from shared.store import NotLeader, Store, connect
 from tests.support.procs import FAST_SETTINGS, TEST_IMAGE, VENV_BIN, Processes, free_port, wait_for
-
-
-@dataclass
-class ReplicatedRedis:
-    url: str  # with the password
-    argvs: dict[str, list[str]]
-    logs: Path
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    def start(self, name: str) -> None:
-        with open(self.logs / f"{name}.log", "ab") as log:
-            self.procs[name] = subprocess.Popen(self.argvs[name], stdout=log, stderr=subprocess.STDOUT,
-                                                start_new_session=True)
-
-    def kill(self, name: str) -> None:
-        self.procs[name].kill()
-        self.procs[name].wait()
-
-    def server(self, host: str, port: int) -> redis.Redis:
-        """A client of one server, not following the sentinels."""
-        target = sentinel_target(self.url)
-        assert target is not None
-        return redis.Redis(host, port, password=target.password, decode_responses=True, socket_timeout=2)
-
-    def sentinel(self) -> redis.Redis:
-        target = sentinel_target(self.url)
-        assert target is not None
-        host, port = target.sentinels[0]
-        return redis.Redis(host, port, password=target.password, decode_responses=True, socket_timeout=2)
-
-    def master(self) -> tuple[str, int]:
-        host, port = self.sentinel().sentinel_get_master_addr_by_name(MASTER_NAME)
-        return str(host), int(port)
-
-    def settled(self) -> bool:
-        """Every sentinel knows the master, the other sentinels and its two replicas as in sync (a
-        sentinel refuses to promote a replica it last saw still syncing: it asks replicas for INFO only
-        every 10 s while the master is up, and a failover then finds no good replica)."""
-        target = sentinel_target(self.url)
-        assert target is not None
-        for host, port in target.sentinels:
-            with redis.Redis(host, port, password=target.password, decode_responses=True, socket_timeout=2) as one:
-                state = one.sentinel_master(MASTER_NAME)
-                replicas = one.sentinel_slaves(MASTER_NAME)
-            if int(state["num-other-sentinels"]) != 2 or "s_down" in state["flags"] or len(replicas) != 2:
-                return False
-            if any(replica.get("master-link-status") != "ok" for replica in replicas):
-                return False
-        return True
+from tests.support.redis_set import RedisSet
 
 
 @pytest.fixture
-def replicated(tmp_path: Path) -> Iterator[ReplicatedRedis]:
-    argvs, url, password_file = replicated_argvs("redis-server", tmp_path / "redis", free_port(), 2)
-    made = ReplicatedRedis(with_password(url, password_file.read_text().strip()), argvs, tmp_path)
+def replicated(tmp_path: Path) -> Iterator[RedisSet]:
+    made = RedisSet(tmp_path)
     try:
-        for name in argvs:
-            made.start(name)
-        wait_for(made.settled, timeout=30, what="master, two replicas and three sentinels to know each other")
+        made.start()
+        made.wait_settled(timeout=30)
         yield made
     finally:
-        for proc in made.procs.values():
-            proc.kill()
-            proc.wait()
+        made.close()
 
 
-def test_a_client_follows_the_master_through_a_failover(replicated: ReplicatedRedis) -> None:
+def test_a_client_follows_the_master_through_a_failover(replicated: RedisSet) -> None:
     """SIGKILL of the master under a stream of writes: the same client writes again within 5 s, to the
     promoted replica, and every write a replica acknowledged (WAIT 1) is still there."""
     client = connect(replicated.url)
@@ -127,7 +72,7 @@ def test_a_client_follows_the_master_through_a_failover(replicated: ReplicatedRe
     assert failures and failures[-1] - killed_at < 5.0, f"writes failed until {failures[-1] - killed_at:.2f}s"
 
 
-def test_a_leader_of_the_old_master_writes_nothing_after_the_promotion(replicated: ReplicatedRedis) -> None:
+def test_a_leader_of_the_old_master_writes_nothing_after_the_promotion(replicated: RedisSet) -> None:
     """The lease taken on the master reaches the replicas with it, but only the server that granted it
     honours it (shared/lease.py): after a SIGKILL of the master and the promotion of a replica, the old
     leader's fenced writes are refused there though the key still holds its token, another scheduler
@@ -160,7 +105,7 @@ def test_a_leader_of_the_old_master_writes_nothing_after_the_promotion(replicate
     assert store.redis.hgetall(store.keys.tasks) == {} and store.redis.hgetall(store.keys.faults) == {}
 
     replicated.start("redis")  # the old master, from its append-only file: a master until sentinels demote it
-    returned = replicated.server(*first)
+    returned = replicated.server(first)
     wait_for(returned.ping, timeout=10, what="the old master to answer")
     on_returned = Store(returned, "fence")
     role = returned.execute_command("ROLE")[0]
@@ -176,7 +121,7 @@ def test_a_leader_of_the_old_master_writes_nothing_after_the_promotion(replicate
 
 
 def test_jobs_lost_with_the_old_master_are_sent_again_at_once(
-    replicated: ReplicatedRedis, cluster: str, tmp_path: Path
+    replicated: RedisSet, cluster: str, tmp_path: Path
 ) -> None:
     """Start jobs waiting in a node's queue are lost (as when the master dies before its replicas had
     them), then the master is SIGKILLed: the scheduler's first pass on the promoted replica sends them
@@ -219,7 +164,7 @@ def test_jobs_lost_with_the_old_master_are_sent_again_at_once(
 
 
 @pytest.fixture
-def api(replicated: ReplicatedRedis, tmp_path: Path) -> Iterator[str]:
+def api(replicated: RedisSet, tmp_path: Path) -> Iterator[str]:
     """The API over the replicated Redis (its URL from the root of the API)."""
     port = free_port()
     env = {**os.environ, "GORCHESTER_REDIS_URL": replicated.url, "GORCHESTER_CLUSTER": "failover"}
@@ -237,11 +182,12 @@ def api(replicated: ReplicatedRedis, tmp_path: Path) -> Iterator[str]:
         proc.wait()
 
 
-def test_the_api_reports_the_master_and_answers_through_a_failover(replicated: ReplicatedRedis, api: str) -> None:
+def test_the_api_reports_the_master_and_answers_through_a_failover(replicated: RedisSet, api: str) -> None:
     """/v1/health names the master and its replicas in sync; while the sentinels promote a replica it
     answers 503 with a reason (never a 500, never a hang), then names the new master."""
     url = f"{api}/v1/health"
-    host, master_port = replicated.master()
+    master = replicated.master()
+    host, master_port = replicated.address, replicated.port(master)
     assert httpx.get(url, timeout=2).json()["redis"] == {"master": f"{host}:{master_port}", "replicas_in_sync": 2}
 
     replicated.kill("redis")
@@ -262,7 +208,7 @@ def test_the_api_reports_the_master_and_answers_through_a_failover(replicated: R
     assert recovered < 5.0, f"the API named the new master {recovered:.2f}s after the kill"
 
 
-def test_changes_the_api_acknowledged_survive_the_masters_death(replicated: ReplicatedRedis, api: str) -> None:
+def test_changes_the_api_acknowledged_survive_the_masters_death(replicated: RedisSet, api: str) -> None:
     """Scale changes in a stream while the master is SIGKILLed: every answer is 2xx or 503 (never a 500 or
     a hang), changes are accepted again within 5 s, and the last acknowledged change is what the new
     master holds (a 2xx means a replica had it)."""
@@ -297,7 +243,7 @@ def test_changes_the_api_acknowledged_survive_the_masters_death(replicated: Repl
 
 
 def test_a_cluster_keeps_its_replicas_through_a_failover(
-    replicated: ReplicatedRedis, cluster: str, tmp_path: Path, docker_cleanup: None
+    replicated: RedisSet, cluster: str, tmp_path: Path, docker_cleanup: None
 ) -> None:
     """API, scheduler and two agents on the replicated Redis; scale changes and container churn while the
     master is SIGKILLed: afterwards the service runs exactly its last acknowledged count, each replica in
@@ -401,7 +347,7 @@ def scale_answers(api: str, replicas: int) -> int:
 
 
 def test_a_replica_lost_changes_nothing_and_the_old_master_returns_as_a_replica(
-    replicated: ReplicatedRedis, api: str
+    replicated: RedisSet, api: str
 ) -> None:
     """SIGKILL of a replica: changes go on being acknowledged (the other replica acknowledges). Then the
     master's SIGKILL: the last replica is promoted, and with no replica of its own it acknowledges no
@@ -421,7 +367,7 @@ def test_a_replica_lost_changes_nothing_and_the_old_master_returns_as_a_replica(
     # The promoted one is the only server left: a change reaches no replica, so none is acknowledged.
     assert scale_answers(api, 8) == 503
     replicated.start("redis")
-    returned = replicated.server(*first)
+    returned = replicated.server(first)
 
     def follows() -> bool:
         info = returned.info("replication")
@@ -435,7 +381,7 @@ def test_a_replica_lost_changes_nothing_and_the_old_master_returns_as_a_replica(
 
 
 def test_with_one_sentinel_left_a_lost_master_refuses_writes_and_loses_none(
-    replicated: ReplicatedRedis, api: str
+    replicated: RedisSet, api: str
 ) -> None:
     """Two of three sentinels SIGKILLed: the master still takes changes. Then the master's SIGKILL: the
     last sentinel alone is no majority, so nobody is promoted and every change is refused (503, never a
