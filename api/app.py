@@ -21,7 +21,7 @@ from api.auth import Auth, Tokens
 from api.body import BodyLimit
 from api.context import API_REDIS_TIMEOUT_SECONDS, RedisWork, RequestDeadline, api_redis
 from api.errors import HANDLERS
-from api.metrics import RequestMetrics, get_service_metrics, prometheus
+from api.metrics_views import RequestMetrics, get_service_metrics, prometheus
 from api.node_calls import NodeCalls
 from api.origins import OriginPolicy
 from api.routing import Resource
@@ -34,7 +34,7 @@ from shared.store import Store
 log = logging.getLogger("gorchester.api")
 
 ROUTES = [
-    Resource("/metrics", get=prometheus),  # Prometheus text format (api/metrics.py)
+    Resource("/metrics", get=prometheus),  # Prometheus text format (api/metrics_views.py)
     Mount(
         "/v1",
         routes=[

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from api.auth import Role, role_of
 from api.body import read_document, read_mapping
 from api.context import acknowledged, blocking, settings_of, store_of
-from api.metrics import with_autoscale
+from api.metrics_views import with_autoscale
 from api.routing import query_of
 from api.snapshot import json_response, views_of
 from api.views import endpoints_view, service_view, unreadable_service_view, without_env_values

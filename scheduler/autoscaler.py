@@ -1,4 +1,4 @@
-"""The autoscaler around the pure arithmetic of scheduler/autoscale.py: read, decide, apply, remember.
+"""The autoscaler around the pure arithmetic of scheduler/replica_calculator.py: read, decide, apply, remember.
 
 The leading scheduler calls `tick` from its loop; every metrics interval it evaluates each service
 with a scale_policy. A decision is applied by writing the service with the new replica count
@@ -18,8 +18,8 @@ import time
 
 import redis
 
-from scheduler.autoscale import AutoscaleState, Decision, Readiness, Replica, applied, decide
-from shared import metrics
+from scheduler.replica_calculator import AutoscaleState, Decision, Readiness, Replica, applied, decide
+from shared import telemetry
 from shared.config import ServiceSpec
 from shared.errors import Conflict, NotFound
 from shared.event_kinds import EventKind
@@ -32,7 +32,7 @@ NOT_YET_RUNNING = frozenset({TaskState.PENDING, TaskState.ASSIGNED, TaskState.ST
 
 
 def replicas_of(
-    spec: ServiceSpec, tasks: list[TaskRecord], samples: dict[str, metrics.TaskSample], now: float, interval: float
+    spec: ServiceSpec, tasks: list[TaskRecord], samples: dict[str, telemetry.TaskSample], now: float, interval: float
 ) -> list[Replica]:
     """Each wanted slot of a service as the arithmetic sees it: measured, missing, unready or ignored."""
     by_slot = {task.slot: task for task in tasks if task.service == spec.service_name}
@@ -47,7 +47,7 @@ def replicas_of(
                 sample is not None
                 and sample.gen == task.gen
                 and sample.container_id == task.container_id
-                and metrics.is_fresh(sample, now, interval)
+                and telemetry.is_fresh(sample, now, interval)
             ):
                 result.append(Replica(task.id, Readiness.MEASURED, sample.cpu_percent, sample.memory_percent))
             else:
@@ -97,7 +97,7 @@ class Autoscaler:
         if not scaled:
             return {}
         tasks = [task for task in self.store.tasks() if task.service in scaled]
-        samples = metrics.latest_samples(self.store.redis, self.store.keys, [task.id for task in tasks])
+        samples = telemetry.latest_samples(self.store.redis, self.store.keys, [task.id for task in tasks])
         decisions = {}
         for name, record in sorted(scaled.items()):
             replicas = replicas_of(record.spec, tasks, samples, now, self.interval)
@@ -134,7 +134,7 @@ class Autoscaler:
             metrics=figures,
             reason=decision.reason,
         )
-        metrics.count(
+        telemetry.count(
             self.store.redis, self.store.keys, "gorchester_autoscaler_actions",
             service=name, direction=decision.direction,
         )

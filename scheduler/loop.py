@@ -19,11 +19,11 @@ from scheduler.leader import Lease
 from scheduler.plan import Plan, Policy
 from shared.dispatch import enqueue
 from shared.event_kinds import PLACEMENTS, EventKind
-from shared.metrics import ReconcileTelemetry
 from shared.parsed import Records
 from shared.records import NodeRecord, NodeStatus, ServiceFault, ServiceRecord, Unreadable, describe, record_digest
 from shared.settings import Settings
 from shared.store import NotLeader, Store, connect
+from shared.telemetry import ReconcileTelemetry
 
 log = logging.getLogger("gorchester.scheduler")
 
@@ -53,7 +53,7 @@ class Scheduler:
         self.hearing = False
         self.unreadable_nodes: set[str] = set()  # reported once each (as down) until readable again
         self.unblamed: set[str] = set()  # names that raise in reconcile but name no service: logged once
-        # Autoscaling and the pass's own numbers for GET /metrics (scheduler/autoscaler.py, shared/metrics.py).
+        # Autoscaling and the pass's own numbers for GET /metrics (scheduler/autoscaler.py, shared/telemetry.py).
         self.autoscaler = Autoscaler(self.store, settings.metrics_interval)
         self.telemetry = ReconcileTelemetry(self.store.redis, self.store.keys, time.time())
         self.last_pass = 0.0  # seconds the latest pass took

@@ -70,7 +70,7 @@ class Keys:
         return f"{self.prefix}:heard_since"
 
     def task_metrics(self, task_id: str) -> str:
-        """List (capped, with expiry): a task's usage samples as JSON, newest first (shared/metrics.py)."""
+        """List (capped, with expiry): a task's usage samples as JSON, newest first (shared/telemetry.py)."""
         return f"{self.prefix}:metrics:task:{task_id}"
 
     @property

@@ -37,10 +37,10 @@ from worker.events import EventWatcher
 from worker.health import HealthMonitor
 from worker.identity import node_record
 from worker.loops import MAX_BACKOFF, repeat, spawn
-from worker.metrics import Sampler
 from worker.node import Node, current, install
 from worker.pod_network import FOLLOW_INTERVAL, PodNetworkUpkeep
 from worker.request_server import RequestServer
+from worker.usage_sampler import Sampler
 
 __all__ = ["NodeAgent", "current"]
 
@@ -101,7 +101,7 @@ class NodeAgent(SimpleWorker):
         spawn("heartbeat", lambda: repeat(self.stopping, interval, self.beat, "heartbeat", max_backoff=interval))
         spawn("docker-events", lambda: EventWatcher(node).run(self.stopping))
         spawn("sweep", lambda: repeat(self.stopping, sweep.INTERVAL, lambda: sweep.sweep(node), "sweep"))
-        sampler = Sampler(node, self.record, self.settings.metrics_interval)  # worker/metrics.py: usage samples
+        sampler = Sampler(node, self.record, self.settings.metrics_interval)  # worker/usage_sampler.py: usage samples
         spawn("metrics", lambda: repeat(self.stopping, self.settings.metrics_interval, sampler.step, "metrics"))
         spawn("health", lambda: HealthMonitor(node).run(self.stopping))
         # The API's logs and exec requests (worker/request_server.py), on an engine client of their own.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from scheduler.autoscaler import Autoscaler
-from shared import metrics
+from shared import telemetry
 from shared.config import ServiceSpec
 from shared.records import TaskRecord, TaskState
 from shared.store import Store
@@ -30,14 +30,14 @@ def write_samples(store: Store, replicas: int, cpu_percent: float, now: float) -
         ))
     store.write_tasks([(t.id, -1, t) for t in tasks if t.id not in {x.id for x in store.tasks()}])
     samples = [
-        metrics.TaskSample(
+        telemetry.TaskSample(
             task=t.id, service="web", node="node-1", gen=1, container_id=t.container_id or "", sampled_at=now,
             cpu_millicores=cpu_percent, cpu_percent=cpu_percent, memory_bytes=1, memory_percent=0.0,
         )
         for t in tasks
     ]
     with store.redis.pipeline() as pipe:
-        metrics.write_samples(pipe, store.keys, samples, 1.0)
+        telemetry.write_samples(pipe, store.keys, samples, 1.0)
         pipe.execute()
 
 

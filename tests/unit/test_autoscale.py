@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.autoscale import AutoscaleState, Readiness, Replica, applied, decide, metric_replicas
+from scheduler.replica_calculator import AutoscaleState, Readiness, Replica, applied, decide, metric_replicas
 from shared.config import ServiceSpec
 
 M, X, U, IGN = Readiness.MEASURED, Readiness.MISSING, Readiness.UNREADY, Readiness.IGNORED

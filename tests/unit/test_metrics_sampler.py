@@ -11,7 +11,7 @@ import pytest
 
 from shared.keys import Keys
 from shared.records import NodeRecord, TaskRecord, TaskState
-from worker.metrics import CgroupReader, Reading, Sampler, engine_reading
+from worker.usage_sampler import CgroupReader, Reading, Sampler, engine_reading
 
 CID = "abc123"
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from shared.keys import Keys
-from shared.metrics import LATENCY_BUCKETS, ReconcileTelemetry, observe, parse_field
+from shared.telemetry import LATENCY_BUCKETS, ReconcileTelemetry, observe, parse_field
 
 KEYS = Keys("c")
 

@@ -31,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from shared import metrics
+from shared import telemetry
 from shared.records import NodeRecord, TaskRecord, TaskState, allocations
 from worker.node import Node
 
@@ -184,7 +184,7 @@ class Sampler:
         """One pass, for the agent's repeat loop."""
         self.sample_once()
 
-    def sample_once(self) -> list[metrics.TaskSample]:
+    def sample_once(self) -> list[telemetry.TaskSample]:
         """One pass: read every running replica of this node, write samples and the node's usage."""
         tasks = self.node.store.tasks()
         running = [
@@ -198,7 +198,7 @@ class Sampler:
         if self.pending:
             wait([future for _, future in self.pending.values()], timeout=self.interval * WAIT_SHARE)
 
-        samples: list[metrics.TaskSample] = []
+        samples: list[telemetry.TaskSample] = []
         errors = 0
         for container_id, (task, future) in list(self.pending.items()):
             if not future.done():
@@ -221,7 +221,7 @@ class Sampler:
         self._write(samples, tasks, errors)
         return samples
 
-    def _sample(self, task: TaskRecord, reading: Reading) -> metrics.TaskSample | None:
+    def _sample(self, task: TaskRecord, reading: Reading) -> telemetry.TaskSample | None:
         assert task.container_id is not None
         cores = reading.cpu_cores
         before = self.previous.get(task.container_id)
@@ -235,7 +235,7 @@ class Sampler:
                 return None
             cores = max(reading.cpu_ns - before.cpu_ns, 0) / 1e9 / elapsed
         millicores = cores * 1000
-        return metrics.TaskSample(
+        return telemetry.TaskSample(
             task=task.id,
             service=task.service,
             node=self.node.id,
@@ -249,7 +249,7 @@ class Sampler:
             source=reading.source,
         )
 
-    def usage(self, samples: list[metrics.TaskSample], tasks: list[TaskRecord]) -> dict[str, Any]:
+    def usage(self, samples: list[telemetry.TaskSample], tasks: list[TaskRecord]) -> dict[str, Any]:
         """The node's totals: capacity, what its tasks reserve, and what they were measured to use."""
         held = allocations(tasks).get(self.node.id)
         cpu_used = sum(sample.cpu_millicores for sample in samples)
@@ -266,21 +266,21 @@ class Sampler:
             "sampled_at": time.time(),
         }
 
-    def _write(self, samples: list[metrics.TaskSample], tasks: list[TaskRecord], errors: int) -> None:
+    def _write(self, samples: list[telemetry.TaskSample], tasks: list[TaskRecord], errors: int) -> None:
         store, keys = self.node.store, self.node.store.keys
         node_key = keys.node(self.node.id)
         if not store.redis.exists(node_key):
             return  # not registered (yet, or Redis lost its data): the heartbeat registers it again
         with store.redis.pipeline(transaction=False) as pipe:
-            metrics.write_samples(pipe, keys, samples, self.interval)
+            telemetry.write_samples(pipe, keys, samples, self.interval)
             pipe.hset(node_key, "usage", json.dumps(self.usage(samples, tasks)))
             sources: dict[str, int] = {}
             for sample in samples:
                 sources[sample.source] = sources.get(sample.source, 0) + 1
             for source, amount in sources.items():
-                metrics.count(pipe, keys, "gorchester_metrics_samples", amount, node=self.node.id, source=source)
+                telemetry.count(pipe, keys, "gorchester_metrics_samples", amount, node=self.node.id, source=source)
             if errors:
-                metrics.count(pipe, keys, "gorchester_metrics_sample_errors", errors, node=self.node.id)
+                telemetry.count(pipe, keys, "gorchester_metrics_sample_errors", errors, node=self.node.id)
             pipe.execute()
 
     def close(self) -> None:

@@ -3,7 +3,7 @@
 `GET /metrics` is Prometheus' text format (prometheus-client). Gauges are read from Redis at scrape
 time (services, nodes, tasks, queue depths, node usage); counters and histograms measured in the
 scheduler and the agents (reconcile duration, schedule-to-running latency, restarts, scaling
-actions, samples) are kept by them in the Redis `telemetry` hash (shared/metrics.py) and exposed
+actions, samples) are kept by them in the Redis `telemetry` hash (shared/telemetry.py) and exposed
 here, so one scrape of any API instance sees the whole cluster. API request durations are this
 process's own (middleware), as each API instance serves its own requests.
 """
@@ -24,8 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.context import blocking, settings_of, store_of
 from api.views import iso
-from scheduler.autoscale import AutoscaleState
-from shared import metrics
+from scheduler.replica_calculator import AutoscaleState
+from shared import telemetry
 from shared.records import NodeStatus, TaskState
 from shared.store import Store
 
@@ -39,12 +39,12 @@ def _mean(values: list[float]) -> float | None:
 def service_usage(store: Store, name: str, interval: float, now: float) -> dict[str, Any]:
     record = store.service(name)
     tasks = sorted((t for t in store.tasks() if t.service == name), key=lambda t: t.slot)
-    samples = metrics.latest_samples(store.redis, store.keys, [task.id for task in tasks])
+    samples = telemetry.latest_samples(store.redis, store.keys, [task.id for task in tasks])
     replicas, fresh = [], []
     for task in tasks:
         sample = samples.get(task.id)
         current = sample is not None and sample.gen == task.gen and task.state is TaskState.RUNNING
-        ok = current and sample is not None and metrics.is_fresh(sample, now, interval)
+        ok = current and sample is not None and telemetry.is_fresh(sample, now, interval)
         replicas.append(
             {
                 "task": task.id,
@@ -181,12 +181,12 @@ class ClusterCollector(Collector):
                 used_mem.add_metric([node.id], float(used.get("memory_bytes", 0)))
         yield from (cap_cpu, cap_mem, used_cpu, used_mem)
 
-        yield from telemetry_families(metrics.read_telemetry(store.redis, store.keys))
+        yield from telemetry_families(telemetry.read_telemetry(store.redis, store.keys))
 
 
 def telemetry_families(recorded: dict[str, list[tuple[str, dict[str, str], float]]]) -> Iterator[Metric]:
     """The counters and histograms processes recorded in Redis, as metric families (empty ones too)."""
-    for name, (kind, help_text, buckets) in metrics.TELEMETRY.items():
+    for name, (kind, help_text, buckets) in telemetry.TELEMETRY.items():
         entries = recorded.get(name, [])
         if kind == "counter":
             label_names = sorted({key for _, labels, _ in entries for key in labels})
