@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scheduler.backoff import Backoff
-from shared.dispatch import Job
+from shared.dispatch import Decision
 from shared.event_kinds import EventKind
 from shared.records import ServiceRecord, TaskRecord
 
@@ -31,7 +31,7 @@ class Write:
     task: str
     expected_rev: int  # -1: the task must not exist yet
     record: TaskRecord | None  # None deletes the task
-    jobs: list[Job] = field(default_factory=list)
+    jobs: list[Decision] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
 

@@ -15,7 +15,7 @@ from scheduler.backoff import wants_restart
 from scheduler.placement import NodeState, Request, place
 from scheduler.plan import Event, Plan, Policy, Write
 from scheduler.rollout import follow_update
-from shared.dispatch import Action, Job
+from shared.dispatch import Action, Decision
 from shared.event_kinds import EventKind
 from shared.records import (
     ACTIVE_STATES,
@@ -148,9 +148,9 @@ PLACEMENT_KINDS = {
 }
 
 
-def _job(node: str, action: Action, task: TaskRecord, gen: int) -> Job:
+def _job(node: str, action: Action, task: TaskRecord, gen: int) -> Decision:
     """A decision about the task's record (its incarnation) at `gen`, for `node`'s agent."""
-    return Job(node, action, task.id, gen, task.incarnation)
+    return Decision(node, action, task.id, gen, task.incarnation)
 
 
 def _retire(task: TaskRecord, status: dict[str, NodeStatus], now: float, policy: Policy, plan: Plan) -> None:
@@ -245,7 +245,7 @@ def _release_previous(task: TaskRecord, status: dict[str, NodeStatus], now: floa
     """
     previous = task.previous
     assert previous is not None
-    jobs: list[Job] = []
+    jobs: list[Decision] = []
     if status.get(previous.node, NodeStatus.DOWN) is not NodeStatus.DOWN:
         if not task.ready():
             return False
@@ -387,7 +387,7 @@ def _assign(item: _Placing, node: str, status: dict[str, NodeStatus], now: float
     plan.writes.append(Write(task.id, task.rev, record, jobs=jobs, events=[event]))
 
 
-def _release_old_node(task: TaskRecord, new_node: str | None, status: dict[str, NodeStatus]) -> list[Job]:
+def _release_old_node(task: TaskRecord, new_node: str | None, status: dict[str, NodeStatus]) -> list[Decision]:
     """Moving away from a live node: its old container must go (a down node's agent sweeps on return)."""
     old = task.node
     if old is None or old == new_node or status.get(old, NodeStatus.DOWN) is NodeStatus.DOWN:

@@ -79,7 +79,7 @@ def queue(connection: redis.Redis, name: str) -> Queue:
 
 
 @dataclass(frozen=True)
-class Job:
+class Decision:
     node: str
     action: Action
     task: str
@@ -87,10 +87,10 @@ class Job:
     incarnation: str  # the task record's (shared/records.py): a decision is about one record of the slot
 
 
-def by_node(jobs: Iterable[Job]) -> dict[str, list[Job]]:
+def by_node(jobs: Iterable[Decision]) -> dict[str, list[Decision]]:
     """The decisions grouped per node, in their order, each decision once."""
-    grouped: dict[str, list[Job]] = defaultdict(list)
-    seen: set[Job] = set()
+    grouped: dict[str, list[Decision]] = defaultdict(list)
+    seen: set[Decision] = set()
     for job in jobs:
         if job not in seen:
             seen.add(job)
@@ -98,13 +98,13 @@ def by_node(jobs: Iterable[Job]) -> dict[str, list[Job]]:
     return dict(grouped)
 
 
-def batch_id(keys: Keys, jobs: Sequence[Job]) -> str:
+def batch_id(keys: Keys, jobs: Sequence[Decision]) -> str:
     """A batch job's id: derived from the decisions it carries (order-independent)."""
     text = "\n".join(sorted(f"{job.action.value} {job.task} {job.gen} {job.incarnation}" for job in jobs))
     return keys.batch_job_id(hashlib.sha256(text.encode()).hexdigest()[:24])
 
 
-def job_spec(keys: Keys, jobs: Sequence[Job]) -> dict[str, Any]:
+def job_spec(keys: Keys, jobs: Sequence[Decision]) -> dict[str, Any]:
     """What to enqueue on the node of `jobs` (all for one node): one job for all of them."""
     args: tuple[Any, ...]
     if len(jobs) == 1:
@@ -120,7 +120,7 @@ def job_spec(keys: Keys, jobs: Sequence[Job]) -> dict[str, Any]:
     return {"function": function, "args": args, "job_id": job_id, "timeout": timeout}
 
 
-def enqueue(connection: redis.Redis, keys: Keys, jobs: Iterable[Job]) -> int:
+def enqueue(connection: redis.Redis, keys: Keys, jobs: Iterable[Decision]) -> int:
     """Enqueue one job per node (a batch when a node has several decisions); returns the decisions sent.
 
     Pipelined: up to PIPELINE_CHUNK nodes' jobs per round trip. `connection` must not decode

@@ -17,7 +17,7 @@ from rq.job import Job as RQJob
 
 from shared import labels
 from shared.config import ServiceSpec
-from shared.dispatch import Action, Job, enqueue
+from shared.dispatch import Action, Decision, enqueue
 from shared.podnet import gateway as subnet_gateway
 from shared.podnet import network_name
 from shared.records import PreviousContainer, TaskRecord, TaskState, host_port_keys, template_hash
@@ -68,7 +68,7 @@ class Scheduler:
 
     def send(self, action: Action, task_id: str, gen: int, incarnation: str = "") -> None:
         """A decision about the record of `incarnation` ("" as the records here are made)."""
-        enqueue(self.rq, self.store.keys, [Job(NODE, action, task_id, gen, incarnation)])
+        enqueue(self.rq, self.store.keys, [Decision(NODE, action, task_id, gen, incarnation)])
 
     def wait_state(self, task_id: str, *states: TaskState, timeout: float = 30) -> TaskRecord:
         return wait_for(

@@ -19,7 +19,7 @@ from rq.job import Job as RQJob
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
-from shared.dispatch import Action, Job, enqueue, queue
+from shared.dispatch import Action, Decision, enqueue, queue
 from shared.records import TaskState
 from shared.store import Store, connect
 from tests.integration.test_agent import NODE, Scheduler, service
@@ -43,8 +43,10 @@ def stored_payload(redis_url: str, job_id: str) -> Any:
 
 def test_enqueued_jobs_are_json(store: Store, redis_server: Any) -> None:
     jobs = connect(redis_server.url, decode=False)
-    enqueue(jobs, store.keys, [Job("n1", Action.START, "web.1", 3, "i1")])
-    enqueue(jobs, store.keys, [Job("n2", Action.STOP, "web.2", 4, "i2"), Job("n2", Action.START, "db.1", 1, "i3")])
+    enqueue(jobs, store.keys, [Decision("n1", Action.START, "web.1", 3, "i1")])
+    enqueue(jobs, store.keys, [
+        Decision("n2", Action.STOP, "web.2", 4, "i2"), Decision("n2", Action.START, "db.1", 1, "i3"),
+    ])
 
     [single] = queue(jobs, store.keys.queue("n1")).job_ids
     assert stored_payload(redis_server.url, single) == ["worker.jobs.start_task", None, ["web.1", 3, "i1"], {}]

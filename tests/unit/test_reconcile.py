@@ -6,7 +6,7 @@ from scheduler.backoff import Backoff
 from scheduler.plan import Plan, Policy
 from scheduler.reconcile import reconcile
 from shared.config import ServiceSpec
-from shared.dispatch import Action, Job
+from shared.dispatch import Action, Decision
 from shared.records import (
     Health,
     NodeRecord,
@@ -60,7 +60,7 @@ def plan_for(services: list[ServiceRecord], tasks: list[TaskRecord], nodes: list
     return reconcile({s.name: s for s in services}, tasks, nodes, NOW, POLICY)
 
 
-def jobs(plan: Plan) -> list[Job]:
+def jobs(plan: Plan) -> list[Decision]:
     return [job for write in plan.writes for job in write.jobs]
 
 
@@ -92,7 +92,7 @@ def test_a_lost_start_job_is_sent_again_with_the_same_gen():
     svc = service(replicas=1)
     stuck = running(svc, 1, "n1", gen=4, state=TaskState.ASSIGNED, assigned_at=NOW - 31)
     plan = plan_for([svc], [stuck], [node("n1")])
-    assert jobs(plan) == [Job("n1", Action.START, "web.1", 4, "")]
+    assert jobs(plan) == [Decision("n1", Action.START, "web.1", 4, "")]
 
 
 def test_jobs_sent_to_a_redis_since_lost_are_sent_again_at_once():
@@ -101,27 +101,27 @@ def test_jobs_sent_to_a_redis_since_lost_are_sent_again_at_once():
     svc = service(replicas=1)
     before = running(svc, 1, "n1", gen=4, state=TaskState.ASSIGNED, assigned_at=NOW - 2)
     plan = reconcile({svc.name: svc}, [before], [node("n1")], NOW, POLICY, heard_since=NOW - 1)
-    assert jobs(plan) == [Job("n1", Action.START, "web.1", 4, "")]
+    assert jobs(plan) == [Decision("n1", Action.START, "web.1", 4, "")]
     assert plan.writes[0].record is not None and plan.writes[0].record.assigned_at == NOW
     after = running(svc, 1, "n1", gen=4, state=TaskState.ASSIGNED, assigned_at=NOW - 1)
     assert reconcile({svc.name: svc}, [after], [node("n1")], NOW, POLICY, heard_since=NOW - 1).writes == []
     stopping = running(service(replicas=0), 1, "n1", gen=5, state=TaskState.SHUTDOWN, updated_at=NOW - 2)
     plan = reconcile({svc.name: service(replicas=0)}, [stopping], [node("n1")], NOW, POLICY, heard_since=NOW - 1)
-    assert jobs(plan) == [Job("n1", Action.STOP, "web.1", 5, "")]
+    assert jobs(plan) == [Decision("n1", Action.STOP, "web.1", 5, "")]
 
 
 def test_scale_down_shuts_down_the_highest_slots():
     svc = service(replicas=1)
     tasks = [running(svc, 1, "n1"), running(svc, 2, "n2")]
     plan = plan_for([svc], tasks, [node("n1"), node("n2")])
-    assert jobs(plan) == [Job("n2", Action.STOP, "web.2", 2, "")]
+    assert jobs(plan) == [Decision("n2", Action.STOP, "web.2", 2, "")]
     assert plan.writes[0].record is not None and plan.writes[0].record.state is TaskState.SHUTDOWN
 
 
 def test_deleted_service_stops_everything_then_is_forgotten():
     svc = service(replicas=2).model_copy(update={"deleting": True})
     plan = plan_for([svc], [running(svc, 1, "n1")], [node("n1")])
-    assert jobs(plan) == [Job("n1", Action.STOP, "web.1", 2, "")]
+    assert jobs(plan) == [Decision("n1", Action.STOP, "web.1", 2, "")]
     assert plan.forget == []
     assert plan_for([svc], [], [node("n1")]).forget == ["web"]
 
@@ -130,7 +130,7 @@ def test_tasks_on_a_down_node_are_rescheduled_and_the_dead_node_gets_no_job():
     svc = service(replicas=2)
     tasks = [running(svc, 1, "n1"), running(svc, 2, "n2")]
     plan = plan_for([svc], tasks, [node("n1"), node("n2", heartbeat=NOW - 10)])
-    assert jobs(plan) == [Job("n1", Action.START, "web.2", 2, "")]
+    assert jobs(plan) == [Decision("n1", Action.START, "web.2", 2, "")]
     assert plan.writes[0].events[0].kind == "task_rescheduled"
 
 
@@ -139,8 +139,8 @@ def test_draining_node_with_a_fixed_host_port_moves_replicas_stop_first():
     task = running(svc, 1, "n1", host_ports=["8080/tcp"])
     plan = plan_for([svc], [task], [node("n1", availability="drain"), node("n2")])
     assert sorted(jobs(plan), key=lambda j: j.node) == [
-        Job("n1", Action.STOP, "web.1", 1, ""),
-        Job("n2", Action.START, "web.1", 2, ""),
+        Decision("n1", Action.STOP, "web.1", 1, ""),
+        Decision("n2", Action.START, "web.1", 2, ""),
     ]
 
 
@@ -154,7 +154,7 @@ def test_replica_that_fits_nowhere_is_pending_with_reason_and_not_rewritten():
     record.rev = 1
     assert plan_for([svc], [record], [node("n1", cpu=2000)]).writes == []
     bigger = plan_for([svc], [record], [node("n1", cpu=2000), node("n3", cpu=8000)])
-    assert jobs(bigger) == [Job("n3", Action.START, "web.1", 2, record.incarnation)]
+    assert jobs(bigger) == [Decision("n3", Action.START, "web.1", 2, record.incarnation)]
 
 
 def test_failed_task_restarts_by_policy_with_back_off():
@@ -166,7 +166,7 @@ def test_failed_task_restarts_by_policy_with_back_off():
         svc, 1, "n1", state=TaskState.FAILED, started_at=NOW - 2, finished_at=NOW - 1.5, crash_streak=1, restarts=1
     )
     plan = plan_for([svc], [due], [node("n1")])
-    assert jobs(plan) == [Job("n1", Action.START, "web.1", 2, "")]
+    assert jobs(plan) == [Decision("n1", Action.START, "web.1", 2, "")]
     record = plan.writes[0].record
     assert record is not None and record.restarts == 2 and record.crash_streak == 2
 
@@ -207,7 +207,7 @@ def test_changing_replicas_alone_keeps_the_template():
 def test_orphan_task_without_service_is_removed():
     svc = service(replicas=1)
     plan = plan_for([], [running(svc, 1, "n1")], [node("n1")])
-    assert jobs(plan) == [Job("n1", Action.STOP, "web.1", 2, "")]
+    assert jobs(plan) == [Decision("n1", Action.STOP, "web.1", 2, "")]
 
 
 def test_shutdown_task_on_a_down_node_is_forgotten():
@@ -274,7 +274,7 @@ def test_a_ready_replacement_releases_its_previous_container():
     healthy = running(new, 1, "n2", gen=2, health=Health.HEALTHY, previous=previous, assigned_at=NOW - 1)
     plan = plan_for([new], [healthy, running(old, 2, "n2")], [node("n1"), node("n2")])
     # Only the release in this pass (one write per task); the next batch starts on the next pass.
-    assert jobs(plan) == [Job("n1", Action.STOP, "web.1", 1, "")]
+    assert jobs(plan) == [Decision("n1", Action.STOP, "web.1", 1, "")]
     record = plan.writes[0].record
     assert record is not None and record.previous is None and record.gen == 2
     again = plan_for([new], [record, running(old, 2, "n2")], [node("n1"), node("n2")])
@@ -295,7 +295,7 @@ def test_update_with_a_fixed_host_port_is_stop_first():
     old = service(replicas=1, ports=ports)
     new = updating(old, command=["sleep", "1000"])
     plan = plan_for([new], [running(old, 1, "n1", host_ports=["8080/tcp"])], [node("n1")])
-    assert jobs(plan) == [Job("n1", Action.START, "web.1", 2, "")]  # the start job removes the old gen first
+    assert jobs(plan) == [Decision("n1", Action.START, "web.1", 2, "")]  # the start job removes the old gen first
     record = plan.writes[0].record
     assert record is not None and record.previous is None
 
@@ -365,7 +365,7 @@ def test_an_unhealthy_replica_is_replaced_whatever_the_restart_policy_with_back_
     assert early.writes == [] and early.wake_at == NOW + 0.5
     due = sick.model_copy(update={"finished_at": NOW - 2})
     plan = plan_for([svc], [due], [node("n1")])
-    assert jobs(plan) == [Job("n1", Action.START, "web.1", 2, "")]
+    assert jobs(plan) == [Decision("n1", Action.START, "web.1", 2, "")]
     record = plan.writes[0].record
     assert record is not None and record.restarts == 1 and record.health is Health.STARTING
     assert plan.writes[0].events[0].kind == "task_restarted"
@@ -375,7 +375,7 @@ def test_draining_node_moves_replicas_start_first_one_at_a_time():
     svc = service(replicas=2)
     tasks = [running(svc, 1, "n1"), running(svc, 2, "n1")]
     plan = plan_for([svc], tasks, [node("n1", availability="drain"), node("n2")])
-    assert jobs(plan) == [Job("n2", Action.START, "web.1", 2, "")]  # no STOP: the old one serves meanwhile
+    assert jobs(plan) == [Decision("n2", Action.START, "web.1", 2, "")]  # no STOP: the old one serves meanwhile
     record = plan.writes[0].record
     assert record is not None and record.previous is not None and record.previous.node == "n1"
 
@@ -402,8 +402,8 @@ def test_scaling_down_a_slot_with_a_previous_container_stops_both():
     task = running(svc, 1, "n1", gen=2, state=TaskState.STARTING, previous=previous, assigned_at=NOW - 1)
     plan = plan_for([svc], [task], [node("n1"), node("n2")])
     assert sorted(jobs(plan), key=lambda j: j.node) == [
-        Job("n1", Action.STOP, "web.1", 3, ""),
-        Job("n2", Action.STOP, "web.1", 1, ""),
+        Decision("n1", Action.STOP, "web.1", 3, ""),
+        Decision("n2", Action.STOP, "web.1", 1, ""),
     ]
 
 
@@ -413,7 +413,7 @@ def test_an_update_with_no_room_for_both_containers_is_stop_first_on_the_same_no
     new = updating(old, command=["sleep", "1000"])
     task = running(old, 1, "n1", cpu_millicores=600, memory_bytes=16777216)
     plan = plan_for([new], [task], [node("n1", cpu=1000)])
-    assert jobs(plan) == [Job("n1", Action.START, "web.1", 2, "")]
+    assert jobs(plan) == [Decision("n1", Action.START, "web.1", 2, "")]
     record = plan.writes[0].record
     assert record is not None and record.previous is None and record.state is TaskState.ASSIGNED
 
@@ -425,14 +425,14 @@ def test_a_fresh_slot_record_gets_an_incarnation_from_now_and_its_jobs_carry_it(
     plan = plan_for([service(replicas=1)], [], [node("n1")])
     (write,) = plan.writes
     assert write.record is not None and write.record.incarnation == incarnation_at(NOW)
-    assert jobs(plan) == [Job("n1", Action.START, "web.1", 1, incarnation_at(NOW))]
+    assert jobs(plan) == [Decision("n1", Action.START, "web.1", 1, incarnation_at(NOW))]
     assert incarnation_at(NOW + 0.000001) != incarnation_at(NOW)  # a slot made again a pass later
 
 
 def test_decisions_about_a_record_name_its_incarnation():
     svc = service(replicas=1).model_copy(update={"deleting": True})
     plan = plan_for([svc], [running(svc, 1, "n1", incarnation="a1")], [node("n1")])
-    assert jobs(plan) == [Job("n1", Action.STOP, "web.1", 2, "a1")]
+    assert jobs(plan) == [Decision("n1", Action.STOP, "web.1", 2, "a1")]
 
 
 # -- what the scheduler cannot handle ----------------------------------------------------------
