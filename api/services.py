@@ -24,15 +24,15 @@ from shared.defaults import MAX_REPLICAS
 from shared.errors import NotFound
 from shared.event_kinds import EventKind
 from shared.hostaccess import check_config, check_service
-from shared.records import ServiceRecord, TaskRecord, Unreadable, record_digest
+from shared.records import ServiceOutcome, ServiceRecord, TaskRecord, Unreadable, record_digest
 from shared.store import Store
 
 log = logging.getLogger("gorchester.api")
 
 EVENT_MESSAGES = {
-    "created": (EventKind.SERVICE_CREATED, "service {name} created"),
-    "updated": (EventKind.SERVICE_UPDATED, "service {name} updated"),
-    "deleted": (EventKind.SERVICE_DELETED, "service {name} marked for deletion"),
+    ServiceOutcome.CREATED: (EventKind.SERVICE_CREATED, "service {name} created"),
+    ServiceOutcome.UPDATED: (EventKind.SERVICE_UPDATED, "service {name} updated"),
+    ServiceOutcome.DELETED: (EventKind.SERVICE_DELETED, "service {name} marked for deletion"),
 }
 
 
@@ -44,13 +44,13 @@ class ScaleRequest(BaseModel):
     )
 
 
-def _announce(store: Store, outcome: str, name: str, record: ServiceRecord | None = None) -> None:
+def _announce(store: Store, outcome: ServiceOutcome, name: str, record: ServiceRecord | None = None) -> None:
     """Record an API write as an event (the Store already published it on the changes channel);
     a write that changed the template also starts a rolling update."""
     kind, message = EVENT_MESSAGES[outcome]
     store.emit(kind, message.format(name=name), service=name)
     log.info("%s", message.format(name=name))
-    if outcome == "updated":
+    if outcome is ServiceOutcome.UPDATED:
         record = record or store.service(name)
         update = record.update
         if update is not None and update.version == record.version and record.updating:
@@ -90,10 +90,10 @@ def _view(store: Store, name: str) -> dict[str, Any]:
     return views[0]
 
 
-def _written_view(store: Store, record: ServiceRecord, outcome: str) -> dict[str, Any]:
+def _written_view(store: Store, record: ServiceRecord, outcome: ServiceOutcome) -> dict[str, Any]:
     """The view of the record a write made (a new record, not yet judged by the scheduler); when the
     write changed nothing, of the record as stored."""
-    return _view(store, record.name) if outcome == "unchanged" else service_view(record, store.tasks())
+    return _view(store, record.name) if outcome is ServiceOutcome.UNCHANGED else service_view(record, store.tasks())
 
 
 async def list_services(request: Request) -> Response:
@@ -126,7 +126,7 @@ async def create_service(request: Request) -> JSONResponse:
 
     def create(store: Store) -> dict[str, Any]:
         record = store.create_service(spec, time.time())
-        _announce(store, "created", spec.service_name)
+        _announce(store, ServiceOutcome.CREATED, spec.service_name)
         return service_view(record, store.tasks())
 
     return JSONResponse(await acknowledged(request, create), status_code=201)
@@ -144,7 +144,7 @@ async def replace_service(request: Request) -> JSONResponse:
 
     def replace(store: Store) -> dict[str, Any]:
         record, outcome = store.update_service(spec, time.time())
-        if outcome == "updated":
+        if outcome is ServiceOutcome.UPDATED:
             _announce(store, outcome, name, record)
         return _written_view(store, record, outcome)
 
@@ -169,7 +169,7 @@ async def delete_service(request: Request) -> JSONResponse:
     def delete(store: Store) -> dict[str, Any]:
         record, marked = store.delete_service(name, time.time())
         if marked:
-            _announce(store, "deleted", name)
+            _announce(store, ServiceOutcome.DELETED, name)
         if isinstance(record, Unreadable):  # dropped at once: its tasks are stopped as those of a service gone
             return {**unreadable_service_view(record, [], record.reason), "deleting": True}
         return service_view(record, store.tasks())
@@ -185,7 +185,7 @@ async def scale_service(request: Request) -> JSONResponse:
         # The new count is put into the spec read inside the write's transaction: a change made
         # meanwhile (a PUT) is kept, never overwritten with the spec as it was before it.
         record, outcome = store.change_spec(name, lambda spec: _with_replicas(spec, replicas), time.time())
-        if outcome == "updated":
+        if outcome is ServiceOutcome.UPDATED:
             store.emit(EventKind.SERVICE_SCALED, f"service {name} scaled to {replicas} replicas", service=name)
             log.info("service %s scaled to %d replicas", name, replicas)
         return _written_view(store, record, outcome)
@@ -224,7 +224,7 @@ async def apply(request: Request) -> JSONResponse:
 
     def apply_config(store: Store) -> dict[str, list[str]]:
         outcome = store.apply(config, time.time(), prune=prune)
-        for what in ("created", "updated", "deleted"):
+        for what in (ServiceOutcome.CREATED, ServiceOutcome.UPDATED, ServiceOutcome.DELETED):
             for name in outcome[what]:
                 _announce(store, what, name)
         return outcome

@@ -16,8 +16,8 @@ from typing import Any
 from cli import render
 from cli.arguments import seconds
 from cli.client import EXIT_USAGE, ApiClient, CliError, connection_options, run_client
+from shared.records import ServiceOutcome
 
-OUTCOMES = ("created", "updated", "unchanged", "deleted")
 POLL_INTERVAL = 1.0  # seconds between looks at /v1/services while waiting
 DEFAULT_TIMEOUT = 120.0
 
@@ -65,7 +65,7 @@ def read_text(path: str) -> str:
 
 def summary(outcome: dict[str, list[str]]) -> str:
     """`created: web, api` per outcome that has names; `nothing to do` when all are empty."""
-    lines = [f"{what}: {', '.join(outcome[what])}" for what in OUTCOMES if outcome.get(what)]
+    lines = [f"{what}: {', '.join(outcome[what])}" for what in ServiceOutcome if outcome.get(what)]
     return "\n".join(lines) or "nothing to do: no services"
 
 

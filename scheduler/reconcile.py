@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
+from enum import StrEnum
 
 from scheduler.backoff import wants_restart
 from scheduler.placement import NodeState, Request, place
@@ -40,13 +41,22 @@ UPDATE_PARALLELISM = 1
 SLOT_ID = re.compile(r"(.+)\.([1-9][0-9]{0,8})")  # a task id: `<service>.<slot>`
 
 
+class Why(StrEnum):
+    """Why a task needs a node (its placement event says so)."""
+
+    SCHEDULED = "scheduled"  # a new replica, or one never placed
+    RESCHEDULED = "rescheduled"  # its node is down or draining
+    RESTARTED = "restarted"  # it exited (or is unhealthy) and its restart policy wants it back
+    UPDATED = "updated"  # its service's template changed
+
+
 @dataclass
 class _Placing:
     """A task that needs a node in this pass, and why."""
 
     task: TaskRecord
     service: ServiceRecord
-    why: str  # scheduled | rescheduled | restarted | updated
+    why: Why
     start_first: bool = False  # the running container stays (as `previous`) until the new one is ready
 
 
@@ -105,7 +115,7 @@ def reconcile(
                     id=task_id(name, slot), service=name, slot=slot, created_at=now, rev=-1,
                     incarnation=incarnation_at(now),
                 )
-                placing.append(_Placing(fresh, service, "scheduled"))
+                placing.append(_Placing(fresh, service, Why.SCHEDULED))
         placing += _keep(service, list(current.values()), status, now, policy, plan)
 
     _place(placing, tasks, nodes, status, now, policy, plan)
@@ -142,9 +152,10 @@ def _replace_unreadable(
 
 
 PLACEMENT_KINDS = {
-    "scheduled": EventKind.TASK_SCHEDULED,
-    "rescheduled": EventKind.TASK_RESCHEDULED,
-    "restarted": EventKind.TASK_RESTARTED,
+    Why.SCHEDULED: EventKind.TASK_SCHEDULED,
+    Why.RESCHEDULED: EventKind.TASK_RESCHEDULED,
+    Why.RESTARTED: EventKind.TASK_RESTARTED,
+    Why.UPDATED: EventKind.TASK_UPDATED,
 }
 
 
@@ -206,7 +217,7 @@ def _keep(
         if task.state is TaskState.SHUTDOWN:
             _retire(task, status, now, policy, plan)  # wanted again; the slot is reused once it is gone
         elif task.state is TaskState.PENDING:
-            placing.append(_Placing(task, service, "scheduled"))
+            placing.append(_Placing(task, service, Why.SCHEDULED))
         elif task.state in ACTIVE_STATES and node_status in (NodeStatus.DRAINING, NodeStatus.DOWN):
             # NOT_READY (its engine does not answer) keeps its replicas until it is DOWN: the engine
             # may be back within the heartbeat window, its containers still running.
@@ -215,23 +226,23 @@ def _keep(
                 # Drained start-first, UPDATE_PARALLELISM at a time; the rest keep serving meanwhile.
                 if update_budget > 0:
                     update_budget -= 1
-                    placing.append(_Placing(task, service, "rescheduled", start_first=True))
+                    placing.append(_Placing(task, service, Why.RESCHEDULED, start_first=True))
             else:
-                placing.append(_Placing(task, service, "rescheduled"))
+                placing.append(_Placing(task, service, Why.RESCHEDULED))
         elif task.state in TERMINAL_STATES:
             if task.template != template:
-                placing.append(_Placing(task, service, "updated"))
+                placing.append(_Placing(task, service, Why.UPDATED))
             elif wants_restart(service.spec.restart_policy, task) or task.health is Health.UNHEALTHY:
                 # An unhealthy replica is always replaced, through the same back-off as a crash.
                 due = policy.backoff.due_at(task)
                 if now >= due:
-                    placing.append(_Placing(task, service, "restarted"))
+                    placing.append(_Placing(task, service, Why.RESTARTED))
                 else:
                     plan.wake(due)
         elif task.template != template:
             if task.state is TaskState.RUNNING and update_budget > 0:
                 update_budget -= 1
-                placing.append(_Placing(task, service, "updated", start_first=start_first and task.previous is None))
+                placing.append(_Placing(task, service, Why.UPDATED, start_first=start_first and task.previous is None))
         elif task.state in (TaskState.ASSIGNED, TaskState.STARTING):
             _requeue_if_lost(task, now, policy, plan)
     return placing
@@ -312,7 +323,7 @@ def _place(
     placement = place(states.values(), requests)
     for item, request in zip(placing, requests, strict=True):
         node = placement.assigned.get(item.task.id)
-        if node is None and item.start_first and item.why == "updated":
+        if node is None and item.start_first and item.why is Why.UPDATED:
             node = _stop_first_instead(item, request, states)
         if node is None:
             if not item.start_first:  # start-first: the running container just stays for now
@@ -340,7 +351,7 @@ def _stop_first_instead(item: _Placing, request: Request, states: dict[str, Node
 def _assign(item: _Placing, node: str, status: dict[str, NodeStatus], now: float, policy: Policy, plan: Plan) -> None:
     task, spec = item.task, item.service.spec
     gen = task.gen + 1
-    restarted = item.why == "restarted"
+    restarted = item.why is Why.RESTARTED
     previous = task.previous
     if item.start_first and task.node is not None:
         previous = PreviousContainer(
@@ -382,7 +393,7 @@ def _assign(item: _Placing, node: str, status: dict[str, NodeStatus], now: float
     if not item.start_first:
         jobs += _release_old_node(task, node, status)
     where = f"on {node}" if task.node in (None, node) else f"from {task.node} to {node}"
-    kind = PLACEMENT_KINDS.get(item.why, EventKind.TASK_UPDATED)
+    kind = PLACEMENT_KINDS[item.why]
     event = Event(kind, f"{task.id} {item.why} {where}", {"service": task.service, "task": task.id, "node": node})
     plan.writes.append(Write(task.id, task.rev, record, jobs=jobs, events=[event]))
 

@@ -91,6 +91,15 @@ class Availability(StrEnum):
     DRAIN = "drain"
 
 
+class ServiceOutcome(StrEnum):
+    """What a user's write did to a service (the API's answers, `gorchester apply`'s summary)."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    DELETED = "deleted"
+
+
 class PublishedPort(Stored):
     host_ip: str
     host_port: int = Field(ge=0, le=65535)

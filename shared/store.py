@@ -34,6 +34,7 @@ from shared.records import (
     EngineHealth,
     NodeRecord,
     ServiceFault,
+    ServiceOutcome,
     ServiceRecord,
     TaskRecord,
     TaskState,
@@ -261,7 +262,7 @@ class Store:
 
     def update_service(
         self, spec: ServiceSpec, now: float, *, create: bool = False, expected_version: int | None = None
-    ) -> tuple[ServiceRecord, str]:
+    ) -> tuple[ServiceRecord, ServiceOutcome]:
         """Replace a service's spec; returns the record and `created`, `updated` or `unchanged`.
 
         With `expected_version`, raise Conflict unless the stored service is still at that version
@@ -278,7 +279,7 @@ class Store:
 
     def change_spec(
         self, name: str, respec: Callable[[ServiceSpec], ServiceSpec], now: float
-    ) -> tuple[ServiceRecord, str]:
+    ) -> tuple[ServiceRecord, ServiceOutcome]:
         """Change a service's spec as `respec` says, from the spec read in the same transaction (a
         scale keeps a concurrent change of anything else); returns the record and the outcome."""
 
@@ -320,7 +321,7 @@ class Store:
         Outcomes = dict[str, list[str]]
 
         def converge(current: Records[ServiceRecord]) -> tuple[dict[str, ServiceRecord], list[str], Outcomes]:
-            outcome: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": [], "deleted": []}
+            outcome: dict[str, list[str]] = {kind: [] for kind in ServiceOutcome}
             writes: dict[str, ServiceRecord] = {}
             drops: list[str] = []
             for spec in config.services:
@@ -339,7 +340,7 @@ class Store:
                         writes[name] = entry.model_copy(update={"deleting": True, "updated_at": now})
                     else:
                         continue
-                    outcome["deleted"].append(name)
+                    outcome[ServiceOutcome.DELETED].append(name)
             return writes, drops, outcome
 
         return self._write_services(None, converge)
@@ -762,7 +763,7 @@ class Store:
         return result[-limit:]
 
 
-Revised = tuple[ServiceRecord, str]  # a service record and the outcome: created, updated or unchanged
+Revised = tuple[ServiceRecord, ServiceOutcome]  # a service record and the outcome: created, updated or unchanged
 
 
 def revise(
@@ -772,24 +773,24 @@ def revise(
     now: float,
     create: bool,
     expected_version: int | None,
-) -> tuple[ServiceRecord, str, bool]:
+) -> tuple[ServiceRecord, ServiceOutcome, bool]:
     """A user's new spec for a service as stored now: (the record, `created` / `updated` /
     `unchanged`, whether to write it). A record that cannot be read is replaced whole."""
     if current is None:
         if not create:
             raise NotFound(f"service {name!r} not found")
-        return ServiceRecord(spec=spec, created_at=now, updated_at=now), "created", True
+        return ServiceRecord(spec=spec, created_at=now, updated_at=now), ServiceOutcome.CREATED, True
     if isinstance(current, Unreadable):
         if expected_version is not None:
             raise Conflict(unreadable_service(current))
-        return ServiceRecord(spec=spec, created_at=now, updated_at=now), "updated", True
+        return ServiceRecord(spec=spec, created_at=now, updated_at=now), ServiceOutcome.UPDATED, True
     if current.deleting:
         raise Conflict(f"service {name!r} is being deleted")
     if expected_version is not None and current.version != expected_version:
         raise Conflict(f"service {name!r} changed meanwhile (version {current.version}, not {expected_version})")
     if current.spec == spec:
-        return current, "unchanged", False
-    return current.with_spec(spec, now), "updated", True  # a changed template starts a rolling update
+        return current, ServiceOutcome.UNCHANGED, False
+    return current.with_spec(spec, now), ServiceOutcome.UPDATED, True  # a changed template starts a rolling update
 
 
 def unreadable_service(entry: Unreadable) -> str:
