@@ -9,7 +9,8 @@ count against a node for the later ones.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from shared.records import NodeStatus
@@ -62,46 +63,81 @@ class Request:
     host_ports: tuple[str, ...] = ()
 
 
-Check = Callable[[NodeState, Request], str | None]
+@dataclass(frozen=True)
+class Rejection:
+    """Why one node cannot take a request: `text` with this node's figures, `summary` the same for
+    every node that refuses for that reason (counted when many do)."""
+
+    text: str
+    summary: str
+
+    def __str__(self) -> str:
+        return self.text
 
 
-def node_ready(node: NodeState, request: Request) -> str | None:
-    return None if node.status is NodeStatus.READY else f"node is {node.status.value}"
+Check = Callable[[NodeState, Request], Rejection | None]
 
 
-def enough_cpu(node: NodeState, request: Request) -> str | None:
+def node_ready(node: NodeState, request: Request) -> Rejection | None:
+    if node.status is NodeStatus.READY:
+        return None
+    text = f"node is {node.status.value}"
+    return Rejection(text, text)
+
+
+def enough_cpu(node: NodeState, request: Request) -> Rejection | None:
     free = node.cpu_capacity - node.cpu_allocated
     if request.cpu_millicores <= free:
         return None
-    return f"not enough cpu (needs {request.cpu_millicores}m, {max(free, 0)}m free)"
+    needs = f"needs {request.cpu_millicores}m"
+    return Rejection(f"not enough cpu ({needs}, {max(free, 0)}m free)", f"not enough cpu ({needs})")
 
 
-def enough_memory(node: NodeState, request: Request) -> str | None:
+def enough_memory(node: NodeState, request: Request) -> Rejection | None:
     free = node.memory_capacity - node.memory_allocated
     if request.memory_bytes <= free:
         return None
-    return f"not enough memory (needs {_mib(request.memory_bytes)}, {_mib(max(free, 0))} free)"
+    needs = f"needs {_mib(request.memory_bytes)}"
+    return Rejection(f"not enough memory ({needs}, {_mib(max(free, 0))} free)", f"not enough memory ({needs})")
 
 
-def host_ports_free(node: NodeState, request: Request) -> str | None:
+def host_ports_free(node: NodeState, request: Request) -> Rejection | None:
     taken = sorted(port for port in request.host_ports if port in node.ports_used)
-    return f"host port {', '.join(taken)} in use" if taken else None
+    if not taken:
+        return None
+    text = f"host port {', '.join(taken)} in use"
+    return Rejection(text, text)
 
 
 # Cheapest first; the first check that fails names the reason for that node.
 CHECKS: tuple[Check, ...] = (node_ready, host_ports_free, enough_cpu, enough_memory)
+# Up to this many refusing nodes, a pending reason names each with its figures; beyond, it counts the
+# nodes per reason (Kubernetes' "0/1000 nodes are available: ..."), so it does not grow with the
+# cluster nor change with every node's free memory.
+NAMED_NODES = 3
 
 
 def _mib(value: int) -> str:
     return f"{value / MIB:.0f} MiB"
 
 
-def rejection(node: NodeState, request: Request) -> str | None:
+def rejection(node: NodeState, request: Request) -> Rejection | None:
     for check in CHECKS:
         reason = check(node, request)
         if reason:
             return reason
     return None
+
+
+def pending_reason(candidates: Sequence[NodeState], rejections: Sequence[tuple[str, Rejection]]) -> str:
+    """Why no node of `candidates` takes a request, from each refusing node's (id, rejection)."""
+    if not rejections:
+        return "no nodes registered"
+    if len(rejections) <= NAMED_NODES:
+        return "; ".join(f"{node_id}: {why}" for node_id, why in rejections)
+    counts = Counter(why.summary for _, why in rejections)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return f"0/{len(candidates)} nodes available: " + ", ".join(f"{count} {summary}" for summary, count in ranked)
 
 
 def fits(node: NodeState, request: Request) -> bool:
@@ -263,5 +299,4 @@ def _place_run(pool: _Pool, run: list[Request], result: Placement) -> None:
 
 
 def _why_none(candidates: list[NodeState], request: Request) -> str:
-    reasons = [f"{node.id}: {reason}" for node in candidates if (reason := rejection(node, request))]
-    return "; ".join(reasons) if reasons else "no nodes registered"
+    return pending_reason(candidates, [(node.id, why) for node in candidates if (why := rejection(node, request))])

@@ -87,3 +87,32 @@ def test_release_undoes_hold_entirely():
     n.hold(request)
     n.release(request)
     assert (n.cpu_allocated, n.memory_allocated, n.ports_used, n.replicas.get("web"), n.tasks) == (0, 0, set(), 0, 0)
+
+
+def test_a_pending_reason_over_many_nodes_counts_them_per_reason():
+    """Over 1,000 full nodes the reason is a count per reason, as Kubernetes says it: bounded, and the same
+    however each node's free cpu changes (it is not rewritten at every pass)."""
+
+    def cluster(free_cpu: int) -> list[NodeState]:
+        nodes = [node(f"n{i:04d}", cpu=2000) for i in range(998)]
+        for each in nodes:
+            each.cpu_allocated = 2000 - free_cpu - (int(each.id[1:]) % 7)
+        ported = [node("p1"), node("p2")]
+        for each in ported:
+            each.ports_used.add("80/tcp")
+        return [*nodes, *ported]
+
+    wanted = Request("web.1", "web", cpu_millicores=1000, host_ports=("80/tcp",))
+    reason = place(cluster(100), [wanted]).pending["web.1"]
+    assert reason == "0/1000 nodes available: 998 not enough cpu (needs 1000m), 2 host port 80/tcp in use"
+    assert place(cluster(300), [wanted]).pending["web.1"] == reason
+
+
+def test_a_few_refusing_nodes_are_each_named_with_their_figures():
+    nodes = [node("n1", cpu=500), node("n2", cpu=700), node("n3", status=NodeStatus.DOWN), node("n4", cpu=100)]
+    assert place(nodes, [Request("big.1", "big", cpu_millicores=1000)]).pending["big.1"] == (
+        "0/4 nodes available: 3 not enough cpu (needs 1000m), 1 node is down"
+    )
+    assert place(nodes[:3], [Request("big.1", "big", cpu_millicores=1000)]).pending["big.1"] == (
+        "n1: not enough cpu (needs 1000m, 500m free); n2: not enough cpu (needs 1000m, 700m free); n3: node is down"
+    )

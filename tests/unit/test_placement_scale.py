@@ -8,7 +8,7 @@ import random
 from collections.abc import Iterable
 
 from scheduler import placement
-from scheduler.placement import NodeState, Placement, Request, place, rank, rejection
+from scheduler.placement import NodeState, Placement, Rejection, Request, pending_reason, place, rank, rejection
 from shared.records import NodeStatus
 
 GIB = 1024**3
@@ -21,15 +21,15 @@ def place_by_scan(nodes: Iterable[NodeState], requests: Iterable[Request]) -> Pl
     result = Placement()
     for request in requests:
         best: NodeState | None = None
-        reasons: list[str] = []
+        reasons: list[tuple[str, Rejection]] = []
         for node in candidates:
             reason = rejection(node, request)
             if reason:
-                reasons.append(f"{node.id}: {reason}")
+                reasons.append((node.id, reason))
             elif best is None or rank(node, request) < rank(best, request):
                 best = node
         if best is None:
-            result.pending[request.task] = "; ".join(reasons) if reasons else "no nodes registered"
+            result.pending[request.task] = pending_reason(candidates, reasons)
             continue
         best.hold(request)
         result.assigned[request.task] = best.id
