@@ -87,7 +87,8 @@ def create_app(
         try:
             resolved = settings or Settings.from_env()
             auth = tokens if tokens is not None else Tokens.from_env()
-            check_access(resolved.redis_url, "api")  # a wrong password or TLS setting stops it here, named
+            # A wrong password or TLS setting, or data of another layout version, stops it here, named.
+            check_access(resolved.redis_url, resolved.cluster, "api")
         except SettingError as exc:
             log.error("cannot start: %s", exc)  # one line to read before uvicorn's traceback of the failed startup
             raise

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = Settings.from_env()
-    check_access(settings.redis_url, "scheduler")
+    check_access(settings.redis_url, settings.cluster, "scheduler")
     scheduler = Scheduler(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

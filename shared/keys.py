@@ -16,6 +16,11 @@ class Keys:
         self.prefix = f"{ROOT}:{cluster}"
 
     @property
+    def schema(self) -> str:
+        """String: the layout version the cluster's data is written in (shared/schema.py)."""
+        return f"{self.prefix}:schema"
+
+    @property
     def services(self) -> str:
         """Hash: service name -> ServiceRecord JSON."""
         return f"{self.prefix}:services"

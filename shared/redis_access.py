@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import redis
 
+from shared import schema
+from shared.keys import Keys
 from shared.redis_url import describe
 from shared.settings import PASSWORD_FILE_SETTING, SettingError
 from shared.store import connect
@@ -52,12 +54,14 @@ def access_problem(url: str, exc: redis.RedisError) -> str | None:
     return None
 
 
-def check_access(url: str, component: str) -> None:
-    """PING `url` once; raise SettingError (the process exits with its message) on a problem of access.
+def check_access(url: str, cluster: str, component: str) -> None:
+    """PING `url` once, then check the layout version of `cluster`'s data (shared/schema.py); raise
+    SettingError (the process exits with its message) on a problem of access or another version.
     A Redis that does not answer is only logged: the caller's loops wait it out."""
     client = connect(url, timeout=CHECK_TIMEOUT, retry_on_timeout=False)
     try:
         client.ping()
+        schema.check(client, Keys(cluster), component)
     except redis.RedisError as exc:
         problem = access_problem(url, exc)
         if problem is not None:

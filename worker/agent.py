@@ -50,9 +50,9 @@ log = logging.getLogger("rq.worker.gorchester")
 # --url that is REDIS_URL or localhost:6379; point it at the cluster's Redis, with its password, so
 # the agent needs no --url (which `ps` would show). A wrong password or TLS setting stops the agent
 # here, named, rather than as rq's bare connection error.
-_cluster_redis = Settings.from_env().redis_url
-os.environ["REDIS_URL"] = current_server(_cluster_redis)  # rq's command line takes one server
-check_access(_cluster_redis, "node agent")
+_settings = Settings.from_env()
+os.environ["REDIS_URL"] = current_server(_settings.redis_url)  # rq's command line takes one server
+check_access(_settings.redis_url, _settings.cluster, "node agent")
 
 T = TypeVar("T")
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)

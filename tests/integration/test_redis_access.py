@@ -4,6 +4,7 @@ not answer is not one (the process starts and waits for it)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +12,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from shared import schema
+from shared.keys import Keys
 from shared.redis_access import access_problem, check_access
 from shared.settings import SettingError
-from tests.support.procs import free_port, wait_for
+from tests.conftest import RedisServer
+from tests.support.procs import ROOT, VENV_BIN, free_port, wait_for
 
 
 def openssl(*argv: str, cwd: Path) -> None:
@@ -80,6 +84,47 @@ def test_each_problem_of_access_is_named_with_its_fix(servers: tuple[int, int, P
 def test_a_redis_that_does_not_answer_is_waited_for_not_refused(servers: tuple[int, int, Path]) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     assert problem(url) is None
-    check_access(url, "test")  # logs, does not raise
+    check_access(url, "c", "test")  # logs, does not raise
     with pytest.raises(SettingError, match="^scheduler: GORCHESTER_REDIS_URL: redis at 127.0.0.1"):
-        check_access(f"redis://:wrong@127.0.0.1:{servers[1]}/0", "scheduler")
+        check_access(f"redis://:wrong@127.0.0.1:{servers[1]}/0", "c", "scheduler")
+
+
+def test_a_cluster_is_marked_with_its_layout_version_and_another_version_refused(
+    redis_server: RedisServer, cluster: str
+) -> None:
+    """A cluster's first process marks its data with the layout version (shared/schema.py); processes of
+    the same version start; data of another version (a newer gorchester's, or not gorchester's) stops
+    every process at start, naming both versions."""
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    keys = Keys(cluster)
+    try:
+        check_access(redis_server.url, cluster, "api")
+        assert client.get(keys.schema) == str(schema.VERSION)
+        check_access(redis_server.url, cluster, "scheduler")  # the same version: starts
+        client.set(keys.schema, schema.VERSION + 1)
+        with pytest.raises(SettingError, match=rf"^scheduler: cluster '{cluster}' keeps its data in Redis layout "
+                                               rf"version '{schema.VERSION + 1}'.*upgrade gorchester"):
+            check_access(redis_server.url, cluster, "scheduler")
+        client.set(keys.schema, "x" * 100)
+        with pytest.raises(SettingError, match="not written by gorchester"):
+            check_access(redis_server.url, cluster, "node agent")
+    finally:
+        client.delete(keys.schema)
+        client.close()
+
+
+def test_a_scheduler_on_data_of_another_layout_exits_saying_so(
+    redis_server: RedisServer, cluster: str, tmp_path: Path
+) -> None:
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    keys = Keys(cluster)
+    client.set(keys.schema, schema.VERSION + 1)
+    try:
+        env = {**os.environ, "GORCHESTER_REDIS_URL": redis_server.url, "GORCHESTER_CLUSTER": cluster}
+        done = subprocess.run([str(VENV_BIN / "python"), "-m", "scheduler"], env=env, capture_output=True, text=True,
+                              timeout=60, cwd=ROOT)
+        assert done.returncode != 0
+        assert f"layout version '{schema.VERSION + 1}'" in done.stderr, done.stderr[-2000:]
+    finally:
+        client.delete(keys.schema)
+        client.close()
