@@ -50,6 +50,17 @@ class Why(StrEnum):
     UPDATED = "updated"  # its service's template changed
 
 
+@dataclass(frozen=True)
+class _Pass:
+    """What every decision of one pass shares: its time, the policy, each node's status, and the plan
+    it adds its writes to."""
+
+    now: float
+    policy: Policy
+    status: dict[str, NodeStatus]
+    plan: Plan
+
+
 @dataclass
 class _Placing:
     """A task that needs a node in this pass, and why."""
@@ -82,6 +93,7 @@ def reconcile(
     for node in nodes:
         if status[node.id] is not NodeStatus.DOWN:
             plan.wake(node.down_at(misses, heard_since) + 0.01)
+    ctx = _Pass(now, policy, status, plan)
 
     by_service: dict[str, dict[int, TaskRecord]] = {}
     placing: list[_Placing] = []
@@ -90,7 +102,7 @@ def reconcile(
             continue
         service = services.get(task.service)
         if service is None or service.deleting or task.slot > service.spec.replicas:
-            _retire(task, status, now, policy, plan)
+            _retire(task, ctx)
         else:
             by_service.setdefault(task.service, {})[task.slot] = task
     broken: set[tuple[str, int]] = set()  # slots whose record is unreadable: replaced, not made afresh
@@ -116,9 +128,9 @@ def reconcile(
                     incarnation=incarnation_at(now),
                 )
                 placing.append(_Placing(fresh, service, Why.SCHEDULED))
-        placing += _keep(service, list(current.values()), status, now, policy, plan)
+        placing += _keep(service, list(current.values()), ctx)
 
-    _place(placing, tasks, nodes, status, now, policy, plan)
+    _place(placing, tasks, nodes, ctx)
     return plan
 
 
@@ -164,38 +176,31 @@ def _job(node: str, action: Action, task: TaskRecord, gen: int) -> Decision:
     return Decision(node, action, task.id, gen, task.incarnation)
 
 
-def _retire(task: TaskRecord, status: dict[str, NodeStatus], now: float, policy: Policy, plan: Plan) -> None:
+def _retire(task: TaskRecord, ctx: _Pass) -> None:
     """A task nobody wants: stop its container through its node, or just forget it."""
-    node_gone = task.node is None or status.get(task.node, NodeStatus.DOWN) is NodeStatus.DOWN
+    node_gone = task.node is None or ctx.status.get(task.node, NodeStatus.DOWN) is NodeStatus.DOWN
     if node_gone:
         # Nothing can run it; a returning agent removes containers whose task is gone.
-        plan.writes.append(Write(task.id, task.rev, None))
+        ctx.plan.writes.append(Write(task.id, task.rev, None))
         return
     assert task.node is not None
     if task.state is TaskState.SHUTDOWN:
-        if _resend_due(task.updated_at, now, policy, plan):
-            again = task.model_copy(update={"updated_at": now})
-            plan.writes.append(Write(task.id, task.rev, again, jobs=[_job(task.node, Action.STOP, task, task.gen)]))
+        if _resend_due(task.updated_at, ctx):
+            again = task.model_copy(update={"updated_at": ctx.now})
+            ctx.plan.writes.append(Write(task.id, task.rev, again, jobs=[_job(task.node, Action.STOP, task, task.gen)]))
         return
     gen = task.gen + 1
     stopping = task.model_copy(
-        update={"gen": gen, "state": TaskState.SHUTDOWN, "reason": "shutdown", "updated_at": now, "previous": None}
+        update={"gen": gen, "state": TaskState.SHUTDOWN, "reason": "shutdown", "updated_at": ctx.now, "previous": None}
     )
     jobs = [_job(task.node, Action.STOP, task, gen)]
     previous = task.previous
-    if previous is not None and previous.node != task.node and status.get(previous.node) is not NodeStatus.DOWN:
+    if previous is not None and previous.node != task.node and ctx.status.get(previous.node) is not NodeStatus.DOWN:
         jobs.append(_job(previous.node, Action.STOP, task, previous.gen))
-    plan.writes.append(Write(task.id, task.rev, stopping, jobs=jobs))
+    ctx.plan.writes.append(Write(task.id, task.rev, stopping, jobs=jobs))
 
 
-def _keep(
-    service: ServiceRecord,
-    tasks: list[TaskRecord],
-    status: dict[str, NodeStatus],
-    now: float,
-    policy: Policy,
-    plan: Plan,
-) -> list[_Placing]:
+def _keep(service: ServiceRecord, tasks: list[TaskRecord], ctx: _Pass) -> list[_Placing]:
     """Decide for each wanted task whether it stays, is re-placed, restarted or updated."""
     template = service.template_hash()
     placing: list[_Placing] = []
@@ -209,13 +214,11 @@ def _keep(
     )
     update_budget = max(UPDATE_PARALLELISM - in_flight, 0)
     for task in sorted(tasks, key=lambda t: t.slot):
-        node_status = status.get(task.node or "", NodeStatus.DOWN)
-        if task.previous is not None and task.state is not TaskState.SHUTDOWN and _release_previous(
-            task, status, now, plan
-        ):
+        node_status = ctx.status.get(task.node or "", NodeStatus.DOWN)
+        if task.previous is not None and task.state is not TaskState.SHUTDOWN and _release_previous(task, ctx):
             continue  # one write per task and pass: other decisions about it wait for the next pass
         if task.state is TaskState.SHUTDOWN:
-            _retire(task, status, now, policy, plan)  # wanted again; the slot is reused once it is gone
+            _retire(task, ctx)  # wanted again; the slot is reused once it is gone
         elif task.state is TaskState.PENDING:
             placing.append(_Placing(task, service, Why.SCHEDULED))
         elif task.state in ACTIVE_STATES and node_status in (NodeStatus.DRAINING, NodeStatus.DOWN):
@@ -234,21 +237,21 @@ def _keep(
                 placing.append(_Placing(task, service, Why.UPDATED))
             elif wants_restart(service.spec.restart_policy, task) or task.health is Health.UNHEALTHY:
                 # An unhealthy replica is always replaced, through the same back-off as a crash.
-                due = policy.backoff.due_at(task)
-                if now >= due:
+                due = ctx.policy.backoff.due_at(task)
+                if ctx.now >= due:
                     placing.append(_Placing(task, service, Why.RESTARTED))
                 else:
-                    plan.wake(due)
+                    ctx.plan.wake(due)
         elif task.template != template:
             if task.state is TaskState.RUNNING and update_budget > 0:
                 update_budget -= 1
                 placing.append(_Placing(task, service, Why.UPDATED, start_first=start_first and task.previous is None))
         elif task.state in (TaskState.ASSIGNED, TaskState.STARTING):
-            _requeue_if_lost(task, now, policy, plan)
+            _requeue_if_lost(task, ctx)
     return placing
 
 
-def _release_previous(task: TaskRecord, status: dict[str, NodeStatus], now: float, plan: Plan) -> bool:
+def _release_previous(task: TaskRecord, ctx: _Pass) -> bool:
     """Start-first's second half: once the new gen is ready, the previous container is stopped.
 
     A previous container on a node that went down is forgotten (its agent sweeps it on return).
@@ -257,47 +260,41 @@ def _release_previous(task: TaskRecord, status: dict[str, NodeStatus], now: floa
     previous = task.previous
     assert previous is not None
     jobs: list[Decision] = []
-    if status.get(previous.node, NodeStatus.DOWN) is not NodeStatus.DOWN:
+    if ctx.status.get(previous.node, NodeStatus.DOWN) is not NodeStatus.DOWN:
         if not task.ready():
             return False
         jobs.append(_job(previous.node, Action.STOP, task, previous.gen))
-    released = task.model_copy(update={"previous": None, "updated_at": now})
-    plan.writes.append(Write(task.id, task.rev, released, jobs=jobs))
+    released = task.model_copy(update={"previous": None, "updated_at": ctx.now})
+    ctx.plan.writes.append(Write(task.id, task.rev, released, jobs=jobs))
     return True
 
 
-def _requeue_if_lost(task: TaskRecord, now: float, policy: Policy, plan: Plan) -> None:
+def _requeue_if_lost(task: TaskRecord, ctx: _Pass) -> None:
     """A start job that left no trace (agent killed mid-job, queue lost) is sent again, same gen."""
     since = task.assigned_at if task.state is TaskState.ASSIGNED and task.assigned_at else task.updated_at
-    if not _resend_due(since, now, policy, plan):
+    if not _resend_due(since, ctx):
         return
     assert task.node is not None
-    again = task.model_copy(update={"assigned_at": now, "updated_at": now})
-    plan.writes.append(Write(task.id, task.rev, again, jobs=[_job(task.node, Action.START, task, task.gen)]))
+    again = task.model_copy(update={"assigned_at": ctx.now, "updated_at": ctx.now})
+    ctx.plan.writes.append(Write(task.id, task.rev, again, jobs=[_job(task.node, Action.START, task, task.gen)]))
 
 
-def _resend_due(since: float, now: float, policy: Policy, plan: Plan) -> bool:
+def _resend_due(since: float, ctx: _Pass) -> bool:
     """Whether a job sent at `since` whose task has not moved on since is sent again now: the timeout
     passed, or it went to a Redis the scheduler has since lost (jobs are idempotent: a second copy of
     one that did arrive finds its work done)."""
-    if since < policy.jobs_trusted_since or now - since >= policy.assigned_timeout:
+    if since < ctx.policy.jobs_trusted_since or ctx.now - since >= ctx.policy.assigned_timeout:
         return True
-    plan.wake(since + policy.assigned_timeout)
+    ctx.plan.wake(since + ctx.policy.assigned_timeout)
     return False
 
 
-def _place(
-    placing: list[_Placing],
-    tasks: list[TaskRecord],
-    nodes: list[NodeRecord],
-    status: dict[str, NodeStatus],
-    now: float,
-    policy: Policy,
-    plan: Plan,
-) -> None:
+def _place(placing: list[_Placing], tasks: list[TaskRecord], nodes: list[NodeRecord], ctx: _Pass) -> None:
     # A start-first replacement leaves the old container running (and holding its node) meanwhile.
     moving = {item.task.id for item in placing if not item.start_first}
-    states = {node.id: NodeState(node.id, status[node.id], node.cpu_millicores, node.memory_bytes) for node in nodes}
+    states = {
+        node.id: NodeState(node.id, ctx.status[node.id], node.cpu_millicores, node.memory_bytes) for node in nodes
+    }
     for task in tasks:
         previous = task.previous
         if previous is not None and previous.node in states:
@@ -327,9 +324,9 @@ def _place(
             node = _stop_first_instead(item, request, states)
         if node is None:
             if not item.start_first:  # start-first: the running container just stays for now
-                _leave_pending(item, placement.pending[item.task.id], status, now, plan)
+                _leave_pending(item, placement.pending[item.task.id], ctx)
         else:
-            _assign(item, node, status, now, policy, plan)
+            _assign(item, node, ctx)
 
 
 def _stop_first_instead(item: _Placing, request: Request, states: dict[str, NodeState]) -> str | None:
@@ -348,7 +345,7 @@ def _stop_first_instead(item: _Placing, request: Request, states: dict[str, Node
     return own.id
 
 
-def _assign(item: _Placing, node: str, status: dict[str, NodeStatus], now: float, policy: Policy, plan: Plan) -> None:
+def _assign(item: _Placing, node: str, ctx: _Pass) -> None:
     task, spec = item.task, item.service.spec
     gen = task.gen + 1
     restarted = item.why is Why.RESTARTED
@@ -375,14 +372,14 @@ def _assign(item: _Placing, node: str, status: dict[str, NodeStatus], now: float
             "host_ports": host_port_keys(spec),
             "container_id": None,
             "ports": [],
-            "assigned_at": now,
+            "assigned_at": ctx.now,
             "started_at": None,
             "finished_at": None,
             "restarts": task.restarts + (1 if restarted else 0),
             # Counted from the streak the back-off saw: a long clean run before this crash starts afresh.
-            "crash_streak": (policy.backoff.streak(task) + 1) if restarted else task.crash_streak,
+            "crash_streak": (ctx.policy.backoff.streak(task) + 1) if restarted else task.crash_streak,
             "stop_requested": False,
-            "updated_at": now,
+            "updated_at": ctx.now,
             "health": Health.STARTING if spec.health_check is not None else Health.NONE,
             "health_output": None,
             "address": None,
@@ -391,11 +388,11 @@ def _assign(item: _Placing, node: str, status: dict[str, NodeStatus], now: float
     )
     jobs = [_job(node, Action.START, task, gen)]
     if not item.start_first:
-        jobs += _release_old_node(task, node, status)
+        jobs += _release_old_node(task, node, ctx.status)
     where = f"on {node}" if task.node in (None, node) else f"from {task.node} to {node}"
     kind = PLACEMENT_KINDS[item.why]
     event = Event(kind, f"{task.id} {item.why} {where}", {"service": task.service, "task": task.id, "node": node})
-    plan.writes.append(Write(task.id, task.rev, record, jobs=jobs, events=[event]))
+    ctx.plan.writes.append(Write(task.id, task.rev, record, jobs=jobs, events=[event]))
 
 
 def _release_old_node(task: TaskRecord, new_node: str | None, status: dict[str, NodeStatus]) -> list[Decision]:
@@ -406,7 +403,7 @@ def _release_old_node(task: TaskRecord, new_node: str | None, status: dict[str, 
     return [_job(old, Action.STOP, task, task.gen)]
 
 
-def _leave_pending(item: _Placing, reason: str, status: dict[str, NodeStatus], now: float, plan: Plan) -> None:
+def _leave_pending(item: _Placing, reason: str, ctx: _Pass) -> None:
     task = item.task
     if task.state is TaskState.PENDING and task.reason == reason and task.rev >= 0:
         return
@@ -418,9 +415,10 @@ def _leave_pending(item: _Placing, reason: str, status: dict[str, NodeStatus], n
             "reason": reason,
             "container_id": None,
             "ports": [],
-            "updated_at": now,
+            "updated_at": ctx.now,
         }
     )
     data = {"service": task.service, "task": task.id}
     event = Event(EventKind.TASK_PENDING, f"{task.id} cannot be placed: {reason}", data)
-    plan.writes.append(Write(task.id, task.rev, record, jobs=_release_old_node(task, None, status), events=[event]))
+    jobs = _release_old_node(task, None, ctx.status)
+    ctx.plan.writes.append(Write(task.id, task.rev, record, jobs=jobs, events=[event]))
