@@ -24,9 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.context import blocking, settings_of, store_of
 from api.views import iso
-from scheduler.replica_calculator import AutoscaleState
 from shared import telemetry
-from shared.records import NodeStatus, TaskState
+from shared.records import AutoscaleState, NodeStatus, TaskState
 from shared.store import Store
 
 # -- per-service usage ---------------------------------------------------------------------------

@@ -18,12 +18,12 @@ import time
 
 import redis
 
-from scheduler.replica_calculator import AutoscaleState, Decision, Readiness, Replica, applied, decide
+from scheduler.replica_calculator import Decision, Readiness, Replica, applied, decide
 from shared import telemetry
 from shared.config import ServiceSpec
 from shared.errors import Conflict, NotFound
 from shared.event_kinds import EventKind
-from shared.records import ServiceRecord, TaskRecord, TaskState
+from shared.records import AutoscaleState, ServiceRecord, TaskRecord, TaskState
 from shared.store import Store
 
 log = logging.getLogger("gorchester.scheduler")

@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from shared.config import ServiceSpec
+from shared.records import AutoscaleState
 
 TOLERANCE = 0.1
 
@@ -112,16 +111,6 @@ def metric_replicas(
     if (new_ratio < 1.0 and desired > current) or (new_ratio > 1.0 and desired < current):
         desired = current
     return MetricResult(metric, target, utilisation, desired, **counts)
-
-
-class AutoscaleState(BaseModel):
-    """What the autoscaler remembers about one service between passes (kept in Redis by the leader)."""
-
-    recommendations: list[tuple[float, int]] = Field(default_factory=list)  # (time, replicas), oldest first
-    last_scaled_at: float | None = None
-    version: int | None = None  # the service version this state has seen (a different one: changed by others)
-    last_decision: dict[str, Any] | None = None  # the latest evaluation, acted on or not
-    last_action: dict[str, Any] | None = None  # the latest scaling applied
 
 
 @dataclass

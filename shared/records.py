@@ -354,6 +354,17 @@ def allocations(tasks: list[TaskRecord]) -> dict[str, Allocation]:
     return result
 
 
+class AutoscaleState(BaseModel):
+    """What the autoscaler remembers about one service between passes (kept in Redis by the leading
+    scheduler, shown by the API)."""
+
+    recommendations: list[tuple[float, int]] = Field(default_factory=list)  # (time, replicas), oldest first
+    last_scaled_at: float | None = None
+    version: int | None = None  # the service version this state has seen (a different one: changed by others)
+    last_decision: dict[str, Any] | None = None  # the latest evaluation, acted on or not
+    last_action: dict[str, Any] | None = None  # the latest scaling applied
+
+
 class ServiceFault(Stored):
     """Why the scheduler cannot handle a service (its record unreadable, or its reconciliation
     raised); kept in the `faults` hash, which only the scheduler writes."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.replica_calculator import AutoscaleState, Readiness, Replica, applied, decide, metric_replicas
+from scheduler.replica_calculator import Readiness, Replica, applied, decide, metric_replicas
 from shared.config import ServiceSpec
+from shared.records import AutoscaleState
 
 M, X, U, IGN = Readiness.MEASURED, Readiness.MISSING, Readiness.UNREADY, Readiness.IGNORED
 
