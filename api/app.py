@@ -68,7 +68,6 @@ ROUTES = [
 class State(TypedDict):
     settings: Settings
     store: Store
-    jobs: redis.Redis  # RQ's connection (zlib-compressed payloads, so not decoding) for the jobs the API sends
     tokens: Tokens  # bearer tokens (api/auth.py); none configured means loopback-only
     origins: OriginPolicy  # which browser origins and Host names may call (api/origins.py)
     redis_work: RedisWork  # the threads Redis calls run on, bounded (api/context.py)
@@ -94,7 +93,6 @@ def create_app(
             raise
         (log.info if auth.enabled else log.warning)("%s", auth.describe())
         store = Store(api_redis(resolved.redis_url), resolved.cluster)
-        jobs = api_redis(resolved.redis_url, decode=False)
         health_redis = async_client(
             resolved.redis_url, socket_timeout=API_REDIS_TIMEOUT_SECONDS,
             socket_connect_timeout=API_REDIS_TIMEOUT_SECONDS,
@@ -104,14 +102,13 @@ def create_app(
         log.info("serving cluster %s", resolved.cluster)
         try:
             yield {
-                "settings": resolved, "store": store, "jobs": jobs, "tokens": auth,
+                "settings": resolved, "store": store, "tokens": auth,
                 "origins": origins or OriginPolicy.from_env(), "redis_work": work, "health_redis": health_redis,
                 "node_calls": node_calls,
             }
         finally:
             work.close()
             store.redis.close()
-            jobs.close()
             await health_redis.aclose()
             await node_calls.aclose()
 

@@ -14,11 +14,10 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from api.context import acknowledged, blocking, jobs_of, settings_of, store_of
+from api.context import acknowledged, blocking, settings_of, store_of
 from api.routing import query_of
 from api.snapshot import json_response, views_of
 from api.views import event_view, node_view, task_view
-from shared.dispatch import Action, Decision, enqueue
 from shared.event_kinds import EventKind
 from shared.records import Availability, NodeRecord
 from shared.store import Store
@@ -142,9 +141,8 @@ async def stop_task(request: Request) -> JSONResponse:
     task_id = request.path_params["task"]
 
     def stop(store: Store) -> dict[str, Any]:
-        task = store.request_stop(task_id)
-        assert task.node is not None
-        enqueue(jobs_of(request), store.keys, [Decision(task.node, Action.HALT, task.id, task.gen, task.incarnation)])
+        task = store.request_stop(task_id)  # the scheduler sends the stop to the node
+        store.notify(f"task:{task.id}")
         message = f"{task.id} stop requested on {task.node}"
         store.emit(EventKind.TASK_STOP_REQUESTED, message, service=task.service, task=task.id, node=task.node)
         return task_view(task)

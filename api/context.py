@@ -49,11 +49,6 @@ def store_of(request: Request) -> Store:
     return store
 
 
-def jobs_of(request: Request) -> redis.Redis:
-    jobs: redis.Redis = request.state.jobs
-    return jobs
-
-
 def settings_of(request: Request) -> Settings:
     settings: Settings = request.state.settings
     return settings

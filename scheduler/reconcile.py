@@ -232,6 +232,8 @@ def _keep(service: ServiceRecord, tasks: list[TaskRecord], ctx: _Pass) -> list[_
                     placing.append(_Placing(task, service, Why.RESCHEDULED, start_first=True))
             else:
                 placing.append(_Placing(task, service, Why.RESCHEDULED))
+        elif task.state is TaskState.RUNNING and task.stop_requested:
+            _halt(task, ctx)
         elif task.state in TERMINAL_STATES:
             if task.template != template:
                 placing.append(_Placing(task, service, Why.UPDATED))
@@ -267,6 +269,16 @@ def _release_previous(task: TaskRecord, ctx: _Pass) -> bool:
     released = task.model_copy(update={"previous": None, "updated_at": ctx.now})
     ctx.plan.writes.append(Write(task.id, task.rev, released, jobs=jobs))
     return True
+
+
+def _halt(task: TaskRecord, ctx: _Pass) -> None:
+    """A user's stop (the API marked the record): the node stops the container and keeps it; sent once,
+    and again if it left no trace (the task still RUNNING) as a start is."""
+    if task.halt_sent_at is not None and not _resend_due(task.halt_sent_at, ctx):
+        return
+    assert task.node is not None
+    sent = task.model_copy(update={"halt_sent_at": ctx.now, "updated_at": ctx.now})
+    ctx.plan.writes.append(Write(task.id, task.rev, sent, jobs=[_job(task.node, Action.HALT, task, task.gen)]))
 
 
 def _requeue_if_lost(task: TaskRecord, ctx: _Pass) -> None:
@@ -379,6 +391,7 @@ def _assign(item: _Placing, node: str, ctx: _Pass) -> None:
             # Counted from the streak the back-off saw: a long clean run before this crash starts afresh.
             "crash_streak": (ctx.policy.backoff.streak(task) + 1) if restarted else task.crash_streak,
             "stop_requested": False,
+            "halt_sent_at": None,
             "updated_at": ctx.now,
             "health": Health.STARTING if spec.health_check is not None else Health.NONE,
             "health_output": None,

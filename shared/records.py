@@ -223,6 +223,7 @@ class TaskRecord(Stored):
     restarts: Count = 0
     crash_streak: Count = 0  # restarts since the replica last ran cleanly; drives the back-off
     stop_requested: bool = False  # a user asked for the stop (matters to unless-stopped)
+    halt_sent_at: float | None = None  # when the scheduler last sent that stop to the node (it resends a lost one)
     updated_at: float = 0.0
     health: Health = Health.NONE
     health_output: str | None = None  # what the check said at the last change of health

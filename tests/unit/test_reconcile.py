@@ -110,6 +110,23 @@ def test_jobs_sent_to_a_redis_since_lost_are_sent_again_at_once():
     assert jobs(plan) == [Decision("n1", Action.STOP, "web.1", 5, "")]
 
 
+def test_a_users_stop_is_sent_by_the_scheduler_once_and_again_if_lost():
+    """The API only marks the record (stop_requested); the scheduler sends the HALT to the node, notes
+    when, and sends it again only when the task is still running after the timeout or a lost Redis."""
+    svc = service(replicas=1)
+    asked = running(svc, 1, "n1", gen=3, stop_requested=True)
+    plan = plan_for([svc], [asked], [node("n1")])
+    assert jobs(plan) == [Decision("n1", Action.HALT, "web.1", 3, "")]
+    sent = plan.writes[0].record
+    assert sent is not None and sent.halt_sent_at == NOW and sent.gen == 3 and sent.state is TaskState.RUNNING
+    assert plan_for([svc], [sent.model_copy(update={"rev": 4})], [node("n1")]).writes == []
+    stale = sent.model_copy(update={"rev": 4, "halt_sent_at": NOW - 31})
+    assert jobs(plan_for([svc], [stale], [node("n1")])) == [Decision("n1", Action.HALT, "web.1", 3, "")]
+    lost = reconcile({svc.name: svc}, [sent.model_copy(update={"halt_sent_at": NOW - 2})], [node("n1")], NOW,
+                     POLICY, heard_since=NOW - 1)
+    assert jobs(lost) == [Decision("n1", Action.HALT, "web.1", 3, "")]
+
+
 def test_scale_down_shuts_down_the_highest_slots():
     svc = service(replicas=1)
     tasks = [running(svc, 1, "n1"), running(svc, 2, "n2")]
