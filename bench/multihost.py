@@ -164,17 +164,21 @@ def docker_on(engine: str, *args: str) -> str:
 
 
 @contextmanager
-def bed_swarm(hosts: HostBed) -> Iterator[harness.Swarm]:
-    """A swarm of the bed's engines: the manager on host1, the others join as workers. Its state lives in
-    the bed's engines and goes with them; the machine's own engine is never touched."""
+def bed_swarm(hosts: HostBed, managers: int = 1) -> Iterator[harness.Swarm]:
+    """A swarm of the bed's engines: initialised on host1, hosts 2 to `managers` join as managers too
+    (bench/failover.py: 3, so the swarm survives its leader's loss), the others as workers. Its state
+    lives in the bed's engines and goes with them; the machine's own engine is never touched."""
     manager = hosts.host(1)
     docker_on(manager.docker_host, "swarm", "init", "--advertise-addr", manager.address)
-    token = docker_on(manager.docker_host, "swarm", "join-token", "--quiet", "worker")
+    tokens = {role: docker_on(manager.docker_host, "swarm", "join-token", "--quiet", role)
+              for role in ("manager", "worker")}
     for host in hosts.all_hosts()[1:]:
+        token = tokens["manager" if host.index <= managers else "worker"]
         docker_on(host.docker_host, "swarm", "join", "--token", token, f"{manager.address}:2377")
     swarm = harness.Swarm(manager.docker_host, [host.docker_host for host in hosts.all_hosts()])
     wait_for(lambda: len(swarm_ready(swarm)) == hosts.hosts, timeout=60, what="every swarm node ready")
-    log(f"swarm over bed {hosts.name}: manager on {manager.name} ({manager.address}), {hosts.hosts - 1} workers")
+    log(f"swarm over bed {hosts.name}: initialised on {manager.name} ({manager.address}), "
+        f"{min(managers, hosts.hosts)} managers, {hosts.hosts - min(managers, hosts.hosts)} workers")
     yield swarm
 
 
