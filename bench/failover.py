@@ -51,12 +51,11 @@ import contextlib
 import datetime as dt
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,16 +63,14 @@ from typing import Any
 
 import docker
 import httpx
-import redis as redis_lib
 
 from bench import harness
-from bench.harness import Samples, log
+from bench.harness import Samples, log, poll_until
 from bench.multihost import SWARM_OPTIONS, bed_swarm, engine_up
 from cli.hostbed import HostBed, bed
-from cli.redis_local import MASTER_NAME, free_port, replicated_argvs
+from cli.redis_local import free_port
 from shared import labels
-from shared.redis_url import sentinel_target
-from shared.settings import with_password
+from tests.support.redis_set import RedisSet
 
 HOSTS = 3
 REPLICAS = 6
@@ -99,21 +96,6 @@ OK = range(200, 300)
 VENV_BIN = Path(sys.executable).parent
 
 
-def until(condition: Callable[[], Any], timeout: float, what: str, interval: float = harness.POLL) -> Any:
-    """Poll `condition` until it is truthy (its errors count as not yet); fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - things are starting or failing over
-            error = exc
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}; last error: {error}")
-
-
 def iso_seconds(text: str) -> float:
     """Unix seconds of an RFC 3339 time (Docker's nanoseconds cut to microseconds; Z or an offset)."""
     text = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
@@ -121,87 +103,6 @@ def iso_seconds(text: str) -> float:
 
 
 # -- Redis with replicas and sentinels ----------------------------------------------------------------
-
-
-class ReplicatedRedis:
-    """A master, 2 replicas and 3 sentinels as `gorchester up --redis-replicas 2` makes them, each a
-    process of ours (its output in `workdir`), any of which can be SIGKILLed and started again with its
-    own command line and data. `url` is the cluster's `redis+sentinel://` URL with the password."""
-
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
-        argvs, url, password_file = replicated_argvs("redis-server", workdir / "redis", free_port(), 2)
-        self.secret = password_file.read_text().strip()
-        self.url = with_password(url, self.secret)
-        self.argvs = argvs
-        self.procs: dict[str, subprocess.Popen] = {}
-        target = sentinel_target(self.url)
-        assert target is not None
-        self.sentinels = target.sentinels
-        try:
-            for name in argvs:
-                self.start(name)
-        except BaseException:
-            self.close()
-            raise
-
-    def log_path(self, name: str) -> Path:
-        return self.workdir / f"{name}.log"
-
-    def start(self, name: str) -> None:
-        with open(self.log_path(name), "ab") as out:
-            self.procs[name] = subprocess.Popen(self.argvs[name], stdout=out, stderr=subprocess.STDOUT,
-                                                start_new_session=True)
-
-    def kill(self, name: str) -> None:
-        proc = self.procs.pop(name)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-
-    def close(self) -> None:
-        for name in list(self.procs):
-            self.kill(name)
-
-    def port(self, name: str) -> int:
-        argv = self.argvs[name]
-        return int(argv[argv.index("--port") + 1])
-
-    def sentinel(self, index: int = 0) -> redis_lib.Redis:
-        host, port = self.sentinels[index]
-        return redis_lib.Redis(host, port, password=self.secret, decode_responses=True, socket_timeout=2)
-
-    def master(self) -> str:
-        """The data server the sentinels name master (asked of the first that answers)."""
-        error: Exception | None = None
-        for index in range(len(self.sentinels)):
-            try:
-                with self.sentinel(index) as one:
-                    _, port = one.sentinel_get_master_addr_by_name(MASTER_NAME)
-            except redis_lib.RedisError as exc:
-                error = exc
-                continue
-            return next(name for name in self.argvs if name.startswith("redis") and self.port(name) == int(port))
-        raise RuntimeError(f"no sentinel answers: {error}")
-
-    def plain_url(self, name: str) -> str:
-        """A plain `redis://` URL of one data server: no sentinels, so no WAIT in the API."""
-        return with_password(f"redis://127.0.0.1:{self.port(name)}/0", self.secret)
-
-    def settled(self) -> bool:
-        """Every sentinel knows the master, the 2 other sentinels and both replicas in sync (a sentinel
-        refuses to promote a replica it last saw still syncing, and asks replicas for INFO only every
-        10 s while the master is up): only then is a kill a clean failover."""
-        for index in range(len(self.sentinels)):
-            with self.sentinel(index) as one:
-                state = one.sentinel_master(MASTER_NAME)
-                replicas = one.sentinel_slaves(MASTER_NAME)
-            if int(state["num-other-sentinels"]) != 2 or "s_down" in state["flags"] or len(replicas) != 2:
-                return False
-            if any(replica.get("master-link-status") != "ok" or "s_down" in replica.get("flags", "")
-                   for replica in replicas):
-                return False
-        return True
 
 
 SENTINEL_LINE = re.compile(r"^\d+:X (\d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2})\.(\d{3}) . (\+[\w-]+) (.*)$")
@@ -238,7 +139,7 @@ def scheduler_stages(log_path: Path, after: float) -> dict[str, float]:
     return found
 
 
-def sentinel_stages(redis: ReplicatedRedis, after: float) -> dict[str, float]:
+def sentinel_stages(redis: RedisSet, after: float) -> dict[str, float]:
     """Seconds from `after` to the first line of each stage any sentinel logged after it."""
     found: dict[str, float] = {}
     for index in range(1, len(redis.sentinels) + 1):
@@ -262,19 +163,19 @@ def sentinel_stages(redis: ReplicatedRedis, after: float) -> dict[str, float]:
 class FailoverCluster(harness.Cluster):
     """API, scheduler and node-1/node-2 on the replicated Redis's sentinel URL, default settings."""
 
-    redis: ReplicatedRedis  # type: ignore[assignment]
+    redis: RedisSet  # type: ignore[assignment]
 
-    def __init__(self, workdir: Path, redis: ReplicatedRedis):
+    def __init__(self, workdir: Path, redis: RedisSet):
         super().__init__(workdir, redis=redis, prefix="fo")  # type: ignore[arg-type]
 
     def start(self) -> FailoverCluster:
         self.url = self.procs.api(free_port())
-        until(lambda: self.http.get(f"{self.url}/v1/health").json()["redis"]["replicas_in_sync"] == 2, 60,
+        poll_until(lambda: self.http.get(f"{self.url}/v1/health").json()["redis"]["replicas_in_sync"] == 2, 60,
               "the API, and two replicas in sync")
         self.procs.scheduler()
         for node, address in harness.NODES.items():
             self.procs.agent(node, address)
-        until(lambda: self.ready_nodes() == sorted(harness.NODES), 60, "two ready nodes")
+        poll_until(lambda: self.ready_nodes() == sorted(harness.NODES), 60, "two ready nodes")
         log(f"cluster {self.name} up on {self.redis.url.split('@')[-1]} (API {self.url}, logs in {self.workdir})")
         return self
 
@@ -291,7 +192,7 @@ class FailoverCluster(harness.Cluster):
             response = self.http.post(f"{api or self.url}/v1/services/{name}/scale", json={"replicas": replicas})
             return time.time() if response.status_code in OK else None
 
-        return float(until(once, TIMEOUT, f"{name} scaled to {replicas}"))
+        return float(poll_until(once, TIMEOUT, f"{name} scaled to {replicas}"))
 
     def replicas(self, name: str) -> int:
         return int(self.http.get(f"{self.url}/v1/services/{name}").json()["replicas"])
@@ -438,12 +339,12 @@ CUT_COMMENT = "gorchester-bench-failover"
 
 
 @contextmanager
-def replication_cut(redis: ReplicatedRedis, master: str) -> Iterator[None]:
+def replication_cut(redis: RedisSet, master: str) -> Iterator[None]:
     """What the master sends its replicas is dropped (iptables, on loopback) on their present links, as a
     network cut would: a write then reaches the master only, and a SIGKILL cannot lose less (without the
     cut, the kernel still delivers what the killed master had written to the replicas' sockets). The
     rules go on leaving the block, whatever happened."""
-    with redis_lib.Redis(port=redis.port(master), password=redis.secret, decode_responses=True) as master_client:
+    with redis.server(master) as master_client:
         links = [int(client["addr"].rsplit(":", 1)[1]) for client in master_client.client_list(_type="replica")]
     rules = [["OUTPUT", "-o", "lo", "-p", "tcp", "-s", "127.0.0.1", "--sport", str(redis.port(master)),
               "--dport", str(link), "-m", "comment", "--comment", CUT_COMMENT, "-j", "DROP"] for link in links]
@@ -458,20 +359,20 @@ def replication_cut(redis: ReplicatedRedis, master: str) -> Iterator[None]:
             subprocess.run(["iptables", "-D", *rule], check=False, capture_output=True)
 
 
-def follows(redis: ReplicatedRedis, master: str) -> bool:
+def follows(redis: RedisSet, master: str) -> bool:
     """Whether a replica is online on `master` (the other one, after a failover)."""
-    with redis_lib.Redis(port=redis.port(master), password=redis.secret, decode_responses=True) as client:
+    with redis.server(master) as client:
         info = client.info("replication")
     return any((value.get("state") if isinstance(value, dict) else None) == "online"
                for key, value in info.items() if key.startswith("slave"))
 
 
-def gorchester_failover(cluster: FailoverCluster, redis: ReplicatedRedis, replicas: int, cut: bool = False) -> Failover:
-    until(redis.settled, TIMEOUT, "every sentinel to see both replicas in sync", interval=0.2)
-    until(lambda: cluster.whole(replicas), TIMEOUT, f"{replicas} replicas of {SERVICE}, one container each")
+def gorchester_failover(cluster: FailoverCluster, redis: RedisSet, replicas: int, cut: bool = False) -> Failover:
+    poll_until(redis.settled, TIMEOUT, "every sentinel to see both replicas in sync", interval=0.2)
+    poll_until(lambda: cluster.whole(replicas), TIMEOUT, f"{replicas} replicas of {SERVICE}, one container each")
     since = time.time()
     with Writer(cluster.url, LEDGER) as writer, contextlib.ExitStack() as cutting:
-        until(lambda: len(writer.acknowledged()) >= 10, 30, "writes acknowledged before the kill")
+        poll_until(lambda: len(writer.acknowledged()) >= 10, 30, "writes acknowledged before the kill")
         time.sleep(SETTLE)
         victim = redis.master()
         if cut:
@@ -479,14 +380,14 @@ def gorchester_failover(cluster: FailoverCluster, redis: ReplicatedRedis, replic
             time.sleep(CUT_BEFORE)
         killed = time.time()
         redis.kill(victim)
-        first = until(lambda: writer.first_ok_after(killed), TIMEOUT, "a write accepted after the kill")
+        first = poll_until(lambda: writer.first_ok_after(killed), TIMEOUT, "a write accepted after the kill")
         scaled = cluster.scale(SERVICE, replicas + 1)  # a scheduling decision after the kill
-        until(lambda: cluster.whole(replicas + 1), TIMEOUT, f"{replicas + 1} replicas of {SERVICE}")
+        poll_until(lambda: cluster.whole(replicas + 1), TIMEOUT, f"{replicas + 1} replicas of {SERVICE}")
         started = started_after(cluster.containers(), killed)
         time.sleep(0.5)  # a few more writes on the new master
         # The cut holds until the other replica follows the new master: the killed master's orphaned
         # sockets would still deliver what they hold to a replica that kept its old link open.
-        until(lambda: follows(redis, redis.master()), TIMEOUT, "the other replica to follow the new master")
+        poll_until(lambda: follows(redis, redis.master()), TIMEOUT, "the other replica to follow the new master")
     promoted = redis.master()
     lost, gone = lost_writes(cluster, writer, since, replicas + 1)
     after = [a for a in writer.answers if a.sent > killed and a.sent <= first.sent]
@@ -523,10 +424,10 @@ def gorchester_failover(cluster: FailoverCluster, redis: ReplicatedRedis, replic
 # -- write latency --------------------------------------------------------------------------------------
 
 
-def write_latency(cluster: FailoverCluster, redis: ReplicatedRedis, writes: int) -> dict[str, Samples]:
+def write_latency(cluster: FailoverCluster, redis: RedisSet, writes: int) -> dict[str, Samples]:
     """Scale writes one after another through the API on the sentinel URL (WAIT 1 before each 2xx) and
     through a second API on a plain URL of the same master (no WAIT), in alternating blocks."""
-    until(redis.settled, TIMEOUT, "every sentinel to see both replicas in sync", interval=0.2)
+    poll_until(redis.settled, TIMEOUT, "every sentinel to see both replicas in sync", interval=0.2)
     plain = f"http://127.0.0.1:{free_port()}"
     argv = [str(VENV_BIN / "uvicorn"), "api.app:app", "--host", "127.0.0.1", "--port", plain.rsplit(":", 1)[1]]
     cluster.procs.start("api-plain", argv, {"GORCHESTER_REDIS_URL": redis.plain_url(redis.master())})
@@ -534,7 +435,7 @@ def write_latency(cluster: FailoverCluster, redis: ReplicatedRedis, writes: int)
     results = {kind: Samples(kind) for kind in kinds}
     refused = dict.fromkeys(kinds, 0)
     try:
-        until(lambda: httpx.get(f"{plain}/v1/health", timeout=1).status_code == 200, 30, "the plain-URL API")
+        poll_until(lambda: httpx.get(f"{plain}/v1/health", timeout=1).status_code == 200, 30, "the plain-URL API")
         with httpx.Client(timeout=WRITE_TIMEOUT) as client:
             for api in kinds.values():  # warm-up: connections made, views built
                 for value in LEDGER_VALUES:
@@ -724,8 +625,8 @@ def swarm_stages(hosts: HostBed, indexes: list[int], after: float) -> dict[str, 
 
 
 def swarm_failover(swarm: SwarmBed, replicas: int) -> SwarmFailover:
-    until(swarm.healthy, TIMEOUT, "every swarm node ready, every manager reachable, a leader", interval=0.2)
-    until(lambda: swarm.whole(replicas), TIMEOUT, f"{replicas} swarm tasks, one container each", interval=0.2)
+    poll_until(swarm.healthy, TIMEOUT, "every swarm node ready, every manager reachable, a leader", interval=0.2)
+    poll_until(lambda: swarm.whole(replicas), TIMEOUT, f"{replicas} swarm tasks, one container each", interval=0.2)
     leader = swarm.leader()
     assert leader is not None
     survivors = [index for index in swarm.clients if index != leader]
@@ -734,14 +635,14 @@ def swarm_failover(swarm: SwarmBed, replicas: int) -> SwarmFailover:
     swarm.hosts.kill_engine(leader)  # SIGKILL of its dockerd; its containers live on
     try:
         accepted, tries, errors = swarm.scale_until_accepted(survivors[0], replicas + 1)
-        started = until(lambda: started_after(swarm.containers(survivors), killed), TIMEOUT,
+        started = poll_until(lambda: started_after(swarm.containers(survivors), killed), TIMEOUT,
                         "a swarm container started after the kill on a surviving host")
         prefix = f"{swarm.service}.{replicas + 1}."
         try:
-            added = until(lambda: started_after([c for c in swarm.containers(survivors)
+            added = poll_until(lambda: started_after([c for c in swarm.containers(survivors)
                                                  if c.name.startswith(prefix)], killed),
                           TIMEOUT, f"the container of {prefix[:-1]} started")
-        except TimeoutError:  # left pending: reported as not started
+        except AssertionError:  # left pending: reported as not started
             added = (float("nan"), "")
         stages = swarm_stages(swarm.hosts, survivors, killed)
         slot = swarm.slot_history(survivors[0], replicas + 1, killed)
@@ -755,8 +656,8 @@ def swarm_failover(swarm: SwarmBed, replicas: int) -> SwarmFailover:
     log(f"swarm failover (leader host{leader} killed): scale accepted {result.accepted:.2f}s ({tries} tries; "
         f"{errors}), first container {result.first_start:.2f}s, the added replica's {result.scaled_start:.2f}s; "
         f"stages {stages}; slot {replicas + 1}: {slot}")
-    until(swarm.healthy, TIMEOUT, "the swarm whole again", interval=0.2)
-    until(lambda: swarm.scale(survivors[0], replicas).returncode == 0, TIMEOUT, f"swarm scaled to {replicas}")
+    poll_until(swarm.healthy, TIMEOUT, "the swarm whole again", interval=0.2)
+    poll_until(lambda: swarm.scale(survivors[0], replicas).returncode == 0, TIMEOUT, f"swarm scaled to {replicas}")
     return result
 
 
@@ -807,14 +708,15 @@ def main() -> None:
         if swarm is not None:
             harness.Swarm(swarm.hosts.host(1).docker_host).create_service(
                 swarm.service, args.replicas, *SWARM_OPTIONS, "--stop-grace-period", "1s")
-        redis = ReplicatedRedis(path)
+        redis = RedisSet(path)
         try:
+            redis.start()
             cluster = FailoverCluster(path, redis)
         except BaseException:
             redis.close()
             raise
         try:
-            until(redis.settled, 60, "master, two replicas and three sentinels to know each other", interval=0.2)
+            poll_until(redis.settled, 60, "master, two replicas and three sentinels to know each other", interval=0.2)
             cluster.start()
             cluster.create(SERVICE, args.replicas)
             cluster.create(LEDGER, 0, resources={"cpu_millicores": LEDGER_CPU, "memory_bytes": 16 * 1024 * 1024})

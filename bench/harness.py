@@ -62,9 +62,9 @@ def docker_cli(engine: str | None = None) -> list[str]:
 # Timing
 
 
-def poll_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+def poll_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = POLL) -> Any:
     """Tight poll (POLL seconds) of `condition`; returns its first truthy value, fails after timeout."""
-    return wait_for(condition, timeout=timeout, interval=POLL, what=what)
+    return wait_for(condition, timeout=timeout, interval=interval, what=what)
 
 
 @dataclass

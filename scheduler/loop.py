@@ -27,12 +27,30 @@ from shared.telemetry import ReconcileTelemetry
 
 log = logging.getLogger("gorchester.scheduler")
 
+# Waits between tries to reach Redis again, doubling from the first to the last: a failover (about 3.3 s)
+# is followed within a second of the new master being named, and a long outage costs a try a second.
+RECONNECT_FIRST = 0.2
+RECONNECT_MAX = 1.0
 NODE_EVENTS = {
     NodeStatus.DOWN: EventKind.NODE_DOWN,
     NodeStatus.NOT_READY: EventKind.NODE_NOT_READY,
     NodeStatus.READY: EventKind.NODE_READY,
     NodeStatus.DRAINING: EventKind.NODE_DRAINING,
 }
+
+
+class Reconnect:
+    """How long to wait before trying Redis again: doubling from RECONNECT_FIRST to RECONNECT_MAX
+    within one outage, from the first again once Redis has answered in between (a new outage)."""
+
+    def __init__(self) -> None:
+        self.next = RECONNECT_FIRST
+
+    def after_failure(self, *, answered: bool) -> float:
+        if answered:
+            self.next = RECONNECT_FIRST
+        wait, self.next = self.next, min(self.next * 2, RECONNECT_MAX)
+        return wait
 
 
 class Scheduler:
@@ -57,6 +75,7 @@ class Scheduler:
         self.autoscaler = Autoscaler(self.store, settings.metrics_interval)
         self.telemetry = ReconcileTelemetry(self.store.redis, self.store.keys, time.time())
         self.last_pass = 0.0  # seconds the latest pass took
+        self.answered = False  # whether Redis answered since the loop last (re)connected
 
     def lead(self) -> bool:
         was = self.lease.token if self.lease.held else None
@@ -192,22 +211,22 @@ class Scheduler:
                 self.store.emit(EventKind.SERVICE_RECOVERED, f"service {name} is scheduled again", now, service=name)
 
     def run(self, stop: threading.Event) -> None:
-        backoff = 0.2
+        reconnect = Reconnect()
         while not stop.is_set():
+            self.answered = False
             try:
                 self._serve(stop)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 self.hearing = False  # the agents' beats may not have reached Redis either
-                log.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-            else:
-                backoff = 0.2
+                wait = reconnect.after_failure(answered=self.answered)
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc, wait)
+                stop.wait(wait)
         self.lease.release()
 
     def _serve(self, stop: threading.Event) -> None:
         pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(self.store.keys.changes)
+        self.answered = True
         try:
             while not stop.is_set():
                 wait = self.settings.leader_lease / 3

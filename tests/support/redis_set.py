@@ -37,12 +37,15 @@ class RedisSet:
         self.address = bind[-1]
         self.procs: dict[str, subprocess.Popen] = {}
 
+    def log_path(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
+
     def start(self, name: str | None = None) -> None:
         """Start `name`, or every process that is not running."""
         for each in [name] if name else list(self.argvs):
             if each in self.procs and self.procs[each].poll() is None:
                 continue
-            with open(self.workdir / f"{each}.log", "ab") as out:
+            with open(self.log_path(each), "ab") as out:
                 self.procs[each] = subprocess.Popen(self.argvs[each], stdout=out, stderr=subprocess.STDOUT,
                                                     start_new_session=True)
 

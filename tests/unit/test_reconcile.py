@@ -515,3 +515,4 @@ def test_a_deleted_service_is_forgotten_only_once_its_unreadable_task_is_gone():
 def test_an_unreadable_task_of_a_frozen_service_is_left_alone():
     plan = reconcile({}, [], [node("n1")], NOW, POLICY, frozen={"web"}, unreadable=[unreadable("web.1")])
     assert plan.writes == []
+
