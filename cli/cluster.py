@@ -128,7 +128,10 @@ class LocalCluster:
                 argvs, url, password_file = redis_local.replicated_argvs(
                     binary, self.data_dir / "redis", port, self.redis_replicas, bind=bind
                 )
-                self.embedded_redis = [self.launcher.start(name, argv) for name, argv in argvs.items()]
+                self.embedded_redis = [
+                    self.launcher.start(name, argv, restart_after=redis_local.rejoin_after(name))
+                    for name, argv in argvs.items()
+                ]
             else:
                 child, url, password_file = redis_local.start_embedded(
                     self.launcher, binary, self.data_dir / "redis", port, bind=bind

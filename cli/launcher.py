@@ -40,6 +40,7 @@ class Child:
     started_at: float  # time.monotonic()
     restarts: Restarts = Restarts()
     restart_due: float | None = None  # time.monotonic() of the next start, while it waits out its back-off
+    restart_after: float = 0.0  # the least wait before a restart, whatever the back-off says
 
     def running(self) -> bool:
         return self.proc.poll() is None
@@ -61,11 +62,14 @@ class Launcher:
         self.log_dir = log_dir
         self.children: list[Child] = []
 
-    def start(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> Child:
+    def start(
+        self, name: str, argv: list[str], extra_env: dict[str, str] | None = None, *, restart_after: float = 0.0
+    ) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         env = {**self.env, **(extra_env or {})}
-        child = Child(name, argv, env, log_path, self._popen(argv, env, log_path), time.monotonic())
+        child = Child(name, argv, env, log_path, self._popen(argv, env, log_path), time.monotonic(),
+                      restart_after=restart_after)
         self.children.append(child)
         return child
 
@@ -107,7 +111,7 @@ class Launcher:
         return lines
 
     def _schedule_restart(self, child: Child, reason: str, now: float) -> str:
-        restart = plan_restart(child.restarts, child.started_at, now)
+        restart = plan_restart(child.restarts, child.started_at, now, least=child.restart_after)
         child.restarts, child.restart_due = restart.restarts, restart.due_at
         line = restart_line(child.name, reason, restart, child.log_path)
         _log(child.log_path, line)

@@ -137,6 +137,10 @@ QUORUM = 2
 # under load, which lost acknowledged writes; 2000 ms answers in ~3.3 s, within the 5 s asked.
 DOWN_AFTER_MS = 2000
 FAILOVER_TIMEOUT_MS = 3000  # a failover that aborts (a split vote, no good replica) is tried again after twice this
+# A supervisor (`gorchester up`) starts a data server that died again only after this long: the sentinels
+# promote a replica first (about 3.3 s) and the old master comes back as its replica. Started at once,
+# it would be the master again before any sentinel saw it down, and no failover would ever be seen.
+REJOIN_AFTER = 2 * DOWN_AFTER_MS / 1000 + 1.0
 
 
 def _quoted(secret: str) -> str:
@@ -182,6 +186,11 @@ def sentinel_config(directory: Path, secret: str, port: int, master: tuple[str, 
     path = directory / "sentinel.conf"
     write_private(path, "\n".join(lines) + "\n")
     return path
+
+
+def rejoin_after(name: str) -> float:
+    """The least wait before a supervisor starts the process `name` of replicated_argvs again."""
+    return 0.0 if name.startswith("sentinel-") else REJOIN_AFTER
 
 
 def replicated_argvs(

@@ -41,10 +41,12 @@ class Restart:
         return self.restarts.quick >= CRASH_LOOP
 
 
-def plan_restart(before: Restarts, started_at: float, now: float, backoff: Backoff = RESTART_BACKOFF) -> Restart:
-    """The restart after an exit noticed at `now` of a child started at `started_at`."""
+def plan_restart(
+    before: Restarts, started_at: float, now: float, backoff: Backoff = RESTART_BACKOFF, *, least: float = 0.0
+) -> Restart:
+    """The restart after an exit noticed at `now` of a child started at `started_at`, at least `least` s later."""
     quick = before.quick + 1 if now - started_at < backoff.reset_after else 1
-    delay = backoff.delay(quick)
+    delay = max(backoff.delay(quick), least)
     return Restart(now + delay, delay, Restarts(before.total + 1, quick))
 
 

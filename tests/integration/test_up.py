@@ -51,9 +51,11 @@ class Up:
         env = {key: value for key, value in os.environ.items() if key != "GORCHESTER_REDIS_URL"}
         self.env = {**env, **FAST_SETTINGS}
         self.proc: subprocess.Popen | None = None
+        self.options: list[str] = []
 
     def argv(self) -> list[str]:
-        return [GORCHESTER, "up", "--config", str(self.config), "--nodes", "2", "--redis-port", str(self.redis_port)]
+        return [GORCHESTER, "up", "--config", str(self.config), "--nodes", "2", "--redis-port", str(self.redis_port),
+                *self.options]
 
     def start(self) -> None:
         with open(self.output, "wb") as out:
@@ -193,6 +195,38 @@ def test_up_runs_the_cluster_and_sigterm_stops_everything(up: Up, cluster: str) 
     assert cluster_containers(cluster) == []
     assert (up.data_dir / "redis" / "appendonlydir").is_dir()
     assert up.text().rstrip().endswith("stopped")
+
+
+def test_up_with_redis_replicas_fails_over_by_itself(up: Up, cluster: str) -> None:
+    """`--redis-replicas 2`: a master, two replicas and three sentinels beside the cluster. SIGKILL of the
+    master: /v1/health names another within seconds, the replicas keep running, the launcher starts the
+    killed server again and it rejoins as a replica; SIGTERM stops all of it."""
+    up.options = ["--redis-replicas", "2"]
+    up.start()
+    wait_for(lambda: "Press Ctrl-C to stop." in up.text(), timeout=90, what=f"`up` to be ready: {up.text()}")
+    assert "redis+sentinel://" in up.text()
+
+    def redis_health() -> dict:
+        return dict(httpx.get(f"{up.url}/v1/health", timeout=2).json()["redis"])
+
+    first = wait_for(lambda: (h := redis_health())["replicas_in_sync"] == 2 and h, timeout=60,
+                     what="two replicas in sync")["master"]
+    # redis-server shows itself as `redis-server HOST:PORT`, a sentinel as `... [sentinel]`.
+    redis = {pid: cmd.split()[1] for pid, cmd in up.children().items() if "redis-server" in cmd}
+    servers = {address: pid for pid, address in redis.items() if "[sentinel]" not in up.children()[pid]}
+    assert (len(servers), len(redis) - len(servers)) == (3, 3), up.children()
+    wait_for(lambda: len(up.running_tasks()) == 2, timeout=60, what="two running tasks")
+    master_pid = servers[first]
+    os.kill(master_pid, signal.SIGKILL)
+    wait_for(lambda: redis_health()["master"] != first, timeout=30, what="another master named")
+    wait_for(lambda: redis_health()["replicas_in_sync"] == 2, timeout=60,
+             what="the killed server started again and following the new master")
+    assert len(up.running_tasks()) == 2
+
+    assert up.proc is not None
+    up.proc.send_signal(signal.SIGTERM)
+    assert up.proc.wait(timeout=90) == 0, up.text()
+    assert cluster_containers(cluster) == []
 
 
 def test_a_child_that_dies_is_started_again_and_the_containers_keep_running(up: Up, cluster: str) -> None:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from cli.redis_local import DOWN_AFTER_MS, rejoin_after
 from cli.supervision import CRASH_LOOP, RESTART_BACKOFF, Restart, Restarts, exit_reason, plan_restart, restart_line
 from tests.support.cli import run_cli
 
@@ -63,6 +64,15 @@ def test_a_run_of_a_minute_starts_the_back_off_afresh() -> None:
     assert (ran_long.delay, ran_long.restarts) == (0.5, Restarts(total=7, quick=1))
     just_short = plan_restart(after_a_crash_loop, started_at=100.0, now=100.0 + RESTART_BACKOFF.reset_after - 0.001)
     assert (just_short.delay, just_short.restarts) == (30.0, Restarts(total=7, quick=7))
+
+
+def test_a_redis_data_server_of_a_replicated_set_waits_out_the_failover_before_its_restart() -> None:
+    """Started again at once, a killed master would be master again before the sentinels saw it down."""
+    assert rejoin_after("redis") == rejoin_after("redis-replica-2") > DOWN_AFTER_MS / 1000 + 3.3 - 1
+    assert rejoin_after("sentinel-1") == 0.0
+    plan = plan_restart(Restarts(), started_at=0.0, now=100.0, least=rejoin_after("redis"))
+    assert plan.delay == rejoin_after("redis") and plan.due_at == 100.0 + plan.delay
+    assert plan_restart(quick_exits(8)[-1].restarts, 0.0, 1.0, least=rejoin_after("redis")).delay == 30.0
 
 
 def test_a_child_is_never_given_up_on_but_a_crash_loop_is_named() -> None:
