@@ -51,6 +51,7 @@ import contextlib
 import datetime as dt
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -700,6 +701,7 @@ def swarm_bed(name: str, skip: bool) -> Iterator[SwarmBed | None]:
 
 def main() -> None:
     args = harness.arguments(__doc__.splitlines()[0], extra=options)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the cleanup runs (the bed, Redis, iptables)
     outcome = Outcome()
     # Described (its commit) now, as the processes load the code: a long run may outlive HEAD.
     outcome.machine = harness.machine()
