@@ -17,8 +17,9 @@ from scheduler.backoff import Backoff
 from scheduler.isolation import reconcile_isolated
 from scheduler.leader import Lease
 from scheduler.plan import Plan, Policy
+from scheduler.reconcile import PLACEMENT_KINDS
 from shared.dispatch import enqueue
-from shared.event_kinds import PLACEMENTS, EventKind
+from shared.event_kinds import EventKind
 from shared.parsed import Records
 from shared.records import NodeRecord, NodeStatus, ServiceFault, ServiceRecord, Unreadable, describe, record_digest
 from shared.settings import Settings
@@ -31,6 +32,7 @@ log = logging.getLogger("gorchester.scheduler")
 # is followed within a second of the new master being named, and a long outage costs a try a second.
 RECONNECT_FIRST = 0.2
 RECONNECT_MAX = 1.0
+PLACEMENTS = frozenset(PLACEMENT_KINDS.values())  # the events of the scheduler's placements
 NODE_EVENTS = {
     NodeStatus.DOWN: EventKind.NODE_DOWN,
     NodeStatus.NOT_READY: EventKind.NODE_NOT_READY,

@@ -61,7 +61,3 @@ class Policy:
     assigned_timeout: float
     heartbeat_misses: float
     update_deadline: float = UPDATE_DEADLINE
-    # Jobs sent before this were sent to a Redis the scheduler has not heard without a break since (a
-    # failover may have lost them with the old master): one still in flight is sent again at once.
-    # reconcile() sets it to the pass's `heard_since`.
-    jobs_trusted_since: float = 0.0

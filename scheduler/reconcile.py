@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
 from scheduler.backoff import wants_restart
@@ -59,6 +59,9 @@ class _Pass:
     policy: Policy
     status: dict[str, NodeStatus]
     plan: Plan
+    # Since when the scheduler has heard Redis without a break: a job sent before it may be gone with
+    # the Redis it went to (a failover's old master), so one still in flight is sent again at once.
+    heard_since: float
 
 
 @dataclass
@@ -87,13 +90,12 @@ def reconcile(
     still hold their nodes' resources. `unreadable`: task records that cannot be parsed.
     `heard_since`: since when the scheduler has heard Redis without a break (NodeRecord.down_at)."""
     plan = Plan()
-    policy = replace(policy, jobs_trusted_since=heard_since)
     misses = policy.heartbeat_misses
     status = {node.id: node.status(now, misses, heard_since) for node in nodes}
     for node in nodes:
         if status[node.id] is not NodeStatus.DOWN:
             plan.wake(node.down_at(misses, heard_since) + 0.01)
-    ctx = _Pass(now, policy, status, plan)
+    ctx = _Pass(now, policy, status, plan, heard_since)
 
     by_service: dict[str, dict[int, TaskRecord]] = {}
     placing: list[_Placing] = []
@@ -295,7 +297,7 @@ def _resend_due(since: float, ctx: _Pass) -> bool:
     """Whether a job sent at `since` whose task has not moved on since is sent again now: the timeout
     passed, or it went to a Redis the scheduler has since lost (jobs are idempotent: a second copy of
     one that did arrive finds its work done)."""
-    if since < ctx.policy.jobs_trusted_since or ctx.now - since >= ctx.policy.assigned_timeout:
+    if since < ctx.heard_since or ctx.now - since >= ctx.policy.assigned_timeout:
         return True
     ctx.plan.wake(since + ctx.policy.assigned_timeout)
     return False

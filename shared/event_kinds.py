@@ -39,8 +39,3 @@ class EventKind(StrEnum):
     # the control plane
     LEADER_CHANGED = "leader_changed"
 
-
-# The scheduler's placements (an event each; counted per pass).
-PLACEMENTS = frozenset(
-    {EventKind.TASK_SCHEDULED, EventKind.TASK_RESCHEDULED, EventKind.TASK_RESTARTED, EventKind.TASK_UPDATED}
-)
