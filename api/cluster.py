@@ -141,7 +141,7 @@ async def stop_task(request: Request) -> JSONResponse:
     task_id = request.path_params["task"]
 
     def stop(store: Store) -> dict[str, Any]:
-        task = store.request_stop(task_id)  # the scheduler sends the stop to the node
+        task = store.request_stop(task_id, time.time())  # the scheduler folds it in and sends it to the node
         store.notify(f"task:{task.id}")
         message = f"{task.id} stop requested on {task.node}"
         store.emit(EventKind.TASK_STOP_REQUESTED, message, service=task.service, task=task.id, node=task.node)

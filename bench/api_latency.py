@@ -30,6 +30,7 @@ from shared.config import validate_service
 from shared.records import NodeRecord, TaskRecord, TaskState, task_id
 from shared.store import Store, connect
 from tests.support.procs import Processes, free_port, wait_for
+from tests.support.tasks import seed
 
 SERVICES = 100
 PER_SERVICE = 100
@@ -50,7 +51,7 @@ def populate(store: Store) -> None:
                 id=f"n{i}", address="127.0.0.1", cpu_millicores=64_000, memory_bytes=256 << 30, last_heartbeat=now
             )
         )
-    writes = []
+    writes: list[TaskRecord] = []
     for s in range(SERVICES):
         name = f"s{s}"
         spec = validate_service(
@@ -63,8 +64,8 @@ def populate(store: Store) -> None:
                 state=TaskState.RUNNING, template=record.template_hash(), container_id=uuid.uuid4().hex * 2,
                 created_at=now, assigned_at=now, started_at=now, updated_at=now,
             )
-            writes.append((task.id, -1, task))
-    assert all(store.write_tasks(writes))
+            writes.append(task)
+    seed(store, writes)
 
 
 class Client:
@@ -140,7 +141,7 @@ class Churn:
         i = 0
         while not self.stop.wait(self.period):
             task = self.store.task(task_id(f"s{i % SERVICES}", 1))
-            self.store.update_task(task.id, task.gen, restarts=task.restarts + 1)
+            self.store.write_assignments([(task.id, task.model_copy(update={"restarts": task.restarts + 1}))])
             i += 1
 
     def __enter__(self) -> Churn:

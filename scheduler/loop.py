@@ -98,7 +98,7 @@ class Scheduler:
         return leading
 
     def reconcile_once(self, now: float | None = None) -> Plan:
-        """One pass: snapshot -> plan -> fenced write -> enqueue the jobs of the writes that applied."""
+        """One pass: snapshot -> plan -> fenced write -> enqueue the jobs of its writes."""
         now = time.time() if now is None else now
         began = time.perf_counter()
         if not self.hearing:
@@ -124,14 +124,11 @@ class Scheduler:
         )
         self._record_faults(services, raised, now)
         planned = time.perf_counter()
-        applied = self.store.write_tasks(
-            [(w.task, w.expected_rev, w.record) for w in plan.writes], leader_token=self.lease.token
-        )
-        done = [w for w, ok in zip(plan.writes, applied, strict=True) if ok]
+        self.store.write_assignments([(w.task, w.record) for w in plan.writes], leader_token=self.lease.token)
         written = time.perf_counter()
         # Events first: the jobs wake the agents, and the pass should not compete with them for the CPU.
-        self.store.emit_many(((e.kind, e.message, e.data) for w in done for e in w.events), now)
-        enqueue(self.jobs_redis, self.store.keys, (job for w in done for job in w.jobs))
+        self.store.emit_many(((e.kind, e.message, e.data) for w in plan.writes for e in w.events), now)
+        enqueue(self.jobs_redis, self.store.keys, (job for w in plan.writes for job in w.jobs))
         for change in plan.services:
             if self.store.write_service(change.expected, change.record, leader_token=self.lease.token):
                 self.store.emit_many(((e.kind, e.message, e.data) for e in change.events), now)
@@ -139,12 +136,11 @@ class Scheduler:
             self.store.forget_service(services.good[name], leader_token=self.lease.token)
         self.last_pass = time.perf_counter() - began
         if plan.writes or plan.forget or plan.services:
-            placed = sum(1 for w in done for e in w.events if e.kind in PLACEMENTS)
+            placed = sum(1 for w in plan.writes for e in w.events if e.kind in PLACEMENTS)
             log.info(
-                "reconciled: %d writes (%d applied, %d placements), %d services forgotten; %d tasks, %d nodes; "
+                "reconciled: %d writes (%d placements), %d services forgotten; %d tasks, %d nodes; "
                 "%.3fs (read %.3f, plan %.3f, write %.3f, enqueue+events %.3f)",
                 len(plan.writes),
-                len(done),
                 placed,
                 len(plan.forget),
                 len(tasks),
@@ -155,10 +151,7 @@ class Scheduler:
                 written - planned,
                 time.perf_counter() - written,
             )
-        if len(done) < len(plan.writes):
-            # Someone wrote in between: look again at once rather than at the next timer.
-            self.store.notify("retry")
-        self.telemetry.record(time.perf_counter() - began, tasks, [e for w in done for e in w.events])
+        self.telemetry.record(time.perf_counter() - began, tasks, [e for w in plan.writes for e in w.events])
         return plan
 
     def _node_events(

@@ -1,7 +1,8 @@
 """The scheduler's plan: what one reconcile pass decided, as data the loop carries out.
 
-Task writes are compare-and-sets on each task's rev; service writes only apply if the record is
-still the one read; jobs and events go out only for the writes that applied.
+Task writes are the scheduler's assignments (fenced by its lease: it alone writes them); service
+writes only apply if the record is still the one read; jobs and events go out only for the writes
+that applied.
 """
 
 from __future__ import annotations
@@ -26,11 +27,10 @@ class Event:
 
 @dataclass
 class Write:
-    """One task write; its jobs and events go out only if the compare-and-set succeeds."""
+    """One task's assignment written; its jobs and events go out once it is."""
 
     task: str
-    expected_rev: int  # -1: the task must not exist yet
-    record: TaskRecord | None  # None deletes the task
+    record: TaskRecord | None  # None drops the task (its status and stop request with it)
     jobs: list[Decision] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 

@@ -1,7 +1,7 @@
 """Reconciliation: desired services vs actual tasks and nodes at `now` -> a plan. Pure.
 
-The plan is a list of task writes (each a compare-and-set on the task's rev), the jobs each write
-sends to node queues once it is applied, and events. Nothing here talks to Redis or Docker; the
+The plan is a list of task writes (the scheduler's assignments, shared/task_parts.py), the jobs each
+write sends to node queues once it is applied, and events. Nothing here talks to Redis or Docker; the
 loop in scheduler/loop.py reads a snapshot, calls `reconcile`, and carries the plan out.
 """
 
@@ -31,7 +31,6 @@ from shared.records import (
     Unreadable,
     host_port_keys,
     incarnation_at,
-    stored_rev,
     task_id,
 )
 
@@ -140,8 +139,8 @@ def _replace_unreadable(
     entry: Unreadable, services: dict[str, ServiceRecord], frozen: Collection[str], now: float, plan: Plan
 ) -> tuple[str, int] | None:
     """A task record nobody can read: a slot still wanted gets a clean record of a new incarnation
-    (failed, saying why; placed again in the next pass), anything else is deleted. Both compare-and-set
-    on the rev the write reads from it. Returns the slot (service, slot) it held, if it names one.
+    (failed, saying why; placed again in the next pass), anything else is deleted. Returns the slot
+    (service, slot) it held, if it names one.
 
     Its containers, if any, are then those of no record: their agents remove them as strays.
     """
@@ -158,10 +157,10 @@ def _replace_unreadable(
             incarnation=incarnation_at(now),
         )
         event = Event(EventKind.TASK_UNREADABLE, f"{entry.key}: unreadable record replaced ({entry.error})", data)
-        plan.writes.append(Write(entry.key, stored_rev(entry.body), clean, events=[event]))
+        plan.writes.append(Write(entry.key, clean, events=[event]))
     else:
         event = Event(EventKind.TASK_UNREADABLE, f"{entry.key}: unreadable record removed ({entry.error})", data)
-        plan.writes.append(Write(entry.key, stored_rev(entry.body), None, events=[event]))
+        plan.writes.append(Write(entry.key, None, events=[event]))
     return (owner, slot) if match else None
 
 
@@ -183,13 +182,15 @@ def _retire(task: TaskRecord, ctx: _Pass) -> None:
     node_gone = task.node is None or ctx.status.get(task.node, NodeStatus.DOWN) is NodeStatus.DOWN
     if node_gone:
         # Nothing can run it; a returning agent removes containers whose task is gone.
-        ctx.plan.writes.append(Write(task.id, task.rev, None))
+        ctx.plan.writes.append(Write(task.id, None))
         return
     assert task.node is not None
     if task.state is TaskState.SHUTDOWN:
-        if _resend_due(task.updated_at, ctx):
+        if task.removed:  # its agent removed its containers: the slot's records go
+            ctx.plan.writes.append(Write(task.id, None))
+        elif _resend_due(task.updated_at, ctx):
             again = task.model_copy(update={"updated_at": ctx.now})
-            ctx.plan.writes.append(Write(task.id, task.rev, again, jobs=[_job(task.node, Action.STOP, task, task.gen)]))
+            ctx.plan.writes.append(Write(task.id, again, jobs=[_job(task.node, Action.STOP, task, task.gen)]))
         return
     gen = task.gen + 1
     stopping = task.model_copy(
@@ -199,7 +200,7 @@ def _retire(task: TaskRecord, ctx: _Pass) -> None:
     previous = task.previous
     if previous is not None and previous.node != task.node and ctx.status.get(previous.node) is not NodeStatus.DOWN:
         jobs.append(_job(previous.node, Action.STOP, task, previous.gen))
-    ctx.plan.writes.append(Write(task.id, task.rev, stopping, jobs=jobs))
+    ctx.plan.writes.append(Write(task.id, stopping, jobs=jobs))
 
 
 def _keep(service: ServiceRecord, tasks: list[TaskRecord], ctx: _Pass) -> list[_Placing]:
@@ -269,7 +270,7 @@ def _release_previous(task: TaskRecord, ctx: _Pass) -> bool:
             return False
         jobs.append(_job(previous.node, Action.STOP, task, previous.gen))
     released = task.model_copy(update={"previous": None, "updated_at": ctx.now})
-    ctx.plan.writes.append(Write(task.id, task.rev, released, jobs=jobs))
+    ctx.plan.writes.append(Write(task.id, released, jobs=jobs))
     return True
 
 
@@ -280,7 +281,7 @@ def _halt(task: TaskRecord, ctx: _Pass) -> None:
         return
     assert task.node is not None
     sent = task.model_copy(update={"halt_sent_at": ctx.now, "updated_at": ctx.now})
-    ctx.plan.writes.append(Write(task.id, task.rev, sent, jobs=[_job(task.node, Action.HALT, task, task.gen)]))
+    ctx.plan.writes.append(Write(task.id, sent, jobs=[_job(task.node, Action.HALT, task, task.gen)]))
 
 
 def _requeue_if_lost(task: TaskRecord, ctx: _Pass) -> None:
@@ -290,7 +291,7 @@ def _requeue_if_lost(task: TaskRecord, ctx: _Pass) -> None:
         return
     assert task.node is not None
     again = task.model_copy(update={"assigned_at": ctx.now, "updated_at": ctx.now})
-    ctx.plan.writes.append(Write(task.id, task.rev, again, jobs=[_job(task.node, Action.START, task, task.gen)]))
+    ctx.plan.writes.append(Write(task.id, again, jobs=[_job(task.node, Action.START, task, task.gen)]))
 
 
 def _resend_due(since: float, ctx: _Pass) -> bool:
@@ -407,7 +408,7 @@ def _assign(item: _Placing, node: str, ctx: _Pass) -> None:
     where = f"on {node}" if task.node in (None, node) else f"from {task.node} to {node}"
     kind = PLACEMENT_KINDS[item.why]
     event = Event(kind, f"{task.id} {item.why} {where}", {"service": task.service, "task": task.id, "node": node})
-    ctx.plan.writes.append(Write(task.id, task.rev, record, jobs=jobs, events=[event]))
+    ctx.plan.writes.append(Write(task.id, record, jobs=jobs, events=[event]))
 
 
 def _release_old_node(task: TaskRecord, new_node: str | None, status: dict[str, NodeStatus]) -> list[Decision]:
@@ -436,4 +437,4 @@ def _leave_pending(item: _Placing, reason: str, ctx: _Pass) -> None:
     data = {"service": task.service, "task": task.id}
     event = Event(EventKind.TASK_PENDING, f"{task.id} cannot be placed: {reason}", data)
     jobs = _release_old_node(task, None, ctx.status)
-    ctx.plan.writes.append(Write(task.id, task.rev, record, jobs=jobs, events=[event]))
+    ctx.plan.writes.append(Write(task.id, record, jobs=jobs, events=[event]))

@@ -26,8 +26,23 @@ class Keys:
         return f"{self.prefix}:services"
 
     @property
-    def tasks(self) -> str:
-        """Hash: task id (`web.1`) -> TaskRecord JSON."""
+    def assignments(self) -> str:
+        """Hash: task id (`web.1`) -> Assignment JSON, the scheduler's decision (shared/task_parts.py)."""
+        return f"{self.prefix}:assignments"
+
+    @property
+    def statuses(self) -> str:
+        """Hash: task id -> TaskStatus JSON, what the assigned node's agent found of that decision."""
+        return f"{self.prefix}:statuses"
+
+    @property
+    def stops(self) -> str:
+        """Hash: task id -> StopRequest JSON, a user's stop the scheduler has not yet folded in."""
+        return f"{self.prefix}:stops"
+
+    @property
+    def legacy_tasks(self) -> str:
+        """Hash of layout version 1: task id -> the whole TaskRecord JSON (migrated, shared/schema.py)."""
         return f"{self.prefix}:tasks"
 
     @property

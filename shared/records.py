@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
@@ -66,17 +65,6 @@ class UpdateState(StrEnum):
 
 ACTIVE_STATES = frozenset({TaskState.ASSIGNED, TaskState.STARTING, TaskState.RUNNING})
 TERMINAL_STATES = frozenset({TaskState.FAILED, TaskState.STOPPED})
-
-# Allowed transitions when a node agent reports; the scheduler's moves start a new gen instead.
-AGENT_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
-    TaskState.ASSIGNED: frozenset({TaskState.STARTING, TaskState.RUNNING, TaskState.FAILED}),
-    TaskState.STARTING: frozenset({TaskState.RUNNING, TaskState.FAILED, TaskState.STOPPED}),
-    TaskState.RUNNING: frozenset({TaskState.FAILED, TaskState.STOPPED, TaskState.RUNNING}),
-    TaskState.FAILED: frozenset(),
-    TaskState.STOPPED: frozenset(),
-    TaskState.PENDING: frozenset(),
-    TaskState.SHUTDOWN: frozenset(),
-}
 
 
 class NodeStatus(StrEnum):
@@ -205,7 +193,7 @@ class TaskRecord(Stored):
     service: str
     slot: int = Field(ge=1, le=MAX_COUNT)
     gen: Count = 0
-    rev: int = Field(default=0, ge=-1, le=MAX_COUNT)  # rises on every write by anyone; writers compare-and-set on it
+    rev: int = Field(default=0, ge=-1, le=MAX_COUNT)  # rises on every write of the scheduler; -1: not stored yet
     node: str | None = None
     state: TaskState = TaskState.PENDING
     reason: str | None = None
@@ -233,6 +221,7 @@ class TaskRecord(Stored):
     # unreadable record replaced) starts again at gen 1, and its containers must never be taken for
     # the old record's (container names and labels carry it). "" for records made before it existed.
     incarnation: str = ""
+    removed: bool = False  # SHUTDOWN, and its agent reported its containers gone: the scheduler drops it
 
     @model_validator(mode="after")
     def _slot_id(self) -> TaskRecord:
@@ -388,16 +377,6 @@ class Unreadable:
     def reason(self) -> str:
         """Why the object it is the record of is failed, as shown to users."""
         return f"record cannot be read: {self.error}"
-
-
-_STORED_REV = re.compile(r'"rev":(-?\d+)')
-
-
-def stored_rev(body: str) -> int:
-    """The rev the tasks' compare-and-set (CAS_TASKS in shared/store.py) reads from a stored task,
-    however broken the rest of it is: the first `"rev":<integer>`, else 0."""
-    match = _STORED_REV.search(body)
-    return int(match.group(1)) if match else 0
 
 
 def record_digest(body: str) -> str:

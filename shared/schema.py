@@ -5,24 +5,39 @@ process (API, scheduler, node agent) checks it as it starts: a cluster without o
 before versions were kept, which is version 1) is marked with this code's; the same version starts;
 another refuses to start, naming both, rather than read records it would take for unreadable and
 write records the others could not read. A change of layout raises VERSION and comes with the
-migration of the older data, run here under the check, in the same commit.
+migration of the older data, run here under the check, in the same commit. Processes of the older
+version must be stopped first (they would go on writing the old layout).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from shared.keys import Keys
-from shared.settings import SettingError
+import redis
 
-VERSION = 1
+from shared.keys import Keys
+from shared.records import TaskRecord
+from shared.settings import SettingError
+from shared.task_parts import REPORTED_STATES, assignment_of, status_of
+
+log = logging.getLogger(__name__)
+
+# 1: a task was one record (`tasks`) written by the scheduler and the agents alike.
+# 2: a task is the scheduler's assignment and its agent's status (shared/task_parts.py).
+VERSION = 2
 
 
 def check(client: Any, keys: Keys, component: str) -> None:
-    """Mark a cluster without a version, or raise SettingError when its data is of another version."""
-    client.set(keys.schema, VERSION, nx=True)
+    """Mark a cluster without a version, migrate one of version 1, or raise SettingError when its data
+    is of another version."""
+    if client.get(keys.schema) is None and not client.exists(keys.legacy_tasks):
+        client.set(keys.schema, VERSION, nx=True)
     stored = client.get(keys.schema)
-    found = stored.decode(errors="replace") if isinstance(stored, bytes) else str(stored)
+    found = "1" if stored is None else stored.decode(errors="replace") if isinstance(stored, bytes) else str(stored)
+    if found == "1":
+        migrate_from_1(client, keys, component)
+        return
     if found == str(VERSION):
         return
     newer = found.isdigit() and int(found) > VERSION
@@ -32,3 +47,41 @@ def check(client: Any, keys: Keys, component: str) -> None:
         f"{component}: cluster {keys.cluster!r} keeps its data in Redis layout version {found[:40]!r}, and this "
         f"gorchester reads version {VERSION}: {advice} (docs/redis-layout.md)"
     )
+
+
+def migrate_from_1(client: Any, keys: Keys, component: str) -> None:
+    """Version 1 -> 2: each task record split into the scheduler's assignment and its agent's status, in
+    one transaction (another process migrating at once makes this one's retry find version 2). A record
+    that cannot be read moves as it is: the scheduler replaces it as it did."""
+    with client.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(keys.schema, keys.legacy_tasks)
+                if pipe.get(keys.schema) not in (None, "1", b"1"):
+                    pipe.reset()
+                    return
+                legacy: dict[Any, Any] = pipe.hgetall(keys.legacy_tasks)
+                assignments: dict[Any, Any] = {}
+                statuses: dict[Any, str] = {}
+                for task_id, body in legacy.items():
+                    try:
+                        task = TaskRecord.model_validate_json(body)
+                    except ValueError:
+                        assignments[task_id] = body
+                        continue
+                    assignments[task_id] = assignment_of(task).model_dump_json()
+                    if task.node is not None and task.state in REPORTED_STATES:
+                        statuses[task_id] = status_of(task).model_dump_json()
+                pipe.multi()
+                if assignments:
+                    pipe.hset(keys.assignments, mapping=assignments)
+                if statuses:
+                    pipe.hset(keys.statuses, mapping=statuses)
+                pipe.delete(keys.legacy_tasks)
+                pipe.set(keys.schema, VERSION)
+                pipe.execute()
+                log.warning("%s: cluster %r migrated from Redis layout version 1 to %d (%d tasks)",
+                            component, keys.cluster, VERSION, len(legacy))
+                return
+            except redis.WatchError:
+                continue

@@ -1,8 +1,9 @@
 """The Redis adapter shared by the API, the scheduler and the node agents.
 
-Services, tasks and nodes are JSON documents in Redis hashes (layout in shared/keys.py). Task
-writes are compare-and-set on the task's `rev`, in one Lua call per batch, optionally fenced by
-the scheduler's leader lease, so concurrent writers never lose each other's decisions.
+Services, tasks and nodes are JSON documents in Redis hashes (layout in shared/keys.py). A task is
+the scheduler's assignment and its agent's status, each with one writer (shared/task_parts.py): the
+scheduler's batches are fenced by its leader lease, an agent's only land while the assignment is
+still the decision they report on, each batch in one Lua call.
 """
 
 from __future__ import annotations
@@ -41,38 +42,57 @@ from shared.records import (
     Unreadable,
 )
 from shared.settings import Settings
+from shared.task_parts import StopRequest, TaskReader, TaskStatus, assignment_of
 
-# KEYS[1] tasks hash, KEYS[2] revision key, KEYS[3] leader key (optional). ARGV[1] leader token
-# ('' = unfenced), ARGV[2] a fresh revision token, then triples (task id, expected rev or -1 for
-# "absent", new JSON or '' to delete). The revision key takes the token when anything was written.
-# The stored rev is matched, not decoded: TaskRecord JSON (pydantic, compact) has `"rev":` once, as
-# its fifth field, after the id and service names (a quote inside a JSON string is escaped, so no
-# string value matches); decoding every current record with cjson was most of Redis' time at
-# 10,000 tasks. shared/records.py's `stored_rev` reads a body the same way, for records that
-# cannot be parsed.
-CAS_TASKS = lease.LUA + """
-if KEYS[3] and not holds(KEYS[3], ARGV[1]) then
+# The scheduler's writes of assignments (shared/task_parts.py). KEYS[1] assignments, KEYS[2] statuses,
+# KEYS[3] stop requests, KEYS[4] the revision key, KEYS[5] the leader key (optional). ARGV[1] the
+# leader's token ('' = unfenced), ARGV[2] a fresh revision token, then triples (task id, assignment
+# JSON or '' to drop the task, the gen up to which a user's stop request is settled). A dropped task's
+# status and stop request go with it.
+WRITE_ASSIGNMENTS = lease.LUA + """
+if KEYS[5] and not holds(KEYS[5], ARGV[1]) then
   return redis.error_reply('NOTLEADER')
 end
+for i = 3, #ARGV, 3 do
+  local id = ARGV[i]
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('HDEL', KEYS[3], id)
+  else
+    redis.call('HSET', KEYS[1], id, ARGV[i + 1])
+    local stop = redis.call('HGET', KEYS[3], id)
+    if stop then
+      local ok, request = pcall(cjson.decode, stop)
+      local gen = ok and type(request) == 'table' and tonumber(request.gen) or nil
+      if gen == nil or gen <= tonumber(ARGV[i + 2]) then redis.call('HDEL', KEYS[3], id) end
+    end
+  end
+end
+redis.call('SET', KEYS[4], ARGV[2])
+return (#ARGV - 2) / 3
+"""
+
+# An agent's status reports. KEYS[1] assignments, KEYS[2] statuses, KEYS[3] the revision key; ARGV[1]
+# the agent's node, ARGV[2] a fresh revision token, then quadruples (task id, gen, incarnation, status
+# JSON). Each is written only while the task's assignment is that decision on that node: 1, else 0.
+WRITE_STATUSES = """
 local out = {}
 local wrote = false
-for i = 3, #ARGV, 3 do
+for i = 3, #ARGV, 4 do
   local current = redis.call('HGET', KEYS[1], ARGV[i])
-  local rev = -1
-  if current then rev = tonumber(string.match(current, '"rev":(%-?%d+)')) or 0 end
-  if rev == tonumber(ARGV[i + 1]) then
-    if ARGV[i + 2] == '' then
-      redis.call('HDEL', KEYS[1], ARGV[i])
-    else
-      redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
-    end
+  local ok, assignment = false, nil
+  if current then ok, assignment = pcall(cjson.decode, current) end
+  if ok and type(assignment) == 'table' and assignment.node == ARGV[1]
+      and tonumber(assignment.gen) == tonumber(ARGV[i + 1]) and (assignment.incarnation or '') == ARGV[i + 2] then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 3])
     out[#out + 1] = 1
     wrote = true
   else
     out[#out + 1] = 0
   end
 end
-if wrote then redis.call('SET', KEYS[2], ARGV[2]) end
+if wrote then redis.call('SET', KEYS[3], ARGV[2]) end
 return out
 """
 
@@ -161,13 +181,14 @@ class Store:
         self.keys = Keys(cluster)
         # A snapshot (every scheduler pass, every list request) re-parses only what changed.
         self._services = ParsedRecords(ServiceRecord, lambda record: record.name)
-        self._tasks = ParsedRecords(TaskRecord, lambda record: record.id)
+        self._tasks = TaskReader()
         self._nodes = ParsedRecords(NodeRecord, lambda record: record.id)
 
     def _bind(self, client: redis.Redis) -> None:
         # Typed loosely: redis-py's stubs cannot tell a decode_responses=True client returns str.
         self.redis: Any = client
-        self._cas = client.register_script(CAS_TASKS)
+        self._write_assignments = client.register_script(WRITE_ASSIGNMENTS)
+        self._write_statuses = client.register_script(WRITE_STATUSES)
         self._nodes_json = client.register_script(NODES_JSON)
         self._set_if_leader = client.register_script(SET_IF_LEADER)
         self._holds_lease = client.register_script(HOLDS_LEASE)
@@ -437,19 +458,38 @@ class Store:
         value: str | None = self.redis.get(self.keys.revision)
         return value
 
-    # -- tasks --------------------------------------------------------------------------------
+    # -- tasks: the scheduler's assignments, the agents' statuses, users' stop requests ------
 
     def read_tasks(self, task_ids: Collection[str] | None = None) -> Records[TaskRecord]:
-        """Every task (or the named ones that exist), each parsed on its own: one that cannot be read is
-        in `unreadable`, never raised. Records are shared between calls: never mutate one."""
-        return self._read(self.redis, self.keys.tasks, self._tasks, task_ids)
+        """Every task (or the named ones that exist): its assignment joined with its agent's status and
+        a user's stop request (shared/task_parts.py), read in one transaction. A task whose assignment
+        cannot be read is in `unreadable`, never raised; a status or stop request that cannot be read
+        counts as none (its writer writes it afresh). `bodies` holds, per task, a key naming what was
+        read of it. Records are shared between calls: never mutate one."""
+        keys = (self.keys.assignments, self.keys.statuses, self.keys.stops)
+        with self.redis.pipeline(transaction=True) as pipe:
+            if task_ids is None:
+                for key in keys:
+                    pipe.hgetall(key)
+                assignments, statuses, stops = pipe.execute()
+            else:
+                wanted = list(task_ids)
+                if not wanted:
+                    return Records({}, {}, {})
+                for key in keys:
+                    pipe.hmget(key, wanted)
+                assignments, statuses, stops = (
+                    {task_id: body for task_id, body in zip(wanted, bodies, strict=True) if body is not None}
+                    for bodies in pipe.execute()
+                )
+        return self._tasks.join(assignments, statuses, stops, whole=task_ids is None)
 
     def tasks(self) -> list[TaskRecord]:
         """Every task that can be read (never mutate one)."""
         return list(self.read_tasks().good.values())
 
     def task_entries(self) -> list[tuple[str, TaskRecord]]:
-        """Every task that can be read with its stored JSON (which readers may key caches of their own on)."""
+        """Every task that can be read with a key naming what was read of it (readers may key caches on it)."""
         read = self.read_tasks()
         return [(read.bodies[task_id], task) for task_id, task in read.good.items()]
 
@@ -470,103 +510,56 @@ class Store:
             raise Conflict(f"task {task_id!r} cannot be read ({entry.error}); the scheduler replaces it")
         return entry
 
-    def write_tasks(
-        self,
-        writes: Iterable[tuple[str, int, TaskRecord | None]],
-        *,
-        leader_token: str | None = None,
-    ) -> list[bool]:
-        """Compare-and-set tasks: (id, expected rev or -1 if new, new record or None to delete).
-
-        Each new record gets rev = expected + 1 (1 past a rev out of bounds, as an unreadable record
-        may hold). With a leader token, nothing is written unless the lease is still held by that
-        token (raises NotLeader).
-        """
-        triples: list[Any] = []
-        for task_id, expected, record in writes:
-            body = ""
-            if record is not None:
-                record.rev = expected + 1 if 0 <= expected < MAX_COUNT else 1
-                body = record.model_dump_json()
-            triples += [task_id, expected, body]
-        keys = [self.keys.tasks, self.keys.revision] + ([self.keys.leader] if leader_token else [])
-        result: list[bool] = []
+    def write_assignments(
+        self, writes: Iterable[tuple[str, TaskRecord | None]], *, leader_token: str | None = None
+    ) -> None:
+        """The scheduler's decisions: (task id, the task as decided, or None to drop it). Only the
+        assignment is written (the agent's part of the record is its status); each gets the next rev.
+        With a leader token, nothing is written unless the lease is still held by that token (raises
+        NotLeader); a plan larger than WRITE_CHUNK is written in chunks, each fenced."""
+        args: list[Any] = []
+        for task_id, record in writes:
+            if record is None:
+                args += [task_id, "", 0]
+                continue
+            record.rev = record.rev + 1 if 0 <= record.rev < MAX_COUNT else 0
+            assignment = assignment_of(record)
+            args += [task_id, assignment.model_dump_json(), record.gen if record.stop_requested else record.gen - 1]
+        keys = [self.keys.assignments, self.keys.statuses, self.keys.stops, self.keys.revision]
+        keys += [self.keys.leader] if leader_token else []
         step = 3 * WRITE_CHUNK
-        for start in range(0, len(triples), step):
+        for start in range(0, len(args), step):
             try:
-                flags = self._cas(keys=keys, args=[leader_token or "", _token(), *triples[start : start + step]])
+                self._write_assignments(keys=keys, args=[leader_token or "", _token(), *args[start : start + step]])
             except redis.ResponseError as exc:
                 if "NOTLEADER" not in str(exc):
                     raise
-                if not result:
-                    raise NotLeader(str(exc)) from None
-                # Deposed between chunks: what was written stands (each write was fenced); the rest is not.
-                result += [False] * ((len(triples) - start) // 3)
-                break
-            result += [bool(flag) for flag in flags]
-        return result
+                raise NotLeader(str(exc)) from None
 
-    def update_tasks(
-        self,
-        updates: Sequence[tuple[str, int, dict[str, Any]]],
-        accept: Callable[[TaskRecord], bool],
-        known: dict[str, TaskRecord] | None = None,
-    ) -> list[TaskRecord]:
-        """Agents' bulk write: for each (task id, gen, fields), apply `fields` while the task is at `gen`
-        and `accept`s it; a few round trips for the whole batch. Returns the records written.
+    def write_statuses(self, node_id: str, statuses: Sequence[TaskStatus]) -> list[bool]:
+        """An agent's reports about its node's tasks: each is written only while the task's assignment is
+        still its decision (node, gen, incarnation), in one Lua call. Returns which were written."""
+        if not statuses:
+            return []
+        args: list[Any] = [node_id, _token()]
+        for status in statuses:
+            args += [status.id, status.gen, status.incarnation, status.model_dump_json()]
+        flags = self._write_statuses(keys=[self.keys.assignments, self.keys.statuses, self.keys.revision], args=args)
+        return [bool(flag) for flag in flags]
 
-        `known`: records the caller just wrote or read; tried first without reading (the rev
-        compare-and-set still refuses them if anyone wrote since, and those are read and retried).
-        A task that cannot be read is not written.
-        """
-        original = {task_id: (gen, fields) for task_id, gen, fields in updates}
-        fields_of = dict(original)
-        written: list[TaskRecord] = []
-        while fields_of:
-            if known:
-                current, known = {task_id: known[task_id] for task_id in fields_of if task_id in known}, None
-                fields_of = {task_id: fields_of[task_id] for task_id in current}  # the others are not known
-                missing = {task_id: original[task_id] for task_id in original if task_id not in current}
-            else:
-                current, missing = self.tasks_by_id(fields_of), {}
-            writes = []
-            now = time.time()
-            for task_id, (gen, fields) in fields_of.items():
-                task = current.get(task_id)
-                if task is not None and task.gen == gen and accept(task):
-                    writes.append((task_id, task.rev, task.model_copy(update={**fields, "updated_at": now})))
-            applied = self.write_tasks(writes)
-            fields_of = missing
-            for (task_id, _, record), ok in zip(writes, applied, strict=True):
-                if ok and record is not None:
-                    written.append(record)
-                else:
-                    fields_of[task_id] = original[task_id]
-        return written
-
-    def update_task(
-        self, task_id: str, gen: int, *, accept: Callable[[TaskRecord], bool] | None = None, **fields: Any
-    ) -> tuple[TaskRecord, TaskRecord] | None:
-        """An agent's write: apply `fields` while the task is still at `gen` (and `accept`s it);
-        returns the record before and after, or None when it moved on, is gone or cannot be read."""
-        while True:
-            entry = self.read_tasks([task_id]).entry(task_id)
-            if not isinstance(entry, TaskRecord) or entry.gen != gen or (accept is not None and not accept(entry)):
-                return None
-            updated = entry.model_copy(update={**fields, "updated_at": time.time()})
-            if self.write_tasks([(task_id, entry.rev, updated)])[0]:
-                return entry, updated
-
-    def request_stop(self, task_id: str) -> TaskRecord:
-        """Mark a running task as stopped by its user (the agent stops it); unless-stopped keeps it so.
-        Checked and written on the same version of the record (compare-and-set, retried)."""
-        while True:
-            task = self.task(task_id)
-            if task.state is not TaskState.RUNNING or task.node is None:
-                raise Conflict(f"task {task_id!r} is {task.state.value}, not running")
-            updated = task.model_copy(update={"stop_requested": True, "updated_at": time.time()})
-            if self.write_tasks([(task_id, task.rev, updated)])[0]:
-                return updated
+    def request_stop(self, task_id: str, now: float) -> TaskRecord:
+        """A user's stop of a running task: recorded for the decision it runs at, which the scheduler
+        folds in and sends to the node (unless-stopped keeps it stopped). Returns the task as it now reads."""
+        task = self.task(task_id)
+        if task.state is not TaskState.RUNNING or task.node is None:
+            raise Conflict(f"task {task_id!r} is {task.state.value}, not running")
+        request = StopRequest(id=task.id, gen=task.gen, incarnation=task.incarnation, at=now)
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.stops, task.id, request.model_dump_json())
+            pipe.set(self.keys.revision, _token())
+            pipe.publish(self.keys.changes, f"task:{task.id}")
+            pipe.execute()
+        return task.model_copy(update={"stop_requested": True})
 
     # -- nodes --------------------------------------------------------------------------------
 

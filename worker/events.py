@@ -52,10 +52,10 @@ class EventWatcher:
             oom = container_id in self.oom or bool(state and state.get("OOMKilled"))
             self.oom.discard(container_id)
             fields = exit_fields(int(attrs.get("exitCode", "-1")), oom=oom, removed=removed)
-            self.node.report(task_id, gen, {TaskState.RUNNING}, incarnation=incarnation, **fields)
+            self.node.report(task_id, gen, incarnation=incarnation, when=TaskState.RUNNING, **fields)
         elif action == "destroy":
             self.oom.discard(container_id)
             self.node.report(
-                task_id, gen, {TaskState.RUNNING}, incarnation=incarnation,
+                task_id, gen, incarnation=incarnation, when=TaskState.RUNNING,
                 state=TaskState.FAILED, reason=REMOVED, finished_at=time.time(),
             )

@@ -153,13 +153,13 @@ class Checker:
         """Write a change of health; unhealthy fails the task and stops its container."""
         if state.health is not Health.UNHEALTHY:
             written = self.node.report(
-                self.task_id, self.gen, {TaskState.RUNNING}, incarnation=self.incarnation,
+                self.task_id, self.gen, incarnation=self.incarnation, when=TaskState.RUNNING,
                 health=state.health, health_output=state.output,
             )
             return written is not None
         log.warning("%s gen %s unhealthy: %s", self.task_id, self.gen, state.output)
         written = self.node.report(
-            self.task_id, self.gen, {TaskState.RUNNING}, incarnation=self.incarnation,
+            self.task_id, self.gen, incarnation=self.incarnation, when=TaskState.RUNNING,
             state=TaskState.FAILED, health=Health.UNHEALTHY, health_output=state.output,
             reason=f"unhealthy: {state.output}", exit_code=None, finished_at=time.time(),
         )

@@ -28,7 +28,6 @@ from worker.node import Node, current, serving
 
 log = logging.getLogger("rq.worker.gorchester")
 
-STARTABLE = frozenset({TaskState.ASSIGNED, TaskState.STARTING})
 STOPPED_ON_REQUEST = "stopped on request"
 # How long a replica the cluster DNS answered for keeps serving after its task is retired: the DNS
 # servers' poll of the records plus the TTL clients may cache an answer for, and a margin.
@@ -84,7 +83,6 @@ def start_tasks(items: list[Decision]) -> None:
     incarnations = {task_id: incarnation for task_id, _, incarnation in items}
     tasks = node.report_many(
         [(task_id, gen, {"state": TaskState.STARTING}) for task_id, gen, _ in items],
-        STARTABLE,
         incarnations=incarnations,
         notify=False,
     )
@@ -126,7 +124,7 @@ def start_tasks(items: list[Decision]) -> None:
             log.warning("start batch of %d: %s", len(ordered), listing)
             for task in ordered:
                 node.report(
-                    task.id, task.gen, STARTABLE, incarnation=task.incarnation,
+                    task.id, task.gen, incarnation=task.incarnation,
                     state=TaskState.FAILED, reason=str(listing), finished_at=time.time(),
                 )
             return
@@ -141,7 +139,7 @@ def start_tasks(items: list[Decision]) -> None:
             else:
                 log.warning("start %s gen %s failed: %s", task.id, task.gen, error)
                 node.report(
-                    task.id, task.gen, STARTABLE, incarnation=task.incarnation,
+                    task.id, task.gen, incarnation=task.incarnation,
                     state=TaskState.FAILED, reason=str(error), finished_at=time.time(),
                 )
             if running and time.monotonic() - flushed >= FLUSH_SECONDS:
@@ -155,7 +153,7 @@ def _report_running(
 ) -> None:
     notify = any(task_id in awaited for task_id, _, _ in running)
     incarnations = {task_id: known[task_id].incarnation for task_id, _, _ in running}
-    node.report_many(running, {TaskState.STARTING}, incarnations=incarnations, known=known, notify=notify)
+    node.report_many(running, incarnations=incarnations, when=TaskState.STARTING, known=known, notify=notify)
 
 
 class _Prepared:
@@ -244,14 +242,15 @@ def halt_task(task_id: str, gen: int, incarnation: str) -> None:
             log.warning("halt %s gen %s: %s", task_id, gen, exc)
             return
         node.report(
-            task_id, gen, {TaskState.RUNNING}, incarnation=incarnation, state=TaskState.STOPPED,
+            task_id, gen, incarnation=incarnation, when=TaskState.RUNNING, state=TaskState.STOPPED,
             reason=STOPPED_ON_REQUEST, exit_code=exit_code, finished_at=time.time(),
         )
 
 
 def stop_task(task_id: str, gen: int, incarnation: str) -> None:
-    """Remove the containers of the task's record (`incarnation`) up to `gen`, then the record if it
-    is SHUTDOWN at `gen`. Another record's containers of the slot are not this decision's."""
+    """Remove the containers of the task's record (`incarnation`) up to `gen`, then report them gone if
+    the task is SHUTDOWN at `gen` (the scheduler drops it). Another record's containers of the slot are
+    not this decision's."""
     node = current()
     try:
         task = node.store.read_task(task_id)
@@ -281,4 +280,4 @@ def stop_task(task_id: str, gen: int, incarnation: str) -> None:
         # The record stays SHUTDOWN, so the agent's sweep retries the removal.
         log.warning("stop %s gen %s: %s", task_id, gen, exc)
         return
-    node.forget(task_id, gen, incarnation)
+    node.removed(task_id, gen, incarnation)

@@ -1,13 +1,16 @@
 """The running agent's state shared by its job thread and its event, sweep and heartbeat threads.
 
-Every task write goes through `report` under one lock, so a job's create-start-RUNNING sequence and
-an exit seen on the event stream (or by the sweep) can never interleave into a stale state.
+The agent writes only its node's tasks' status (shared/task_parts.py), and every write goes through
+`report_many` under one lock, so a job's create-start-RUNNING sequence and an exit seen on the event
+stream (or by the sweep) can never interleave into a stale state.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +24,10 @@ from shared.hostaccess import HostAccess
 from shared.podnet import PodNetwork, PodRangeError, network_name
 from shared.records import TaskRecord, TaskState
 from shared.store import Store
+from shared.task_parts import TRANSITIONS, TaskStatus, status_of
 from worker.engine import Engine, EngineError
+
+log = logging.getLogger("rq.worker.gorchester")
 
 # Task states an agent reports that are worth an event of their own.
 TRANSITION_EVENTS = {TaskState.RUNNING: EventKind.TASK_STARTED, TaskState.FAILED: EventKind.TASK_FAILED}
@@ -52,72 +58,72 @@ class Node:
         return entry if isinstance(entry, TaskRecord) else None
 
     def report(
-        self, task_id: str, gen: int, states: Collection[TaskState], *, incarnation: str, **fields: Any
+        self, task_id: str, gen: int, *, incarnation: str, when: TaskState | None = None, **fields: Any
     ) -> TaskRecord | None:
-        """Write `fields` if the task is still this node's, the same record (`incarnation`) at `gen`,
-        in one of `states`; then notify.
+        """Report what this node found of the task's decision at `gen` (the record `incarnation`), if the
+        task is still this node's at that decision (and, with `when`, in that state); then notify.
 
-        Returns the written record, or None when the decision moved on (nothing is written then).
+        Returns the task as reported, or None when nothing was written (the decision moved on, or
+        the report would be a transition the table refuses)."""
+        written = self.report_many([(task_id, gen, fields)], incarnations={task_id: incarnation}, when=when)
+        return written[0] if written else None
+
+    def report_many(
+        self,
+        updates: Sequence[tuple[str, int, dict[str, Any]]],
+        *,
+        incarnations: Mapping[str, str],
+        when: TaskState | None = None,
+        known: dict[str, TaskRecord] | None = None,
+        notify: bool = True,
+    ) -> list[TaskRecord]:
+        """Write this node's status of many tasks at once: one read (none with `known`, the tasks as
+        this agent last reported them: it alone writes their status), one Lua call, one notification
+        and one pipeline of events (RUNNING and FAILED are announced).
+
+        Each (task id, gen, fields) is written if the task is this node's, the record of
+        `incarnations[task id]` at gen, (with `when`, in that state,) and the change of state is one
+        shared/task_parts.py's TRANSITIONS allows: a refused one is logged, naming both states.
+        `notify=False` for a state no scheduler decision depends on (STARTING; RUNNING mostly, see
+        worker/jobs.py), which spares it a pass.
         """
+        if not updates:
+            return []
         with self.lock:
-            outcome = self.store.update_task(
-                task_id,
-                gen,
-                accept=lambda task: task.incarnation == incarnation and task.node == self.id and task.state in states,
-                **fields,
+            wanted = [task_id for task_id, _, _ in updates]
+            current = known if known is not None and all(task_id in known for task_id in wanted) else None
+            if current is None:
+                current = self.store.tasks_by_id(wanted)
+            reports: list[tuple[TaskRecord, TaskRecord, TaskStatus]] = []
+            for task_id, gen, fields in updates:
+                task = current.get(task_id)
+                if task is None or task.node != self.id or (task.gen, task.incarnation) != (gen, incarnations[task_id]):
+                    continue  # the decision moved on
+                if when is not None and task.state is not when:
+                    continue
+                state = fields.get("state", task.state)
+                if state not in TRANSITIONS[task.state]:
+                    log.warning("%s gen %s: %s -> %s refused (not an allowed transition)",
+                                task_id, gen, task.state.value, TaskState(state).value)
+                    continue
+                after = task.model_copy(update={**fields, "updated_at": time.time()})
+                reports.append((task, after, status_of(after, removed=task.state is TaskState.SHUTDOWN)))
+            applied = self.store.write_statuses(self.id, [status for _, _, status in reports])
+            written = [(before, after) for (before, after, _), ok in zip(reports, applied, strict=True) if ok]
+        if written:
+            self.store.emit_many(
+                self._transition_event(after) for before, after in written
+                if after.state in TRANSITION_EVENTS and after.state is not before.state
             )
-        if outcome is None:
-            return None
-        before, updated = outcome
-        if updated.state is not before.state and updated.state in TRANSITION_EVENTS:
-            self._announce(updated)
-        self.store.notify(f"task:{task_id}")
-        return updated
-
-    def _announce(self, task: TaskRecord) -> None:
-        self.store.emit_many([self._transition_event(task)])
+        if written and notify:
+            self.store.notify(f"node:{self.id}")
+        return [after for _, after in written]
 
     def _transition_event(self, task: TaskRecord) -> tuple[EventKind, str, dict[str, Any]]:
         kind = TRANSITION_EVENTS[task.state]
         detail = f": {task.reason}" if task.state is TaskState.FAILED and task.reason else ""
         data = {"service": task.service, "task": task.id, "node": self.id, "gen": task.gen, "exit_code": task.exit_code}
         return kind, f"{task.id} {task.state.value} on {self.id}{detail}", data
-
-    def report_many(
-        self,
-        updates: Sequence[tuple[str, int, dict[str, Any]]],
-        states: Collection[TaskState],
-        *,
-        incarnations: Mapping[str, str],
-        known: dict[str, TaskRecord] | None = None,
-        notify: bool = True,
-    ) -> list[TaskRecord]:
-        """`report` for many tasks at once: a few Redis round trips, one notification and one pipeline
-        of events (the transitions `report` announces) in all.
-
-        Each (task id, gen, fields) is written if the task is still this node's, the record of
-        `incarnations[task id]`, at gen, in `states`.
-        `known` are records this node just wrote (skips a read); `notify=False` for a state no
-        scheduler decision depends on (STARTING; RUNNING mostly, see worker/jobs.py), which spares it a pass.
-        """
-        if not updates:
-            return []
-        with self.lock:
-
-            def accept(task: TaskRecord) -> bool:
-                return task.node == self.id and task.state in states and task.incarnation == incarnations[task.id]
-
-            written = self.store.update_tasks(updates, accept, known=known)
-        if written:
-            # A written record left one of `states`; it is a transition unless its state is one of them.
-            self.store.emit_many(
-                self._transition_event(task)
-                for task in written
-                if task.state in TRANSITION_EVENTS and task.state not in states
-            )
-        if written and notify:
-            self.store.notify(f"node:{self.id}")
-        return written
 
     def pod_network(self) -> PodNetwork:
         """The cluster's network on this node's engine (shared/podnet.py), made with the subnet the control
@@ -137,18 +143,11 @@ class Node:
             raise EngineError(f"network {name}: {exc}") from None
         return PodNetwork(network_id, subnet)
 
-    def forget(self, task_id: str, gen: int, incarnation: str) -> bool:
-        """Delete a task record that is SHUTDOWN at `gen` (that record: `incarnation`): its container is
-        gone, so is the slot."""
-        with self.lock:
-            task = self.task(task_id)
-            same = task is not None and (task.gen, task.incarnation) == (gen, incarnation)
-            if task is None or not same or task.state is not TaskState.SHUTDOWN:
-                return False
-            deleted = self.store.write_tasks([(task_id, task.rev, None)])[0]
-        if deleted:
-            self.store.notify(f"task:{task_id}")
-        return deleted
+    def removed(self, task_id: str, gen: int, incarnation: str) -> bool:
+        """Report that the containers of a task SHUTDOWN at `gen` (that record: `incarnation`) are gone:
+        the scheduler then drops the slot's records."""
+        return self.report(task_id, gen, incarnation=incarnation, when=TaskState.SHUTDOWN,
+                           state=TaskState.STOPPED) is not None
 
 
 _current: Node | None = None

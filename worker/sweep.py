@@ -23,8 +23,10 @@ INTERVAL = 10.0
 
 # Under the node's lock no job is between making a container and reporting it, so a container of a
 # task still ASSIGNED or STARTING was made by a job that died with its agent: adopt it at once
-# rather than wait for the scheduler to send the start again.
-ADOPTABLE = frozenset({TaskState.ASSIGNED, TaskState.STARTING, TaskState.RUNNING, TaskState.FAILED})
+# rather than wait for the scheduler to send the start again. A FAILED report is final for its gen
+# (shared/task_parts.py TRANSITIONS): the scheduler's restart makes a new one, and this container
+# then goes as a stray.
+ADOPTABLE = frozenset({TaskState.ASSIGNED, TaskState.STARTING, TaskState.RUNNING})
 
 
 def sweep(node: Node) -> None:
@@ -50,7 +52,7 @@ def sweep(node: Node) -> None:
         for task in tasks.values():
             if task.node == node.id and task.state is TaskState.RUNNING and task.id not in present:
                 node.report(
-                    task.id, task.gen, {TaskState.RUNNING}, incarnation=task.incarnation,
+                    task.id, task.gen, incarnation=task.incarnation, when=TaskState.RUNNING,
                     state=TaskState.FAILED, reason=REMOVED, finished_at=time.time(),
                 )
     fanout.each(lambda stray: _remove(node, *stray), strays)
@@ -74,7 +76,7 @@ def _remove(node: Node, container: Container, task: TaskRecord | None) -> None:
     if task is not None and task.node == node.id and task.incarnation == container_incarnation(container) \
             and container_gen(container) <= task.gen:
         # Does what a lost stop job would have: a SHUTDOWN record goes with its containers.
-        node.forget(task.id, task.gen, task.incarnation)
+        node.removed(task.id, task.gen, task.incarnation)
 
 
 def _is_previous(task: TaskRecord, node: Node, container: Container) -> bool:
@@ -93,7 +95,7 @@ def _adopt(node: Node, task: TaskRecord, container: Container) -> None:
     running = container.status == "running"
     if running and task.state is not TaskState.RUNNING:
         node.report(
-            task.id, task.gen, {task.state}, incarnation=task.incarnation, state=TaskState.RUNNING,
+            task.id, task.gen, incarnation=task.incarnation, when=task.state, state=TaskState.RUNNING,
             container_id=container.id,
             ports=node.engine.published_ports(container), address=container_address(container.attrs),
             reason=None, exit_code=None, finished_at=None,
@@ -101,4 +103,4 @@ def _adopt(node: Node, task: TaskRecord, container: Container) -> None:
     elif not running and task.state is TaskState.RUNNING:
         state = container.attrs.get("State") or {}
         fields = exit_fields(int(state.get("ExitCode", -1)), oom=bool(state.get("OOMKilled")))
-        node.report(task.id, task.gen, {TaskState.RUNNING}, incarnation=task.incarnation, **fields)
+        node.report(task.id, task.gen, incarnation=task.incarnation, when=TaskState.RUNNING, **fields)

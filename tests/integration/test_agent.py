@@ -23,6 +23,7 @@ from shared.podnet import network_name
 from shared.records import PreviousContainer, TaskRecord, TaskState, host_port_keys, template_hash
 from shared.store import Store, connect
 from tests.support.procs import TEST_IMAGE, VENV_BIN, Processes, free_port, wait_for
+from tests.support.tasks import seed
 from worker.engine import Engine
 
 NODE = "node-a"
@@ -62,7 +63,7 @@ class Scheduler:
             assigned_at=time.time(),
             **fields,
         )
-        assert self.store.write_tasks([(task.id, -1, task)]) == [True]
+        seed(self.store, [task])
         self.send(Action.START, task.id, gen, task.incarnation)
         return task.id
 
@@ -274,12 +275,13 @@ def test_a_clean_exit_becomes_stopped(scheduler: Scheduler):
     assert (task.exit_code, task.reason) == (0, "exited with code 0")
 
 
-def test_a_stop_job_removes_the_container_and_the_record(scheduler: Scheduler, store: Store, cluster: str):
+def test_a_stop_job_removes_the_container_and_reports_it(scheduler: Scheduler, store: Store, cluster: str):
     task = scheduler.wait_state(scheduler.start(service()), TaskState.RUNNING)
     shutdown = task.model_copy(update={"gen": 2, "state": TaskState.SHUTDOWN})
-    assert store.write_tasks([(task.id, task.rev, shutdown)]) == [True]
+    seed(store, [shutdown])
     scheduler.send(Action.STOP, task.id, 2)
-    wait_for(lambda: task.id not in {t.id for t in store.tasks()}, what="the record to go")
+    # Reported gone (the scheduler then drops the record: tests/unit/test_reconcile.py).
+    wait_for(lambda: store.task(task.id).removed, what="the containers to be reported gone")
     assert task_containers(cluster, task.id) == []
 
 
@@ -298,7 +300,7 @@ def test_a_restarted_agent_sweeps_what_changed_while_it_was_down(
     orphan = scheduler.wait_state(scheduler.start(service(), slot=2), TaskState.RUNNING)
     agent.kill(NODE)
     subprocess.run(["docker", "rm", "-f", removed.container_id], check=True, capture_output=True)
-    assert store.write_tasks([(orphan.id, orphan.rev, None)]) == [True]
+    store.write_assignments([(orphan.id, None)])
 
     agent.agent(NODE, ADDRESS, cpu=2000, memory=2048 * MIB)
     assert scheduler.wait_state(removed.id, TaskState.FAILED).reason == "container removed"
@@ -311,7 +313,7 @@ def test_a_rerun_start_job_adopts_the_container_it_made(
     task = scheduler.wait_state(scheduler.start(service()), TaskState.RUNNING)
     agent.kill(NODE)
     # As if the agent died after starting the container but before reporting RUNNING.
-    assert store.write_tasks([(task.id, task.rev, task.model_copy(update={"state": TaskState.STARTING}))]) == [True]
+    seed(store, [task.model_copy(update={"state": TaskState.STARTING})])
 
     agent.agent(NODE, ADDRESS, cpu=2000, memory=2048 * MIB)
     scheduler.send(Action.START, task.id, 1)
@@ -335,7 +337,7 @@ def test_a_container_of_another_record_of_the_slot_is_never_adopted_and_goes(
     """The service deleted and made again: its slot's new record starts again at gen 1, and the old
     record's gen-1 container (its stop lost, say) must not be taken for the new one's."""
     old = scheduler.wait_state(scheduler.start(service(), incarnation="0ld"), TaskState.RUNNING)
-    assert store.write_tasks([(old.id, old.rev, None)]) == [True]  # the record goes, its container stays
+    store.write_assignments([(old.id, None)])  # the record goes, its container stays
     new = scheduler.wait_state(scheduler.start(service(), incarnation="e1"), TaskState.RUNNING)
     assert new.container_id != old.container_id
     [container] = task_containers(cluster, new.id)
@@ -349,8 +351,8 @@ def test_the_sweep_never_removes_a_container_only_because_its_record_cannot_be_r
     unreadable = scheduler.wait_state(scheduler.start(service()), TaskState.RUNNING)
     stray = scheduler.wait_state(scheduler.start(service(), slot=2), TaskState.RUNNING)
     agent.kill(NODE)
-    store.redis.hset(store.keys.tasks, unreadable.id, "\x00garbage")
-    assert store.write_tasks([(stray.id, stray.rev, None)]) == [True]
+    store.redis.hset(store.keys.assignments, unreadable.id, "\x00garbage")
+    store.write_assignments([(stray.id, None)])
 
     agent.agent(NODE, ADDRESS, cpu=2000, memory=2048 * MIB)  # its first sweep runs as it starts
     wait_for(lambda: task_containers(cluster, stray.id) == [], what="the sweep to remove the stray")

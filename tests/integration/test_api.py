@@ -17,6 +17,7 @@ from shared.records import NodeRecord, ServiceFault, TaskRecord, TaskState, reco
 from shared.settings import Settings
 from shared.store import Store, connect
 from tests.support.procs import free_port
+from tests.support.tasks import seed
 
 WEB = {"service_name": "web", "image": "nginx:alpine", "replicas": 2, "ports": [{"container_port": 80}]}
 
@@ -213,16 +214,14 @@ def seed_node(store: Store, node_id: str, heartbeat: float) -> None:
 
 
 def seed_tasks(store: Store) -> None:
-    store.write_tasks([
-        ("web.1", -1, TaskRecord(id="web.1", service="web", slot=1, node="n1", state=TaskState.RUNNING,
-                                 cpu_millicores=500, memory_bytes=2**28, started_at=time.time(),
-                                 container_id="c1", reason="was pending")),
-        ("web.2", -1, TaskRecord(id="web.2", service="web", slot=2, node="n2", state=TaskState.ASSIGNED,
-                                 cpu_millicores=500, memory_bytes=2**28)),
-        ("db.1", -1, TaskRecord(id="db.1", service="db", slot=1, node="n1", state=TaskState.STARTING,
-                                cpu_millicores=250, memory_bytes=2**27)),
-        ("web.3", -1, TaskRecord(id="web.3", service="web", slot=3, state=TaskState.PENDING,
-                                 reason="n1: not enough memory")),
+    seed(store, [
+        TaskRecord(id="web.1", service="web", slot=1, node="n1", state=TaskState.RUNNING, cpu_millicores=500,
+                   memory_bytes=2**28, started_at=time.time(), container_id="c1", reason="was pending"),
+        TaskRecord(id="web.2", service="web", slot=2, node="n2", state=TaskState.ASSIGNED, cpu_millicores=500,
+                   memory_bytes=2**28),
+        TaskRecord(id="db.1", service="db", slot=1, node="n1", state=TaskState.STARTING, cpu_millicores=250,
+                   memory_bytes=2**27),
+        TaskRecord(id="web.3", service="web", slot=3, state=TaskState.PENDING, reason="n1: not enough memory"),
     ])
 
 
@@ -362,7 +361,7 @@ def test_apply_replaces_and_prunes_records_that_cannot_be_read(
 def test_task_node_and_event_records_that_cannot_be_read(client: TestClient, store: Store) -> None:
     seed_node(store, "n1", time.time())
     seed_tasks(store)
-    store.redis.hset(store.keys.tasks, "web.9", "not json")
+    store.redis.hset(store.keys.assignments, "web.9", "not json")
     store.redis.sadd(store.keys.nodes, "n9")
     store.redis.hset(store.keys.node("n9"), mapping={"id": '"n9"', "address": '"x"', "cpu_millicores": "oops"})
     store.redis.xadd(store.keys.events, {"event": "not json"})

@@ -7,6 +7,7 @@ from shared import telemetry
 from shared.config import ServiceSpec
 from shared.records import TaskRecord, TaskState
 from shared.store import Store
+from tests.support import tasks as stored_tasks
 
 NOW = 1_000_000.0
 
@@ -28,7 +29,7 @@ def write_samples(store: Store, replicas: int, cpu_percent: float, now: float) -
             id=f"web.{slot}", service="web", slot=slot, gen=1, node="node-1", state=TaskState.RUNNING,
             container_id=f"c{slot}", cpu_millicores=100, memory_bytes=32 << 20,
         ))
-    store.write_tasks([(t.id, -1, t) for t in tasks if t.id not in {x.id for x in store.tasks()}])
+    stored_tasks.seed(store, [t for t in tasks if t.id not in {x.id for x in store.tasks()}])
     samples = [
         telemetry.TaskSample(
             task=t.id, service="web", node="node-1", gen=1, container_id=t.container_id or "", sampled_at=now,

@@ -27,6 +27,7 @@ from shared.records import Health, ServiceRecord, TaskRecord, TaskState
 from shared.store import Store, connect
 from tests.conftest import RedisServer
 from tests.support.procs import Processes, free_port, wait_for
+from tests.support.tasks import seed
 from worker import discovery_view
 from worker import dns as cluster_dns
 from worker.dns import ClusterDns, Upstream
@@ -185,11 +186,9 @@ def put_service(store: Store, name: str, network: str | None = "backend", **fiel
 def put_task(store: Store, record: ServiceRecord, slot: int, address: str | None,
              state: TaskState = TaskState.RUNNING, health: Health = Health.NONE) -> None:
     task_id = f"{record.name}.{slot}"
-    current = store.read_tasks([task_id]).entry(task_id)
-    expected = current.rev if isinstance(current, TaskRecord) else -1
     task = TaskRecord(id=task_id, service=record.name, slot=slot, state=state, health=health, node="node-1",
                       template=record.template_hash(), address=address)
-    assert store.write_tasks([(task_id, expected, task)]) == [True]
+    seed(store, [task])
 
 
 def sample_cluster(store: Store) -> dict[str, ServiceRecord]:
@@ -392,7 +391,7 @@ def test_endpoints_of_the_api_and_the_dns_agree(
         (lambda: put_task(store, web, 2, "127.0.54.12", health=Health.STARTING), {"127.0.54.11"}),
         (lambda: put_task(store, web, 2, "127.0.54.12", health=Health.HEALTHY), {"127.0.54.11", "127.0.54.12"}),
         (lambda: put_task(store, web, 1, "127.0.54.11", health=Health.UNHEALTHY), {"127.0.54.12"}),
-        (lambda: store.redis.hset(store.keys.tasks, "web.3", "{not a task"), {"127.0.54.12"}),
+        (lambda: store.redis.hset(store.keys.assignments, "web.3", "{not a task"), {"127.0.54.12"}),
         (lambda: put_task(store, web, 1, "127.0.54.15", health=Health.HEALTHY), {"127.0.54.12", "127.0.54.15"}),
         (lambda: put_task(store, web, 2, "127.0.54.12", state=TaskState.STOPPED), {"127.0.54.15"}),
         (lambda: store.delete_service("web", time.time()), {"127.0.54.15"}),

@@ -22,6 +22,7 @@ from shared.records import NodeRecord, TaskRecord, TaskState
 from shared.settings import Settings
 from shared.store import Store
 from tests.support.procs import TEST_IMAGE, Processes, free_port, wait_for
+from tests.support.tasks import seed
 
 GORCHESTER = str(Path(sys.executable).parent / "gorchester")
 MIB = 1024 * 1024
@@ -231,7 +232,7 @@ def test_a_node_whose_agent_does_not_answer_is_503_within_the_bound(redis_server
                                    heartbeat_interval=60, last_heartbeat=now))
     store.redis.hset(store.keys.node("far"), "engine_url", '"tcp://10.9.9.9:2375"')  # an older version's field
     task = TaskRecord(id="x.1", service="x", slot=1, node="far", state=TaskState.RUNNING, container_id="abc123")
-    store.redis.hset(store.keys.tasks, task.id, task.model_dump_json())
+    seed(store, [task])
     app = create_app(Settings(redis_url=redis_server.url, cluster=cluster), Tokens())
     with TestClient(app) as client:
         assert client.get("/v1/nodes/far").json()["status"] == "ready"  # the old field is ignored

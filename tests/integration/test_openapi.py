@@ -18,8 +18,9 @@ import pytest
 from api.app import ROUTES
 from api.openapi import v1_routes
 from shared.config import Config, ServiceSpec
-from shared.records import ServiceRecord, TaskRecord
+from shared.records import ServiceRecord
 from shared.store import Store, connect
+from shared.task_parts import Assignment, TaskStatus
 from tests.support.procs import VENV_BIN, Processes, free_port
 
 ADMIN, READ = "oa-admin-41d9", "oa-read-c27e"
@@ -139,8 +140,10 @@ def test_bad_input_suite_schemathesis_all_checks_against_a_live_cluster(procs: P
     store = Store(connect(procs.env["GORCHESTER_REDIS_URL"]), procs.env["GORCHESTER_CLUSTER"])
     for body in store.redis.hgetall(store.keys.services).values():
         ServiceRecord.model_validate_json(body)
-    for body in store.redis.hgetall(store.keys.tasks).values():
-        TaskRecord.model_validate_json(body)
+    for body in store.redis.hgetall(store.keys.assignments).values():
+        Assignment.model_validate_json(body)
+    for body in store.redis.hgetall(store.keys.statuses).values():
+        TaskStatus.model_validate_json(body)
     unexplained = [block for block in failure_blocks(result.stdout) if not any(known in block for known in ELSEWHERE)]
     assert result.returncode == 0 or not unexplained, "\n\n".join(unexplained)[:6000] or summary
 

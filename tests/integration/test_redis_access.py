@@ -14,8 +14,10 @@ import redis
 
 from shared import schema
 from shared.keys import Keys
+from shared.records import Health, TaskRecord, TaskState
 from shared.redis_access import access_problem, check_access
 from shared.settings import SettingError
+from shared.store import Store, connect
 from tests.conftest import RedisServer
 from tests.support.procs import ROOT, VENV_BIN, free_port, wait_for
 
@@ -127,4 +129,34 @@ def test_a_scheduler_on_data_of_another_layout_exits_saying_so(
         assert f"layout version '{schema.VERSION + 1}'" in done.stderr, done.stderr[-2000:]
     finally:
         client.delete(keys.schema)
+        client.close()
+
+
+@pytest.mark.parametrize("marked", [False, True])
+def test_data_of_layout_version_1_is_migrated_as_a_process_starts(
+    redis_server: RedisServer, cluster: str, marked: bool
+) -> None:
+    """Version 1 kept each task as one record in `tasks` (and, before versions were kept, no `schema`):
+    the first process of version 2 splits each into the scheduler's assignment and its agent's status,
+    in one transaction; the tasks read as they did, and a record that could not be read moves as it is."""
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    keys = Keys(cluster)
+    running = TaskRecord(id="web.1", service="web", slot=1, gen=2, rev=5, node="n1", state=TaskState.RUNNING,
+                         container_id="c1", incarnation="a1", restarts=1, health=Health.HEALTHY)
+    pending = TaskRecord(id="web.2", service="web", slot=2, gen=1, state=TaskState.PENDING, reason="no room")
+    client.hset(keys.legacy_tasks, mapping={task.id: task.model_dump_json() for task in (running, pending)}
+                | {"web.3": "{broken"})
+    if marked:
+        client.set(keys.schema, 1)
+    try:
+        check_access(redis_server.url, cluster, "scheduler")
+        assert client.get(keys.schema) == str(schema.VERSION) and not client.exists(keys.legacy_tasks)
+        store = Store(connect(redis_server.url), cluster)
+        read = store.read_tasks()
+        assert read.good["web.1"] == running.model_copy(update={"updated_at": read.good["web.1"].updated_at})
+        assert (read.good["web.2"].state, read.good["web.2"].reason) == (TaskState.PENDING, "no room")
+        assert list(read.unreadable) == ["web.3"]
+        check_access(redis_server.url, cluster, "api")  # the same version now: nothing more to do
+    finally:
+        client.delete(keys.schema, keys.legacy_tasks, keys.assignments, keys.statuses)
         client.close()

@@ -91,7 +91,8 @@ def test_a_leader_of_the_old_master_writes_nothing_after_the_promotion(replicate
 
     def fenced_writes(on: Store) -> list[Callable[[], object]]:
         return [
-            lambda: on.write_tasks([("web.1", -1, TaskRecord(id="web.1", service="web", slot=1))], leader_token=stale),
+            lambda: on.write_assignments([("web.1", TaskRecord(id="web.1", service="web", slot=1))],
+                                         leader_token=stale),
             lambda: on.write_heard_since(1.0, leader_token=stale),
             lambda: on.write_faults({"web": ServiceFault(reason="x", since=1.0, record="r")}, [], leader_token=stale),
         ]
@@ -102,7 +103,7 @@ def test_a_leader_of_the_old_master_writes_nothing_after_the_promotion(replicate
     new = Scheduler(settings)
     assert new.lead() and new.lease.token != stale
     assert not old.lead()  # the lease is the new leader's now, and valid here
-    assert store.redis.hgetall(store.keys.tasks) == {} and store.redis.hgetall(store.keys.faults) == {}
+    assert store.redis.hgetall(store.keys.assignments) == {} and store.redis.hgetall(store.keys.faults) == {}
 
     replicated.start("redis")  # the old master, from its append-only file: a master until sentinels demote it
     returned = replicated.server(first)
@@ -117,7 +118,7 @@ def test_a_leader_of_the_old_master_writes_nothing_after_the_promotion(replicate
     wait_for(lambda: returned.get(on_returned.keys.leader) == new.lease.token, timeout=30,
              what="the old master to follow the new one")
     assert returned.execute_command("ROLE")[0] == "slave"
-    assert returned.hgetall(on_returned.keys.tasks) == {}
+    assert returned.hgetall(on_returned.keys.assignments) == {}
 
 
 def test_jobs_lost_with_the_old_master_are_sent_again_at_once(
@@ -321,16 +322,19 @@ def test_task_records_that_went_back_in_time_are_set_right_by_what_the_nodes_run
 
     wait_for(lambda: running(store, "web") == 2 and containers(cluster) == 2, timeout=60, what="2 replicas")
     raw = connect(procs.env["GORCHESTER_REDIS_URL"], decode=False)
-    at_two = raw.dump(store.keys.tasks)
+    parts = (store.keys.assignments, store.keys.statuses)
+    at_two = [raw.dump(key) for key in parts]
     scaled(4)
-    at_four = raw.dump(store.keys.tasks)
-    raw.restore(store.keys.tasks, 0, at_two, replace=True)  # the records lost replicas 3 and 4
+    at_four = [raw.dump(key) for key in parts]
+    for key, dumped in zip(parts, at_two, strict=True):
+        raw.restore(key, 0, dumped, replace=True)  # the records lost replicas 3 and 4
     store.touch()
     store.notify()
     wait_for(lambda: running(store, "web") == 4 and containers(cluster) == 4, timeout=60,
              what="4 replicas again, their containers of lost records removed")
     scaled(2)
-    raw.restore(store.keys.tasks, 0, at_four, replace=True)  # the records say 3 and 4 still run
+    for key, dumped in zip(parts, at_four, strict=True):
+        raw.restore(key, 0, dumped, replace=True)  # the records say 3 and 4 still run
     store.touch()
     store.notify()
     wait_for(lambda: running(store, "web") == 2 and containers(cluster) == 2 and len(store.tasks()) == 2,

@@ -72,7 +72,7 @@ def test_new_service_gets_one_start_per_replica_spread_over_nodes():
         ("web.3", Action.START, 1),
     ]
     assert sorted(j.node for j in jobs(plan)) == ["n1", "n1", "n2"]
-    assert all(w.expected_rev == -1 and w.record and w.record.state is TaskState.ASSIGNED for w in plan.writes)
+    assert all(w.record and w.record.rev == -1 and w.record.state is TaskState.ASSIGNED for w in plan.writes)
     assert {e.kind for w in plan.writes for e in w.events} == {"task_scheduled"}
 
 
@@ -232,6 +232,15 @@ def test_shutdown_task_on_a_down_node_is_forgotten():
     gone = running(svc, 1, "n1", state=TaskState.SHUTDOWN)
     plan = plan_for([svc], [gone], [node("n1", heartbeat=NOW - 100)])
     assert [(w.task, w.record) for w in plan.writes] == [("web.1", None)]
+
+
+def test_a_shutdown_task_whose_agent_removed_its_containers_is_dropped_and_one_not_yet_is_kept():
+    svc = service(replicas=0)
+    stopping = running(svc, 1, "n1", gen=2, state=TaskState.SHUTDOWN, updated_at=NOW)
+    assert plan_for([svc], [stopping], [node("n1")]).writes == []  # its stop job is under way
+    removed = stopping.model_copy(update={"removed": True})
+    plan = plan_for([svc], [removed], [node("n1")])
+    assert [(w.task, w.record, w.jobs) for w in plan.writes] == [("web.1", None, [])]
 
 
 def test_wake_at_covers_node_expiry():
@@ -482,8 +491,7 @@ def test_an_unreadable_record_of_a_wanted_slot_is_replaced_by_a_failed_one_then_
     svc = service(replicas=2)
     plan = reconcile({"web": svc}, [], [node("n1")], NOW, POLICY, unreadable=[unreadable("web.1")])
     replaced = next(write for write in plan.writes if write.task == "web.1")
-    # Compare-and-set on the rev the Lua reads from the broken body, not "absent": that would fail forever.
-    assert replaced.expected_rev == 4 and replaced.jobs == []
+    assert replaced.jobs == []
     record = replaced.record
     assert record is not None and record.state is TaskState.FAILED and record.node is None
     assert record.reason == "unreadable record replaced: invalid JSON"
@@ -500,9 +508,7 @@ def test_an_unreadable_task_record_nobody_wants_is_deleted():
     svc = service(replicas=1)
     broken = [unreadable("web.2"), unreadable("gone.1"), unreadable("junk", body="\ufffd")]
     plan = reconcile({"web": svc}, [running(svc, 1, "n1")], [node("n1")], NOW, POLICY, unreadable=broken)
-    assert [(write.task, write.expected_rev, write.record) for write in plan.writes] == [
-        ("web.2", 4, None), ("gone.1", 4, None), ("junk", 0, None)
-    ]
+    assert [(write.task, write.record) for write in plan.writes] == [("web.2", None), ("gone.1", None), ("junk", None)]
     assert all(write.events[0].kind == "task_unreadable" for write in plan.writes)
 
 

@@ -8,12 +8,12 @@ from typing import Any
 
 from shared.config import ServiceSpec
 from shared.parsed import ParsedRecords
-from shared.records import ERROR_LIMIT, ServiceRecord, TaskRecord, describe, stored_rev
+from shared.records import ERROR_LIMIT, ServiceRecord, TaskRecord, describe
 from shared.store import Store
 
 
 class FakeRedis:
-    """Only what `Store.services` and `Store.tasks` read."""
+    """Only what `Store.services` reads."""
 
     def __init__(self) -> None:
         self.hashes: dict[str, dict[str, str]] = {}
@@ -50,16 +50,6 @@ def test_services_are_parsed_once_per_stored_json():
     assert second["web"] is not first["web"] and second["web"].spec.replicas == 3
     del stored["api"]
     assert list(store.services()) == ["web"]
-
-
-def test_tasks_are_parsed_once_per_stored_json():
-    client = FakeRedis()
-    store = Store(client, "c")  # type: ignore[arg-type]
-    body = task()
-    client.hashes[store.keys.tasks] = {"web.1": body}
-    (entry,) = store.task_entries()
-    assert entry[0] == body
-    assert store.tasks()[0] is entry[1]
 
 
 def test_the_cache_keeps_only_the_last_read():
@@ -101,14 +91,6 @@ def test_infinities_and_nan_are_refused():
     for value in ("NaN", "Infinity", "-Infinity"):
         body = task("web.1")[:-1] + f',"updated_at":{value}}}'
         assert list(tasks_parsed().parse({"web.1": body}).unreadable) == ["web.1"]
-
-
-def test_stored_rev_reads_a_broken_body_as_the_tasks_compare_and_set_does():
-    assert stored_rev(task("web.1", rev=7)) == 7
-    assert stored_rev('{"id":"web.1","rev":12, garbage') == 12
-    assert stored_rev('{"rev":-1}') == -1
-    assert stored_rev("\ufffd not json") == 0
-    assert stored_rev('{"reason":"a \\"rev\\":5 in a string"}') == 0  # a string's quotes are escaped
 
 
 def test_a_reason_is_one_bounded_line():
