@@ -141,7 +141,7 @@ class Churn:
         i = 0
         while not self.stop.wait(self.period):
             task = self.store.task(task_id(f"s{i % SERVICES}", 1))
-            self.store.write_assignments([(task.id, task.model_copy(update={"restarts": task.restarts + 1}))])
+            self.store.write_assignments([(task.id, task.model_copy(update={"restarts": task.restarts + 1}), task)])
             i += 1
 
     def __enter__(self) -> Churn:

@@ -124,7 +124,10 @@ class Scheduler:
         )
         self._record_faults(services, raised, now)
         planned = time.perf_counter()
-        self.store.write_assignments([(w.task, w.record) for w in plan.writes], leader_token=self.lease.token)
+        read_as = stored_tasks.good
+        self.store.write_assignments(
+            [(w.task, w.record, read_as.get(w.task)) for w in plan.writes], leader_token=self.lease.token
+        )
         written = time.perf_counter()
         # Events first: the jobs wake the agents, and the pass should not compete with them for the CPU.
         self.store.emit_many(((e.kind, e.message, e.data) for w in plan.writes for e in w.events), now)

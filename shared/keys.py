@@ -35,6 +35,16 @@ class Keys:
         """Hash: task id -> TaskStatus JSON, what the assigned node's agent found of that decision."""
         return f"{self.prefix}:statuses"
 
+    def node_tasks(self, node_id: str) -> str:
+        """Set: the ids of the tasks whose assignment names the node (as its node, or its previous
+        container's); the scheduler keeps it with the assignments, so an agent reads only its own."""
+        return f"{self.prefix}:node:{node_id}:tasks"
+
+    def node_revision(self, node_id: str) -> str:
+        """String: a token replaced by every write of an assignment naming the node or of its tasks'
+        status (its agent's health monitor looks again only when it changed)."""
+        return f"{self.prefix}:node:{node_id}:revision"
+
     @property
     def stops(self) -> str:
         """Hash: task id -> StopRequest JSON, a user's stop the scheduler has not yet folded in."""

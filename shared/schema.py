@@ -19,7 +19,7 @@ import redis
 from shared.keys import Keys
 from shared.records import TaskRecord
 from shared.settings import SettingError
-from shared.task_parts import REPORTED_STATES, assignment_of, status_of
+from shared.task_parts import REPORTED_STATES, assignment_of, nodes_of, status_of
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,10 @@ def check(client: Any, keys: Keys, component: str) -> None:
 
 
 def migrate_from_1(client: Any, keys: Keys, component: str) -> None:
-    """Version 1 -> 2: each task record split into the scheduler's assignment and its agent's status, in
-    one transaction (another process migrating at once makes this one's retry find version 2). A record
-    that cannot be read moves as it is: the scheduler replaces it as it did."""
+    """Version 1 -> 2: each task record split into the scheduler's assignment and its agent's status, and
+    indexed under the nodes it names, in one transaction (another process migrating at once makes this
+    one's retry find version 2). A record that cannot be read moves as it is: the scheduler replaces it
+    as it did."""
     with client.pipeline() as pipe:
         while True:
             try:
@@ -63,6 +64,7 @@ def migrate_from_1(client: Any, keys: Keys, component: str) -> None:
                 legacy: dict[Any, Any] = pipe.hgetall(keys.legacy_tasks)
                 assignments: dict[Any, Any] = {}
                 statuses: dict[Any, str] = {}
+                indexed: dict[str, set[Any]] = {}  # node -> the tasks its index names
                 for task_id, body in legacy.items():
                     try:
                         task = TaskRecord.model_validate_json(body)
@@ -70,6 +72,8 @@ def migrate_from_1(client: Any, keys: Keys, component: str) -> None:
                         assignments[task_id] = body
                         continue
                     assignments[task_id] = assignment_of(task).model_dump_json()
+                    for node in nodes_of(task):
+                        indexed.setdefault(node, set()).add(task_id)
                     if task.node is not None and task.state in REPORTED_STATES:
                         statuses[task_id] = status_of(task).model_dump_json()
                 pipe.multi()
@@ -77,6 +81,8 @@ def migrate_from_1(client: Any, keys: Keys, component: str) -> None:
                     pipe.hset(keys.assignments, mapping=assignments)
                 if statuses:
                     pipe.hset(keys.statuses, mapping=statuses)
+                for node, members in indexed.items():
+                    pipe.sadd(keys.node_tasks(node), *members)
                 pipe.delete(keys.legacy_tasks)
                 pipe.set(keys.schema, VERSION)
                 pipe.execute()

@@ -42,40 +42,55 @@ from shared.records import (
     Unreadable,
 )
 from shared.settings import Settings
-from shared.task_parts import StopRequest, TaskReader, TaskStatus, assignment_of
+from shared.task_parts import StopRequest, TaskReader, TaskStatus, assignment_of, nodes_of
 
 # The scheduler's writes of assignments (shared/task_parts.py). KEYS[1] assignments, KEYS[2] statuses,
 # KEYS[3] stop requests, KEYS[4] the revision key, KEYS[5] the leader key (optional). ARGV[1] the
-# leader's token ('' = unfenced), ARGV[2] a fresh revision token, then triples (task id, assignment
-# JSON or '' to drop the task, the gen up to which a user's stop request is settled). A dropped task's
-# status and stop request go with it.
+# leader's token ('' = unfenced), ARGV[2] a fresh revision token, ARGV[3] how many writes, then each:
+# task id, assignment JSON or '' to drop the task, the gen up to which a user's stop request is
+# settled, then a count and that many node index keys it leaves (SREM), a count and that many it joins
+# (SADD). Then the node revision keys to replace. A dropped task's status and stop request go with it.
 WRITE_ASSIGNMENTS = lease.LUA + """
 if KEYS[5] and not holds(KEYS[5], ARGV[1]) then
   return redis.error_reply('NOTLEADER')
 end
-for i = 3, #ARGV, 3 do
-  local id = ARGV[i]
-  if ARGV[i + 1] == '' then
+local i = 4
+for _ = 1, tonumber(ARGV[3]) do
+  local id, body, settled = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  i = i + 3
+  if body == '' then
     redis.call('HDEL', KEYS[1], id)
     redis.call('HDEL', KEYS[2], id)
     redis.call('HDEL', KEYS[3], id)
   else
-    redis.call('HSET', KEYS[1], id, ARGV[i + 1])
+    redis.call('HSET', KEYS[1], id, body)
     local stop = redis.call('HGET', KEYS[3], id)
     if stop then
       local ok, request = pcall(cjson.decode, stop)
       local gen = ok and type(request) == 'table' and tonumber(request.gen) or nil
-      if gen == nil or gen <= tonumber(ARGV[i + 2]) then redis.call('HDEL', KEYS[3], id) end
+      if gen == nil or gen <= settled then redis.call('HDEL', KEYS[3], id) end
     end
   end
+  for _ = 1, tonumber(ARGV[i]) do
+    i = i + 1
+    redis.call('SREM', ARGV[i], id)
+  end
+  i = i + 1
+  for _ = 1, tonumber(ARGV[i]) do
+    i = i + 1
+    redis.call('SADD', ARGV[i], id)
+  end
+  i = i + 1
 end
+for j = i, #ARGV do redis.call('SET', ARGV[j], ARGV[2]) end
 redis.call('SET', KEYS[4], ARGV[2])
-return (#ARGV - 2) / 3
+return 1
 """
 
-# An agent's status reports. KEYS[1] assignments, KEYS[2] statuses, KEYS[3] the revision key; ARGV[1]
-# the agent's node, ARGV[2] a fresh revision token, then quadruples (task id, gen, incarnation, status
-# JSON). Each is written only while the task's assignment is that decision on that node: 1, else 0.
+# An agent's status reports. KEYS[1] assignments, KEYS[2] statuses, KEYS[3] the revision key, KEYS[4]
+# the node's revision key; ARGV[1] the agent's node, ARGV[2] a fresh revision token, then quadruples
+# (task id, gen, incarnation, status JSON). Each is written only while the task's assignment is that
+# decision on that node: 1, else 0.
 WRITE_STATUSES = """
 local out = {}
 local wrote = false
@@ -92,7 +107,23 @@ for i = 3, #ARGV, 4 do
     out[#out + 1] = 0
   end
 end
-if wrote then redis.call('SET', KEYS[3], ARGV[2]) end
+if wrote then
+  redis.call('SET', KEYS[3], ARGV[2])
+  redis.call('SET', KEYS[4], ARGV[2])
+end
+return out
+"""
+
+# An agent's read of its node's tasks. KEYS[1] the node's index, KEYS[2..4] assignments, statuses and
+# stop requests: each indexed task id with its three stored parts (nil where absent).
+NODE_TASKS = """
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[2], id)
+  out[#out + 1] = redis.call('HGET', KEYS[3], id)
+  out[#out + 1] = redis.call('HGET', KEYS[4], id)
+end
 return out
 """
 
@@ -189,6 +220,7 @@ class Store:
         self.redis: Any = client
         self._write_assignments = client.register_script(WRITE_ASSIGNMENTS)
         self._write_statuses = client.register_script(WRITE_STATUSES)
+        self._node_tasks = client.register_script(NODE_TASKS)
         self._nodes_json = client.register_script(NODES_JSON)
         self._set_if_leader = client.register_script(SET_IF_LEADER)
         self._holds_lease = client.register_script(HOLDS_LEASE)
@@ -458,6 +490,11 @@ class Store:
         value: str | None = self.redis.get(self.keys.revision)
         return value
 
+    def node_revision(self, node_id: str) -> str | None:
+        """The token of the latest write of an assignment naming the node or of its tasks' status."""
+        value: str | None = self.redis.get(self.keys.node_revision(node_id))
+        return value
+
     # -- tasks: the scheduler's assignments, the agents' statuses, users' stop requests ------
 
     def read_tasks(self, task_ids: Collection[str] | None = None) -> Records[TaskRecord]:
@@ -511,30 +548,55 @@ class Store:
         return entry
 
     def write_assignments(
-        self, writes: Iterable[tuple[str, TaskRecord | None]], *, leader_token: str | None = None
+        self, writes: Iterable[tuple[str, TaskRecord | None, TaskRecord | None]], *, leader_token: str | None = None
     ) -> None:
-        """The scheduler's decisions: (task id, the task as decided, or None to drop it). Only the
-        assignment is written (the agent's part of the record is its status); each gets the next rev.
+        """The scheduler's decisions: (task id, the task as decided or None to drop it, the task as the
+        scheduler read it or None when new or unreadable). Only the assignment is written (the agent's
+        part of the record is its status), each with the next rev, and the nodes' indexes follow it.
         With a leader token, nothing is written unless the lease is still held by that token (raises
         NotLeader); a plan larger than WRITE_CHUNK is written in chunks, each fenced."""
-        args: list[Any] = []
-        for task_id, record in writes:
-            if record is None:
-                args += [task_id, "", 0]
-                continue
-            record.rev = record.rev + 1 if 0 <= record.rev < MAX_COUNT else 0
-            assignment = assignment_of(record)
-            args += [task_id, assignment.model_dump_json(), record.gen if record.stop_requested else record.gen - 1]
         keys = [self.keys.assignments, self.keys.statuses, self.keys.stops, self.keys.revision]
         keys += [self.keys.leader] if leader_token else []
-        step = 3 * WRITE_CHUNK
-        for start in range(0, len(args), step):
+        pending = list(writes)
+        for start in range(0, len(pending), WRITE_CHUNK):
+            chunk = pending[start : start + WRITE_CHUNK]
+            args: list[Any] = [leader_token or "", _token(), len(chunk)]
+            touched: set[str] = set()
+            for task_id, record, before in chunk:
+                old, new = nodes_of(before), nodes_of(record)
+                if record is None:
+                    args += [task_id, "", 0]
+                else:
+                    record.rev = record.rev + 1 if 0 <= record.rev < MAX_COUNT else 0
+                    settled = record.gen if record.stop_requested else record.gen - 1
+                    args += [task_id, assignment_of(record).model_dump_json(), settled]
+                args += [len(old - new), *(self.keys.node_tasks(n) for n in sorted(old - new))]
+                args += [len(new), *(self.keys.node_tasks(n) for n in sorted(new))]
+                touched |= old | new
+            args += [self.keys.node_revision(n) for n in sorted(touched)]
             try:
-                self._write_assignments(keys=keys, args=[leader_token or "", _token(), *args[start : start + step]])
+                self._write_assignments(keys=keys, args=args)
             except redis.ResponseError as exc:
                 if "NOTLEADER" not in str(exc):
                     raise
                 raise NotLeader(str(exc)) from None
+
+    def node_tasks(self, node_id: str) -> Records[TaskRecord]:
+        """The tasks whose assignment names this node (as its node or its previous container's), as
+        `read_tasks` reads them, in one Lua call over the node's index: what an agent reads of the
+        cluster's tasks, in proportion to its own. A task that left the node since it was indexed
+        (an index of data gone back in time, an unreadable record's) is left out."""
+        keys = [self.keys.node_tasks(node_id), self.keys.assignments, self.keys.statuses, self.keys.stops]
+        flat = self._node_tasks(keys=keys)
+        parts: tuple[dict[str, str], dict[str, str], dict[str, str]] = ({}, {}, {})
+        for at in range(0, len(flat), 4):
+            task_id = flat[at]
+            for part, body in zip(parts, flat[at + 1 : at + 4], strict=True):
+                if body is not None:
+                    part[task_id] = body
+        read = self._tasks.join(*parts, whole=False)
+        good = {task_id: task for task_id, task in read.good.items() if node_id in nodes_of(task)}
+        return Records(good, read.unreadable, {task_id: read.bodies[task_id] for task_id in good})
 
     def write_statuses(self, node_id: str, statuses: Sequence[TaskStatus]) -> list[bool]:
         """An agent's reports about its node's tasks: each is written only while the task's assignment is
@@ -544,7 +606,8 @@ class Store:
         args: list[Any] = [node_id, _token()]
         for status in statuses:
             args += [status.id, status.gen, status.incarnation, status.model_dump_json()]
-        flags = self._write_statuses(keys=[self.keys.assignments, self.keys.statuses, self.keys.revision], args=args)
+        keys = [self.keys.assignments, self.keys.statuses, self.keys.revision, self.keys.node_revision(node_id)]
+        flags = self._write_statuses(keys=keys, args=args)
         return [bool(flag) for flag in flags]
 
     def request_stop(self, task_id: str, now: float) -> TaskRecord:

@@ -174,6 +174,14 @@ def status_of(task: TaskRecord, *, removed: bool = False) -> TaskStatus:
     )
 
 
+def nodes_of(task: TaskRecord | None) -> set[str]:
+    """The nodes a task's assignment names: its node and its previous container's."""
+    if task is None:
+        return set()
+    nodes = {task.previous.node} if task.previous is not None else set()
+    return nodes | ({task.node} if task.node is not None else set())
+
+
 class TaskReader:
     """Joins the three hashes as read into TaskRecords, each part parsed on its own and every result
     cached by what was stored (a pass over 10,000 tasks re-parses and re-joins only what changed)."""

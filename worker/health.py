@@ -181,7 +181,7 @@ class HealthMonitor:
     def __init__(self, node: Node):
         self.node = node
         self.checkers: dict[str, Checker] = {}
-        self.seen_revision: str | None = None  # the store's revision at the last full scan
+        self.seen_revision: str | None = None  # the node's revision at the last full scan
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -191,11 +191,13 @@ class HealthMonitor:
                 checker.stop()
 
     def wanted(self) -> dict[str, tuple[TaskRecord, ServiceSpec]]:
-        services = self.node.store.services()
+        running = [
+            task for task in self.node.store.node_tasks(self.node.id).good.values()
+            if task.node == self.node.id and task.state is TaskState.RUNNING and task.container_id is not None
+        ]
+        services = self.node.store.services_named({task.service for task in running})
         result: dict[str, tuple[TaskRecord, ServiceSpec]] = {}
-        for task in self.node.store.tasks():
-            if task.node != self.node.id or task.state is not TaskState.RUNNING or task.container_id is None:
-                continue
+        for task in running:
             service = services.get(task.service)
             if service is None:
                 continue
@@ -205,8 +207,9 @@ class HealthMonitor:
         return result
 
     def scan(self) -> None:
-        # Read the revision before the tasks: a write in between only makes the next scan look again.
-        revision = self.node.store.revision()
+        # Read the revision before the tasks: a write in between only makes the next scan look again. The
+        # node's own: a health check is part of the template, so a change of it is a new gen on the node.
+        revision = self.node.store.node_revision(self.node.id)
         unchanged = revision is not None and revision == self.seen_revision
         if unchanged and not any(checker.done for checker in self.checkers.values()):
             return  # nothing was written since the last scan, so the wanted checks are the same

@@ -33,12 +33,21 @@ def sweep(node: Node) -> None:
     strays: list[tuple[Container, TaskRecord | None]] = []
     # Under the lock a job cannot create a container between the listing and the decisions below.
     with node.lock:
-        stored = node.store.read_tasks()
-        tasks = stored.good
+        containers = node.engine.containers()
+        stored = node.store.node_tasks(node.id)
+        tasks, unreadable = dict(stored.good), dict(stored.unreadable)
+        # A container of a task the node's index does not name (its record gone, or the index behind
+        # the records after Redis went back in time) is looked up by its own id before it is a stray.
+        labelled = {container.labels.get(labels.TASK, "") for container in containers}
+        unindexed = labelled - tasks.keys() - unreadable.keys()
+        if unindexed:
+            found = node.store.read_tasks(unindexed)
+            tasks.update(found.good)
+            unreadable.update(found.unreadable)
         present: set[str] = set()
-        for container in node.engine.containers():
+        for container in containers:
             task_id = container.labels.get(labels.TASK, "")
-            if task_id in stored.unreadable:
+            if task_id in unreadable:
                 continue  # what its record says is unknown: never removed for that alone (the scheduler replaces it)
             task = tasks.get(task_id)
             if task is not None and _is_previous(task, node, container):

@@ -186,7 +186,7 @@ class Sampler:
 
     def sample_once(self) -> list[telemetry.TaskSample]:
         """One pass: read every running replica of this node, write samples and the node's usage."""
-        tasks = self.node.store.tasks()
+        tasks = list(self.node.store.node_tasks(self.node.id).good.values())
         running = [
             task for task in tasks
             if task.node == self.node.id and task.state is TaskState.RUNNING and task.container_id

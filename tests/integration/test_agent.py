@@ -300,7 +300,7 @@ def test_a_restarted_agent_sweeps_what_changed_while_it_was_down(
     orphan = scheduler.wait_state(scheduler.start(service(), slot=2), TaskState.RUNNING)
     agent.kill(NODE)
     subprocess.run(["docker", "rm", "-f", removed.container_id], check=True, capture_output=True)
-    store.write_assignments([(orphan.id, None)])
+    store.write_assignments([(orphan.id, None, orphan)])
 
     agent.agent(NODE, ADDRESS, cpu=2000, memory=2048 * MIB)
     assert scheduler.wait_state(removed.id, TaskState.FAILED).reason == "container removed"
@@ -337,7 +337,7 @@ def test_a_container_of_another_record_of_the_slot_is_never_adopted_and_goes(
     """The service deleted and made again: its slot's new record starts again at gen 1, and the old
     record's gen-1 container (its stop lost, say) must not be taken for the new one's."""
     old = scheduler.wait_state(scheduler.start(service(), incarnation="0ld"), TaskState.RUNNING)
-    store.write_assignments([(old.id, None)])  # the record goes, its container stays
+    store.write_assignments([(old.id, None, old)])  # the record goes, its container stays
     new = scheduler.wait_state(scheduler.start(service(), incarnation="e1"), TaskState.RUNNING)
     assert new.container_id != old.container_id
     [container] = task_containers(cluster, new.id)
@@ -352,7 +352,7 @@ def test_the_sweep_never_removes_a_container_only_because_its_record_cannot_be_r
     stray = scheduler.wait_state(scheduler.start(service(), slot=2), TaskState.RUNNING)
     agent.kill(NODE)
     store.redis.hset(store.keys.assignments, unreadable.id, "\x00garbage")
-    store.write_assignments([(stray.id, None)])
+    store.write_assignments([(stray.id, None, stray)])
 
     agent.agent(NODE, ADDRESS, cpu=2000, memory=2048 * MIB)  # its first sweep runs as it starts
     wait_for(lambda: task_containers(cluster, stray.id) == [], what="the sweep to remove the stray")

@@ -156,7 +156,8 @@ def test_data_of_layout_version_1_is_migrated_as_a_process_starts(
         assert read.good["web.1"] == running.model_copy(update={"updated_at": read.good["web.1"].updated_at})
         assert (read.good["web.2"].state, read.good["web.2"].reason) == (TaskState.PENDING, "no room")
         assert list(read.unreadable) == ["web.3"]
+        assert set(store.node_tasks("n1").good) == {"web.1"}  # indexed under its node
         check_access(redis_server.url, cluster, "api")  # the same version now: nothing more to do
     finally:
-        client.delete(keys.schema, keys.legacy_tasks, keys.assignments, keys.statuses)
+        client.delete(keys.schema, keys.legacy_tasks, keys.assignments, keys.statuses, keys.node_tasks("n1"))
         client.close()

@@ -91,7 +91,7 @@ def test_a_leader_of_the_old_master_writes_nothing_after_the_promotion(replicate
 
     def fenced_writes(on: Store) -> list[Callable[[], object]]:
         return [
-            lambda: on.write_assignments([("web.1", TaskRecord(id="web.1", service="web", slot=1))],
+            lambda: on.write_assignments([("web.1", TaskRecord(id="web.1", service="web", slot=1), None)],
                                          leader_token=stale),
             lambda: on.write_heard_since(1.0, leader_token=stale),
             lambda: on.write_faults({"web": ServiceFault(reason="x", since=1.0, record="r")}, [], leader_token=stale),

@@ -10,9 +10,10 @@ from scheduler.backoff import Backoff
 from scheduler.loop import Scheduler
 from shared.config import validate_service
 from shared.dispatch import queue as node_queue
-from shared.records import NodeRecord, TaskRecord, TaskState, incarnation_at
+from shared.records import Availability, NodeRecord, TaskRecord, TaskState, incarnation_at
 from shared.settings import Settings
 from shared.store import NotLeader, Store, connect
+from shared.task_parts import status_of
 from tests.support.procs import Processes, wait_for
 from tests.support.tasks import seed
 
@@ -54,7 +55,7 @@ def test_a_deposed_leader_writes_nothing(store: Store, redis_server, cluster: st
     assert new.lead()
     task = TaskRecord(id="web.1", service="web", slot=1)
     try:
-        store.write_assignments([("web.1", task)], leader_token=old.lease.token)
+        store.write_assignments([("web.1", task, None)], leader_token=old.lease.token)
         raise AssertionError("a deposed leader wrote a task")
     except NotLeader:
         pass
@@ -223,3 +224,36 @@ def test_a_users_stop_request_is_folded_into_the_assignment_as_the_halt_is_sent(
     assert store.redis.hkeys(store.keys.stops) == []
     assert store.task("web.1").stop_requested and store.task("web.1").halt_sent_at is not None
     assert scheduler.reconcile_once().writes == []  # sent once
+
+
+def test_each_nodes_index_names_the_tasks_its_agent_reads(store: Store, redis_server, cluster: str):
+    """An agent reads only the tasks whose assignment names its node (store.node_tasks): the scheduler keeps
+    each node's index with its writes, a start-first move on both nodes until the old container goes."""
+    scheduler = Scheduler(Settings(redis_url=redis_server.url, cluster=cluster), store)
+    assert scheduler.lead()
+    register(store, "n1")
+    register(store, "n2")
+    store.create_service(validate_service({"service_name": "web", "image": "img", "replicas": 2}), time.time())
+    scheduler.reconcile_once()
+    on = {task.node: task.id for task in store.tasks()}
+    assert {node: set(store.node_tasks(node).good) for node in on} == {node: {task} for node, task in on.items()}
+    seed(store, [task.model_copy(update={"state": TaskState.RUNNING, "container_id": f"c-{task.id}"})
+                 for task in store.tasks()])
+    store.set_availability("n1", Availability.DRAIN)
+    scheduler.reconcile_once()
+    moved = store.task(on["n1"])
+    assert (moved.node, moved.previous and moved.previous.node) == ("n2", "n1")  # start-first
+    assert set(store.node_tasks("n1").good) == {moved.id}
+    assert set(store.node_tasks("n2").good) == {on["n1"], on["n2"]}
+    seed(store, [moved.model_copy(update={"state": TaskState.RUNNING, "container_id": "c-new"})])
+    scheduler.reconcile_once()  # ready: the previous container is released
+    assert set(store.node_tasks("n1").good) == set() and store.task(moved.id).previous is None
+    store.delete_service("web", time.time())
+    scheduler.reconcile_once()
+    for task in store.tasks():  # as each agent reports once its stop job removed the containers
+        assert task.node is not None and task.state is TaskState.SHUTDOWN
+        gone = status_of(task.model_copy(update={"state": TaskState.STOPPED}), removed=True)
+        store.redis.hset(store.keys.statuses, task.id, gone.model_dump_json())
+    scheduler.reconcile_once()
+    assert store.tasks() == [] and set(store.node_tasks("n2").good) == set()
+    assert not store.redis.exists(store.keys.node_tasks("n1"), store.keys.node_tasks("n2"))

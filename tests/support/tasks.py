@@ -3,6 +3,7 @@ scheduler writes it, and what the agent would have reported written as its statu
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 
 from shared.records import TaskRecord
@@ -11,13 +12,13 @@ from shared.task_parts import REPORTED_STATES, status_of
 
 
 def seed(store: Store, tasks: Iterable[TaskRecord]) -> None:
-    """Store each task as it reads (its rev is the next one: a new record's is -1, stored as 0)."""
+    """Store each task as it reads (its rev is the next one: a new record's is -1, stored as 0), in
+    place of what is stored (the nodes' indexes follow)."""
     tasks = list(tasks)
-    store.write_assignments([(task.id, task) for task in tasks])
-    statuses = {
-        task.id: status_of(task).model_dump_json()
-        for task in tasks
-        if task.node is not None and task.state in REPORTED_STATES
-    }
-    if statuses:
-        store.redis.hset(store.keys.statuses, mapping=statuses)
+    before = store.tasks_by_id([task.id for task in tasks])
+    store.write_assignments([(task.id, task, before.get(task.id)) for task in tasks])
+    reported = [task for task in tasks if task.node is not None and task.state in REPORTED_STATES]
+    for task in reported:  # as its agent would: its status, and its node's revision replaced
+        assert task.node is not None
+        store.redis.hset(store.keys.statuses, task.id, status_of(task).model_dump_json())
+        store.redis.set(store.keys.node_revision(task.node), uuid.uuid4().hex)
