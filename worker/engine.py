@@ -79,8 +79,13 @@ def connect_from_env(connections: int | None = None) -> docker.DockerClient:
 
 
 class Engine:
-    """The engine's client is made on first use, and again after a failure to make it: an agent starts
-    (and reports its engine unreachable) while its engine is down, as when a host boots."""
+    """The Docker adapter (worker/container_engine.py's ContainerEngine). The engine's client is made on
+    first use, and again after a failure to make it: an agent starts (and reports its engine
+    unreachable) while its engine is down, as when a host boots."""
+
+    # Containers a batch makes at once: the engine's create/start calls overlap (as Swarm's and the
+    # kubelet's do).
+    parallel_starts = 3
 
     def __init__(self, connect: Callable[[], docker.DockerClient], cluster: str, node_id: str):
         self._connect = connect
@@ -286,6 +291,18 @@ class Engine:
                 response.close()
                 raise EngineError(f"logs of container {container_id[:12]}: {response.status_code} {reason}")
         return ContainerOutput(response, multiplexed)
+
+    def stats(self, container_id: str) -> dict[str, Any]:
+        """The engine's stats document of a container, one reading (`docker stats --no-stream`)."""
+        with engine_errors(f"stats of container {container_id[:12]}"):
+            stats: dict[str, Any] = self.client.api.stats(container_id, stream=False)
+            return stats
+
+    def events(self, filters: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The engine's event stream (`docker events`), decoded, as `filters` select."""
+        with engine_errors("events"):
+            stream: Iterator[dict[str, Any]] = self.client.events(decode=True, filters=filters)
+            return stream
 
     def exec(
         self, container_id: str, argv: list[str], timeout: float, *, limit: int,

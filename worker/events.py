@@ -26,9 +26,7 @@ class EventWatcher:
         repeat(stop, 0.5, self.follow, "docker event stream")
 
     def follow(self) -> None:
-        stream = self.node.engine.client.events(
-            decode=True, filters={"type": "container", "label": f"{labels.CLUSTER}={self.node.cluster}"}
-        )
+        stream = self.node.engine.events({"type": "container", "label": f"{labels.CLUSTER}={self.node.cluster}"})
         log.info("node %s: following the engine's events", self.node.id)  # again after each break
         for event in stream:
             self.handle(event)

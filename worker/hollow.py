@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from shared.dispatch import SERIALIZER, TaskJob
 from shared.records import NodeRecord, PublishedPort
 from shared.settings import Settings
 from shared.store import Store, connect
+from worker.engine import ExecResult
 from worker.loops import repeat, spawn
 from worker.node import Node, serving
 
@@ -57,7 +58,8 @@ class FakeContainer:
 
 
 class FakeEngine:
-    """worker.engine.Engine's interface, in memory: one hollow node's containers."""
+    """worker/container_engine.py's ContainerEngine in memory: one hollow node's containers, which run
+    the moment they start, pass every health check and use nothing."""
 
     _ids = itertools.count(1)
     _ports = itertools.count(30000)
@@ -128,6 +130,18 @@ class FakeEngine:
     def published_ports(self, container: Any) -> list[PublishedPort]:
         return list(container.ports)
 
+    def exec(
+        self, container_id: str, argv: list[str], timeout: float, *, limit: int,
+        waiting: Callable[[], bool] = lambda: True,
+    ) -> ExecResult:
+        return ExecResult(exit_code=0, output=b"", truncated=False)
+
+    def stats(self, container_id: str) -> dict[str, Any]:
+        return {}
+
+    def events(self, filters: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        return iter(())  # its containers never exit on their own
+
 
 def raise_conflict(name: str) -> None:
     from worker.engine import EngineError
@@ -150,7 +164,7 @@ class HollowWorker(SimpleWorker):
 def hollow_nodes(store: Store, settings: Settings, prefix: str, count: int) -> list[Node]:
     nodes = []
     for i in range(count):
-        engine: Any = FakeEngine(settings.cluster, f"{prefix}{i}")  # duck-typed as worker.engine.Engine
+        engine = FakeEngine(settings.cluster, f"{prefix}{i}")
         nodes.append(
             Node(id=f"{prefix}{i}", address="127.0.0.1", store=store, engine=engine, host_access=settings.host_access)
         )

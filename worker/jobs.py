@@ -33,9 +33,6 @@ STOPPED_ON_REQUEST = "stopped on request"
 # servers' poll of the records plus the TTL clients may cache an answer for, and a margin.
 DISCOVERY_GRACE = defaults.DEFAULT_DISCOVERY_POLL_INTERVAL + defaults.DEFAULT_DNS_TTL + 0.3
 FLUSH_SECONDS = 0.25  # a batch of starts reports RUNNING at least this often
-# Containers a batch starts at once: the engine's create/start calls overlap (as Swarm's and the
-# kubelet's do); an engine may say otherwise (`parallel_starts`, worker/hollow.py's in-memory one: 1).
-START_PARALLELISM = 3
 
 
 Decision = tuple[str, int, str]  # (task id, gen, incarnation): one record of a slot at one gen
@@ -111,7 +108,7 @@ def start_tasks(items: list[Decision]) -> None:
 
     running: list[tuple[str, int, dict[str, Any]]] = []
     flushed = time.monotonic()
-    parallel = min(getattr(node.engine, "parallel_starts", START_PARALLELISM), len(ordered))
+    parallel = min(node.engine.parallel_starts, len(ordered))
     # Under the lock from the containers' starts until RUNNING is written: an exit seen on the event
     # stream meanwhile waits, and is then reported against RUNNING instead of being lost.
     with node.lock, ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="start") as pool:

@@ -25,7 +25,8 @@ from shared.podnet import PodNetwork, PodRangeError, network_name
 from shared.records import TaskRecord, TaskState
 from shared.store import Store
 from shared.task_parts import TRANSITIONS, TaskStatus, status_of
-from worker.engine import Engine, EngineError
+from worker.container_engine import ContainerEngine
+from worker.engine import EngineError
 
 log = logging.getLogger("rq.worker.gorchester")
 
@@ -38,7 +39,7 @@ class Node:
     id: str
     address: str
     store: Store
-    engine: Engine
+    engine: ContainerEngine
     host_access: HostAccess = HostAccess()  # what of this host its containers may use (worker/host_access.py)
     pod_cidr: str = defaults.DEFAULT_POD_CIDR  # the cluster's container addresses (shared/podnet.py)
     # Reentrant: the job and the sweep report while already holding it.

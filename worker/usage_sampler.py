@@ -177,8 +177,7 @@ class Sampler:
                 reading = self.cgroups.read(container_id)
         if reading is not None:
             return reading
-        stats = self.node.engine.client.api.stats(container_id, stream=False)
-        return engine_reading(stats)
+        return engine_reading(self.node.engine.stats(container_id))
 
     def step(self) -> None:
         """One pass, for the agent's repeat loop."""
