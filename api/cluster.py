@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from functools import partial
-from typing import Any
 
 import redis
 import redis.asyncio
@@ -15,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api.context import acknowledged, blocking, settings_of, store_of
+from api.responses import HealthOk, HealthUnavailable, NodeView, RedisReplication, TaskView
 from api.routing import query_of
 from api.snapshot import json_response, views_of
 from api.views import event_view, node_view, task_view
@@ -37,14 +37,19 @@ async def health(request: Request) -> JSONResponse:
     try:
         replication = await asyncio.wait_for(redis_replication(client), HEALTH_TIMEOUT_SECONDS)
     except TimeoutError:
-        reason = f"redis unavailable: no answer to PING within {HEALTH_TIMEOUT_SECONDS:g} s"
-        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+        down: HealthUnavailable = {
+            "status": "unavailable",
+            "reason": f"redis unavailable: no answer to PING within {HEALTH_TIMEOUT_SECONDS:g} s",
+        }
+        return JSONResponse(down, status_code=503)
     except (redis.RedisError, OSError) as exc:
-        return JSONResponse({"status": "unavailable", "reason": f"redis unavailable: {exc}"}, status_code=503)
-    return JSONResponse({"status": "ok", "cluster": settings_of(request).cluster, "redis": replication})
+        down = {"status": "unavailable", "reason": f"redis unavailable: {exc}"}
+        return JSONResponse(down, status_code=503)
+    up: HealthOk = {"status": "ok", "cluster": settings_of(request).cluster, "redis": replication}
+    return JSONResponse(up)
 
 
-async def redis_replication(client: redis.asyncio.Redis) -> dict[str, Any]:
+async def redis_replication(client: redis.asyncio.Redis) -> RedisReplication:
     """Which Redis is master now (HOST:PORT, as this API reaches it) and how many replicas follow it
     closely (online, acknowledged within the last second); null when INFO is not allowed to this user."""
     await client.ping()
@@ -63,7 +68,7 @@ async def redis_replication(client: redis.asyncio.Redis) -> dict[str, Any]:
     return {"master": f"{host}:{port}", "replicas_in_sync": in_sync}
 
 
-def _node_view(request: Request, node: NodeRecord) -> dict[str, Any]:
+def _node_view(request: Request, node: NodeRecord) -> NodeView:
     store = store_of(request)
     return node_view(node, store.tasks(), time.time(), settings_of(request).heartbeat_misses, store.heard_since())
 
@@ -98,7 +103,7 @@ async def _change_availability(request: Request, availability: Availability) -> 
     node_id = request.path_params["node"]
     kind, message = AVAILABILITY_EVENTS[availability]
 
-    def change(store: Store) -> dict[str, Any]:
+    def change(store: Store) -> NodeView:
         node = store.set_availability(node_id, availability)
         store.emit(kind, message.format(id=node_id), node=node_id)
         log.info("%s", message.format(id=node_id))
@@ -140,9 +145,8 @@ async def stop_task(request: Request) -> JSONResponse:
     """A user's stop: the container stops but stays, and unless-stopped leaves it so."""
     task_id = request.path_params["task"]
 
-    def stop(store: Store) -> dict[str, Any]:
+    def stop(store: Store) -> TaskView:
         task = store.request_stop(task_id, time.time())  # the scheduler folds it in and sends it to the node
-        store.notify(f"task:{task.id}")
         message = f"{task.id} stop requested on {task.node}"
         store.emit(EventKind.TASK_STOP_REQUESTED, message, service=task.service, task=task.id, node=task.node)
         return task_view(task)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Unpack
 
 import redis
 from pydantic import ValidationError
@@ -15,15 +15,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ExceptionHandler
 
 from api.params import InvalidParameters
+from api.responses import Problem, ProblemDetails
 from shared.config import ConfigError, ConfigSyntaxError, format_errors
 from shared.errors import Conflict, NotFound, Unavailable
 
 log = logging.getLogger("gorchester.api")
 
 
-def problem(status: int, error: str, headers: Mapping[str, str] | None = None, **fields: Any) -> JSONResponse:
+def problem(
+    status: int, error: str, headers: Mapping[str, str] | None = None, **details: Unpack[ProblemDetails]
+) -> JSONResponse:
     """Every error body has the same shape: a machine-readable `error` plus its details."""
-    return JSONResponse({"error": error, **fields}, status_code=status, headers=headers)
+    body: Problem = {"error": error, **details}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def not_found(_: Request, exc: Exception) -> Response:

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.context import blocking, settings_of, store_of
+from api.responses import AutoscaleAction, AutoscaleDecision, AutoscaleStatus, ReplicaUsage, ServiceUsage, stored
 from api.views import iso
 from shared import telemetry
 from shared.records import AutoscaleState, NodeStatus, TaskState
@@ -35,11 +37,12 @@ def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 2) if values else None
 
 
-def service_usage(store: Store, name: str, interval: float, now: float) -> dict[str, Any]:
+def service_usage(store: Store, name: str, interval: float, now: float) -> ServiceUsage:
     record = store.service(name)
     tasks = sorted((t for t in store.tasks() if t.service == name), key=lambda t: t.slot)
     samples = telemetry.latest_samples(store.redis, store.keys, [task.id for task in tasks])
-    replicas, fresh = [], []
+    replicas: list[ReplicaUsage] = []
+    fresh = []
     for task in tasks:
         sample = samples.get(task.id)
         current = sample is not None and sample.gen == task.gen and task.state is TaskState.RUNNING
@@ -48,7 +51,7 @@ def service_usage(store: Store, name: str, interval: float, now: float) -> dict[
             {
                 "task": task.id,
                 "node": task.node,
-                "state": task.state.value,
+                "state": task.state,
                 "cpu_percent": sample.cpu_percent if current and sample else None,
                 "cpu_millicores": sample.cpu_millicores if current and sample else None,
                 "memory_percent": sample.memory_percent if current and sample else None,
@@ -77,7 +80,11 @@ def service_usage(store: Store, name: str, interval: float, now: float) -> dict[
     }
 
 
-def autoscale_status(store: Store, name: str, replicas: int, enabled: bool) -> dict[str, Any] | None:
+T = TypeVar("T")
+DECISION, ACTION = TypeAdapter(AutoscaleDecision), TypeAdapter(AutoscaleAction)
+
+
+def autoscale_status(store: Store, name: str, replicas: int, enabled: bool) -> AutoscaleStatus | None:
     """The autoscaler's view of a service: replicas now, what it wants, its last decision and action."""
     if not enabled:
         return None
@@ -87,16 +94,17 @@ def autoscale_status(store: Store, name: str, replicas: int, enabled: bool) -> d
     return {
         "current_replicas": replicas,
         "desired_replicas": decision.get("desired_replicas", replicas),
-        "last_decision": _times(state.last_decision),
-        "last_scaled": _times(state.last_action),
+        # As the scheduler stored them (scheduler/replica_calculator.py), with their time in ISO 8601.
+        "last_decision": _stored_entry(DECISION, state.last_decision),
+        "last_scaled": _stored_entry(ACTION, state.last_action),
     }
 
 
-def _times(entry: dict[str, Any] | None) -> dict[str, Any] | None:
-    return None if entry is None else {**entry, "time": iso(entry.get("time"))}
+def _stored_entry(adapter: TypeAdapter[T], entry: dict[str, Any] | None) -> T | None:
+    return None if entry is None else stored(adapter, {**entry, "time": iso(entry.get("time"))})
 
 
-def with_autoscale(store: Store, view: dict[str, Any]) -> dict[str, Any]:
+def with_autoscale(store: Store, view: Mapping[str, Any]) -> dict[str, Any]:
     """A service view (api/views.py) with its `autoscale` block; null for a service without a policy."""
     enabled = view.get("scale_policy") is not None
     return {**view, "autoscale": autoscale_status(store, view["service_name"], view["replicas"], enabled)}

@@ -1,12 +1,13 @@
-"""`GET /v1/openapi.json`: the API described from the same pydantic models it validates with.
+"""`GET /v1/openapi.json`: the API described from the same types it validates with and answers with.
 
-Request bodies are the models the API validates with (ServiceSpec, Config, ScaleRequest, ExecBody) in pydantic's
-validation mode; responses are pydantic models too: the service spec in serialization mode plus
-the small response models below, written only for views that had none (api/views.py builds dicts).
-Response objects allow extra properties, so a field added to a view is not a breaking change.
-Paths, methods and parameters come from the app's route table (api/app.py) and the parameter rules
-(api/params.py) the API checks with; each operation lists every status it can answer, OPTIONS too.
-The document is built once per process, at the first request.
+Request bodies are the pydantic models the API validates with (ServiceSpec, Config, ScaleRequest,
+ExecBody), in pydantic's validation mode. Responses are the types the views build (api/responses.py,
+and ExecResult), in serialization mode: every object closed (`additionalProperties: false`), and every
+property the view always sets required. A service as answered is its spec's schema merged with
+ServiceState's, one object. Paths, methods and parameters come from the app's route table
+(api/app.py) and the parameter rules (api/params.py) the API checks with; every /v1 route has an
+operation below (building the document fails otherwise); each lists every status it can answer,
+OPTIONS too. The document is built once per process, at the first request.
 """
 
 from __future__ import annotations
@@ -16,137 +17,43 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema
+from pydantic_core import core_schema
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount
 
-from api import params
+from api import params, responses
 from api.routing import Resource
 from api.services import ScaleRequest
 from api.task_exec import ExecBody, ExecResult
 from shared.config import Config, ServiceSpec
-from shared.records import PublishedPort
 
 REF = "#/components/schemas/{model}"
 
-
-# -- response models (only what api/views.py returns as plain dicts) ----------------------------
-
-
-class ServiceStatus(BaseModel):
-    desired_replicas: int | None = Field(description="null when the stored record cannot be read")
-    running_replicas: int
-    pending_replicas: int
-    failed_replicas: int
-    health: str = Field(description="healthy, degraded, unhealthy, or failed: the scheduler cannot handle it")
-    reason: str | None = Field(description="why it failed (its record cannot be read, or scheduling it raised)")
-    last_updated: str | None
-
-
-class ServiceState(BaseModel):
-    """What a service view adds to its spec (whose fields are null when its record cannot be read)."""
-
-    version: int | None
-    created_at: str | None
-    updated_at: str | None
-    deleting: bool
-    status: ServiceStatus
-
-
-class NodeResources(BaseModel):
-    cpu_millicores: int
-    memory_bytes: int
-
-
-class NodeView(BaseModel):
-    id: str
-    address: str
-    status: str = Field(description="ready, not_ready (its engine does not answer), draining or down")
-    reason: str | None = Field(description="why it is not ready or down: no heartbeat, or its engine does not answer")
-    availability: str = Field(description="active or drain")
-    capacity: NodeResources
-    allocated: NodeResources
-    usage: dict[str, Any]
-    labels: dict[str, str]
-    last_heartbeat: str | None
-    tasks: int
-
-
-class TaskView(BaseModel):
-    id: str
-    service: str
-    slot: int
-    node: str | None
-    container_id: str | None
-    state: str = Field(description="pending, assigned, starting, running, failed, stopped or shutdown")
-    reason: str | None
-    ports: list[PublishedPort]
-    started_at: str | None
-    restarts: int
-    exit_code: int | None
-    gen: int
-
-
-class EventView(BaseModel):
-    id: str
-    type: str
-    time: str | None
-    message: str
-    data: dict[str, Any]
-
-
-class RedisReplication(BaseModel):
-    master: str = Field(description="HOST:PORT of the Redis master this API writes to now")
-    replicas_in_sync: int | None = Field(
-        description="replicas online and at most 1 s behind; null when the Redis user may not run INFO")
-
-
-class Health(BaseModel):
-    status: Literal["ok"]
-    cluster: str
-    redis: RedisReplication
-
-
-class HealthUnavailable(BaseModel):
-    status: Literal["unavailable"]
-    reason: str
-
-
-class ApplyResult(BaseModel):
-    created: list[str]
-    updated: list[str]
-    deleted: list[str]
-
-
-class Problem(BaseModel):
-    """Every error: a machine-readable `error` and a message or reason (422: every `errors` line)."""
-
-    error: str
-    message: str | None = None
-    reason: str | None = None
-    errors: list[str] | None = None
-
-
-# -- the document -------------------------------------------------------------------------------
-
-MODELS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
-    (ServiceSpec, "validation"),
-    (ServiceSpec, "serialization"),
-    (Config, "validation"),
-    (ScaleRequest, "validation"),
-    (ExecBody, "validation"),
-    (ExecResult, "serialization"),
-    (ServiceState, "serialization"),
-    (NodeView, "serialization"),
-    (TaskView, "serialization"),
-    (EventView, "serialization"),
-    (Health, "serialization"),
-    (HealthUnavailable, "serialization"),
-    (ApplyResult, "serialization"),
-    (Problem, "serialization"),
+REQUESTS: dict[str, type[BaseModel]] = {
+    "spec": ServiceSpec, "config": Config, "scale": ScaleRequest, "exec": ExecBody,
+}
+ANSWERS: list[Any] = [
+    ServiceSpec, responses.ServiceState, responses.UnreadableService, responses.Autoscaled,
+    responses.ServiceUsage, responses.EndpointView, responses.ApplyResult, responses.NodeView,
+    responses.TaskView, responses.EventView, responses.HealthOk, responses.HealthUnavailable,
+    responses.Problem, ExecResult,
 ]
+
+
+class AnswerSchema(GenerateJsonSchema):
+    """Answers are dumped whole (`model_dump()`), so a model field with a default is always present,
+    hence required; a TypedDict's keys are required unless it says otherwise."""
+
+    def field_is_required(
+        self, field: core_schema.ModelField | core_schema.DataclassField | core_schema.TypedDictField, total: bool
+    ) -> bool:
+        if self.mode == "serialization" and field["type"] != "typed-dict-field":
+            return field.get("serialization_exclude_if") is None
+        return super().field_is_required(field, total)
+
 
 ERRORS = {
     400: "a query or path parameter breaks its rule (each named), or a malformed body or Content-Length",
@@ -195,11 +102,32 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": REF.format(model=name)}
 
 
-def _open(schema: dict[str, Any]) -> dict[str, Any]:
-    """A response schema that tolerates properties added later (extra fields are not breaking)."""
-    result = copy.deepcopy(schema)
-    result.pop("additionalProperties", None)
-    return result
+def _closed(node: Any) -> Any:
+    """An answer's schema with every object closed: a property it does not name is an error. Maps
+    (`additionalProperties` set to a schema) stay maps."""
+    if isinstance(node, list):
+        return [_closed(value) for value in node]
+    if not isinstance(node, dict):
+        return node
+    closed = {key: _closed(value) for key, value in node.items()}
+    if "properties" in closed:
+        closed.setdefault("additionalProperties", False)
+    return closed
+
+
+def _merged(title: str, *parts: dict[str, Any]) -> dict[str, Any]:
+    """One object with the properties of each part (a service view: its spec's fields, then the rest)."""
+    return {
+        "title": title,
+        "type": "object",
+        "properties": {name: schema for part in parts for name, schema in part["properties"].items()},
+        "required": sorted({name for part in parts for name in part.get("required", [])}),
+        "additionalProperties": False,
+    }
+
+
+def _any(*names: str) -> dict[str, Any]:
+    return {"anyOf": [_ref(name) for name in names]}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -245,46 +173,48 @@ def _operation(summary: str, operation_id: str, responses: dict[str, Any], *, bo
 BODY_ERRORS = (408, 413, 415, 422)
 
 
-def operations(
-    spec_in: str, replacement: str, config_in: str, scale_in: str, exec_in: str
-) -> dict[tuple[str, str], Operation]:
-    """What each (path, method) does and answers on success; errors beyond the common ones."""
+def operations(bodies: dict[str, str]) -> dict[tuple[str, str], Operation]:
+    """What each (path, method) does and answers on success; errors beyond the common ones. `bodies`:
+    the schema name of each request body (REQUESTS' keys, and `replacement`)."""
     service = _ref("Service")
+    # A service whose stored record cannot be read is listed, shown and deleted as what is known of it.
+    any_service = _any("Service", "UnreadableService")
     return {
         ("/v1/health", "get"): _operation(
             "Liveness and Redis reachability (no token needed)", "health",
-            {"200": _json(_ref("Health"), "Redis answers"),
+            {"200": _json(_ref("HealthOk"), "Redis answers"),
              "503": _json(_ref("HealthUnavailable"), "Redis does not answer within 1 s")}, open_=True),
         ("/v1/openapi.json", "get"): _operation(
             "This document (no token needed)", "openapi",
             {"200": _json({"type": "object"}, "the OpenAPI document")}, open_=True),
         ("/v1/services", "get"): _operation(
             "Every service with its status (env values hidden from the read-only token)", "listServices",
-            {"200": _json({"type": "array", "items": service}, "the services")}),
+            {"200": _json({"type": "array", "items": any_service}, "the services")}),
         ("/v1/services", "post"): _operation(
             "Create one service", "createService", {"201": _json(service, "created")},
-            body=_body(spec_in, "one service (JSON, or YAML)"), errors=(409, *BODY_ERRORS)),
+            body=_body(bodies["spec"], "one service (JSON, or YAML)"), errors=(409, *BODY_ERRORS)),
         ("/v1/services/{name}", "get"): _operation(
-            "One service with its status (env values hidden from the read-only token)", "getService",
-            {"200": _json(service, "the service")}),
+            "One service with its status and autoscaler (env values hidden from the read-only token)", "getService",
+            {"200": _json(_any("ServiceWithAutoscale", "UnreadableServiceWithAutoscale"), "the service")}),
         ("/v1/services/{name}", "put"): _operation(
-            "Replace a service's spec", "replaceService", {"200": _json(service, "replaced")},
-            body=_body(replacement, "the whole spec; service_name may be omitted"), errors=(409, *BODY_ERRORS)),
+            "Replace a service's spec", "replaceService", {"200": _json(any_service, "replaced")},
+            body=_body(bodies["replacement"], "the whole spec; service_name may be omitted"),
+            errors=(409, *BODY_ERRORS)),
         ("/v1/services/{name}", "delete"): _operation(
             "Delete a service (its replicas stop, then it goes)", "deleteService",
-            {"202": _json(service, "marked for deletion")}, errors=(409,)),
+            {"202": _json(any_service, "marked for deletion")}, errors=(409,)),
         ("/v1/services/{name}/scale", "post"): _operation(
-            "Set the desired replicas", "scaleService", {"200": _json(service, "scaled")},
-            body=_body(scale_in, '{"replicas": N}'), errors=(409, *BODY_ERRORS)),
+            "Set the desired replicas", "scaleService", {"200": _json(any_service, "scaled")},
+            body=_body(bodies["scale"], '{"replicas": N}'), errors=(409, *BODY_ERRORS)),
         ("/v1/services/{name}/metrics", "get"): _operation(
-            "A service's usage: each replica's latest sample and their average", "serviceMetrics",
-            {"200": _json({"type": "object"}, "the usage")}),
+            "A service's usage: each replica's latest sample, their average, and the autoscaler", "serviceMetrics",
+            {"200": _json(_ref("ServiceUsage"), "the usage")}),
         ("/v1/services/{name}/endpoints", "get"): _operation(
             "Where a service's ready replicas answer", "serviceEndpoints",
-            {"200": _json({"type": "array", "items": {"type": "object"}}, "the endpoints")}),
+            {"200": _json({"type": "array", "items": _ref("EndpointView")}, "the endpoints")}),
         ("/v1/apply", "post"): _operation(
             "Make the services match a config", "apply", {"200": _json(_ref("ApplyResult"), "what changed")},
-            body=_body(config_in, "a whole config, or one service document"), errors=(409, *BODY_ERRORS)),
+            body=_body(bodies["config"], "a whole config, or one service document"), errors=(409, *BODY_ERRORS)),
         ("/v1/nodes", "get"): _operation(
             "Every node", "listNodes", {"200": _json({"type": "array", "items": _ref("NodeView")}, "the nodes")}),
         ("/v1/nodes/{node}", "get"): _operation(
@@ -308,41 +238,45 @@ def operations(
         ("/v1/tasks/{task}/exec", "post"): _operation(
             "Run a command in a replica's running container (through its node's agent)", "execInTask",
             {"200": _json(_ref("ExecResult"), "the command's exit code and output")},
-            body=_body(exec_in, '{"command": [...], "timeout": N}'), errors=(409, *BODY_ERRORS)),
+            body=_body(bodies["exec"], '{"command": [...], "timeout": N}'), errors=(409, *BODY_ERRORS)),
         ("/v1/events", "get"): _operation(
             "What happened, newest last", "listEvents",
             {"200": _json({"type": "array", "items": _ref("EventView")}, "the events")}),
     }
 
 
-def build(routes: list[BaseRoute]) -> dict[str, Any]:
-    names, top = models_json_schema(MODELS, ref_template=REF)
-    defs: dict[str, Any] = top.get("$defs", {})
-    spec_in = _name(names[(ServiceSpec, "validation")])
-    spec_out = _name(names[(ServiceSpec, "serialization")])
-    config_in = _name(names[(Config, "validation")])
-    scale_in = _name(names[(ScaleRequest, "validation")])
-    exec_in = _name(names[(ExecBody, "validation")])
-    # Request bodies are checked strictly by the API, so what they reach keeps
-    # `additionalProperties: false`; response-only objects are opened.
-    strict = _reachable(defs, [spec_in, config_in, scale_in, exec_in])
-    schemas = {name: schema if name in strict else _open(schema) for name, schema in defs.items()}
-    # A service as returned: its spec's fields plus version, status and the rest, in one object.
-    spec_schema, state_schema = schemas[spec_out], schemas["ServiceState"]
-    schemas["Service"] = {
-        "title": "Service",
-        "type": "object",
-        "properties": {**spec_schema.get("properties", {}), **state_schema.get("properties", {})},
-        "required": sorted({*spec_schema.get("required", []), *state_schema.get("required", [])}),
-    }
+def components() -> tuple[dict[str, Any], dict[str, str]]:
+    """Every schema the document refers to, and the name of each request body's schema."""
+    inputs: list[tuple[tuple[Any, str], Literal["validation", "serialization"], TypeAdapter[Any]]] = [
+        ((model, "validation"), "validation", TypeAdapter(model)) for model in REQUESTS.values()
+    ]
+    inputs += [((kind, "serialization"), "serialization", TypeAdapter(kind)) for kind in ANSWERS]
+    refs, top = TypeAdapter.json_schemas(inputs, ref_template=REF, schema_generator=AnswerSchema)
+    defs: dict[str, Any] = top["$defs"]
+    bodies = {key: _name(refs[((model, "validation"), "validation")]) for key, model in REQUESTS.items()}
+    answers = _reachable(defs, [_name(refs[((kind, "serialization"), "serialization")]) for kind in ANSWERS])
+    schemas = {name: _closed(schema) if name in answers else schema for name, schema in defs.items()}
+    # A service as answered: its spec's fields, then ServiceState's (and GET's autoscale), in one object.
+    spec_out = schemas.pop(_name(refs[((ServiceSpec, "serialization"), "serialization")]))
+    state, autoscaled = schemas.pop("ServiceState"), schemas.pop("Autoscaled")
+    schemas["Service"] = _merged("Service", spec_out, state)
+    schemas["ServiceWithAutoscale"] = _merged("ServiceWithAutoscale", spec_out, state, autoscaled)
+    schemas["UnreadableServiceWithAutoscale"] = _merged(
+        "UnreadableServiceWithAutoscale", schemas["UnreadableService"], autoscaled
+    )
     # PUT takes the service's name from the URL when the body leaves it out.
-    replacement = "ServiceReplacement"
-    schemas[replacement] = {
-        **schemas[spec_in],
-        "title": replacement,
-        "required": [name for name in schemas[spec_in].get("required", []) if name != "service_name"],
+    bodies["replacement"] = "ServiceReplacement"
+    schemas["ServiceReplacement"] = {
+        **schemas[bodies["spec"]],
+        "title": "ServiceReplacement",
+        "required": [name for name in schemas[bodies["spec"]].get("required", []) if name != "service_name"],
     }
-    described = operations(spec_in, replacement, config_in, scale_in, exec_in)
+    return schemas, bodies
+
+
+def build(routes: list[BaseRoute]) -> dict[str, Any]:
+    schemas, bodies = components()
+    described = operations(bodies)
     paths = {path: describe(path, resource, described) for path, resource in v1_resources(routes)}
     return {
         "openapi": "3.1.0",
@@ -375,7 +309,9 @@ def describe(path: str, resource: Resource, described: dict[tuple[str, str], Ope
     methods = sorted(method.lower() for method in resource.endpoints if method != "HEAD")
     open_ = False
     for method in methods:
-        found = described.get((path, method)) or _undescribed(path, method)
+        found = described.get((path, method))
+        if found is None:
+            raise LookupError(f"{method.upper()} {path} has no operation in api/openapi.py")
         operation = copy.deepcopy(found.doc)
         open_ = operation.get("security") == []
         common = (400, 403) if open_ else (400, 401, 403, 503)
@@ -391,13 +327,6 @@ def describe(path: str, resource: Resource, described: dict[tuple[str, str], Ope
     if open_:  # as open as the path's other methods
         entry["options"]["security"] = []
     return entry
-
-
-def _undescribed(path: str, method: str) -> Operation:
-    """A minimal entry for a route this module does not describe yet, so none is missing."""
-    return _operation(f"{method.upper()} {path}", method + _identifier(path),
-                      {"200": _json({}, "success"), "201": _json({}, "created"), "202": _json({}, "accepted")},
-                      errors=(409, *BODY_ERRORS) if method != "get" else ())
 
 
 def _identifier(path: str) -> str:

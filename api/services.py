@@ -6,7 +6,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Collection
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.requests import Request
@@ -16,6 +15,7 @@ from api.auth import Role, role_of
 from api.body import read_document, read_mapping
 from api.context import acknowledged, blocking, settings_of, store_of
 from api.metrics_views import with_autoscale
+from api.responses import AnyService, ApplyResult, EndpointView, ServiceView
 from api.routing import query_of
 from api.snapshot import json_response, views_of
 from api.views import endpoints_view, service_view, unreadable_service_view, without_env_values
@@ -62,7 +62,7 @@ def _announce(store: Store, outcome: ServiceOutcome, name: str, record: ServiceR
             )
 
 
-def _views(store: Store, names: Collection[str] | None = None) -> list[dict[str, Any]]:
+def _views(store: Store, names: Collection[str] | None = None) -> list[AnyService]:
     """The views of the named services that exist (or of all), sorted by name. A service the scheduler
     cannot handle, or whose record cannot be read, is shown `failed` with the reason."""
     stored = store.read_services(names)
@@ -70,7 +70,7 @@ def _views(store: Store, names: Collection[str] | None = None) -> list[dict[str,
     for task in store.tasks():
         by_service[task.service].append(task)
     faults = store.faults()
-    views = []
+    views: list[AnyService] = []
     for name in sorted(stored.bodies):
         fault = faults.get(name)
         # A fault is about the record it was found in: a record replaced since is judged afresh.
@@ -83,14 +83,14 @@ def _views(store: Store, names: Collection[str] | None = None) -> list[dict[str,
     return views
 
 
-def _view(store: Store, name: str) -> dict[str, Any]:
+def _view(store: Store, name: str) -> AnyService:
     views = _views(store, [name])
     if not views:
         raise NotFound(f"service {name!r} not found")
     return views[0]
 
 
-def _written_view(store: Store, record: ServiceRecord, outcome: ServiceOutcome) -> dict[str, Any]:
+def _written_view(store: Store, record: ServiceRecord, outcome: ServiceOutcome) -> AnyService:
     """The view of the record a write made (a new record, not yet judged by the scheduler); when the
     write changed nothing, of the record as stored."""
     return _view(store, record.name) if outcome is ServiceOutcome.UNCHANGED else service_view(record, store.tasks())
@@ -100,7 +100,7 @@ async def list_services(request: Request) -> Response:
     store = store_of(request)
     role = role_of(request)
 
-    def build() -> list[dict[str, Any]]:
+    def build() -> list[AnyService]:
         return [_for_role(role, view) for view in _views(store)]
 
     # Keyed by role too: one role is never served the bytes built for the other.
@@ -115,7 +115,7 @@ async def get_service(request: Request) -> JSONResponse:
     return JSONResponse(_for_role(role, view))
 
 
-def _for_role(role: Role, view: dict[str, Any]) -> dict[str, Any]:
+def _for_role(role: Role, view: AnyService) -> AnyService:
     """A service view as this role may see it: the read-only token sees env keys, not their values."""
     return without_env_values(view) if role is Role.READ else view
 
@@ -124,7 +124,7 @@ async def create_service(request: Request) -> JSONResponse:
     spec = validate_service(await read_mapping(request, "one service"))
     check_service(spec, settings_of(request).host_access)
 
-    def create(store: Store) -> dict[str, Any]:
+    def create(store: Store) -> ServiceView:
         record = store.create_service(spec, time.time())
         _announce(store, ServiceOutcome.CREATED, spec.service_name)
         return service_view(record, store.tasks())
@@ -142,7 +142,7 @@ async def replace_service(request: Request) -> JSONResponse:
         raise ConfigError([f"service_name: must match the URL ({name})"])
     check_service(spec, settings_of(request).host_access)
 
-    def replace(store: Store) -> dict[str, Any]:
+    def replace(store: Store) -> AnyService:
         record, outcome = store.update_service(spec, time.time())
         if outcome is ServiceOutcome.UPDATED:
             _announce(store, outcome, name, record)
@@ -156,7 +156,7 @@ async def service_endpoints(request: Request) -> JSONResponse:
     name = request.path_params["name"]
     store = store_of(request)
 
-    def endpoints() -> list[dict[str, Any]]:
+    def endpoints() -> list[EndpointView]:
         record = store.service(name)
         return endpoints_view(record, store.tasks(), store.nodes())
 
@@ -166,7 +166,7 @@ async def service_endpoints(request: Request) -> JSONResponse:
 async def delete_service(request: Request) -> JSONResponse:
     name = request.path_params["name"]
 
-    def delete(store: Store) -> dict[str, Any]:
+    def delete(store: Store) -> AnyService:
         record, marked = store.delete_service(name, time.time())
         if marked:
             _announce(store, ServiceOutcome.DELETED, name)
@@ -181,7 +181,7 @@ async def scale_service(request: Request) -> JSONResponse:
     name = request.path_params["name"]
     replicas = ScaleRequest.model_validate(await read_mapping(request, '{"replicas": N}')).replicas
 
-    def scale(store: Store) -> dict[str, Any]:
+    def scale(store: Store) -> AnyService:
         # The new count is put into the spec read inside the write's transaction: a change made
         # meanwhile (a PUT) is kept, never overwritten with the spec as it was before it.
         record, outcome = store.change_spec(name, lambda spec: _with_replicas(spec, replicas), time.time())
@@ -222,11 +222,14 @@ async def apply(request: Request) -> JSONResponse:
     if "cluster_name" in data and config.cluster_name != cluster:
         raise ConfigError([f"cluster_name: this API serves cluster {cluster}"])
 
-    def apply_config(store: Store) -> dict[str, list[str]]:
+    def apply_config(store: Store) -> ApplyResult:
         outcome = store.apply(config, time.time(), prune=prune)
         for what in (ServiceOutcome.CREATED, ServiceOutcome.UPDATED, ServiceOutcome.DELETED):
             for name in outcome[what]:
                 _announce(store, what, name)
-        return outcome
+        return {
+            "created": outcome[ServiceOutcome.CREATED], "updated": outcome[ServiceOutcome.UPDATED],
+            "unchanged": outcome[ServiceOutcome.UNCHANGED], "deleted": outcome[ServiceOutcome.DELETED],
+        }
 
     return JSONResponse(await acknowledged(request, apply_config))

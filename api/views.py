@@ -3,11 +3,35 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import TypeAdapter
+
+from api.responses import (
+    EndpointView,
+    EventView,
+    NodeUsage,
+    NodeView,
+    PreviousView,
+    ServiceState,
+    ServiceStatus,
+    TaskView,
+    UnreadableService,
+    UpdateView,
+    stored,
+)
 from shared.discovery import Endpoint, service_endpoints
-from shared.records import NodeRecord, ServiceRecord, TaskRecord, TaskState, Unreadable, allocations
+from shared.records import (
+    NodeRecord,
+    PreviousContainer,
+    ServiceRecord,
+    TaskRecord,
+    TaskState,
+    Unreadable,
+    allocations,
+)
 
 
 def serving(task: TaskRecord) -> bool:
@@ -28,18 +52,19 @@ def iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def service_status(record: ServiceRecord, tasks: list[TaskRecord], failure: str | None = None) -> dict[str, Any]:
+def service_status(record: ServiceRecord, tasks: list[TaskRecord], failure: str | None = None) -> ServiceStatus:
     """How a service fares, judged from its tasks (those of other services are ignored); `failure`:
     why the scheduler cannot handle it, if it cannot (health `failed`)."""
     own = [task for task in tasks if task.service == record.name]
     return _status(own, record.spec.replicas, record.updated_at, failure)
 
 
-def _status(own: list[TaskRecord], desired: int | None, updated_at: float, failure: str | None) -> dict[str, Any]:
+def _status(own: list[TaskRecord], desired: int | None, updated_at: float, failure: str | None) -> ServiceStatus:
     states = Counter(task.state for task in own)
     wanted = [task for task in own if desired is None or task.slot <= desired]
     good = sum(1 for task in wanted if healthy(task))
     # Without a health check a running replica counts as healthy (Task.ready says so).
+    health: Literal["healthy", "degraded", "unhealthy", "failed"]
     if failure is not None:
         health = "failed"
     elif desired is not None and good >= desired:
@@ -61,8 +86,8 @@ def _status(own: list[TaskRecord], desired: int | None, updated_at: float, failu
 
 
 def service_view(record: ServiceRecord, tasks: list[TaskRecord], failure: str | None = None) -> dict[str, Any]:
-    return {
-        **record.spec.model_dump(mode="json"),
+    """The `Service` schema: the spec's fields, then ServiceState's."""
+    state: ServiceState = {
         "version": record.version,
         "created_at": iso(record.created_at),
         "updated_at": iso(record.updated_at),
@@ -70,6 +95,7 @@ def service_view(record: ServiceRecord, tasks: list[TaskRecord], failure: str | 
         "status": service_status(record, tasks, failure),
         "update": update_view(record, tasks),
     }
+    return {**record.spec.model_dump(mode="json"), **state}
 
 
 REDACTED = "<redacted>"
@@ -94,9 +120,9 @@ def _redacted(entry: Any) -> Any:
     return f"{entry.partition('=')[0]}={REDACTED}" if isinstance(entry, str) else entry
 
 
-def unreadable_service_view(entry: Unreadable, tasks: list[TaskRecord], reason: str) -> dict[str, Any]:
+def unreadable_service_view(entry: Unreadable, tasks: list[TaskRecord], reason: str) -> UnreadableService:
     """A service whose stored record cannot be read: its name, why (status.reason) and what its
-    tasks do. Its spec is unknown, so the spec's fields are null; it can be replaced or deleted."""
+    tasks do. Its spec is unknown, so image and replicas are null; it can be replaced or deleted."""
     own = [task for task in tasks if task.service == entry.key]
     return {
         "service_name": entry.key,
@@ -111,7 +137,7 @@ def unreadable_service_view(entry: Unreadable, tasks: list[TaskRecord], reason: 
     }
 
 
-def update_view(record: ServiceRecord, tasks: list[TaskRecord]) -> dict[str, Any] | None:
+def update_view(record: ServiceRecord, tasks: list[TaskRecord]) -> UpdateView | None:
     """The last rolling update: its state, why it was rolled back, and how far it got."""
     update = record.update
     if update is None:
@@ -124,7 +150,7 @@ def update_view(record: ServiceRecord, tasks: list[TaskRecord]) -> dict[str, Any
         if task.service == record.name and task.slot <= desired and task.template == template and task.ready()
     )
     return {
-        "state": update.state.value,
+        "state": update.state,
         "reason": update.reason,
         "version": update.version,
         "updated_replicas": updated,
@@ -134,7 +160,7 @@ def update_view(record: ServiceRecord, tasks: list[TaskRecord]) -> dict[str, Any
     }
 
 
-def endpoints_view(record: ServiceRecord, tasks: list[TaskRecord], nodes: list[NodeRecord]) -> list[dict[str, Any]]:
+def endpoints_view(record: ServiceRecord, tasks: list[TaskRecord], nodes: list[NodeRecord]) -> list[EndpointView]:
     """The endpoints of a service (shared/discovery.py: its ready replicas, which the cluster DNS
     answers too) and where to reach them: the node's address with the published ports, and the
     container's address on the service network."""
@@ -142,7 +168,7 @@ def endpoints_view(record: ServiceRecord, tasks: list[TaskRecord], nodes: list[N
     return [_endpoint_view(endpoint, addresses) for endpoint in service_endpoints(record, tasks)]
 
 
-def _endpoint_view(endpoint: Endpoint, node_addresses: dict[str, str]) -> dict[str, Any]:
+def _endpoint_view(endpoint: Endpoint, node_addresses: dict[str, str]) -> EndpointView:
     task = endpoint.task
     return {
         "task": task.id,
@@ -153,55 +179,66 @@ def _endpoint_view(endpoint: Endpoint, node_addresses: dict[str, str]) -> dict[s
         "ports": [port.model_dump() for port in task.ports],
         "network": endpoint.spec.network_name(),
         "address": task.address,
-        "health": task.health.value,
+        "health": task.health,
     }
+
+
+NODE_USAGE = TypeAdapter(NodeUsage)
 
 
 def node_view(
     node: NodeRecord, tasks: list[TaskRecord], now: float, misses: float, heard_since: float
-) -> dict[str, Any]:
+) -> NodeView:
     """A node with what its tasks hold on it; `tasks` may be every task of the cluster. Its status is
     the scheduler's judgement: `heard_since` is the leader's (Store.heard_since, NodeRecord.down_at)."""
     held = allocations(tasks).get(node.id)
     return {
         "id": node.id,
         "address": node.address,
-        "status": node.status(now, misses, heard_since).value,
+        "status": node.status(now, misses, heard_since),
         "reason": node.reason(now, misses, heard_since),  # why it is not ready: no heartbeat, or no engine
-        "availability": node.availability.value,
+        "availability": node.availability,
         "capacity": {"cpu_millicores": node.cpu_millicores, "memory_bytes": node.memory_bytes},
-        "allocated": held.model_dump() if held else {"cpu_millicores": 0, "memory_bytes": 0},
-        "usage": node.usage,
+        "allocated": {"cpu_millicores": held.cpu_millicores if held else 0,
+                      "memory_bytes": held.memory_bytes if held else 0},
+        "usage": stored(NODE_USAGE, node.usage) or {},  # as its agent wrote it (worker/usage_sampler.py)
         "labels": node.labels,
         "last_heartbeat": iso(node.last_heartbeat),
         "tasks": sum(1 for task in tasks if task.node == node.id and task.holds_node()),
     }
 
 
-def task_view(task: TaskRecord) -> dict[str, Any]:
+def task_view(task: TaskRecord) -> TaskView:
     return {
         "id": task.id,
         "service": task.service,
         "slot": task.slot,
         "node": task.node,
         "container_id": task.container_id,
-        "state": task.state.value,
+        "state": task.state,
         "reason": None if task.state is TaskState.RUNNING else task.reason,
         "ports": [port.model_dump() for port in task.ports],
         "started_at": iso(task.started_at),
         "restarts": task.restarts,
         "exit_code": task.exit_code,
         "gen": task.gen,
-        "health": task.health.value,
+        "health": task.health,
         "health_output": task.health_output,
         "address": task.address,
-        "previous": task.previous.model_dump(include={"node", "gen", "container_id", "ports"})
-        if task.previous is not None
-        else None,
+        "previous": _previous_view(task.previous) if task.previous is not None else None,
     }
 
 
-def event_view(event: dict[str, Any]) -> dict[str, Any]:
+def _previous_view(previous: PreviousContainer) -> PreviousView:
+    return {
+        "node": previous.node,
+        "gen": previous.gen,
+        "container_id": previous.container_id,
+        "ports": [port.model_dump() for port in previous.ports],
+    }
+
+
+def event_view(event: Mapping[str, Any]) -> EventView:
     return {
         "id": event["id"],
         "type": event["type"],

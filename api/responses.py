@@ -1,0 +1,295 @@
+"""Every JSON object the API answers with, defined once: the views build these (mypy checks they build
+exactly them) and api/openapi.py documents them (pydantic's JSON schema of each, closed: no property
+beyond those named). TypedDicts are plain dicts at runtime, so the list views cost what dicts cost.
+
+A service view is its spec's fields (ServiceSpec as `model_dump` gives them) plus ServiceState's, in
+one object: api/openapi.py merges the two schemas into `Service`. Pass-through data other processes
+store (a node's usage, the autoscaler's decisions) is validated against its type here on the way out,
+so an answer never carries what the document does not name.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Required, TypeVar
+
+from pydantic import Field, GetPydanticSchema, TypeAdapter, ValidationError
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
+
+from shared.records import Availability, Health, NodeStatus, PublishedPort, TaskState, UpdateState
+
+# A list of `PublishedPort.model_dump()` dicts, documented as the model serializes.
+Ports = Annotated[
+    list[dict[str, Any]], GetPydanticSchema(lambda _, handler: handler.generate_schema(list[PublishedPort]))
+]
+Time = Annotated[str | None, Field(description="ISO 8601 UTC with milliseconds; null: never")]
+
+
+# -- services ------------------------------------------------------------------------------------
+
+
+class ServiceStatus(TypedDict):
+    desired_replicas: Annotated[int | None, Field(description="null when the stored record cannot be read")]
+    running_replicas: Annotated[int, Field(description="slots with a running container (or a previous one)")]
+    healthy_replicas: Annotated[int, Field(description="wanted slots ready, or still served by their previous one")]
+    pending_replicas: int
+    failed_replicas: int
+    health: Annotated[
+        Literal["healthy", "degraded", "unhealthy", "failed"],
+        Field(description="failed: the scheduler cannot handle it (reason says why)"),
+    ]
+    reason: Annotated[str | None, Field(description="why it failed: its record is unreadable, or scheduling it raised")]
+    last_updated: Time
+
+
+class UpdateView(TypedDict):
+    """The last rolling update: its state, why it was rolled back, and how far it got."""
+
+    state: UpdateState
+    reason: str | None
+    version: int
+    updated_replicas: Annotated[int, Field(description="wanted slots ready on the new template")]
+    total: int
+    started_at: Time
+    finished_at: Time
+
+
+class ServiceState(TypedDict):
+    """What a service view adds to its spec's fields (the `Service` schema is both)."""
+
+    version: int
+    created_at: Time
+    updated_at: Time
+    deleting: bool
+    status: ServiceStatus
+    update: UpdateView | None
+
+
+class UnreadableService(TypedDict):
+    """A service whose stored record cannot be read: its spec is unknown (status.reason says why); it can
+    be replaced or deleted."""
+
+    service_name: str
+    image: None
+    replicas: None
+    version: None
+    created_at: None
+    updated_at: None
+    deleting: bool
+    status: ServiceStatus
+    update: None
+
+
+# A service view: its ServiceSpec's fields as `model_dump(mode="json")` gives them, then ServiceState's
+# (documented as one object, `Service`); or, when its record cannot be read, an UnreadableService.
+ServiceView = dict[str, Any]
+AnyService = ServiceView | UnreadableService
+
+
+class MetricDecision(TypedDict):
+    target: float
+    utilisation: float | None
+    ratio: float | None
+    desired: int | None
+    measured: int
+    missing: int
+    unready: int
+
+
+class AutoscaleDecision(TypedDict):
+    time: Time
+    current_replicas: int
+    desired_replicas: int
+    recommendation: int | None
+    scale: bool
+    direction: Literal["up", "down", "none"]
+    reason: str
+    metrics: dict[str, MetricDecision]
+
+
+# `from` is a keyword, so these two are declared by call.
+_Moved = TypedDict("_Moved", {"from": int, "to": int})
+
+
+class AutoscaleAction(AutoscaleDecision, _Moved):
+    """The decision that scaled, with the replicas before and after."""
+
+
+class AutoscaleStatus(TypedDict):
+    current_replicas: int
+    desired_replicas: int
+    last_decision: AutoscaleDecision | None
+    last_scaled: AutoscaleAction | None
+
+
+class Autoscaled(TypedDict):
+    """What `GET /v1/services/{name}` adds to a service view."""
+
+    autoscale: Annotated[AutoscaleStatus | None, Field(description="null for a service without scale_policy")]
+
+
+class ApplyResult(TypedDict):
+    created: list[str]
+    updated: list[str]
+    unchanged: list[str]
+    deleted: list[str]
+
+
+class EndpointView(TypedDict):
+    task: str
+    slot: int
+    gen: int
+    node: str | None
+    node_address: str | None
+    ports: Ports
+    network: str
+    address: Annotated[str | None, Field(description="the container's address on the service network")]
+    health: Health
+
+
+class ReplicaUsage(TypedDict):
+    task: str
+    node: str | None
+    state: TaskState
+    cpu_percent: float | None
+    cpu_millicores: float | None
+    memory_percent: float | None
+    memory_bytes: int | None
+    sampled_at: Time
+    fresh: Annotated[bool, Field(description="a sample of its current container within two intervals")]
+
+
+class UsageAverage(TypedDict):
+    cpu_percent: float | None
+    cpu_millicores: float | None
+    memory_percent: float | None
+    memory_bytes: int | None
+    replicas_sampled: int
+
+
+class ServiceUsage(TypedDict):
+    service: str
+    replicas: list[ReplicaUsage]
+    average: UsageAverage
+    sampled_at: Time
+    interval_seconds: float
+    autoscale: AutoscaleStatus | None
+
+
+# -- nodes, tasks, events ------------------------------------------------------------------------
+
+
+class NodeResources(TypedDict):
+    cpu_millicores: int
+    memory_bytes: int
+
+
+class UsedResources(TypedDict):
+    cpu_millicores: float
+    memory_bytes: int
+
+
+class NodeUsage(TypedDict, total=False):
+    """What the node's agent measured last; empty before its first sample."""
+
+    capacity: NodeResources
+    allocated: NodeResources
+    used: UsedResources
+    cpu_percent: float | None
+    memory_percent: float | None
+    containers: int
+    sampled_at: Annotated[float, Field(description="Unix seconds")]
+
+
+class NodeView(TypedDict):
+    id: str
+    address: str
+    status: NodeStatus
+    reason: Annotated[str | None, Field(description="why it is not ready or down: no heartbeat, or no engine")]
+    availability: Availability
+    capacity: NodeResources
+    allocated: Annotated[NodeResources, Field(description="what the tasks holding it reserve")]
+    usage: NodeUsage
+    labels: dict[str, str]
+    last_heartbeat: Time
+    tasks: Annotated[int, Field(description="tasks holding resources on it")]
+
+
+class PreviousView(TypedDict):
+    """The container a slot ran before its current gen, still serving until the new one is ready."""
+
+    node: str
+    gen: int
+    container_id: str | None
+    ports: Ports
+
+
+class TaskView(TypedDict):
+    id: str
+    service: str
+    slot: int
+    node: str | None
+    container_id: str | None
+    state: TaskState
+    reason: Annotated[str | None, Field(description="why it is not running (null while running)")]
+    ports: Ports
+    started_at: Time
+    restarts: int
+    exit_code: int | None
+    gen: int
+    health: Health
+    health_output: str | None
+    address: Annotated[str | None, Field(description="the container's address on the service network")]
+    previous: PreviousView | None
+
+
+class EventView(TypedDict):
+    id: str
+    type: str
+    time: Time
+    message: str
+    data: dict[str, Any]
+
+
+# -- health and errors ---------------------------------------------------------------------------
+
+
+class RedisReplication(TypedDict):
+    master: Annotated[str, Field(description="HOST:PORT of the Redis master this API writes to now")]
+    replicas_in_sync: Annotated[
+        int | None, Field(description="replicas online and at most 1 s behind; null when this Redis user may not INFO")
+    ]
+
+
+class HealthOk(TypedDict):
+    status: Literal["ok"]
+    cluster: str
+    redis: RedisReplication
+
+
+class HealthUnavailable(TypedDict):
+    status: Literal["unavailable"]
+    reason: str
+
+
+class ProblemDetails(TypedDict, total=False):
+    message: str
+    reason: str
+    errors: Annotated[list[str], Field(description="every invalid field or parameter, with its rule")]
+
+
+class Problem(ProblemDetails):
+    """Every error: a machine-readable `error` and a message or reason (400 and 422: every `errors` line)."""
+
+    error: Required[str]
+
+
+T = TypeVar("T")
+
+
+def stored(adapter: TypeAdapter[T], value: Any) -> T | None:
+    """`value`, which another process stored, as the documented type (unknown keys dropped); None if it
+    does not fit."""
+    try:
+        return adapter.validate_python(value)
+    except ValidationError:
+        return None
