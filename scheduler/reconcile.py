@@ -203,57 +203,125 @@ def _retire(task: TaskRecord, ctx: _Pass) -> None:
     ctx.plan.writes.append(Write(task.id, stopping, jobs=jobs))
 
 
+class Kind(StrEnum):
+    """The sets a service's wanted tasks are classified into, each handled by its own function."""
+
+    SHUTTING_DOWN = "shutting_down"  # being stopped, wanted again: the slot is reused once it is gone
+    UNPLACED = "unplaced"  # pending, or never placed
+    DRAINING = "draining"  # active on a draining node: moves, start-first where it can
+    LOST = "lost"  # active on a down node (NOT_READY keeps its replicas until it is DOWN)
+    HALTING = "halting"  # running, and its user asked for the stop
+    FINISHED = "finished"  # failed or stopped: restarted by policy, or replaced by an update
+    OUTDATED = "outdated"  # active on an older template: replaced, UPDATE_PARALLELISM at a time
+    IN_FLIGHT = "in_flight"  # assigned or starting: its start job is sent again if it was lost
+
+
+def classify(task: TaskRecord, template: str, status: dict[str, NodeStatus]) -> Kind | None:
+    """The set a wanted task belongs to (None: it runs as it should)."""
+    node_status = status.get(task.node or "", NodeStatus.DOWN)
+    if task.state is TaskState.SHUTDOWN:
+        return Kind.SHUTTING_DOWN
+    if task.state is TaskState.PENDING:
+        return Kind.UNPLACED
+    if task.state in ACTIVE_STATES and node_status is NodeStatus.DRAINING:
+        return Kind.DRAINING
+    if task.state in ACTIVE_STATES and node_status is NodeStatus.DOWN:
+        return Kind.LOST
+    if task.state is TaskState.RUNNING and task.stop_requested:
+        return Kind.HALTING
+    if task.state in TERMINAL_STATES:
+        return Kind.FINISHED
+    if task.template != template:
+        return Kind.OUTDATED
+    if task.state in (TaskState.ASSIGNED, TaskState.STARTING):
+        return Kind.IN_FLIGHT
+    return None
+
+
+@dataclass
+class _Budget:
+    """Replicas a service may still replace start-first in this pass (an update, a drain)."""
+
+    left: int
+
+    def take(self) -> bool:
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+
 def _keep(service: ServiceRecord, tasks: list[TaskRecord], ctx: _Pass) -> list[_Placing]:
-    """Decide for each wanted task whether it stays, is re-placed, restarted or updated."""
+    """Decide for each wanted task whether it stays, is re-placed, restarted or updated: release the
+    previous containers whose replacement is ready, classify the rest, then handle each set."""
     template = service.template_hash()
-    placing: list[_Placing] = []
-    # Start-first needs no host port of its own on a node; a fixed host_port is replaced stop-first.
-    start_first = not host_port_keys(service.spec)
+    sets: dict[Kind, list[TaskRecord]] = {kind: [] for kind in Kind}
+    for task in sorted(tasks, key=lambda t: t.slot):
+        if task.previous is not None and task.state is not TaskState.SHUTDOWN and _release_previous(task, ctx):
+            continue  # one write per task and pass: other decisions about it wait for the next pass
+        kind = classify(task, template, ctx.status)
+        if kind is not None:
+            sets[kind].append(task)
     # A batch is in flight until its new replicas are ready (and their previous containers released).
     in_flight = sum(
         1
         for t in tasks
         if t.previous is not None or (t.template == template and t.state in ACTIVE_STATES and not t.ready())
     )
-    update_budget = max(UPDATE_PARALLELISM - in_flight, 0)
-    for task in sorted(tasks, key=lambda t: t.slot):
-        node_status = ctx.status.get(task.node or "", NodeStatus.DOWN)
-        if task.previous is not None and task.state is not TaskState.SHUTDOWN and _release_previous(task, ctx):
-            continue  # one write per task and pass: other decisions about it wait for the next pass
-        if task.state is TaskState.SHUTDOWN:
-            _retire(task, ctx)  # wanted again; the slot is reused once it is gone
-        elif task.state is TaskState.PENDING:
-            placing.append(_Placing(task, service, Why.SCHEDULED))
-        elif task.state in ACTIVE_STATES and node_status in (NodeStatus.DRAINING, NodeStatus.DOWN):
-            # NOT_READY (its engine does not answer) keeps its replicas until it is DOWN: the engine
-            # may be back within the heartbeat window, its containers still running.
-            if node_status is NodeStatus.DRAINING and task.state is TaskState.RUNNING and start_first \
-                    and task.previous is None:
-                # Drained start-first, UPDATE_PARALLELISM at a time; the rest keep serving meanwhile.
-                if update_budget > 0:
-                    update_budget -= 1
-                    placing.append(_Placing(task, service, Why.RESCHEDULED, start_first=True))
-            else:
-                placing.append(_Placing(task, service, Why.RESCHEDULED))
-        elif task.state is TaskState.RUNNING and task.stop_requested:
-            _halt(task, ctx)
-        elif task.state in TERMINAL_STATES:
-            if task.template != template:
-                placing.append(_Placing(task, service, Why.UPDATED))
-            elif wants_restart(service.spec.restart_policy, task) or task.health is Health.UNHEALTHY:
-                # An unhealthy replica is always replaced, through the same back-off as a crash.
-                due = ctx.policy.backoff.due_at(task)
-                if ctx.now >= due:
-                    placing.append(_Placing(task, service, Why.RESTARTED))
-                else:
-                    ctx.plan.wake(due)
-        elif task.template != template:
-            if task.state is TaskState.RUNNING and update_budget > 0:
-                update_budget -= 1
-                placing.append(_Placing(task, service, Why.UPDATED, start_first=start_first and task.previous is None))
-        elif task.state in (TaskState.ASSIGNED, TaskState.STARTING):
-            _requeue_if_lost(task, ctx)
+    budget = _Budget(max(UPDATE_PARALLELISM - in_flight, 0))
+    # Start-first needs no host port of its own on a node; a fixed host_port is replaced stop-first.
+    start_first = not host_port_keys(service.spec)
+    for task in sets[Kind.SHUTTING_DOWN]:
+        _retire(task, ctx)
+    for task in sets[Kind.HALTING]:
+        _halt(task, ctx)
+    for task in sets[Kind.IN_FLIGHT]:
+        _requeue_if_lost(task, ctx)
+    return [
+        *(_Placing(task, service, Why.SCHEDULED) for task in sets[Kind.UNPLACED]),
+        *_drain(sets[Kind.DRAINING], service, budget, start_first),
+        *(_Placing(task, service, Why.RESCHEDULED) for task in sets[Kind.LOST]),
+        *_finished(sets[Kind.FINISHED], service, ctx),
+        *_update(sets[Kind.OUTDATED], service, budget, start_first),
+    ]
+
+
+def _drain(tasks: list[TaskRecord], service: ServiceRecord, budget: _Budget, start_first: bool) -> list[_Placing]:
+    """Replicas leaving a draining node: a running one moves start-first (UPDATE_PARALLELISM at a time,
+    the rest keep serving meanwhile), any other at once."""
+    placing = []
+    for task in tasks:
+        if task.state is TaskState.RUNNING and start_first and task.previous is None:
+            if budget.take():
+                placing.append(_Placing(task, service, Why.RESCHEDULED, start_first=True))
+        else:
+            placing.append(_Placing(task, service, Why.RESCHEDULED))
     return placing
+
+
+def _finished(tasks: list[TaskRecord], service: ServiceRecord, ctx: _Pass) -> list[_Placing]:
+    """Replicas that exited: one of an older template is replaced by the update; one its restart policy
+    wants back, or an unhealthy one (always replaced), restarts once its back-off is due."""
+    placing = []
+    for task in tasks:
+        if task.template != service.template_hash():
+            placing.append(_Placing(task, service, Why.UPDATED))
+        elif wants_restart(service.spec.restart_policy, task) or task.health is Health.UNHEALTHY:
+            due = ctx.policy.backoff.due_at(task)
+            if ctx.now >= due:
+                placing.append(_Placing(task, service, Why.RESTARTED))
+            else:
+                ctx.plan.wake(due)
+    return placing
+
+
+def _update(tasks: list[TaskRecord], service: ServiceRecord, budget: _Budget, start_first: bool) -> list[_Placing]:
+    """Running replicas of an older template, replaced as the budget allows (start-first where it can)."""
+    return [
+        _Placing(task, service, Why.UPDATED, start_first=start_first and task.previous is None)
+        for task in tasks
+        if task.state is TaskState.RUNNING and budget.take()
+    ]
 
 
 def _release_previous(task: TaskRecord, ctx: _Pass) -> bool:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from scheduler.backoff import Backoff
 from scheduler.plan import Plan, Policy
-from scheduler.reconcile import reconcile
+from scheduler.reconcile import Kind, classify, reconcile
 from shared.config import ServiceSpec
 from shared.dispatch import Action, Decision
 from shared.records import (
     Health,
     NodeRecord,
+    NodeStatus,
     PreviousContainer,
     ServiceRecord,
     TaskRecord,
@@ -522,3 +523,21 @@ def test_an_unreadable_task_of_a_frozen_service_is_left_alone():
     plan = reconcile({}, [], [node("n1")], NOW, POLICY, frozen={"web"}, unreadable=[unreadable("web.1")])
     assert plan.writes == []
 
+
+
+def test_each_wanted_task_is_classified_into_one_set_first():
+    svc = service()
+    template = svc.template_hash()
+    status = {"up": NodeStatus.READY, "drained": NodeStatus.DRAINING, "gone": NodeStatus.DOWN}
+    cases = [
+        (running(svc, 1, "up"), None),
+        (running(svc, 1, "up", state=TaskState.SHUTDOWN), Kind.SHUTTING_DOWN),
+        (running(svc, 1, "up", state=TaskState.PENDING, node=None), Kind.UNPLACED),
+        (running(svc, 1, "drained"), Kind.DRAINING),
+        (running(svc, 1, "gone", state=TaskState.STARTING), Kind.LOST),
+        (running(svc, 1, "up", stop_requested=True), Kind.HALTING),
+        (running(svc, 1, "gone", state=TaskState.FAILED), Kind.FINISHED),  # nothing runs to move
+        (running(svc, 1, "up", template="old"), Kind.OUTDATED),
+        (running(svc, 1, "up", state=TaskState.ASSIGNED), Kind.IN_FLIGHT),
+    ]
+    assert [classify(task, template, status) for task, _ in cases] == [kind for _, kind in cases]
