@@ -141,13 +141,14 @@ def applies(status: TaskStatus | None, assignment: Assignment) -> bool:
 def join(assignment: Assignment, status: TaskStatus | None, stop: StopRequest | None) -> TaskRecord:
     """The task as everyone reads it. The status counts only for the assignment's decision; a pending
     or shut-down slot is what the scheduler says (a shut-down one is `removed` once its agent says so)."""
-    fields: dict[str, Any] = dict(assignment)
+    fields: dict[str, Any] = assignment.__dict__.copy()
     fields["removed"] = False
     if status is not None and applies(status, assignment):
         if assignment.state is TaskState.SHUTDOWN:
             fields["removed"] = status.removed
         elif assignment.state is TaskState.ASSIGNED:
-            fields.update((name, getattr(status, name)) for name in STATUS_FIELDS)
+            reported = status.__dict__
+            fields.update((name, reported[name]) for name in STATUS_FIELDS)
             fields["updated_at"] = max(assignment.updated_at, status.updated_at)
     if stop is not None and (stop.gen, stop.incarnation) == (assignment.gen, assignment.incarnation):
         fields["stop_requested"] = True
@@ -184,13 +185,16 @@ def nodes_of(task: TaskRecord | None) -> set[str]:
 
 class TaskReader:
     """Joins the three hashes as read into TaskRecords, each part parsed on its own and every result
-    cached by what was stored (a pass over 10,000 tasks re-parses and re-joins only what changed)."""
+    cached: a part whose stored JSON did not change parses to the same object (shared/parsed.py), so a
+    join is redone only when one of its parts is a new object (a pass over 10,000 tasks re-joins only
+    what changed)."""
 
     def __init__(self) -> None:
         self._assignments = ParsedRecords(Assignment, lambda record: record.id)
         self._statuses = ParsedRecords(TaskStatus, lambda record: record.id)
         self._stops = ParsedRecords(StopRequest, lambda record: record.id)
-        self._joined: dict[str, tuple[str, TaskRecord]] = {}  # task id -> (key of what was read, the join)
+        # task id -> (its parts as parsed, a key naming what was stored of them, the join)
+        self._joined: dict[str, tuple[tuple[object, object, object], str, TaskRecord]] = {}
         self._lock = threading.Lock()
 
     def join(
@@ -202,17 +206,18 @@ class TaskReader:
         status = self._statuses.parse(statuses, whole=whole).good
         stop = self._stops.parse(stops, whole=whole).good
         known = self._joined
-        fresh: dict[str, tuple[str, TaskRecord]] = {}
+        fresh: dict[str, tuple[tuple[object, object, object], str, TaskRecord]] = {}
         good: dict[str, TaskRecord] = {}
         bodies: dict[str, str] = {}
         for tid, assignment in read.good.items():
-            key = "\n".join((assignments[tid], statuses.get(tid, ""), stops.get(tid, "")))
+            reported, asked = status.get(tid), stop.get(tid)
             hit = known.get(tid)
-            if hit is None or hit[0] != key:
-                hit = (key, join(assignment, status.get(tid), stop.get(tid)))
+            if hit is None or hit[0][0] is not assignment or hit[0][1] is not reported or hit[0][2] is not asked:
+                key = "\n".join((assignments[tid], statuses.get(tid, ""), stops.get(tid, "")))
+                hit = ((assignment, reported, asked), key, join(assignment, reported, asked))
             fresh[tid] = hit
-            bodies[tid] = hit[0]
-            good[tid] = hit[1]
+            bodies[tid] = hit[1]
+            good[tid] = hit[2]
         for tid, entry in read.unreadable.items():
             bodies[tid] = entry.body
         if whole:
