@@ -70,7 +70,8 @@ async def redis_replication(client: redis.asyncio.Redis) -> RedisReplication:
 
 def _node_view(request: Request, node: NodeRecord) -> NodeView:
     store = store_of(request)
-    return node_view(node, store.tasks(), time.time(), settings_of(request).heartbeat_misses, store.heard_since())
+    tasks = list(store.node_tasks(node.id).good.values())  # only the node's own, by its index
+    return node_view(node, tasks, time.time(), settings_of(request).heartbeat_misses, store.heard_since())
 
 
 async def list_nodes(request: Request) -> JSONResponse:

@@ -39,7 +39,7 @@ def _mean(values: list[float]) -> float | None:
 
 def service_usage(store: Store, name: str, interval: float, now: float) -> ServiceUsage:
     record = store.service(name)
-    tasks = sorted((t for t in store.tasks() if t.service == name), key=lambda t: t.slot)
+    tasks = sorted(store.service_tasks([name]), key=lambda t: t.slot)
     samples = telemetry.latest_samples(store.redis, store.keys, [task.id for task in tasks])
     replicas: list[ReplicaUsage] = []
     fresh = []

@@ -67,7 +67,7 @@ def _views(store: Store, names: Collection[str] | None = None) -> list[AnyServic
     cannot handle, or whose record cannot be read, is shown `failed` with the reason."""
     stored = store.read_services(names)
     by_service: dict[str, list[TaskRecord]] = defaultdict(list)
-    for task in store.tasks():
+    for task in store.tasks() if names is None else store.service_tasks(names):
         by_service[task.service].append(task)
     faults = store.faults()
     views: list[AnyService] = []
@@ -93,7 +93,9 @@ def _view(store: Store, name: str) -> AnyService:
 def _written_view(store: Store, record: ServiceRecord, outcome: ServiceOutcome) -> AnyService:
     """The view of the record a write made (a new record, not yet judged by the scheduler); when the
     write changed nothing, of the record as stored."""
-    return _view(store, record.name) if outcome is ServiceOutcome.UNCHANGED else service_view(record, store.tasks())
+    if outcome is ServiceOutcome.UNCHANGED:
+        return _view(store, record.name)
+    return service_view(record, store.service_tasks([record.name]))
 
 
 async def list_services(request: Request) -> Response:
@@ -127,7 +129,7 @@ async def create_service(request: Request) -> JSONResponse:
     def create(store: Store) -> ServiceView:
         record = store.create_service(spec, time.time())
         _announce(store, ServiceOutcome.CREATED, spec.service_name)
-        return service_view(record, store.tasks())
+        return service_view(record, store.service_tasks([record.name]))
 
     return JSONResponse(await acknowledged(request, create), status_code=201)
 
@@ -158,7 +160,7 @@ async def service_endpoints(request: Request) -> JSONResponse:
 
     def endpoints() -> list[EndpointView]:
         record = store.service(name)
-        return endpoints_view(record, store.tasks(), store.nodes())
+        return endpoints_view(record, store.service_tasks([name]), store.nodes())
 
     return JSONResponse(await blocking(endpoints))
 
@@ -172,7 +174,7 @@ async def delete_service(request: Request) -> JSONResponse:
             _announce(store, ServiceOutcome.DELETED, name)
         if isinstance(record, Unreadable):  # dropped at once: its tasks are stopped as those of a service gone
             return {**unreadable_service_view(record, [], record.reason), "deleting": True}
-        return service_view(record, store.tasks())
+        return service_view(record, store.service_tasks([name]))
 
     return JSONResponse(await acknowledged(request, delete), status_code=202)
 

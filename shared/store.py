@@ -114,6 +114,24 @@ end
 return out
 """
 
+# The tasks of some services. KEYS[1..3] assignments, statuses and stop requests; ARGV the services'
+# task id prefixes (`web.`: a service name has no dot). Each such task id with its three stored parts.
+SERVICE_TASKS = """
+local out = {}
+for _, id in ipairs(redis.call('HKEYS', KEYS[1])) do
+  for _, prefix in ipairs(ARGV) do
+    if string.sub(id, 1, #prefix) == prefix then
+      out[#out + 1] = id
+      out[#out + 1] = redis.call('HGET', KEYS[1], id)
+      out[#out + 1] = redis.call('HGET', KEYS[2], id)
+      out[#out + 1] = redis.call('HGET', KEYS[3], id)
+      break
+    end
+  end
+end
+return out
+"""
+
 # An agent's read of its node's tasks. KEYS[1] the node's index, KEYS[2..4] assignments, statuses and
 # stop requests: each indexed task id with its three stored parts (nil where absent).
 NODE_TASKS = """
@@ -221,6 +239,7 @@ class Store:
         self._write_assignments = client.register_script(WRITE_ASSIGNMENTS)
         self._write_statuses = client.register_script(WRITE_STATUSES)
         self._node_tasks = client.register_script(NODE_TASKS)
+        self._service_tasks = client.register_script(SERVICE_TASKS)
         self._nodes_json = client.register_script(NODES_JSON)
         self._set_if_leader = client.register_script(SET_IF_LEADER)
         self._holds_lease = client.register_script(HOLDS_LEASE)
@@ -587,16 +606,27 @@ class Store:
         cluster's tasks, in proportion to its own. A task that left the node since it was indexed
         (an index of data gone back in time, an unreadable record's) is left out."""
         keys = [self.keys.node_tasks(node_id), self.keys.assignments, self.keys.statuses, self.keys.stops]
-        flat = self._node_tasks(keys=keys)
+        read = self._joined(self._node_tasks(keys=keys))
+        good = {task_id: task for task_id, task in read.good.items() if node_id in nodes_of(task)}
+        return Records(good, read.unreadable, {task_id: read.bodies[task_id] for task_id in good})
+
+    def service_tasks(self, names: Collection[str]) -> list[TaskRecord]:
+        """The tasks of the named services that can be read, in one Lua call that picks them out in Redis
+        (a view of one service reads its own tasks, not the cluster's)."""
+        if not names:
+            return []
+        keys = [self.keys.assignments, self.keys.statuses, self.keys.stops]
+        return list(self._joined(self._service_tasks(keys=keys, args=[f"{name}." for name in names])).good.values())
+
+    def _joined(self, flat: list[Any]) -> Records[TaskRecord]:
+        """Tasks from a Lua call's flat answer: each task id, then its assignment, status and stop request."""
         parts: tuple[dict[str, str], dict[str, str], dict[str, str]] = ({}, {}, {})
         for at in range(0, len(flat), 4):
             task_id = flat[at]
             for part, body in zip(parts, flat[at + 1 : at + 4], strict=True):
                 if body is not None:
                     part[task_id] = body
-        read = self._tasks.join(*parts, whole=False)
-        good = {task_id: task for task_id, task in read.good.items() if node_id in nodes_of(task)}
-        return Records(good, read.unreadable, {task_id: read.bodies[task_id] for task_id in good})
+        return self._tasks.join(*parts, whole=False)
 
     def write_statuses(self, node_id: str, statuses: Sequence[TaskStatus]) -> list[bool]:
         """An agent's reports about its node's tasks: each is written only while the task's assignment is

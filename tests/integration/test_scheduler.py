@@ -257,3 +257,11 @@ def test_each_nodes_index_names_the_tasks_its_agent_reads(store: Store, redis_se
     scheduler.reconcile_once()
     assert store.tasks() == [] and set(store.node_tasks("n2").good) == set()
     assert not store.redis.exists(store.keys.node_tasks("n1"), store.keys.node_tasks("n2"))
+
+
+def test_a_services_tasks_are_read_without_the_others(store: Store):
+    seed(store, [TaskRecord(id=f"{name}.{slot}", service=name, slot=slot)
+                 for name in ("web", "web2", "w") for slot in (1, 2)])
+    assert sorted(task.id for task in store.service_tasks(["web"])) == ["web.1", "web.2"]
+    assert sorted(task.id for task in store.service_tasks(["w", "web2"])) == ["w.1", "w.2", "web2.1", "web2.2"]
+    assert store.service_tasks([]) == [] and store.service_tasks(["gone"]) == []
