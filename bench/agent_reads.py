@@ -98,9 +98,9 @@ def metered_client(url: str, meter: Meter) -> redis.Redis:
             meter.add(commands=len(commands))
             return super().pack_commands(commands)
 
-        def pack_command(self, *args: Any) -> Any:
+        def send_command(self, *args: Any, **kwargs: Any) -> None:
             meter.add(commands=1)
-            return super().pack_command(*args)
+            super().send_command(*args, **kwargs)
 
     pool = redis.ConnectionPool.from_url(
         url, connection_class=Counting, decode_responses=True, encoding_errors="replace", socket_timeout=10
@@ -139,19 +139,24 @@ class Observer:
         sweep(self.node)
 
 
-def loop(stop: threading.Event, interval: float, step: Any) -> None:
+def loop(stop: threading.Event, interval: float, step: Any, failures: list[str]) -> None:
+    """As the agent's own loops: every `interval`, a failure noted and the loop carried on."""
     while not stop.wait(interval):
-        step()
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - counted and shown, as the agent logs and carries on
+            failures.append(f"{getattr(step, '__qualname__', step)}: {type(exc).__name__}: {exc}")
 
 
 def window(observers: list[Observer], seconds: float) -> dict[str, float]:
     """Per agent per second over `seconds` of the observers' loops."""
     stop = threading.Event()
     threads = []
+    failures: list[str] = []
     for observer in observers:
         for interval, step in ((POLL, observer.monitor.scan), (INTERVAL, observer.swept),
                                (SAMPLER_INTERVAL, observer.sampler.sample_once)):
-            threads.append(threading.Thread(target=loop, args=(stop, interval, step), daemon=True))
+            threads.append(threading.Thread(target=loop, args=(stop, interval, step, failures), daemon=True))
     before = [observer.meter.snapshot() for observer in observers]
     started = time.perf_counter()
     for thread in threads:
@@ -164,7 +169,9 @@ def window(observers: list[Observer], seconds: float) -> dict[str, float]:
     after = [observer.meter.snapshot() for observer in observers]
     total = [sum(a[i] - b[i] for a, b in zip(after, before, strict=True)) for i in range(3)]
     per = len(observers) * elapsed
-    return {"commands": total[0] / per, "read": total[1] / per, "sent": total[2] / per}
+    if failures:
+        log(f"{len(failures)} steps failed, first: {failures[0]}")
+    return {"commands": total[0] / per, "read": total[1] / per, "sent": total[2] / per, "failed": len(failures)}
 
 
 def churn(url: str, stop: threading.Event) -> None:
