@@ -19,7 +19,7 @@ import redis
 from shared.keys import Keys
 from shared.records import TaskRecord
 from shared.settings import SettingError
-from shared.task_parts import REPORTED_STATES, assignment_of, nodes_of, status_of
+from shared.task_parts import REPORTED_STATES, assignment_json, nodes_of, status_of
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def migrate_from_1(client: Any, keys: Keys, component: str) -> None:
                     except ValueError:
                         assignments[task_id] = body
                         continue
-                    assignments[task_id] = assignment_of(task).model_dump_json()
+                    assignments[task_id] = assignment_json(task)
                     for node in nodes_of(task):
                         indexed.setdefault(node, set()).add(task_id)
                     if task.node is not None and task.state in REPORTED_STATES:

@@ -42,7 +42,7 @@ from shared.records import (
     Unreadable,
 )
 from shared.settings import Settings
-from shared.task_parts import StopRequest, TaskReader, TaskStatus, assignment_of, nodes_of
+from shared.task_parts import StopRequest, TaskReader, TaskStatus, assignment_json, nodes_of
 
 # The scheduler's writes of assignments (shared/task_parts.py). KEYS[1] assignments, KEYS[2] statuses,
 # KEYS[3] stop requests, KEYS[4] the revision key, KEYS[5] the leader key (optional). ARGV[1] the
@@ -54,6 +54,7 @@ WRITE_ASSIGNMENTS = lease.LUA + """
 if KEYS[5] and not holds(KEYS[5], ARGV[1]) then
   return redis.error_reply('NOTLEADER')
 end
+local stops = redis.call('HLEN', KEYS[3]) > 0
 local i = 4
 for _ = 1, tonumber(ARGV[3]) do
   local id, body, settled = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
@@ -64,7 +65,7 @@ for _ = 1, tonumber(ARGV[3]) do
     redis.call('HDEL', KEYS[3], id)
   else
     redis.call('HSET', KEYS[1], id, body)
-    local stop = redis.call('HGET', KEYS[3], id)
+    local stop = stops and redis.call('HGET', KEYS[3], id)
     if stop then
       local ok, request = pcall(cjson.decode, stop)
       local gen = ok and type(request) == 'table' and tonumber(request.gen) or nil
@@ -588,7 +589,7 @@ class Store:
                 else:
                     record.rev = record.rev + 1 if 0 <= record.rev < MAX_COUNT else 0
                     settled = record.gen if record.stop_requested else record.gen - 1
-                    args += [task_id, assignment_of(record).model_dump_json(), settled]
+                    args += [task_id, assignment_json(record), settled]
                 args += [len(old - new), *(self.keys.node_tasks(n) for n in sorted(old - new))]
                 args += [len(new), *(self.keys.node_tasks(n) for n in sorted(new))]
                 touched |= old | new

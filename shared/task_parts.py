@@ -178,14 +178,16 @@ def _record(fields: dict[str, Any]) -> TaskRecord:
     return record
 
 
-def assignment_of(task: TaskRecord) -> Assignment:
-    """The scheduler's part of a task it decided about: a state reported on a node stands as ASSIGNED
-    (the agent's status says the rest); FAILED without a node is the scheduler's own (an unreadable
-    record replaced)."""
-    fields = {name: getattr(task, name) for name in ASSIGNMENT_FIELDS}
+def assignment_json(task: TaskRecord) -> str:
+    """The scheduler's part of a task it decided about, as stored: a state reported on a node stands as
+    ASSIGNED (the agent's status says the rest); FAILED without a node is the scheduler's own (an
+    unreadable record replaced). Dumped from the task itself (the fields are Assignment's)."""
     if task.state in REPORTED_STATES and task.node is not None:
-        fields["state"] = TaskState.ASSIGNED
-    return Assignment.model_construct(**fields)
+        task = task.model_copy(update={"state": TaskState.ASSIGNED})
+    return task.model_dump_json(include=_ASSIGNMENT_INCLUDE)
+
+
+_ASSIGNMENT_INCLUDE = set(ASSIGNMENT_FIELDS)
 
 
 def status_of(task: TaskRecord, *, removed: bool = False) -> TaskStatus:

@@ -12,7 +12,7 @@ from shared.task_parts import (
     StopRequest,
     TaskReader,
     TaskStatus,
-    assignment_of,
+    assignment_json,
     join,
     status_of,
 )
@@ -32,6 +32,11 @@ def reported(**fields: object) -> TaskStatus:
         "container_id": "c" * 64, "health": Health.HEALTHY, "updated_at": 12.0,
     }
     return TaskStatus.model_validate({**base, **fields})
+
+
+def stored(task: TaskRecord) -> Assignment:
+    """The assignment as the scheduler stores it, read back."""
+    return Assignment.model_validate_json(assignment_json(task))
 
 
 def test_the_status_of_the_assignments_decision_says_how_it_runs():
@@ -61,16 +66,16 @@ def test_a_stop_request_counts_for_its_decision_only():
 
 def test_the_scheduler_writes_a_reported_state_as_assigned_and_its_own_as_they_are():
     running = join(assigned(), reported(), None)
-    assert assignment_of(running).state is TaskState.ASSIGNED
+    assert stored(running).state is TaskState.ASSIGNED
     replaced = TaskRecord(id="web.1", service="web", slot=1, state=TaskState.FAILED, reason="unreadable")
-    assert assignment_of(replaced).state is TaskState.FAILED  # no node: the scheduler's own
+    assert stored(replaced).state is TaskState.FAILED  # no node: the scheduler's own
     pending = TaskRecord(id="web.1", service="web", slot=1, state=TaskState.PENDING, reason="no room")
-    assert (assignment_of(pending).state, assignment_of(pending).reason) == (TaskState.PENDING, "no room")
+    assert (stored(pending).state, stored(pending).reason) == (TaskState.PENDING, "no room")
 
 
 def test_what_an_agent_reports_round_trips_through_the_join():
     task = join(assigned(), reported(), None)
-    assert join(assignment_of(task), status_of(task), None) == task
+    assert join(stored(task), status_of(task), None) == task
 
 
 def test_records_of_the_wrong_kind_of_state_are_unreadable():
