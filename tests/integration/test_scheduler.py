@@ -154,13 +154,19 @@ def test_an_unreadable_task_record_is_replaced_in_one_pass_not_retried_forever(
     assert [e["data"]["task"] for e in store.events() if e["type"] == "task_unreadable"] == ["web.1", "junk"]
 
 
-def test_a_node_whose_record_cannot_be_read_is_down_and_its_replicas_move(store: Store, redis_server, cluster: str):
+def leading_on_two_nodes(store: Store, redis_server, cluster: str) -> Scheduler:
+    """A leading scheduler that has placed web's 2 replicas on nodes n1 and n2."""
     scheduler = Scheduler(Settings(redis_url=redis_server.url, cluster=cluster), store)
     assert scheduler.lead()
     register(store, "n1")
     register(store, "n2")
     store.create_service(validate_service({"service_name": "web", "image": "img", "replicas": 2}), time.time())
     scheduler.reconcile_once()
+    return scheduler
+
+
+def test_a_node_whose_record_cannot_be_read_is_down_and_its_replicas_move(store: Store, redis_server, cluster: str):
+    scheduler = leading_on_two_nodes(store, redis_server, cluster)
     assert sorted(task.node for task in store.tasks()) == ["n1", "n2"]
     store.redis.hset(store.keys.node("n2"), "cpu_millicores", "{not json")
     scheduler.reconcile_once()
@@ -229,12 +235,7 @@ def test_a_users_stop_request_is_folded_into_the_assignment_as_the_halt_is_sent(
 def test_each_nodes_index_names_the_tasks_its_agent_reads(store: Store, redis_server, cluster: str):
     """An agent reads only the tasks whose assignment names its node (store.node_tasks): the scheduler keeps
     each node's index with its writes, a start-first move on both nodes until the old container goes."""
-    scheduler = Scheduler(Settings(redis_url=redis_server.url, cluster=cluster), store)
-    assert scheduler.lead()
-    register(store, "n1")
-    register(store, "n2")
-    store.create_service(validate_service({"service_name": "web", "image": "img", "replicas": 2}), time.time())
-    scheduler.reconcile_once()
+    scheduler = leading_on_two_nodes(store, redis_server, cluster)
     on = {task.node: task.id for task in store.tasks()}
     assert {node: set(store.node_tasks(node).good) for node in on} == {node: {task} for node, task in on.items()}
     seed(store, [task.model_copy(update={"state": TaskState.RUNNING, "container_id": f"c-{task.id}"})
