@@ -125,13 +125,14 @@ class Scheduler:
         self._record_faults(services, raised, now)
         planned = time.perf_counter()
         read_as = stored_tasks.good
-        self.store.write_assignments(
+        landed = self.store.write_assignments(
             [(w.task, w.record, read_as.get(w.task)) for w in plan.writes], leader_token=self.lease.token
         )
+        done = plan.writes[:landed]  # all of them, unless the lease moved on between chunks
         written = time.perf_counter()
         # Events first: the jobs wake the agents, and the pass should not compete with them for the CPU.
-        self.store.emit_many(((e.kind, e.message, e.data) for w in plan.writes for e in w.events), now)
-        enqueue(self.jobs_redis, self.store.keys, (job for w in plan.writes for job in w.jobs))
+        self.store.emit_many(((e.kind, e.message, e.data) for w in done for e in w.events), now)
+        enqueue(self.jobs_redis, self.store.keys, (job for w in done for job in w.jobs))
         for change in plan.services:
             if self.store.write_service(change.expected, change.record, leader_token=self.lease.token):
                 self.store.emit_many(((e.kind, e.message, e.data) for e in change.events), now)
@@ -139,7 +140,7 @@ class Scheduler:
             self.store.forget_service(services.good[name], leader_token=self.lease.token)
         self.last_pass = time.perf_counter() - began
         if plan.writes or plan.forget or plan.services:
-            placed = sum(1 for w in plan.writes for e in w.events if e.kind in PLACEMENTS)
+            placed = sum(1 for w in done for e in w.events if e.kind in PLACEMENTS)
             log.info(
                 "reconciled: %d writes (%d placements), %d services forgotten; %d tasks, %d nodes; "
                 "%.3fs (read %.3f, plan %.3f, write %.3f, enqueue+events %.3f)",
@@ -154,7 +155,7 @@ class Scheduler:
                 written - planned,
                 time.perf_counter() - written,
             )
-        self.telemetry.record(time.perf_counter() - began, tasks, [e for w in plan.writes for e in w.events])
+        self.telemetry.record(time.perf_counter() - began, tasks, [e for w in done for e in w.events])
         return plan
 
     def _node_events(

@@ -569,12 +569,13 @@ class Store:
 
     def write_assignments(
         self, writes: Iterable[tuple[str, TaskRecord | None, TaskRecord | None]], *, leader_token: str | None = None
-    ) -> None:
+    ) -> int:
         """The scheduler's decisions: (task id, the task as decided or None to drop it, the task as the
         scheduler read it or None when new or unreadable). Only the assignment is written (the agent's
         part of the record is its status), each with the next rev, and the nodes' indexes follow it.
         With a leader token, nothing is written unless the lease is still held by that token (raises
-        NotLeader); a plan larger than WRITE_CHUNK is written in chunks, each fenced."""
+        NotLeader); a plan larger than WRITE_CHUNK is written in chunks, each fenced. Returns how many
+        of the writes landed, in order: all, or those of the chunks before the lease moved on."""
         keys = [self.keys.assignments, self.keys.statuses, self.keys.stops, self.keys.revision]
         keys += [self.keys.leader] if leader_token else []
         pending = list(writes)
@@ -599,7 +600,10 @@ class Store:
             except redis.ResponseError as exc:
                 if "NOTLEADER" not in str(exc):
                     raise
-                raise NotLeader(str(exc)) from None
+                if not start:
+                    raise NotLeader(str(exc)) from None
+                return start  # deposed between chunks: what was written stands (each chunk was fenced)
+        return len(pending)
 
     def node_tasks(self, node_id: str) -> Records[TaskRecord]:
         """The tasks whose assignment names this node (as its node or its previous container's), as

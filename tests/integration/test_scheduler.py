@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import re
 import time
+from typing import Any
+
+import pytest
 
 from scheduler.backoff import Backoff
 from scheduler.loop import Scheduler
+from shared import store as store_module
 from shared.config import validate_service
 from shared.dispatch import queue as node_queue
 from shared.records import Availability, NodeRecord, TaskRecord, TaskState, incarnation_at
@@ -266,3 +270,24 @@ def test_a_services_tasks_are_read_without_the_others(store: Store):
     assert sorted(task.id for task in store.service_tasks(["web"])) == ["web.1", "web.2"]
     assert sorted(task.id for task in store.service_tasks(["w", "web2"])) == ["w.1", "w.2", "web2.1", "web2.2"]
     assert store.service_tasks([]) == [] and store.service_tasks(["gone"]) == []
+
+
+def test_a_leader_deposed_between_chunks_keeps_what_it_wrote_and_writes_no_more(
+    store: Store, redis_server, cluster: str, monkeypatch: pytest.MonkeyPatch
+):
+    """Each chunk of a large plan is fenced on its own: the chunks written before the lease moved on stand
+    (the loop sends their jobs and events), the rest is not written."""
+    scheduler = Scheduler(Settings(redis_url=redis_server.url, cluster=cluster), store)
+    assert scheduler.lead()
+    monkeypatch.setattr(store_module, "WRITE_CHUNK", 1)
+    script = store._write_assignments
+
+    def then_deposed(**kwargs: Any) -> Any:
+        written = script(**kwargs)
+        store.redis.delete(store.keys.leader)  # the lease lapses right after the first chunk
+        return written
+
+    monkeypatch.setattr(store, "_write_assignments", then_deposed)
+    tasks = [TaskRecord(id=f"web.{slot}", service="web", slot=slot) for slot in (1, 2, 3)]
+    assert store.write_assignments([(task.id, task, None) for task in tasks], leader_token=scheduler.lease.token) == 1
+    assert [task.id for task in store.tasks()] == ["web.1"]
