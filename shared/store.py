@@ -115,17 +115,25 @@ end
 return out
 """
 
-# The tasks of some services. KEYS[1..3] assignments, statuses and stop requests; ARGV the services'
-# task id prefixes (`web.`: a service name has no dot). Each such task id with its three stored parts.
-SERVICE_TASKS = """
+# Readers of some tasks: `emit` appends a task id and its three stored parts (nil where absent) from
+# KEYS[2..4], the assignments, statuses and stop requests.
+TASK_PARTS = """
+local function emit(out, id)
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[2], id)
+  out[#out + 1] = redis.call('HGET', KEYS[3], id)
+  out[#out + 1] = redis.call('HGET', KEYS[4], id)
+end
 local out = {}
+"""
+
+# The tasks of some services. KEYS[1] the assignments (again); ARGV the services' task id prefixes
+# (`web.`: a service name has no dot).
+SERVICE_TASKS = TASK_PARTS + """
 for _, id in ipairs(redis.call('HKEYS', KEYS[1])) do
   for _, prefix in ipairs(ARGV) do
     if string.sub(id, 1, #prefix) == prefix then
-      out[#out + 1] = id
-      out[#out + 1] = redis.call('HGET', KEYS[1], id)
-      out[#out + 1] = redis.call('HGET', KEYS[2], id)
-      out[#out + 1] = redis.call('HGET', KEYS[3], id)
+      emit(out, id)
       break
     end
   end
@@ -133,16 +141,9 @@ end
 return out
 """
 
-# An agent's read of its node's tasks. KEYS[1] the node's index, KEYS[2..4] assignments, statuses and
-# stop requests: each indexed task id with its three stored parts (nil where absent).
-NODE_TASKS = """
-local out = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  out[#out + 1] = id
-  out[#out + 1] = redis.call('HGET', KEYS[2], id)
-  out[#out + 1] = redis.call('HGET', KEYS[3], id)
-  out[#out + 1] = redis.call('HGET', KEYS[4], id)
-end
+# An agent's read of its node's tasks. KEYS[1] the node's index.
+NODE_TASKS = TASK_PARTS + """
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do emit(out, id) end
 return out
 """
 
@@ -620,7 +621,7 @@ class Store:
         (a view of one service reads its own tasks, not the cluster's)."""
         if not names:
             return []
-        keys = [self.keys.assignments, self.keys.statuses, self.keys.stops]
+        keys = [self.keys.assignments, self.keys.assignments, self.keys.statuses, self.keys.stops]
         return list(self._joined(self._service_tasks(keys=keys, args=[f"{name}." for name in names])).good.values())
 
     def _joined(self, flat: list[Any]) -> Records[TaskRecord]:
