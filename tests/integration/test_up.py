@@ -66,6 +66,14 @@ class Up:
     def text(self) -> str:
         return self.output.read_text(errors="replace")
 
+    def log_tails(self, prefixes: tuple[str, ...], lines: int = 40) -> str:
+        """The last `lines` of each child's log whose name starts with one of `prefixes`, for a failure message."""
+        tails = []
+        for path in sorted((self.data_dir / "logs").glob("*.log")):
+            if path.name.startswith(prefixes):
+                tails.append(f"== {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(tails)
+
     def children(self) -> dict[int, str]:
         """pid -> command line of every live process whose parent is the launcher."""
         assert self.proc is not None
@@ -219,8 +227,11 @@ def test_up_with_redis_replicas_fails_over_by_itself(up: Up, cluster: str) -> No
     master_pid = servers[first]
     os.kill(master_pid, signal.SIGKILL)
     wait_for(lambda: redis_health()["master"] != first, timeout=30, what="another master named")
-    wait_for(lambda: redis_health()["replicas_in_sync"] == 2, timeout=60,
-             what="the killed server started again and following the new master")
+    try:
+        wait_for(lambda: redis_health()["replicas_in_sync"] == 2, timeout=60,
+                 what="the killed server started again and following the new master")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{redis_health()}\n{up.log_tails(('redis', 'sentinel'))}") from None
     assert len(up.running_tasks()) == 2
 
     assert up.proc is not None
