@@ -1,4 +1,4 @@
-"""The gorchester REST API: routes, middleware, the lifespan that owns the Store, the error map.
+"""The gorchester REST API: routes, middleware, the lifespan that owns the ApiStore, the error map.
 
 Run with `uvicorn api.app:app`; settings come from GORCHESTER_* environment variables at startup.
 """
@@ -29,7 +29,7 @@ from shared.keys import Keys
 from shared.redis_access import check_access
 from shared.redis_url import async_client
 from shared.settings import SettingError, Settings
-from shared.store import Store
+from shared.storage import ApiStore
 
 log = logging.getLogger("gorchester.api")
 
@@ -67,7 +67,7 @@ ROUTES = [
 
 class State(TypedDict):
     settings: Settings
-    store: Store
+    store: ApiStore
     tokens: Tokens  # bearer tokens (api/auth.py); none configured means loopback-only
     origins: OriginPolicy  # which browser origins and Host names may call (api/origins.py)
     redis_work: RedisWork  # the threads Redis calls run on, bounded (api/context.py)
@@ -92,7 +92,7 @@ def create_app(
             log.error("cannot start: %s", exc)  # one line to read before uvicorn's traceback of the failed startup
             raise
         (log.info if auth.enabled else log.warning)("%s", auth.describe())
-        store = Store(api_redis(resolved.redis_url), resolved.cluster)
+        store = ApiStore(api_redis(resolved.redis_url), resolved.cluster)
         health_redis = async_client(
             resolved.redis_url, socket_timeout=API_REDIS_TIMEOUT_SECONDS,
             socket_connect_timeout=API_REDIS_TIMEOUT_SECONDS,
@@ -108,7 +108,7 @@ def create_app(
             }
         finally:
             work.close()
-            store.redis.close()
+            store.close()
             await health_redis.aclose()
             await node_calls.aclose()
 

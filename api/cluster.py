@@ -18,9 +18,8 @@ from api.responses import HealthOk, HealthUnavailable, NodeView, RedisReplicatio
 from api.routing import query_of
 from api.snapshot import json_response, views_of
 from api.views import event_view, node_view, task_view
-from shared.event_kinds import EventKind
 from shared.records import Availability, NodeRecord
-from shared.store import Store
+from shared.storage import ApiStore
 
 log = logging.getLogger("gorchester.api")
 
@@ -94,20 +93,11 @@ async def activate_node(request: Request) -> JSONResponse:
     return await _change_availability(request, Availability.ACTIVE)
 
 
-AVAILABILITY_EVENTS = {
-    Availability.DRAIN: (EventKind.NODE_DRAINING, "node {id} draining: its tasks move elsewhere"),
-    Availability.ACTIVE: (EventKind.NODE_ACTIVATED, "node {id} active: it takes new tasks again"),
-}
-
-
 async def _change_availability(request: Request, availability: Availability) -> JSONResponse:
     node_id = request.path_params["node"]
-    kind, message = AVAILABILITY_EVENTS[availability]
-
-    def change(store: Store) -> NodeView:
-        node = store.set_availability(node_id, availability)
-        store.emit(kind, message.format(id=node_id), node=node_id)
-        log.info("%s", message.format(id=node_id))
+    def change(store: ApiStore) -> NodeView:
+        node = store.set_availability(node_id, availability, time.time())
+        log.info("node %s %s", node_id, availability.value)
         return _node_view(request, node)
 
     return JSONResponse(await acknowledged(request, change))
@@ -146,10 +136,8 @@ async def stop_task(request: Request) -> JSONResponse:
     """A user's stop: the container stops but stays, and unless-stopped leaves it so."""
     task_id = request.path_params["task"]
 
-    def stop(store: Store) -> TaskView:
+    def stop(store: ApiStore) -> TaskView:
         task = store.request_stop(task_id, time.time())  # the scheduler folds it in and sends it to the node
-        message = f"{task.id} stop requested on {task.node}"
-        store.emit(EventKind.TASK_STOP_REQUESTED, message, service=task.service, task=task.id, node=task.node)
         return task_view(task)
 
     return JSONResponse(await acknowledged(request, stop), status_code=202)

@@ -1,4 +1,4 @@
-"""What endpoints share: the lifespan's Store and Settings, and a bounded way to call the blocking Store.
+"""What endpoints share: the lifespan's ApiStore and Settings, and a bounded way to call it (it blocks).
 
 Redis work runs on threads of its own (`RedisWork`), never on the server's shared thread pool, so a
 frozen Redis cannot starve `/v1/health`, the dashboard or anything else. Each request has a
@@ -23,7 +23,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.errors import Unavailable
 from shared.settings import Settings
-from shared.store import Store, connect, unavailable_on_redis_errors
+from shared.storage import ApiStore
+from shared.storage.connection import connect, unavailable_on_redis_errors
 
 T = TypeVar("T")
 
@@ -44,8 +45,8 @@ def api_redis(url: str, decode: bool = True) -> redis.Redis:
     return connect(url, timeout=API_REDIS_TIMEOUT_SECONDS, decode=decode, retry_on_timeout=False)
 
 
-def store_of(request: Request) -> Store:
-    store: Store = request.state.store
+def store_of(request: Request) -> ApiStore:
+    store: ApiStore = request.state.store
     return store
 
 
@@ -134,8 +135,8 @@ class RequestDeadline:
         await self.app(scope, receive, send)
 
 
-async def acknowledged(request: Request, change: Callable[[Store], T]) -> T:
-    """Run a change on a Redis thread, on one connection of the Store's, and with replicas (a sentinel
+async def acknowledged(request: Request, change: Callable[[ApiStore], T]) -> T:
+    """Run a change on a Redis thread, on one connection of the store's, and with replicas (a sentinel
     URL) wait until one of them has it too (WAIT counts the writes of the connection it is sent on):
     a 2xx then means the change survives the master's loss. A change no replica acknowledged within
     REPLICA_ACK_MS is on the master only: 503, saying so (applying it again is harmless)."""
@@ -145,7 +146,7 @@ async def acknowledged(request: Request, change: Callable[[Store], T]) -> T:
     def run() -> T:
         with store.pinned() as pinned:
             result = change(pinned)
-            if wait and pinned.redis.wait(1, REPLICA_ACK_MS) < 1:
+            if wait and not pinned.wait_for_replica(REPLICA_ACK_MS):
                 raise Unavailable(
                     f"redis unavailable: the change reached the master but no replica acknowledged it within "
                     f"{REPLICA_ACK_MS} ms, so a failover could lose it; retry"
@@ -156,7 +157,7 @@ async def acknowledged(request: Request, change: Callable[[Store], T]) -> T:
 
 
 async def blocking(fn: Callable[[], T]) -> T:
-    """Run a synchronous Store call on a Redis thread, by the request's deadline.
+    """Run a synchronous store call on a Redis thread, by the request's deadline.
 
     Redis outages, a hanging Redis and a full set of Redis threads surface as
     shared.errors.Unavailable (503).

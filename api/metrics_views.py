@@ -28,7 +28,7 @@ from api.responses import AutoscaleAction, AutoscaleDecision, AutoscaleStatus, R
 from api.views import iso
 from shared import telemetry
 from shared.records import AutoscaleState, NodeStatus, TaskState
-from shared.store import Store
+from shared.storage import ApiStore
 
 # -- per-service usage ---------------------------------------------------------------------------
 
@@ -37,10 +37,10 @@ def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 2) if values else None
 
 
-def service_usage(store: Store, name: str, interval: float, now: float) -> ServiceUsage:
+def service_usage(store: ApiStore, name: str, interval: float, now: float) -> ServiceUsage:
     record = store.service(name)
     tasks = sorted(store.service_tasks([name]), key=lambda t: t.slot)
-    samples = telemetry.latest_samples(store.redis, store.keys, [task.id for task in tasks])
+    samples = store.latest_samples([task.id for task in tasks])
     replicas: list[ReplicaUsage] = []
     fresh = []
     for task in tasks:
@@ -84,12 +84,11 @@ T = TypeVar("T")
 DECISION, ACTION = TypeAdapter(AutoscaleDecision), TypeAdapter(AutoscaleAction)
 
 
-def autoscale_status(store: Store, name: str, replicas: int, enabled: bool) -> AutoscaleStatus | None:
+def autoscale_status(store: ApiStore, name: str, replicas: int, enabled: bool) -> AutoscaleStatus | None:
     """The autoscaler's view of a service: replicas now, what it wants, its last decision and action."""
     if not enabled:
         return None
-    body = store.redis.hget(store.keys.autoscale, name)
-    state = AutoscaleState.model_validate_json(body) if body else AutoscaleState()
+    state = store.autoscale_states([name]).get(name, AutoscaleState())
     decision = state.last_decision or {}
     return {
         "current_replicas": replicas,
@@ -104,7 +103,7 @@ def _stored_entry(adapter: TypeAdapter[T], entry: dict[str, Any] | None) -> T | 
     return None if entry is None else stored(adapter, {**entry, "time": iso(entry.get("time"))})
 
 
-def with_autoscale(store: Store, view: Mapping[str, Any]) -> dict[str, Any]:
+def with_autoscale(store: ApiStore, view: Mapping[str, Any]) -> dict[str, Any]:
     """A service view (api/views.py) with its `autoscale` block; null for a service without a policy."""
     enabled = view.get("scale_policy") is not None
     return {**view, "autoscale": autoscale_status(store, view["service_name"], view["replicas"], enabled)}
@@ -130,7 +129,7 @@ REQUEST_DURATION = Histogram(
 class ClusterCollector(Collector):
     """The cluster's state, read from Redis when scraped."""
 
-    def __init__(self, store: Store, heartbeat_misses: float):
+    def __init__(self, store: ApiStore, heartbeat_misses: float):
         self.store = store
         self.misses = heartbeat_misses
 
@@ -163,10 +162,7 @@ class ClusterCollector(Collector):
         yield by_status
 
         queue = GaugeMetricFamily("gorchester_node_queue_depth", "Jobs waiting in a node's RQ queue.", labels=["node"])
-        with store.redis.pipeline(transaction=False) as pipe:
-            for node in nodes:
-                pipe.llen(f"rq:queue:{store.keys.queue(node.id)}")
-            depths = pipe.execute()
+        depths = store.queue_depths([node.id for node in nodes])
         for node, depth in zip(nodes, depths, strict=True):
             queue.add_metric([node.id], depth)
         yield queue
@@ -188,7 +184,7 @@ class ClusterCollector(Collector):
                 used_mem.add_metric([node.id], float(used.get("memory_bytes", 0)))
         yield from (cap_cpu, cap_mem, used_cpu, used_mem)
 
-        yield from telemetry_families(telemetry.read_telemetry(store.redis, store.keys))
+        yield from telemetry_families(store.telemetry())
 
 
 def telemetry_families(recorded: dict[str, list[tuple[str, dict[str, str], float]]]) -> Iterator[Metric]:
@@ -224,7 +220,7 @@ def telemetry_families(recorded: dict[str, list[tuple[str, dict[str, str], float
         yield histogram
 
 
-def exposition(store: Store, heartbeat_misses: float) -> bytes:
+def exposition(store: ApiStore, heartbeat_misses: float) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ClusterCollector(store, heartbeat_misses))
     return generate_latest(registry) + generate_latest(API_REGISTRY)

@@ -32,7 +32,7 @@ from shared.keys import Keys
 from shared.node_requests import NodeRequest, Refusal, Reply, ReplyKind
 from shared.records import NodeStatus, TaskRecord
 from shared.redis_url import async_client
-from shared.store import Store
+from shared.storage import ApiStore
 
 log = logging.getLogger("gorchester.api")
 
@@ -173,7 +173,7 @@ def calls_of(request: Request) -> NodeCalls:
     return calls
 
 
-def replica(store: Store, task_id: str, now: float, misses: float) -> TaskRecord:
+def replica(store: ApiStore, task_id: str, now: float, misses: float) -> TaskRecord:
     """The task a call is about, with its container and node: 409 when it has none (yet, or any more),
     503 at once when its node is down (its agent cannot answer)."""
     task = store.task(task_id)

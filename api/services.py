@@ -1,4 +1,4 @@
-"""Service endpoints and `apply`: parse the body, call the Store, emit an event, return the view."""
+"""Service endpoints and `apply`: parse the body, make the change (with its events), return the view."""
 
 from __future__ import annotations
 
@@ -25,16 +25,9 @@ from shared.errors import NotFound
 from shared.event_kinds import EventKind
 from shared.hostaccess import check_config, check_service
 from shared.records import ServiceOutcome, ServiceRecord, TaskRecord, Unreadable, record_digest
-from shared.store import Store
+from shared.storage import ApiStore
 
 log = logging.getLogger("gorchester.api")
-
-EVENT_MESSAGES = {
-    ServiceOutcome.CREATED: (EventKind.SERVICE_CREATED, "service {name} created"),
-    ServiceOutcome.UPDATED: (EventKind.SERVICE_UPDATED, "service {name} updated"),
-    ServiceOutcome.DELETED: (EventKind.SERVICE_DELETED, "service {name} marked for deletion"),
-}
-
 
 class ScaleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -44,25 +37,12 @@ class ScaleRequest(BaseModel):
     )
 
 
-def _announce(store: Store, outcome: ServiceOutcome, name: str, record: ServiceRecord | None = None) -> None:
-    """Record an API write as an event (the Store already published it on the changes channel);
-    a write that changed the template also starts a rolling update."""
-    kind, message = EVENT_MESSAGES[outcome]
-    store.emit(kind, message.format(name=name), service=name)
-    log.info("%s", message.format(name=name))
-    if outcome is ServiceOutcome.UPDATED:
-        record = record or store.service(name)
-        update = record.update
-        if update is not None and update.version == record.version and record.updating:
-            store.emit(
-                EventKind.SERVICE_UPDATE_STARTED,
-                f"service {name}: rolling update to version {record.version} started",
-                service=name,
-                version=record.version,
-            )
+def _log_change(name: str, outcome: ServiceOutcome) -> None:
+    if outcome is not ServiceOutcome.UNCHANGED:
+        log.info("service %s %s", name, outcome.value)
 
 
-def _views(store: Store, names: Collection[str] | None = None) -> list[AnyService]:
+def _views(store: ApiStore, names: Collection[str] | None = None) -> list[AnyService]:
     """The views of the named services that exist (or of all), sorted by name. A service the scheduler
     cannot handle, or whose record cannot be read, is shown `failed` with the reason."""
     stored = store.read_services(names)
@@ -83,14 +63,14 @@ def _views(store: Store, names: Collection[str] | None = None) -> list[AnyServic
     return views
 
 
-def _view(store: Store, name: str) -> AnyService:
+def _view(store: ApiStore, name: str) -> AnyService:
     views = _views(store, [name])
     if not views:
         raise NotFound(f"service {name!r} not found")
     return views[0]
 
 
-def _written_view(store: Store, record: ServiceRecord, outcome: ServiceOutcome) -> AnyService:
+def _written_view(store: ApiStore, record: ServiceRecord, outcome: ServiceOutcome) -> AnyService:
     """The view of the record a write made (a new record, not yet judged by the scheduler); when the
     write changed nothing, of the record as stored."""
     if outcome is ServiceOutcome.UNCHANGED:
@@ -126,9 +106,9 @@ async def create_service(request: Request) -> JSONResponse:
     spec = validate_service(await read_mapping(request, "one service"))
     check_service(spec, settings_of(request).host_access)
 
-    def create(store: Store) -> ServiceView:
+    def create(store: ApiStore) -> ServiceView:
         record = store.create_service(spec, time.time())
-        _announce(store, ServiceOutcome.CREATED, spec.service_name)
+        _log_change(record.name, ServiceOutcome.CREATED)
         return service_view(record, store.service_tasks([record.name]))
 
     return JSONResponse(await acknowledged(request, create), status_code=201)
@@ -144,10 +124,9 @@ async def replace_service(request: Request) -> JSONResponse:
         raise ConfigError([f"service_name: must match the URL ({name})"])
     check_service(spec, settings_of(request).host_access)
 
-    def replace(store: Store) -> AnyService:
+    def replace(store: ApiStore) -> AnyService:
         record, outcome = store.update_service(spec, time.time())
-        if outcome is ServiceOutcome.UPDATED:
-            _announce(store, outcome, name, record)
+        _log_change(name, outcome)
         return _written_view(store, record, outcome)
 
     return JSONResponse(await acknowledged(request, replace))
@@ -168,10 +147,10 @@ async def service_endpoints(request: Request) -> JSONResponse:
 async def delete_service(request: Request) -> JSONResponse:
     name = request.path_params["name"]
 
-    def delete(store: Store) -> AnyService:
+    def delete(store: ApiStore) -> AnyService:
         record, marked = store.delete_service(name, time.time())
         if marked:
-            _announce(store, ServiceOutcome.DELETED, name)
+            _log_change(name, ServiceOutcome.DELETED)
         if isinstance(record, Unreadable):  # dropped at once: its tasks are stopped as those of a service gone
             return {**unreadable_service_view(record, [], record.reason), "deleting": True}
         return service_view(record, store.service_tasks([name]))
@@ -183,13 +162,16 @@ async def scale_service(request: Request) -> JSONResponse:
     name = request.path_params["name"]
     replicas = ScaleRequest.model_validate(await read_mapping(request, '{"replicas": N}')).replicas
 
-    def scale(store: Store) -> AnyService:
+    def scale(store: ApiStore) -> AnyService:
         # The new count is put into the spec read inside the write's transaction: a change made
         # meanwhile (a PUT) is kept, never overwritten with the spec as it was before it.
-        record, outcome = store.change_spec(name, lambda spec: _with_replicas(spec, replicas), time.time())
+        message = f"service {name} scaled to {replicas} replicas"
+        record, outcome = store.change_spec(
+            name, lambda spec: _with_replicas(spec, replicas), time.time(),
+            events=lambda _record, _outcome: [(EventKind.SERVICE_SCALED, message, {"service": name})],
+        )
         if outcome is ServiceOutcome.UPDATED:
-            store.emit(EventKind.SERVICE_SCALED, f"service {name} scaled to {replicas} replicas", service=name)
-            log.info("service %s scaled to %d replicas", name, replicas)
+            log.info("%s", message)
         return _written_view(store, record, outcome)
 
     return JSONResponse(await acknowledged(request, scale))
@@ -224,11 +206,11 @@ async def apply(request: Request) -> JSONResponse:
     if "cluster_name" in data and config.cluster_name != cluster:
         raise ConfigError([f"cluster_name: this API serves cluster {cluster}"])
 
-    def apply_config(store: Store) -> ApplyResult:
+    def apply_config(store: ApiStore) -> ApplyResult:
         outcome = store.apply(config, time.time(), prune=prune)
         for what in (ServiceOutcome.CREATED, ServiceOutcome.UPDATED, ServiceOutcome.DELETED):
             for name in outcome[what]:
-                _announce(store, what, name)
+                _log_change(name, what)
         return {
             "created": outcome[ServiceOutcome.CREATED], "updated": outcome[ServiceOutcome.UPDATED],
             "unchanged": outcome[ServiceOutcome.UNCHANGED], "deleted": outcome[ServiceOutcome.DELETED],

@@ -1,6 +1,6 @@
 """Serialized views of the list endpoints, cached while nothing they show has changed.
 
-Every write of services or tasks replaces the store's revision token (shared/store.py: in the same
+Every write of services or tasks replaces the store's revision token (shared/storage: in the same
 Lua call or transaction as the write). A list endpoint reads the token first, then the records; its
 JSON is kept under that token and served again, byte for byte, for as long as the token stands. A
 write meanwhile only makes the next request rebuild, so a response is never older than the writes
@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from shared.store import Store
+from shared.storage import ApiStore
 
 MAX_VIEWS = 64  # distinct (endpoint, query) views kept per store
 
@@ -46,15 +46,15 @@ class ViewCache:
             with self.lock:
                 self.fragments = {body: self.fragments[body] for body in bodies if body in self.fragments}
 
-    def get_raw(self, store: Store, key: Hashable, build: Callable[[], bytes]) -> bytes:
+    def get_raw(self, store: ApiStore, key: Hashable, build: Callable[[], bytes]) -> bytes:
         """As `get`, for a build that renders its JSON itself."""
         return self._get(store, key, build)
 
-    def get(self, store: Store, key: Hashable, build: Callable[[], Any]) -> bytes:
+    def get(self, store: ApiStore, key: Hashable, build: Callable[[], Any]) -> bytes:
         """The JSON of `build()` for `key`, rebuilt only when the store's revision moved on."""
         return self._get(store, key, lambda: render(build()))
 
-    def _get(self, store: Store, key: Hashable, build: Callable[[], bytes]) -> bytes:
+    def _get(self, store: ApiStore, key: Hashable, build: Callable[[], bytes]) -> bytes:
         revision = store.revision()  # before the records `build` reads: a later write forces a rebuild
         if revision is None:
             return build()  # no token (a fresh or flushed Redis): nothing to key a cache on
@@ -86,11 +86,11 @@ def render(content: Any) -> bytes:
     return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
 
 
-_caches: weakref.WeakKeyDictionary[Store, ViewCache] = weakref.WeakKeyDictionary()
+_caches: weakref.WeakKeyDictionary[ApiStore, ViewCache] = weakref.WeakKeyDictionary()
 _caches_lock = threading.Lock()
 
 
-def views_of(store: Store) -> ViewCache:
+def views_of(store: ApiStore) -> ViewCache:
     with _caches_lock:
         cache = _caches.get(store)
         if cache is None:

@@ -190,7 +190,7 @@ def node_view(
     node: NodeRecord, tasks: list[TaskRecord], now: float, misses: float, heard_since: float
 ) -> NodeView:
     """A node with what its tasks hold on it; `tasks` may be every task of the cluster. Its status is
-    the scheduler's judgement: `heard_since` is the leader's (Store.heard_since, NodeRecord.down_at)."""
+    the scheduler's judgement: `heard_since` is the leader's (Reads.heard_since, NodeRecord.down_at)."""
     held = allocations(tasks).get(node.id)
     return {
         "id": node.id,

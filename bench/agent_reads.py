@@ -32,7 +32,7 @@ from bench.harness import log
 from bench.scale import HollowCluster
 from shared import labels
 from shared.records import NodeRecord, TaskState
-from shared.store import Store
+from shared.storage import Store
 from tests.support.procs import wait_for
 from worker.health import POLL, HealthMonitor
 from worker.hollow import FakeContainer, FakeEngine

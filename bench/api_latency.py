@@ -28,7 +28,8 @@ from bench import harness
 from bench.harness import Samples, log
 from shared.config import validate_service
 from shared.records import NodeRecord, TaskRecord, TaskState, task_id
-from shared.store import Store, connect
+from shared.storage import Store
+from shared.storage.connection import connect
 from tests.support.procs import Processes, free_port, wait_for
 from tests.support.tasks import seed
 

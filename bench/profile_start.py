@@ -20,7 +20,7 @@ from bench.harness import log, poll_until
 # Frames worth naming (function, file suffix) -> label, innermost match wins.
 STEPS = [
     ("report", "worker/node.py", "node.report (Redis WATCH/MULTI task write)"),
-    ("service", "shared/store.py", "store.service (read spec)"),
+    ("service", "shared/storage/reads.py", "store.service (read spec)"),
     ("containers", "worker/engine.py", "engine.containers (list by label)"),
     ("ensure_image", "worker/engine.py", "engine.ensure_image (image inspect)"),
     ("ensure_network", "worker/engine.py", "engine.ensure_network (network list)"),

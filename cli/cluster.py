@@ -20,6 +20,7 @@ from cli.launcher import Child, Launcher
 from cli.supervision import exit_reason
 from shared import labels
 from shared.config import Config
+from shared.redis_url import sentinel_target
 from shared.settings import PASSWORD_FILE_SETTING, redis_url_from_env, without_password
 
 VENV_BIN = Path(sys.executable).parent  # children run from the venv the CLI itself runs from
@@ -141,6 +142,12 @@ class LocalCluster:
         self.launcher.env["GORCHESTER_REDIS_URL"] = url
         self.redis_url = without_password(url)
         self._wait(self.redis_answers, "redis-server to answer PING")
+        if self.redis_replicas and self.embedded_redis:
+            target = sentinel_target(url)
+            assert target is not None
+            secret = password_file.read_text(encoding="utf-8").strip()
+            self._wait(lambda: redis_local.settled(target.sentinels, secret, self.redis_replicas),
+                       "the sentinels to know the master, each other and every replica in sync")
 
     def redis_answers(self) -> bool:
         """Whether the cluster's Redis answers PING to a client that finds it as the children do."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import redis
 
 from cli.launcher import Child, Launcher
-from shared.store import connect
+from shared.storage.connection import connect
 
 DEFAULT_PORT = 6379
 PASSWORD_FILE = "password"
@@ -186,6 +186,28 @@ def sentinel_config(directory: Path, secret: str, port: int, master: tuple[str, 
     path = directory / "sentinel.conf"
     write_private(path, "\n".join(lines) + "\n")
     return path
+
+
+def settled(sentinels: Sequence[tuple[str, int]], secret: str, replicas: int) -> bool:
+    """Every sentinel answers and knows the master up, the other sentinels and `replicas` replicas in sync.
+    Only then does the set survive the master's loss: a sentinel learns of replicas from the master's
+    INFO, asked every 10 s, and one that does not know a replica neither promotes it nor repoints it to
+    the new master (it would stay behind, following the old master when it returns)."""
+    for host, port in sentinels:
+        try:
+            with redis.Redis(host, port, password=secret, decode_responses=True, socket_timeout=2,
+                             socket_connect_timeout=2) as sentinel:
+                state = sentinel.sentinel_master(MASTER_NAME)
+                known = sentinel.sentinel_slaves(MASTER_NAME)
+        except (redis.RedisError, OSError):
+            return False
+        if int(state["num-other-sentinels"]) != len(sentinels) - 1 or "s_down" in state["flags"]:
+            return False
+        if len(known) != replicas or any(
+            replica.get("master-link-status") != "ok" or "s_down" in replica.get("flags", "") for replica in known
+        ):
+            return False
+    return True
 
 
 def rejoin_after(name: str) -> float:

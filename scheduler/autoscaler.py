@@ -24,7 +24,7 @@ from shared.config import ServiceSpec
 from shared.errors import Conflict, NotFound
 from shared.event_kinds import EventKind
 from shared.records import AutoscaleState, ServiceRecord, TaskRecord, TaskState
-from shared.store import Store
+from shared.storage import SchedulerStore
 
 log = logging.getLogger("gorchester.scheduler")
 
@@ -58,7 +58,7 @@ def replicas_of(
 
 
 class Autoscaler:
-    def __init__(self, store: Store, interval: float):
+    def __init__(self, store: SchedulerStore, interval: float):
         self.store = store
         self.interval = interval
         self.next_at = 0.0
@@ -76,46 +76,32 @@ class Autoscaler:
                 log.exception("autoscaler pass failed")
         return max(self.next_at - now, 0.01)
 
-    def _states(self) -> dict[str, AutoscaleState]:
-        states = {}
-        for name, body in self.store.redis.hgetall(self.store.keys.autoscale).items():
-            try:
-                states[name] = AutoscaleState.model_validate_json(body)
-            except ValueError:
-                states[name] = AutoscaleState()
-        return states
-
     def run_once(self, now: float) -> dict[str, Decision]:
         services = self.store.services()
         scaled = {
             name: record for name, record in services.items() if record.spec.scale_policy and not record.deleting
         }
-        states = self._states()
+        states = self.store.autoscale_states()
         gone = [name for name in states if name not in scaled]
-        if gone:
-            self.store.redis.hdel(self.store.keys.autoscale, *gone)
         if not scaled:
+            self.store.write_autoscale_states({}, gone)
             return {}
         tasks = [task for task in self.store.tasks() if task.service in scaled]
-        samples = telemetry.latest_samples(self.store.redis, self.store.keys, [task.id for task in tasks])
-        decisions = {}
+        samples = self.store.latest_samples([task.id for task in tasks])
+        decisions, written = {}, {}
         for name, record in sorted(scaled.items()):
             replicas = replicas_of(record.spec, tasks, samples, now, self.interval)
             decision, state = decide(record.spec, record.version, replicas, states.get(name, AutoscaleState()), now)
             if decision.act:
                 state = self._apply(record, decision, state, now)
-            self.store.redis.hset(self.store.keys.autoscale, name, state.model_dump_json())
+            written[name] = state
             decisions[name] = decision
+        self.store.write_autoscale_states(written, gone)
         return decisions
 
     def _apply(self, record: ServiceRecord, decision: Decision, state: AutoscaleState, now: float) -> AutoscaleState:
         name = record.name
         spec = record.spec.model_copy(update={"replicas": decision.desired})
-        try:
-            new, _ = self.store.update_service(spec, now, expected_version=record.version)
-        except (Conflict, NotFound) as exc:
-            log.info("autoscaler: %s not scaled: %s", name, exc)  # looked at again next pass
-            return state
         figures = {result.metric: result.as_dict() for result in decision.metrics}
         numbers = ", ".join(
             f"{metric} {f['utilisation']}% / target {f['target']:g}%"
@@ -123,20 +109,16 @@ class Autoscaler:
             if f["utilisation"] is not None
         )
         message = f"service {name} autoscaled from {decision.current} to {decision.desired} replicas ({numbers})"
-        self.store.emit(
-            EventKind.SERVICE_AUTOSCALED,
-            message,
-            now,
-            service=name,
-            current=decision.current,
-            desired=decision.desired,
-            direction=decision.direction,
-            metrics=figures,
-            reason=decision.reason,
-        )
-        telemetry.count(
-            self.store.redis, self.store.keys, "gorchester_autoscaler_actions",
-            service=name, direction=decision.direction,
-        )
+        data = {"service": name, "current": decision.current, "desired": decision.desired,
+                "direction": decision.direction, "metrics": figures, "reason": decision.reason}
+        try:
+            new, _ = self.store.update_service(
+                spec, now, expected_version=record.version,
+                events=lambda _record, _outcome: [(EventKind.SERVICE_AUTOSCALED, message, data)],
+            )
+        except (Conflict, NotFound) as exc:
+            log.info("autoscaler: %s not scaled: %s", name, exc)  # looked at again next pass
+            return state
+        self.store.count("gorchester_autoscaler_actions", service=name, direction=decision.direction)
         log.info("%s", message)
         return applied(state, decision, new.version, now)

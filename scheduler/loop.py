@@ -15,16 +15,16 @@ import redis
 from scheduler.autoscaler import Autoscaler
 from scheduler.backoff import Backoff
 from scheduler.isolation import reconcile_isolated
-from scheduler.leader import Lease
 from scheduler.plan import Plan, Policy
 from scheduler.reconcile import PLACEMENT_KINDS
 from shared.dispatch import enqueue
 from shared.event_kinds import EventKind
+from shared.keys import Keys
 from shared.parsed import Records
 from shared.records import NodeRecord, NodeStatus, ServiceFault, ServiceRecord, Unreadable, describe, record_digest
 from shared.settings import Settings
-from shared.store import NotLeader, Store, connect
-from shared.telemetry import ReconcileTelemetry
+from shared.storage import SchedulerStore
+from shared.storage.connection import NotLeader, connect
 
 log = logging.getLogger("gorchester.scheduler")
 
@@ -56,16 +56,17 @@ class Reconnect:
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, store: Store | None = None):
+    def __init__(self, settings: Settings, store: SchedulerStore | None = None):
         self.settings = settings
-        self.store = store or Store.from_settings(settings)
+        self.store = store or SchedulerStore.from_settings(settings)
         self.jobs_redis = connect(settings.redis_url, decode=False)
+        self.queues = Keys(self.store.cluster)  # the nodes' RQ queues (shared/dispatch.py)
         self.policy = Policy(
             backoff=Backoff(settings.restart_backoff_base, settings.restart_backoff_max, settings.restart_reset_after),
             assigned_timeout=settings.assigned_timeout,
             heartbeat_misses=settings.heartbeat_misses,
         )
-        self.lease = Lease(self.store.redis, self.store.keys.leader, settings.leader_lease)
+        self.lease = self.store.lease(settings.leader_lease)
         self.node_status: dict[str, NodeStatus] = {}
         # Whether Redis has answered this leader without a break since it stored `heard_since` (shared/
         # keys.py): false after a takeover or a failed Redis call, until the next pass stores its own
@@ -75,7 +76,7 @@ class Scheduler:
         self.unblamed: set[str] = set()  # names that raise in reconcile but name no service: logged once
         # Autoscaling and the pass's own numbers for GET /metrics (scheduler/autoscaler.py, shared/telemetry.py).
         self.autoscaler = Autoscaler(self.store, settings.metrics_interval)
-        self.telemetry = ReconcileTelemetry(self.store.redis, self.store.keys, time.time())
+        self.telemetry = self.store.reconcile_telemetry(time.time())
         self.last_pass = 0.0  # seconds the latest pass took
         self.answered = False  # whether Redis answered since the loop last (re)connected
 
@@ -132,7 +133,7 @@ class Scheduler:
         written = time.perf_counter()
         # Events first: the jobs wake the agents, and the pass should not compete with them for the CPU.
         self.store.emit_many(((e.kind, e.message, e.data) for w in done for e in w.events), now)
-        enqueue(self.jobs_redis, self.store.keys, (job for w in done for job in w.jobs))
+        enqueue(self.jobs_redis, self.queues, (job for w in done for job in w.jobs))
         for change in plan.services:
             if self.store.write_service(change.expected, change.record, leader_token=self.lease.token):
                 self.store.emit_many(((e.kind, e.message, e.data) for e in change.events), now)
@@ -223,8 +224,7 @@ class Scheduler:
         self.lease.release()
 
     def _serve(self, stop: threading.Event) -> None:
-        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(self.store.keys.changes)
+        pubsub = self.store.changes()
         self.answered = True
         try:
             while not stop.is_set():

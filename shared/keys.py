@@ -17,7 +17,7 @@ class Keys:
 
     @property
     def schema(self) -> str:
-        """String: the layout version the cluster's data is written in (shared/schema.py)."""
+        """String: the layout version the cluster's data is written in (shared/storage/schema.py)."""
         return f"{self.prefix}:schema"
 
     @property
@@ -52,7 +52,7 @@ class Keys:
 
     @property
     def legacy_tasks(self) -> str:
-        """Hash of layout version 1: task id -> the whole TaskRecord JSON (migrated, shared/schema.py)."""
+        """Hash of layout version 1: task id -> the whole TaskRecord JSON (migrated, shared/storage/schema.py)."""
         return f"{self.prefix}:tasks"
 
     @property

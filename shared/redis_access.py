@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 
 import redis
 
-from shared import schema
 from shared.keys import Keys
 from shared.redis_url import describe
 from shared.settings import PASSWORD_FILE_SETTING, SettingError
-from shared.store import connect
+from shared.storage import schema
+from shared.storage.connection import connect
 
 log = logging.getLogger("gorchester.redis")
 
@@ -55,7 +55,7 @@ def access_problem(url: str, exc: redis.RedisError) -> str | None:
 
 
 def check_access(url: str, cluster: str, component: str) -> None:
-    """PING `url` once, then check the layout version of `cluster`'s data (shared/schema.py); raise
+    """PING `url` once, then check the layout version of `cluster`'s data (shared/storage/schema.py); raise
     SettingError (the process exits with its message) on a problem of access or another version.
     A Redis that does not answer is only logged: the caller's loops wait it out."""
     client = connect(url, timeout=CHECK_TIMEOUT, retry_on_timeout=False)

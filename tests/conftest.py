@@ -13,7 +13,8 @@ import pytest
 
 from cli.cluster import remove_cluster_objects
 from cli.redis_local import server_argv
-from shared.store import Store, connect
+from shared.storage import Store
+from shared.storage.connection import connect
 from tests.support.procs import FAST_SETTINGS, Processes, free_port, wait_for
 
 

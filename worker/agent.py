@@ -25,12 +25,14 @@ from rq.job import Job
 from shared.defaults import DEFAULT_POD_NETWORK_INTERVAL
 from shared.dispatch import SERIALIZER, TaskJob
 from shared.event_kinds import EventKind
+from shared.keys import Keys
 from shared.node_requests import MAX_NODE_REQUESTS
 from shared.records import EngineHealth, NodeRecord
 from shared.redis_access import check_access
 from shared.redis_url import current_server
 from shared.settings import Settings
-from shared.store import Store, connect
+from shared.storage import AgentStore
+from shared.storage.connection import connect
 from worker import sweep
 from worker.engine import Engine, EngineError
 from worker.events import EventWatcher
@@ -72,13 +74,13 @@ class NodeAgent(SimpleWorker):
         first = queues if isinstance(queues, str | Queue) else queues[0]
         node_id = first if isinstance(first, str) else first.name
         self.settings = Settings.from_env()
-        self.store = Store(connect(self.settings.redis_url), self.settings.cluster)
+        self.store = AgentStore(connect(self.settings.redis_url), self.settings.cluster)
         self.record: NodeRecord = node_record(node_id, self.settings, os.environ, time.time())
         self.stopping = threading.Event()
         self.engine_health = EngineHealth()  # what the last heartbeat found of the engine
         kwargs["connection"] = connect(self.settings.redis_url, decode=False)  # RQ's payloads are zlib-compressed
         kwargs["serializer"], kwargs["job_class"] = SERIALIZER, TaskJob  # never pickle, only our jobs
-        super().__init__([self.store.keys.queue(node_id)], *args, **kwargs)
+        super().__init__([Keys(self.settings.cluster).queue(node_id)], *args, **kwargs)
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         super().bootstrap(*args, **kwargs)
@@ -113,8 +115,7 @@ class NodeAgent(SimpleWorker):
         spawn("pod-network", lambda: repeat(self.stopping, FOLLOW_INTERVAL, look, "pod network"))
 
     def register(self) -> None:
-        keys = self.store.keys
-        first_time = not self.store.redis.sismember(keys.nodes, self.record.id)
+        first_time = not self.store.registered(self.record.id)
         now = time.time()
         self.store.register_node(self.record.model_copy(update={"registered_at": now, "last_heartbeat": now}))
         if first_time:
@@ -124,7 +125,7 @@ class NodeAgent(SimpleWorker):
 
     def beat(self) -> None:
         # Re-register when the node's hash vanished (Redis lost its data): a bare HSET would leave a stub.
-        if not self.store.redis.exists(self.store.keys.node(self.record.id)):
+        if not self.store.node_exists(self.record.id):
             self.register()
         # Each beat also says whether the engine answers: a node whose engine is gone is not ready at
         # once, and down (its replicas move) once that has lasted the heartbeat window.

@@ -7,7 +7,7 @@ import threading
 
 from shared import defaults
 from shared.discovery import Directory
-from shared.store import Store
+from shared.storage import AgentStore
 from worker.loops import repeat
 
 MAX_BACKOFF = 1.0  # after a failed read (Redis away), at most this long until the next: soon back
@@ -18,7 +18,7 @@ class DiscoveryView:
     store's revision token changes (looked at every `poll` seconds). While Redis does not answer,
     the last view stays; until the first read, no name is the cluster's (all are forwarded)."""
 
-    def __init__(self, store: Store, poll: float = defaults.DEFAULT_DISCOVERY_POLL_INTERVAL) -> None:
+    def __init__(self, store: AgentStore, poll: float = defaults.DEFAULT_DISCOVERY_POLL_INTERVAL) -> None:
         self.store = store
         self.poll = poll
         self.directory = Directory([], [])  # replaced whole, never changed: readers need no lock

@@ -40,7 +40,7 @@ import dns.rdatatype
 import dns.rrset
 
 from shared import defaults
-from shared.store import Store
+from shared.storage import AgentStore
 from worker.discovery_view import DiscoveryView
 from worker.loops import spawn
 
@@ -108,7 +108,7 @@ class ClusterDns:
     def __init__(
         self,
         address: str,
-        store: Store,
+        store: AgentStore,
         upstreams: Sequence[Upstream],
         port: int = defaults.DEFAULT_DNS_PORT,
         *,

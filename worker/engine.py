@@ -143,7 +143,7 @@ class Engine:
 
         Docker allows two networks of one name, and then refuses to start a container on either
         (`network ... is ambiguous`), even one given the network's id. Agents sharing this engine
-        must call this under the network's lock (Store.engine_lock, worker/node.py) so only one
+        must call this under the network's lock (StatusWrites.engine_lock, worker/node.py) so only one
         creates it; a duplicate made anyway (by another process, or before this lock) is settled here.
         """
         with engine_errors(f"network {name}"):

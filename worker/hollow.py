@@ -30,9 +30,11 @@ from rq.job import Job
 
 from shared import labels
 from shared.dispatch import SERIALIZER, TaskJob
+from shared.keys import Keys
 from shared.records import NodeRecord, PublishedPort
 from shared.settings import Settings
-from shared.store import Store, connect
+from shared.storage import AgentStore
+from shared.storage.connection import connect
 from worker.engine import ExecResult
 from worker.loops import repeat, spawn
 from worker.node import Node, serving
@@ -153,7 +155,7 @@ class HollowWorker(SimpleWorker):
     """One RQ worker consuming the queues of all hollow nodes of this process."""
 
     def __init__(self, nodes: list[Node], connection: Any):
-        self.by_queue = {node.store.keys.queue(node.id): node for node in nodes}
+        self.by_queue = {Keys(node.cluster).queue(node.id): node for node in nodes}
         super().__init__(list(self.by_queue), connection=connection, serializer=SERIALIZER, job_class=TaskJob)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
@@ -161,7 +163,7 @@ class HollowWorker(SimpleWorker):
             super().execute_job(job, queue)
 
 
-def hollow_nodes(store: Store, settings: Settings, prefix: str, count: int) -> list[Node]:
+def hollow_nodes(store: AgentStore, settings: Settings, prefix: str, count: int) -> list[Node]:
     nodes = []
     for i in range(count):
         engine = FakeEngine(settings.cluster, f"{prefix}{i}")
@@ -171,7 +173,7 @@ def hollow_nodes(store: Store, settings: Settings, prefix: str, count: int) -> l
     return nodes
 
 
-def register(store: Store, settings: Settings, nodes: list[Node], cpu: int, memory: int) -> None:
+def register(store: AgentStore, settings: Settings, nodes: list[Node], cpu: int, memory: int) -> None:
     now = time.time()
     for node in nodes:
         store.register_node(
@@ -188,7 +190,7 @@ def register(store: Store, settings: Settings, nodes: list[Node], cpu: int, memo
         )
 
 
-def beat(store: Store, nodes: list[Node]) -> None:
+def beat(store: AgentStore, nodes: list[Node]) -> None:
     store.heartbeat_many([node.id for node in nodes], time.time())
 
 
@@ -202,7 +204,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = Settings.from_env()
-    store = Store(connect(settings.redis_url), settings.cluster)
+    store = AgentStore(connect(settings.redis_url), settings.cluster)
     nodes = hollow_nodes(store, settings, args.prefix, args.nodes)
     register(store, settings, nodes, args.cpu, args.memory)
     stopping = threading.Event()

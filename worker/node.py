@@ -23,7 +23,7 @@ from shared.event_kinds import EventKind
 from shared.hostaccess import HostAccess
 from shared.podnet import PodNetwork, PodRangeError, network_name
 from shared.records import TaskRecord, TaskState
-from shared.store import Store
+from shared.storage import AgentStore
 from shared.task_parts import TRANSITIONS, TaskStatus, status_of
 from worker.container_engine import ContainerEngine
 from worker.engine import EngineError
@@ -38,7 +38,7 @@ TRANSITION_EVENTS = {TaskState.RUNNING: EventKind.TASK_STARTED, TaskState.FAILED
 class Node:
     id: str
     address: str
-    store: Store
+    store: AgentStore
     engine: ContainerEngine
     host_access: HostAccess = HostAccess()  # what of this host its containers may use (worker/host_access.py)
     pod_cidr: str = defaults.DEFAULT_POD_CIDR  # the cluster's container addresses (shared/podnet.py)
@@ -47,7 +47,7 @@ class Node:
 
     @property
     def cluster(self) -> str:
-        return self.store.keys.cluster
+        return self.store.cluster
 
     def task(self, task_id: str) -> TaskRecord | None:
         """The task's record; None when it is gone or cannot be read (an agent acts on no record it

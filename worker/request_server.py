@@ -20,8 +20,9 @@ from typing import Any
 import redis
 
 from shared import node_requests as protocol
+from shared.keys import Keys
 from shared.node_requests import ExecRequest, LogsRequest, NodeRequest, Refusal, Reply, UnreadableRequest
-from shared.store import connect
+from shared.storage.connection import connect
 from worker.container_output import EngineClosed
 from worker.engine import ContainerGone, Engine, EngineError
 from worker.engine_streams import StreamFormatError
@@ -61,7 +62,7 @@ class ReplyStream:
     """Where one request's reply goes, written by the one thread that serves it."""
 
     def __init__(self, server: RequestServer, request_id: str):
-        keys = server.node.store.keys
+        keys = Keys(server.node.cluster)
         self.keys = [keys.reply(request_id), keys.reader(request_id)]
         self.server = server
 
@@ -99,7 +100,7 @@ class RequestServer:
 
     @property
     def queue(self) -> str:
-        return self.node.store.keys.node_requests(self.node.id)
+        return Keys(self.node.cluster).node_requests(self.node.id)
 
     def run(self) -> None:
         """Pop and dispatch requests until the agent stops; a Redis outage is waited out with back-off."""

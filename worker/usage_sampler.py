@@ -22,10 +22,10 @@ service reserves per container (`resources`), which is what the autoscaler compa
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -266,21 +266,13 @@ class Sampler:
         }
 
     def _write(self, samples: list[telemetry.TaskSample], tasks: list[TaskRecord], errors: int) -> None:
-        store, keys = self.node.store, self.node.store.keys
-        node_key = keys.node(self.node.id)
-        if not store.redis.exists(node_key):
-            return  # not registered (yet, or Redis lost its data): the heartbeat registers it again
-        with store.redis.pipeline(transaction=False) as pipe:
-            telemetry.write_samples(pipe, keys, samples, self.interval)
-            pipe.hset(node_key, "usage", json.dumps(self.usage(samples, tasks)))
-            sources: dict[str, int] = {}
-            for sample in samples:
-                sources[sample.source] = sources.get(sample.source, 0) + 1
-            for source, amount in sources.items():
-                telemetry.count(pipe, keys, "gorchester_metrics_samples", amount, node=self.node.id, source=source)
-            if errors:
-                telemetry.count(pipe, keys, "gorchester_metrics_sample_errors", errors, node=self.node.id)
-            pipe.execute()
+        sources = Counter(sample.source for sample in samples)
+        counts = [("gorchester_metrics_samples", float(amount), {"node": self.node.id, "source": source})
+                  for source, amount in sources.items()]
+        if errors:
+            counts.append(("gorchester_metrics_sample_errors", float(errors), {"node": self.node.id}))
+        # Not registered (yet, or Redis lost its data): nothing written; the heartbeat registers it again.
+        self.node.store.write_usage(self.node.id, samples, self.usage(samples, tasks), self.interval, counts)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -21,7 +21,8 @@ from shared.dispatch import Action, Decision, enqueue
 from shared.podnet import gateway as subnet_gateway
 from shared.podnet import network_name
 from shared.records import PreviousContainer, TaskRecord, TaskState, host_port_keys, template_hash
-from shared.store import Store, connect
+from shared.storage import Store
+from shared.storage.connection import connect
 from tests.support.procs import TEST_IMAGE, VENV_BIN, Processes, free_port, wait_for
 from tests.support.tasks import seed
 from worker.engine import Engine
@@ -69,7 +70,7 @@ class Scheduler:
 
     def send(self, action: Action, task_id: str, gen: int, incarnation: str = "") -> None:
         """A decision about the record of `incarnation` ("" as the records here are made)."""
-        enqueue(self.rq, self.store.keys, [Decision(NODE, action, task_id, gen, incarnation)])
+        enqueue(self.rq, self.store._keys, [Decision(NODE, action, task_id, gen, incarnation)])
 
     def wait_state(self, task_id: str, *states: TaskState, timeout: float = 30) -> TaskRecord:
         return wait_for(
@@ -118,8 +119,8 @@ def test_the_agent_commands_run_the_node_agent(
     wait_for(lambda: store.node(NODE), what="the agent to register")
     first = store.node(NODE).last_heartbeat
     wait_for(lambda: store.node(NODE).last_heartbeat > first, what="a heartbeat")
-    listening = {store.redis.hget(worker, "queues") for worker in store.redis.smembers("rq:workers")}
-    assert store.keys.queue(NODE) in listening  # the cluster's queue of that node, not a queue named node-a
+    listening = {store._client.hget(worker, "queues") for worker in store._client.smembers("rq:workers")}
+    assert store._keys.queue(NODE) in listening  # the cluster's queue of that node, not a queue named node-a
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0, procs.log("agent")[-800:]
 
@@ -168,13 +169,13 @@ def test_start_makes_the_container_the_spec_describes(scheduler: Scheduler, stor
 def test_running_wakes_the_scheduler_only_when_it_waits_for_that_replica(scheduler: Scheduler, store: Store):
     """A pass per RUNNING report was most of the control plane's work at scale; only a replica that
     releases a previous container, or one of a service being updated, is worth one."""
-    pubsub = store.redis.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(store.keys.changes)
+    pubsub = store._client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(store._keys.changes)
 
     def started(spec: ServiceSpec, slot: int, **fields: Any) -> list[str]:
         """The agent's notifications while it starts this replica (its job done, so all of them)."""
         task_id = scheduler.start(spec, slot, **fields)
-        job_id = store.keys.job_id(Action.START.value, task_id, 1, "")
+        job_id = store._keys.job_id(Action.START.value, task_id, 1, "")
         wait_for(lambda: not RQJob.exists(job_id, connection=scheduler.rq), what=f"the start job of {task_id} to end")
         store.notify("marker")
         seen: list[str] = []
@@ -351,7 +352,7 @@ def test_the_sweep_never_removes_a_container_only_because_its_record_cannot_be_r
     unreadable = scheduler.wait_state(scheduler.start(service()), TaskState.RUNNING)
     stray = scheduler.wait_state(scheduler.start(service(), slot=2), TaskState.RUNNING)
     agent.kill(NODE)
-    store.redis.hset(store.keys.assignments, unreadable.id, "\x00garbage")
+    store._client.hset(store._keys.assignments, unreadable.id, "\x00garbage")
     store.write_assignments([(stray.id, None, stray)])
 
     agent.agent(NODE, ADDRESS, cpu=2000, memory=2048 * MIB)  # its first sweep runs as it starts

@@ -15,7 +15,8 @@ from starlette.testclient import TestClient
 from api.app import create_app
 from shared.records import NodeRecord, ServiceFault, TaskRecord, TaskState, record_digest
 from shared.settings import Settings
-from shared.store import Store, connect
+from shared.storage import Store
+from shared.storage.connection import connect
 from tests.support.procs import free_port
 from tests.support.tasks import seed
 
@@ -301,7 +302,7 @@ def test_a_service_record_that_cannot_be_read_is_listed_failed_then_replaced_or_
     client: TestClient, store: Store, redis_server: Any
 ) -> None:
     create(client, service_name="good")
-    raw(redis_server).hset(store.keys.services, mapping={"broken": b"\xff\x00 garbage", "shaped": b"[1, 2]"})
+    raw(redis_server).hset(store._keys.services, mapping={"broken": b"\xff\x00 garbage", "shaped": b"[1, 2]"})
     listed = client.get("/v1/services")
     assert listed.status_code == 200
     by_name = {service["service_name"]: service for service in listed.json()}
@@ -328,7 +329,7 @@ def test_a_service_record_that_cannot_be_read_is_listed_failed_then_replaced_or_
 
 def test_a_fault_shows_only_on_the_record_it_was_found_in(client: TestClient, store: Store) -> None:
     create(client)
-    body = store.redis.hget(store.keys.services, "web")
+    body = store._client.hget(store._keys.services, "web")
     fault = ServiceFault(reason="cannot be scheduled: OverflowError: too large", since=1.0, record=record_digest(body))
     store.write_faults({"web": fault}, [])
     status = client.get("/v1/services").json()[0]["status"]
@@ -352,7 +353,7 @@ def test_apply_is_all_or_nothing_when_a_service_is_being_deleted(client: TestCli
 def test_apply_replaces_and_prunes_records_that_cannot_be_read(
     client: TestClient, store: Store, redis_server: Any
 ) -> None:
-    raw(redis_server).hset(store.keys.services, mapping={"a": b"{}", "z": b"nope"})
+    raw(redis_server).hset(store._keys.services, mapping={"a": b"{}", "z": b"nope"})
     outcome = client.post("/v1/apply?prune=true", json={"services": [{**WEB, "service_name": "a"}]}).json()
     assert outcome == {"created": [], "updated": ["a"], "unchanged": [], "deleted": ["z"]}
     assert [service["service_name"] for service in client.get("/v1/services").json()] == ["a"]
@@ -361,11 +362,11 @@ def test_apply_replaces_and_prunes_records_that_cannot_be_read(
 def test_task_node_and_event_records_that_cannot_be_read(client: TestClient, store: Store) -> None:
     seed_node(store, "n1", time.time())
     seed_tasks(store)
-    store.redis.hset(store.keys.assignments, "web.9", "not json")
-    store.redis.sadd(store.keys.nodes, "n9")
-    store.redis.hset(store.keys.node("n9"), mapping={"id": '"n9"', "address": '"x"', "cpu_millicores": "oops"})
-    store.redis.xadd(store.keys.events, {"event": "not json"})
-    store.redis.xadd(store.keys.events, {"something": "else"})
+    store._client.hset(store._keys.assignments, "web.9", "not json")
+    store._client.sadd(store._keys.nodes, "n9")
+    store._client.hset(store._keys.node("n9"), mapping={"id": '"n9"', "address": '"x"', "cpu_millicores": "oops"})
+    store._client.xadd(store._keys.events, {"event": "not json"})
+    store._client.xadd(store._keys.events, {"something": "else"})
 
     assert [task["id"] for task in client.get("/v1/tasks").json()] == ["db.1", "web.1", "web.2", "web.3"]
     assert [node["id"] for node in client.get("/v1/nodes").json()] == ["n1"]
@@ -375,4 +376,4 @@ def test_task_node_and_event_records_that_cannot_be_read(client: TestClient, sto
         client.get("/v1/nodes/n9"), client.post("/v1/nodes/n9/drain"),
     ):
         assert response.status_code == 409 and "cannot be read" in response.json()["message"]
-    assert store.redis.hget(store.keys.node("n9"), "availability") is None  # the drain wrote nothing
+    assert store._client.hget(store._keys.node("n9"), "availability") is None  # the drain wrote nothing

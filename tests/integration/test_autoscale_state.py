@@ -6,7 +6,8 @@ from scheduler.autoscaler import Autoscaler
 from shared import telemetry
 from shared.config import ServiceSpec
 from shared.records import TaskRecord, TaskState
-from shared.store import Store
+from shared.storage import Store
+from shared.storage import telemetry as stored_telemetry
 from tests.support import tasks as stored_tasks
 
 NOW = 1_000_000.0
@@ -37,8 +38,8 @@ def write_samples(store: Store, replicas: int, cpu_percent: float, now: float) -
         )
         for t in tasks
     ]
-    with store.redis.pipeline() as pipe:
-        telemetry.write_samples(pipe, store.keys, samples, 1.0)
+    with store._client.pipeline() as pipe:
+        stored_telemetry.write_samples(pipe, store._keys, samples, 1.0)
         pipe.execute()
 
 
@@ -63,13 +64,13 @@ def test_a_new_leader_keeps_the_cooldown_and_a_users_change_is_never_overwritten
     # A user's change made between the read and the write wins: compare-and-set on the version.
     record = store.service("web")
     store.update_service(record.spec.model_copy(update={"replicas": 5}), NOW + 40)
-    state_before = store.redis.hget(store.keys.autoscale, "web")
-    successor._apply(record, decision, successor._states()["web"], NOW + 40)
+    state_before = store._client.hget(store._keys.autoscale, "web")
+    successor._apply(record, decision, store.autoscale_states()["web"], NOW + 40)
     assert store.service("web").spec.replicas == 5
-    assert store.redis.hget(store.keys.autoscale, "web") == state_before
+    assert store._client.hget(store._keys.autoscale, "web") == state_before
 
     # A service that loses its policy loses its state.
     spec = store.service("web").spec.model_copy(update={"scale_policy": None})
     store.update_service(spec, NOW + 50)
     assert successor.run_once(NOW + 50) == {}
-    assert store.redis.hget(store.keys.autoscale, "web") is None
+    assert store._client.hget(store._keys.autoscale, "web") is None

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from shared.records import NodeRecord
-from shared.store import Store
+from shared.storage import Store
 from tests.support.procs import ROOT, TEST_IMAGE, VENV_BIN, Processes, free_port, wait_for
 
 GORCHESTER = str(VENV_BIN / "gorchester")

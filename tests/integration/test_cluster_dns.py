@@ -24,7 +24,8 @@ import pytest
 
 from shared.config import ServiceSpec
 from shared.records import Health, ServiceRecord, TaskRecord, TaskState
-from shared.store import Store, connect
+from shared.storage import Store
+from shared.storage.connection import connect
 from tests.conftest import RedisServer
 from tests.support.procs import Processes, free_port, wait_for
 from tests.support.tasks import seed
@@ -391,7 +392,7 @@ def test_endpoints_of_the_api_and_the_dns_agree(
         (lambda: put_task(store, web, 2, "127.0.54.12", health=Health.STARTING), {"127.0.54.11"}),
         (lambda: put_task(store, web, 2, "127.0.54.12", health=Health.HEALTHY), {"127.0.54.11", "127.0.54.12"}),
         (lambda: put_task(store, web, 1, "127.0.54.11", health=Health.UNHEALTHY), {"127.0.54.12"}),
-        (lambda: store.redis.hset(store.keys.assignments, "web.3", "{not a task"), {"127.0.54.12"}),
+        (lambda: store._client.hset(store._keys.assignments, "web.3", "{not a task"), {"127.0.54.12"}),
         (lambda: put_task(store, web, 1, "127.0.54.15", health=Health.HEALTHY), {"127.0.54.12", "127.0.54.15"}),
         (lambda: put_task(store, web, 2, "127.0.54.12", state=TaskState.STOPPED), {"127.0.54.15"}),
         (lambda: store.delete_service("web", time.time()), {"127.0.54.15"}),

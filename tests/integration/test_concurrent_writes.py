@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.store import Store
+from shared.storage import Store
 from tests.support.procs import TEST_IMAGE, Processes, free_port
 
 

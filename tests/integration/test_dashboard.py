@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from shared.records import NodeRecord
-from shared.store import Store
+from shared.storage import Store
 from tests.support.procs import ROOT, TEST_IMAGE, Processes, free_port
 
 CHROMIUM = "/usr/bin/chromium"

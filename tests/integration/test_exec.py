@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from shared.node_requests import ANSWER_SECONDS, EXEC_OUTPUT_LIMIT
-from shared.store import Store
+from shared.storage import Store
 from tests.support.procs import TEST_IMAGE, Processes, free_port, wait_for
 
 GORCHESTER = str(Path(sys.executable).parent / "gorchester")
@@ -81,7 +81,7 @@ def test_output_exit_code_bounds_and_timeout(running_api: str, store: Store) -> 
     missing = run(api, "box.1", ["/no/such/program"])
     assert missing.status_code == 200 and missing.json()["exit_code"] not in (0, None)
 
-    assert not list(store.redis.scan_iter(f"{store.keys.prefix}:reply:*"))  # every reply deleted
+    assert not list(store._client.scan_iter(f"{store._keys.prefix}:reply:*"))  # every reply deleted
 
 
 def test_refusals(running_api: str) -> None:

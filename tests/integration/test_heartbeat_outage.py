@@ -10,7 +10,8 @@ import time
 
 import httpx
 
-from shared.store import Store, connect
+from shared.storage import Store
+from shared.storage.connection import connect
 from tests.conftest import RedisServer
 from tests.integration.test_self_healing import NODES, node_status, own_redis, start_agent  # noqa: F401
 from tests.support.procs import FAST_SETTINGS, Processes, free_port, wait_for
@@ -49,7 +50,7 @@ def test_a_redis_restart_downs_no_node_and_a_lost_node_is_still_down_in_the_wind
     for node in NODES:
         start_agent(procs, node)
     wait_for(lambda: node_status(api) == dict.fromkeys(NODES, "ready"), what="two ready nodes")
-    wait_for(lambda: store.redis.exists(store.keys.heard_since), what="the leader's first pass")
+    wait_for(lambda: store._client.exists(store._keys.heard_since), what="the leader's first pass")
 
     server.kill()
     time.sleep(OUTAGE)

@@ -7,7 +7,7 @@ import time
 
 from shared.config import validate_service
 from shared.records import TaskState
-from shared.store import Store
+from shared.storage import Store
 from tests.support.procs import Processes, wait_for
 
 

@@ -11,7 +11,7 @@ import httpx
 
 from shared import labels
 from shared.records import TaskState
-from shared.store import Store
+from shared.storage import Store
 from tests.integration.test_end_to_end import cluster_api  # noqa: F401 - the fixture: API, scheduler, two agents
 from tests.support.procs import TEST_IMAGE, wait_for
 

@@ -21,7 +21,8 @@ from rq.serializers import JSONSerializer
 
 from shared.dispatch import Action, Decision, enqueue, queue
 from shared.records import TaskState
-from shared.store import Store, connect
+from shared.storage import Store
+from shared.storage.connection import connect
 from tests.integration.test_agent import NODE, Scheduler, service
 from tests.support.procs import Processes, wait_for
 
@@ -43,14 +44,14 @@ def stored_payload(redis_url: str, job_id: str) -> Any:
 
 def test_enqueued_jobs_are_json(store: Store, redis_server: Any) -> None:
     jobs = connect(redis_server.url, decode=False)
-    enqueue(jobs, store.keys, [Decision("n1", Action.START, "web.1", 3, "i1")])
-    enqueue(jobs, store.keys, [
+    enqueue(jobs, store._keys, [Decision("n1", Action.START, "web.1", 3, "i1")])
+    enqueue(jobs, store._keys, [
         Decision("n2", Action.STOP, "web.2", 4, "i2"), Decision("n2", Action.START, "db.1", 1, "i3"),
     ])
 
-    [single] = queue(jobs, store.keys.queue("n1")).job_ids
+    [single] = queue(jobs, store._keys.queue("n1")).job_ids
     assert stored_payload(redis_server.url, single) == ["worker.jobs.start_task", None, ["web.1", 3, "i1"], {}]
-    [batch] = queue(jobs, store.keys.queue("n2")).job_ids
+    [batch] = queue(jobs, store._keys.queue("n2")).job_ids
     assert stored_payload(redis_server.url, batch) == [
         "worker.jobs.run_batch", None, [[["stop", "web.2", 4, "i2"], ["start", "db.1", 1, "i3"]]], {}
     ]
@@ -67,7 +68,7 @@ def test_a_hand_made_job_is_never_unpickled_nor_run(
     agent: Processes, store: Store, redis_server: Any, tmp_path: Path
 ) -> None:
     raw = connect(redis_server.url, decode=False)
-    node_queue = store.keys.queue(NODE)
+    node_queue = store._keys.queue(NODE)
     pickled = Queue(node_queue, connection=raw)  # RQ's default serializer: pickle
     data_marker, meta_marker, call_marker = tmp_path / "data", tmp_path / "meta", tmp_path / "called"
     hostile = [

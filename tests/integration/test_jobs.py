@@ -11,7 +11,7 @@ import pytest
 from shared import labels
 from shared.config import validate_service
 from shared.records import TaskRecord, TaskState, template_hash
-from shared.store import Store
+from shared.storage import Store
 from tests.support.tasks import seed
 from worker import jobs
 from worker.hollow import FakeEngine
@@ -22,7 +22,7 @@ NODE = "mem-1"
 
 @pytest.fixture
 def node(store: Store) -> Node:
-    return Node(id=NODE, address="127.0.0.1", store=store, engine=FakeEngine(store.keys.cluster, NODE))
+    return Node(id=NODE, address="127.0.0.1", store=store, engine=FakeEngine(store._keys.cluster, NODE))
 
 
 def assign(store: Store, *slots: int, gen: int = 1, service: str = "web") -> list[TaskRecord]:
@@ -61,7 +61,7 @@ def test_a_start_for_a_decision_that_moved_on_does_nothing(store: Store, node: N
 def test_a_start_whose_service_is_gone_fails_with_the_reason(store: Store, node: Node):
     assign(store, 1)
     store.delete_service("web", time.time())
-    store.redis.hdel(store.keys.services, "web")
+    store._client.hdel(store._keys.services, "web")
     with serving(node):
         jobs.start_task("web.1", 1, "i1")
     failed = store.task("web.1")

@@ -20,7 +20,7 @@ from api.auth import Tokens
 from shared.node_requests import ANSWER_SECONDS, MAX_BACKLOG, MAX_NODE_REQUESTS, READER_TTL_SECONDS
 from shared.records import NodeRecord, TaskRecord, TaskState
 from shared.settings import Settings
-from shared.store import Store
+from shared.storage import Store
 from tests.support.procs import TEST_IMAGE, Processes, free_port, wait_for
 from tests.support.tasks import seed
 
@@ -136,7 +136,7 @@ def test_cli_logs_for_a_service_and_a_task(running_api: str) -> None:
 
 def reply_keys(store: Store) -> list[str]:
     """Every key of a request's reply (its stream, its reader key) the cluster has in Redis."""
-    return sorted(store.redis.scan_iter(f"{store.keys.prefix}:reply:*"))
+    return sorted(store._client.scan_iter(f"{store._keys.prefix}:reply:*"))
 
 
 def test_follow_ends_and_leaves_nothing_when_the_client_leaves(running_api: str, procs: Processes,
@@ -148,12 +148,12 @@ def test_follow_ends_and_leaves_nothing_when_the_client_leaves(running_api: str,
         request_id = stream.headers["x-gorchester-request"]
         lines = stream.iter_lines()
         assert next(lines).startswith(("line ", "err "))
-        assert store.redis.exists(store.keys.reader(request_id))  # the API keeps it alive while it reads
+        assert store._client.exists(store._keys.reader(request_id))  # the API keeps it alive while it reads
     # The client left: the API deletes the reply, the agent's thread for it ends, nothing is left.
     wait_for(lambda: not reply_keys(store), timeout=15, what="the reply's keys to go")
     wait_for(lambda: f"request {request_id} (logs of talker.1) ended" in procs.log("node-1"), timeout=15,
              what="the agent's thread for the follow to end")
-    assert not store.redis.exists(store.keys.node_requests("node-1"))
+    assert not store._client.exists(store._keys.node_requests("node-1"))
 
 
 def test_follows_never_hold_up_the_nodes_jobs(running_api: str, store: Store) -> None:
@@ -196,12 +196,12 @@ def test_a_paused_client_holds_the_agent_back_and_loses_nothing(running_api: str
              == f"{lines}\n", timeout=60, what="all the lines written")
     got = bytearray()
     with httpx.stream("GET", f"{api}/v1/tasks/counter.1/logs", timeout=httpx.Timeout(10, read=30)) as stream:
-        reply = store.keys.reply(stream.headers["x-gorchester-request"])
+        reply = store._keys.reply(stream.headers["x-gorchester-request"])
         blocks = stream.iter_raw(64 * 1024)
         while len(got) < MIB:
             got += next(blocks)
         time.sleep(READER_TTL_SECONDS + 3)  # the client pauses: nothing is read
-        backlog = store.redis.xlen(reply)
+        backlog = store._client.xlen(reply)
         assert 0 < backlog <= MAX_BACKLOG + 1  # the agent waits: at most one entry past the bound
         for block in blocks:
             got += block
@@ -230,7 +230,7 @@ def test_a_node_whose_agent_does_not_answer_is_503_within_the_bound(redis_server
     now = time.time()
     store.register_node(NodeRecord(id="far", address="10.9.9.9", cpu_millicores=1000, memory_bytes=1 << 30,
                                    heartbeat_interval=60, last_heartbeat=now))
-    store.redis.hset(store.keys.node("far"), "engine_url", '"tcp://10.9.9.9:2375"')  # an older version's field
+    store._client.hset(store._keys.node("far"), "engine_url", '"tcp://10.9.9.9:2375"')  # an older version's field
     task = TaskRecord(id="x.1", service="x", slot=1, node="far", state=TaskState.RUNNING, container_id="abc123")
     seed(store, [task])
     app = create_app(Settings(redis_url=redis_server.url, cluster=cluster), Tokens())
@@ -245,7 +245,7 @@ def test_a_node_whose_agent_does_not_answer_is_503_within_the_bound(redis_server
             assert "node far did not answer within 5 s" in response.json()["reason"]
             assert took < ANSWER_SECONDS + 3  # the bound, with slack for a loaded machine
         # Nothing is left behind: the request was taken back, its reply and reader key deleted.
-        assert not store.redis.exists(store.keys.node_requests("far"))
+        assert not store._client.exists(store._keys.node_requests("far"))
         assert not reply_keys(store)
         # A node known to be down is refused at once, without asking.
         store.heartbeat("far", now - 3600)

@@ -39,5 +39,5 @@ def test_logs_tail_and_follow_and_exec_on_every_host(multihost: MultiHost) -> No
         ran = httpx.post(f"{url}/exec", json={"command": ["hostname"]}, timeout=30)
         assert ran.status_code == 200, ran.text
         assert ran.json()["exit_code"] == 0 and ran.json()["output"] == task.id.replace(".", "-") + "\n"
-    wait_for(lambda: not list(multihost.store.redis.scan_iter(f"{multihost.store.keys.prefix}:reply:*")),
+    wait_for(lambda: not list(multihost.store._client.scan_iter(f"{multihost.store._keys.prefix}:reply:*")),
              timeout=15, what="every reply deleted")

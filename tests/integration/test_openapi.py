@@ -21,7 +21,8 @@ from api.app import ROUTES
 from api.openapi import v1_routes
 from shared.config import Config, ServiceSpec
 from shared.records import ServiceRecord
-from shared.store import Store, connect
+from shared.storage import Store
+from shared.storage.connection import connect
 from shared.task_parts import Assignment, TaskStatus
 from tests.support.procs import VENV_BIN, Processes, free_port
 
@@ -143,11 +144,11 @@ def test_bad_input_suite_schemathesis_all_checks_against_a_live_cluster(procs: P
     for agent in agents:
         assert agent.poll() is None
     store = Store(connect(procs.env["GORCHESTER_REDIS_URL"]), procs.env["GORCHESTER_CLUSTER"])
-    for body in store.redis.hgetall(store.keys.services).values():
+    for body in store._client.hgetall(store._keys.services).values():
         ServiceRecord.model_validate_json(body)
-    for body in store.redis.hgetall(store.keys.assignments).values():
+    for body in store._client.hgetall(store._keys.assignments).values():
         Assignment.model_validate_json(body)
-    for body in store.redis.hgetall(store.keys.statuses).values():
+    for body in store._client.hgetall(store._keys.statuses).values():
         TaskStatus.model_validate_json(body)
     unexplained = [block for block in failure_blocks(result.stdout) if not any(known in block for known in ELSEWHERE)]
     assert result.returncode == 0 or not unexplained, "\n\n".join(unexplained)[:6000] or summary

@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 
-from shared.store import Store, connect
+from shared.storage import Store
+from shared.storage.connection import connect
 from tests.integration.test_end_to_end import cluster_api  # noqa: F401 - the fixture: API, scheduler, two agents
 from tests.support.procs import TEST_IMAGE, Processes, wait_for
 
@@ -57,15 +58,15 @@ def test_poisoned_records_fail_alone_and_the_cluster_converges_around_them(
     api = cluster_api
     raw = connect(redis_server.url, decode=False)
     huge = service("huge", 1, resources={"cpu_millicores": 100, "memory_bytes": 10**400})
-    raw.hset(store.keys.services, mapping={
+    raw.hset(store._keys.services, mapping={
         "garbage": b"\xff\x00\xfe not json",
         "shaped": b'{"spec": [1, 2, 3]}',
         "huge": stored(huge),
         "nl\n": stored(service("nl\n", 1)),
     })
-    raw.hset(store.keys.assignments, "junk", b"[]")
-    raw.sadd(store.keys.nodes, "node-bad")
-    raw.hset(store.keys.node("node-bad"), mapping={"id": b'"node-bad"', "address": b'"127.0.0.9"',
+    raw.hset(store._keys.assignments, "junk", b"[]")
+    raw.sadd(store._keys.nodes, "node-bad")
+    raw.hset(store._keys.node("node-bad"), mapping={"id": b'"node-bad"', "address": b'"127.0.0.9"',
                                                    "cpu_millicores": b"{broken", "memory_bytes": b"1"})
     for name in ("good", "other"):
         assert httpx.post(f"{api}/v1/services", json=service(name, 2), timeout=5).status_code == 201
@@ -74,7 +75,7 @@ def test_poisoned_records_fail_alone_and_the_cluster_converges_around_them(
         wait_for(lambda name=name: running(api, name, 2), timeout=60, what=f"2 running replicas of {name}")
     # A task record of a running replica turns to garbage: a clean record of a new incarnation
     # replaces it and runs again; the old incarnation's container goes as a stray.
-    raw.hset(store.keys.assignments, "good.2", b"\x00garbage")
+    raw.hset(store._keys.assignments, "good.2", b"\x00garbage")
     wait_for(lambda: any(e["data"]["task"] == "good.2" for e in events(api, "task_unreadable")), what="its event")
     wait_for(lambda: running(api, "good", 2), timeout=60, what="good.2 running again")
 
@@ -90,7 +91,7 @@ def test_poisoned_records_fail_alone_and_the_cluster_converges_around_them(
     assert sorted(name for name in failed if name != "nl\n") == ["garbage", "huge", "shaped"]  # once each
     assert [event["data"]["node"] for event in events(api, "node_unreadable")] == ["node-bad"]
     assert any(event["data"]["task"] == "junk" for event in events(api, "task_unreadable"))
-    assert "junk" not in store.redis.hkeys(store.keys.assignments)
+    assert "junk" not in store._client.hkeys(store._keys.assignments)
     assert sorted(node["id"] for node in get(api, "/v1/nodes")) == ["node-1", "node-2"]
     for name in ("scheduler", *AGENTS):
         assert procs.procs[name].poll() is None, f"{name} died:\n{procs.log(name)[-3000:]}"

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared import schema
 from shared.keys import Keys
 from shared.records import Health, TaskRecord, TaskState
 from shared.redis_access import access_problem, check_access
 from shared.settings import SettingError
-from shared.store import Store, connect
+from shared.storage import Store, schema
+from shared.storage.connection import connect
 from tests.conftest import RedisServer
 from tests.support.procs import ROOT, VENV_BIN, free_port, wait_for
 
@@ -94,7 +94,7 @@ def test_a_redis_that_does_not_answer_is_waited_for_not_refused(servers: tuple[i
 def test_a_cluster_is_marked_with_its_layout_version_and_another_version_refused(
     redis_server: RedisServer, cluster: str
 ) -> None:
-    """A cluster's first process marks its data with the layout version (shared/schema.py); processes of
+    """A cluster's first process marks its data with the layout version (shared/storage/schema.py); processes of
     the same version start; data of another version (a newer gorchester's, or not gorchester's) stops
     every process at start, naming both versions."""
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)

@@ -1,5 +1,5 @@
 """Redis with replicas and sentinels (cli/redis_local.py, as `gorchester up --redis-replicas 2` makes it),
-and the clients every process uses (shared/store.connect) following a failover by themselves."""
+and the clients every process uses (shared/storage/connection.connect) following a failover by themselves."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from shared import labels
 from shared.config import validate_service
 from shared.records import NodeRecord, ServiceFault, TaskRecord, TaskState
 from shared.settings import Settings
-from shared.store import NotLeader, Store, connect
+from shared.storage import Store
+from shared.storage.connection import NotLeader, connect
 from tests.support.procs import FAST_SETTINGS, TEST_IMAGE, VENV_BIN, Processes, free_port, wait_for
 from tests.support.redis_set import RedisSet
 
@@ -74,7 +75,7 @@ def test_a_client_follows_the_master_through_a_failover(replicated: RedisSet) ->
 
 def test_a_leader_of_the_old_master_writes_nothing_after_the_promotion(replicated: RedisSet) -> None:
     """The lease taken on the master reaches the replicas with it, but only the server that granted it
-    honours it (shared/lease.py): after a SIGKILL of the master and the promotion of a replica, the old
+    honours it (shared/storage/lease.py): after a SIGKILL of the master and the promotion of a replica, the old
     leader's fenced writes are refused there though the key still holds its token, another scheduler
     takes the lease at once (not when it expires), and the old master, back from its files with the
     stale lease, refuses them too, then follows the new master."""
@@ -82,12 +83,12 @@ def test_a_leader_of_the_old_master_writes_nothing_after_the_promotion(replicate
     old = Scheduler(settings)
     assert old.lead()
     stale = old.lease.token
-    assert old.store.redis.wait(2, 2000) == 2
+    assert old.store._client.wait(2, 2000) == 2
     first = replicated.master()
     replicated.kill("redis")
     wait_for(lambda: replicated.master() != first, timeout=30, what="a replica promoted")
     store = Store(connect(replicated.url), "fence")
-    assert store.redis.get(store.keys.leader) == stale  # replicated, and far from expiring
+    assert store._client.get(store._keys.leader) == stale  # replicated, and far from expiring
 
     def fenced_writes(on: Store) -> list[Callable[[], object]]:
         return [
@@ -103,7 +104,7 @@ def test_a_leader_of_the_old_master_writes_nothing_after_the_promotion(replicate
     new = Scheduler(settings)
     assert new.lead() and new.lease.token != stale
     assert not old.lead()  # the lease is the new leader's now, and valid here
-    assert store.redis.hgetall(store.keys.assignments) == {} and store.redis.hgetall(store.keys.faults) == {}
+    assert store._client.hgetall(store._keys.assignments) == {} and store._client.hgetall(store._keys.faults) == {}
 
     replicated.start("redis")  # the old master, from its append-only file: a master until sentinels demote it
     returned = replicated.server(first)
@@ -111,14 +112,14 @@ def test_a_leader_of_the_old_master_writes_nothing_after_the_promotion(replicate
     on_returned = Store(returned, "fence")
     role = returned.execute_command("ROLE")[0]
     if role == "master":  # not demoted yet: it still holds the stale lease, and refuses its holder
-        assert returned.get(on_returned.keys.leader) == stale
+        assert returned.get(on_returned._keys.leader) == stale
     for write in fenced_writes(on_returned):
         with pytest.raises((NotLeader, redis.ReadOnlyError)):
             write()
-    wait_for(lambda: returned.get(on_returned.keys.leader) == new.lease.token, timeout=30,
+    wait_for(lambda: returned.get(on_returned._keys.leader) == new.lease.token, timeout=30,
              what="the old master to follow the new one")
     assert returned.execute_command("ROLE")[0] == "slave"
-    assert returned.hgetall(on_returned.keys.assignments) == {}
+    assert returned.hgetall(on_returned._keys.assignments) == {}
 
 
 def test_jobs_lost_with_the_old_master_are_sent_again_at_once(
@@ -149,7 +150,7 @@ def test_jobs_lost_with_the_old_master_are_sent_again_at_once(
         procs.scheduler()
         store.create_service(validate_service({"service_name": "web", "image": "img", "replicas": 2}), time.time())
         jobs = connect(replicated.url, decode=False)
-        queue = f"rq:queue:{store.keys.queue('node-1')}"
+        queue = f"rq:queue:{store._keys.queue('node-1')}"
         wait_for(lambda: jobs.llen(queue) >= 1, timeout=30, what="the start jobs on node-1's queue")
         assigned = {task.id: task.gen for task in store.tasks()}
         assert len(assigned) == 2 and all(task.state is TaskState.ASSIGNED for task in store.tasks())
@@ -322,7 +323,7 @@ def test_task_records_that_went_back_in_time_are_set_right_by_what_the_nodes_run
 
     wait_for(lambda: running(store, "web") == 2 and containers(cluster) == 2, timeout=60, what="2 replicas")
     raw = connect(procs.env["GORCHESTER_REDIS_URL"], decode=False)
-    parts = (store.keys.assignments, store.keys.statuses)
+    parts = (store._keys.assignments, store._keys.statuses)
     at_two = [raw.dump(key) for key in parts]
     scaled(4)
     at_four = [raw.dump(key) for key in parts]

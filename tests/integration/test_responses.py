@@ -32,7 +32,8 @@ from shared.records import (
     TaskState,
 )
 from shared.settings import Settings
-from shared.store import Store
+from shared.storage import Store
+from shared.storage import telemetry as stored_telemetry
 from tests.support.tasks import seed
 from worker.usage_sampler import Sampler
 
@@ -78,15 +79,15 @@ def populate(client: TestClient, store: Store) -> None:
     )
     sampler = SimpleNamespace(node=SimpleNamespace(id="n1"), record=node)  # what Sampler.usage reads of itself
     store.heartbeat("n1", now, usage=Sampler.usage(sampler, [sample], [running]))
-    with store.redis.pipeline() as pipe:
-        telemetry.write_samples(pipe, store.keys, [sample], 5.0)
+    with store._client.pipeline() as pipe:
+        stored_telemetry.write_samples(pipe, store._keys, [sample], 5.0)
         pipe.execute()
     replicas = [Replica("web.1", Readiness.MEASURED, cpu_percent=95.0)]
     decision, state = decide(record.spec, record.version, replicas, AutoscaleState(), now)
     state = applied(state, decision, record.version, now)
     assert state.last_decision and state.last_action
-    store.redis.hset(store.keys.autoscale, "web", state.model_dump_json())
-    store.redis.hset(store.keys.services, "broken", "{not a record")
+    store._client.hset(store._keys.autoscale, "web", state.model_dump_json())
+    store._client.hset(store._keys.services, "broken", "{not a record")
 
 
 def schema_for(doc: dict[str, Any], path: str, method: str, status: int) -> jsonschema_rs.Validator:

@@ -11,12 +11,13 @@ import pytest
 
 from scheduler.backoff import Backoff
 from scheduler.loop import Scheduler
-from shared import store as store_module
 from shared.config import validate_service
 from shared.dispatch import queue as node_queue
 from shared.records import Availability, NodeRecord, TaskRecord, TaskState, incarnation_at
 from shared.settings import Settings
-from shared.store import NotLeader, Store, connect
+from shared.storage import Store
+from shared.storage import plans as store_module
+from shared.storage.connection import NotLeader, connect
 from shared.task_parts import status_of
 from tests.support.procs import Processes, wait_for
 from tests.support.tasks import seed
@@ -39,7 +40,7 @@ def test_reconcile_enqueues_each_decision_once(store: Store, redis_server, clust
     scheduler.reconcile_once()
     scheduler.reconcile_once()
     scheduler.reconcile_once()
-    queue = node_queue(connect(redis_server.url, decode=False), store.keys.queue("n1"))
+    queue = node_queue(connect(redis_server.url, decode=False), store._keys.queue("n1"))
     # The node's two decisions travel as one batch job (shared/dispatch.py), enqueued once.
     assert len(queue.job_ids) == 1
     job = queue.jobs[0]
@@ -55,7 +56,7 @@ def test_a_deposed_leader_writes_nothing(store: Store, redis_server, cluster: st
     settings = Settings(redis_url=redis_server.url, cluster=cluster)
     old, new = Scheduler(settings, store), Scheduler(settings, store)
     assert old.lead()
-    store.redis.delete(store.keys.leader)  # the lease expired while the old leader was paused
+    store._client.delete(store._keys.leader)  # the lease expired while the old leader was paused
     assert new.lead()
     task = TaskRecord(id="web.1", service="web", slot=1)
     try:
@@ -81,7 +82,7 @@ def test_scheduler_reacts_to_a_change_notification(procs: Processes, store: Stor
 def test_standby_scheduler_takes_over_when_the_leader_is_killed(procs: Processes, store: Store):
     procs.scheduler("s1")
     procs.scheduler("s2")
-    token = wait_for(lambda: store.redis.get(store.keys.leader), what="a leader")
+    token = wait_for(lambda: store._client.get(store._keys.leader), what="a leader")
 
     def holder_of(value: str) -> str:
         return next(name for name in ("s1", "s2") if re.search(f"became leader \\({value}\\)", procs.log(name)))
@@ -91,7 +92,7 @@ def test_standby_scheduler_takes_over_when_the_leader_is_killed(procs: Processes
     procs.kill(leader)
     killed_at = time.monotonic()
     new_token = wait_for(
-        lambda: (value := store.redis.get(store.keys.leader)) and value != token and value,
+        lambda: (value := store._client.get(store._keys.leader)) and value != token and value,
         timeout=5,
         interval=0.05,
         what="the standby to take over within 5 s",
@@ -117,7 +118,7 @@ def test_a_service_that_cannot_be_scheduled_is_failed_once_and_recovers_when_rep
     # As an older version (or a hand) stored it: memory no float can hold; placement raised OverflowError.
     huge = {"service_name": "huge", "image": "img", "replicas": 1,
             "resources": {"cpu_millicores": 100, "memory_bytes": 10**400}}
-    store.redis.hset(store.keys.services, "huge", json.dumps({"spec": huge, "created_at": now, "updated_at": now}))
+    store._client.hset(store._keys.services, "huge", json.dumps({"spec": huge, "created_at": now, "updated_at": now}))
     for _ in range(3):
         scheduler.reconcile_once()
     assert sorted(task.id for task in store.tasks()) == ["good.1", "good.2"]
@@ -139,9 +140,9 @@ def test_an_unreadable_task_record_is_replaced_in_one_pass_not_retried_forever(
     assert scheduler.lead()
     register(store, "n1")
     store.create_service(validate_service({"service_name": "web", "image": "img", "replicas": 1}), time.time())
-    store.redis.hset(store.keys.assignments, mapping={"web.1": '{"id":"web.1","rev":7, not json', "junk": "[]"})
-    pubsub = store.redis.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(store.keys.changes)
+    store._client.hset(store._keys.assignments, mapping={"web.1": '{"id":"web.1","rev":7, not json', "junk": "[]"})
+    pubsub = store._client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(store._keys.changes)
     try:
         wait_for(lambda: pubsub.get_message(timeout=0.1) is None and pubsub.subscribed, what="the subscription")
         now = time.time()
@@ -152,7 +153,7 @@ def test_an_unreadable_task_record_is_replaced_in_one_pass_not_retried_forever(
     replaced = store.task("web.1")
     assert (replaced.state, replaced.incarnation) == (TaskState.FAILED, incarnation_at(now))
     assert replaced.reason is not None and replaced.reason.startswith("unreadable record replaced: invalid JSON")
-    assert "junk" not in store.redis.hkeys(store.keys.assignments)
+    assert "junk" not in store._client.hkeys(store._keys.assignments)
     scheduler.reconcile_once()
     assert store.task("web.1").state is TaskState.ASSIGNED
     assert [e["data"]["task"] for e in store.events() if e["type"] == "task_unreadable"] == ["web.1", "junk"]
@@ -172,7 +173,7 @@ def leading_on_two_nodes(store: Store, redis_server, cluster: str) -> Scheduler:
 def test_a_node_whose_record_cannot_be_read_is_down_and_its_replicas_move(store: Store, redis_server, cluster: str):
     scheduler = leading_on_two_nodes(store, redis_server, cluster)
     assert sorted(task.node for task in store.tasks()) == ["n1", "n2"]
-    store.redis.hset(store.keys.node("n2"), "cpu_millicores", "{not json")
+    store._client.hset(store._keys.node("n2"), "cpu_millicores", "{not json")
     scheduler.reconcile_once()
     scheduler.reconcile_once()
     assert [task.node for task in store.tasks()] == ["n1", "n1"]
@@ -207,10 +208,10 @@ def test_heard_since_is_written_by_the_leader_only_and_junk_counts_as_none(store
         raise AssertionError("a scheduler without the lease wrote heard_since")
     except NotLeader:
         pass
-    assert not store.redis.exists(store.keys.heard_since)
+    assert not store._client.exists(store._keys.heard_since)
     assert store.heard_since() == 0.0
     for junk in ("not a time", "nan", "-1", "1e999"):
-        store.redis.set(store.keys.heard_since, junk)
+        store._client.set(store._keys.heard_since, junk)
         assert store.heard_since() == 0.0  # nodes judged by their heartbeats alone
 
 
@@ -228,10 +229,10 @@ def test_a_users_stop_request_is_folded_into_the_assignment_as_the_halt_is_sent(
                             template=record.template_hash(), container_id="c1", updated_at=time.time())])
     asked = store.request_stop("web.1", time.time())
     assert asked.stop_requested and store.task("web.1").stop_requested
-    assert store.redis.hkeys(store.keys.stops) == ["web.1"]
+    assert store._client.hkeys(store._keys.stops) == ["web.1"]
     plan = scheduler.reconcile_once()
     assert [(job.action, job.task, job.gen) for write in plan.writes for job in write.jobs] == [("halt", "web.1", 1)]
-    assert store.redis.hkeys(store.keys.stops) == []
+    assert store._client.hkeys(store._keys.stops) == []
     assert store.task("web.1").stop_requested and store.task("web.1").halt_sent_at is not None
     assert scheduler.reconcile_once().writes == []  # sent once
 
@@ -244,7 +245,7 @@ def test_each_nodes_index_names_the_tasks_its_agent_reads(store: Store, redis_se
     assert {node: set(store.node_tasks(node).good) for node in on} == {node: {task} for node, task in on.items()}
     seed(store, [task.model_copy(update={"state": TaskState.RUNNING, "container_id": f"c-{task.id}"})
                  for task in store.tasks()])
-    store.set_availability("n1", Availability.DRAIN)
+    store.set_availability("n1", Availability.DRAIN, time.time())
     scheduler.reconcile_once()
     moved = store.task(on["n1"])
     assert (moved.node, moved.previous and moved.previous.node) == ("n2", "n1")  # start-first
@@ -258,10 +259,10 @@ def test_each_nodes_index_names_the_tasks_its_agent_reads(store: Store, redis_se
     for task in store.tasks():  # as each agent reports once its stop job removed the containers
         assert task.node is not None and task.state is TaskState.SHUTDOWN
         gone = status_of(task.model_copy(update={"state": TaskState.STOPPED}), removed=True)
-        store.redis.hset(store.keys.statuses, task.id, gone.model_dump_json())
+        store._client.hset(store._keys.statuses, task.id, gone.model_dump_json())
     scheduler.reconcile_once()
     assert store.tasks() == [] and set(store.node_tasks("n2").good) == set()
-    assert not store.redis.exists(store.keys.node_tasks("n1"), store.keys.node_tasks("n2"))
+    assert not store._client.exists(store._keys.node_tasks("n1"), store._keys.node_tasks("n2"))
 
 
 def test_a_services_tasks_are_read_without_the_others(store: Store):
@@ -284,7 +285,7 @@ def test_a_leader_deposed_between_chunks_keeps_what_it_wrote_and_writes_no_more(
 
     def then_deposed(**kwargs: Any) -> Any:
         written = script(**kwargs)
-        store.redis.delete(store.keys.leader)  # the lease lapses right after the first chunk
+        store._client.delete(store._keys.leader)  # the lease lapses right after the first chunk
         return written
 
     monkeypatch.setattr(store, "_write_assignments", then_deposed)

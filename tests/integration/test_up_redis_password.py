@@ -13,7 +13,7 @@ import pytest
 
 from cli.redis_local import password
 from shared.settings import with_password
-from shared.store import connect
+from shared.storage.connection import connect
 from tests.integration.test_up import Up, wait_until_up
 from tests.support.procs import wait_for
 

@@ -24,7 +24,8 @@ from cli.redis_local import password, server_argv, server_config
 from shared import labels
 from shared.records import NodeStatus, TaskState
 from shared.settings import with_password
-from shared.store import Store, connect
+from shared.storage import Store
+from shared.storage.connection import connect
 from tests.support.procs import FAST_SETTINGS, TEST_IMAGE, VENV_BIN, Processes, free_port, wait_for
 
 HOSTS = 3

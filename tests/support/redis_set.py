@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis
 
-from cli.redis_local import MASTER_NAME, replicated_argvs
+from cli.redis_local import MASTER_NAME, replicated_argvs, settled
 from shared.redis_url import sentinel_target
 from shared.settings import with_password
 from tests.support.procs import free_port, wait_for
@@ -96,19 +96,9 @@ class RedisSet:
         raise LookupError(f"no sentinel answers: {error}")
 
     def settled(self) -> bool:
-        """Every sentinel knows the master, the two other sentinels and both replicas in sync. Only then
-        is a kill a clean failover: a sentinel refuses to promote a replica it last saw still syncing (it
-        asks replicas for INFO only every 10 s while the master is up), and retries for 16-23 s."""
-        for index in range(len(self.sentinels)):
-            with self.sentinel(index) as one:
-                state = one.sentinel_master(MASTER_NAME)
-                replicas = one.sentinel_slaves(MASTER_NAME)
-            if int(state["num-other-sentinels"]) != 2 or "s_down" in state["flags"] or len(replicas) != 2:
-                return False
-            if any(replica.get("master-link-status") != "ok" or "s_down" in replica.get("flags", "")
-                   for replica in replicas):
-                return False
-        return True
+        """Every sentinel knows the master, the two other sentinels and both replicas in sync (as `gorchester
+        up` waits for it): only then is a kill a clean failover."""
+        return settled(self.sentinels, self.secret, 2)
 
     def wait_settled(self, timeout: float = 60) -> None:
         wait_for(self.settled, timeout=timeout, what="master, two replicas and three sentinels to know each other")

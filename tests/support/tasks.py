@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable
 
 from shared.records import TaskRecord
-from shared.store import Store
+from shared.storage import Store
 from shared.task_parts import REPORTED_STATES, status_of
 
 
@@ -20,5 +20,5 @@ def seed(store: Store, tasks: Iterable[TaskRecord]) -> None:
     reported = [task for task in tasks if task.node is not None and task.state in REPORTED_STATES]
     for task in reported:  # as its agent would: its status, and its node's revision replaced
         assert task.node is not None
-        store.redis.hset(store.keys.statuses, task.id, status_of(task).model_dump_json())
-        store.redis.set(store.keys.node_revision(task.node), uuid.uuid4().hex)
+        store._client.hset(store._keys.statuses, task.id, status_of(task).model_dump_json())
+        store._client.set(store._keys.node_revision(task.node), uuid.uuid4().hex)

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from shared.keys import Keys
 from shared.parsed import Records
 from shared.records import NodeRecord, TaskRecord, TaskState
 from worker.usage_sampler import CgroupReader, Reading, Sampler, engine_reading
@@ -94,8 +93,7 @@ def test_engine_stats_document_like_docker_stats():
 def fake_sampler(tasks: list[TaskRecord], read, interval: float = 0.5) -> Sampler:
     store = SimpleNamespace(
         node_tasks=lambda _: Records({t.id: t for t in tasks}, {}, {}),
-        redis=SimpleNamespace(exists=lambda key: False),
-        keys=Keys("t"),
+        write_usage=lambda *args: False,  # not registered: nothing written
     )
     node = SimpleNamespace(id="node-1", store=store)
     record = NodeRecord(id="node-1", address="127.0.0.1", cpu_millicores=2000, memory_bytes=1 << 30)

@@ -9,7 +9,7 @@ from typing import Any
 from shared.config import ServiceSpec
 from shared.parsed import ParsedRecords
 from shared.records import ERROR_LIMIT, ServiceRecord, TaskRecord, describe
-from shared.store import Store
+from shared.storage import Store
 
 
 class FakeRedis:
@@ -42,7 +42,7 @@ def tasks_parsed() -> ParsedRecords[TaskRecord]:
 def test_services_are_parsed_once_per_stored_json():
     client = FakeRedis()
     store = Store(client, "c")  # type: ignore[arg-type]
-    stored = client.hashes[store.keys.services] = {"web": service("web"), "api": service("api")}
+    stored = client.hashes[store._keys.services] = {"web": service("web"), "api": service("api")}
     first = store.services()
     stored["web"] = service("web", replicas=3)
     second = store.services()

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from shared.keys import Keys
-from shared.telemetry import LATENCY_BUCKETS, ReconcileTelemetry, observe, parse_field
+from shared.storage.telemetry import ReconcileTelemetry, observe
+from shared.telemetry import LATENCY_BUCKETS, parse_field
 
 KEYS = Keys("c")
 

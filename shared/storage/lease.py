@@ -7,11 +7,16 @@ id did not grant: there it is void. Every fenced write checks both halves in the
 write, so a scheduler that led on a master that is gone writes nothing after the promotion, on the
 new master or on the old one returning, and must take the lease again like any other scheduler.
 
-LUA is a prelude for the scripts here and in shared/store.py; scripts that use it need the INFO
-command (the ACL of the install guide grants `+info`).
+Whoever holds the key acts (the leading scheduler); the lease expires if it dies. LUA is a prelude
+for the scripts here and in shared/storage/scripts.py; scripts that use it need the INFO command (the
+ACL of the install guide grants `+info`).
 """
 
 from __future__ import annotations
+
+import uuid
+
+import redis
 
 LUA = """
 local function run_id()
@@ -61,3 +66,31 @@ end
 return 0
 """
 )
+
+
+class Lease:
+    def __init__(self, client: redis.Redis, key: str, seconds: float):
+        self.key = key
+        self.ms = int(seconds * 1000)
+        self.nonce = uuid.uuid4().hex
+        self.token = ""  # NONCE@RUN_ID while held
+        self.held = False
+        self._acquire = client.register_script(ACQUIRE)
+        self._renew = client.register_script(RENEW)
+        self._release = client.register_script(RELEASE)
+
+    def acquire_or_renew(self) -> bool:
+        """True while we lead. Acquires a free lease (or one a replaced server granted), renews our own,
+        never takes one another scheduler holds here."""
+        if self.held and self._renew(keys=[self.key], args=[self.token, self.ms]):
+            return True
+        token = self._acquire(keys=[self.key], args=[self.nonce, self.ms])
+        self.held = token is not None
+        if token is not None:
+            self.token = token.decode() if isinstance(token, bytes) else str(token)
+        return self.held
+
+    def release(self) -> None:
+        if self.held:
+            self._release(keys=[self.key], args=[self.token])
+        self.held = False
