@@ -23,6 +23,7 @@ from api.responses import (
     stored,
 )
 from shared.discovery import Endpoint, service_endpoints
+from shared.fit import allocations
 from shared.records import (
     NodeRecord,
     PreviousContainer,
@@ -30,7 +31,6 @@ from shared.records import (
     TaskRecord,
     TaskState,
     Unreadable,
-    allocations,
 )
 
 
