@@ -1,11 +1,14 @@
 """Whether a node can take a replica, and why not. Pure: no Redis, no Docker, time passed in.
 
-The checks placement filters nodes with (scheduler/placement.py ranks the nodes they pass), and the
-nodes' states as the containers holding them leave them (the scheduler's, and the API's `allocated`).
+The checks placement filters nodes with (scheduler/placement.py ranks the nodes they pass), the
+nodes' states as the tasks holding them leave them, and the per-node verdicts the API explains a
+pending task with (`GET /v1/tasks/{task}/placement`). One copy for both, so the explanation is what
+the scheduler judges.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -186,3 +189,34 @@ def fits(node: NodeState, request: Request) -> bool:
         and request.memory_bytes <= node.memory_capacity - node.memory_allocated
         and (not request.host_ports or node.ports_used.isdisjoint(request.host_ports))
     )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One node's answer to a request: None when it takes it, else why not."""
+
+    node: str
+    rejection: Rejection | None
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """The verdicts of at most `limit` nodes (those that take the request first, then by node id), and
+    how many nodes were judged and took it in all: its size does not grow with the cluster."""
+
+    listed: list[Verdict]
+    total: int
+    fitting: int
+
+    @property
+    def truncated(self) -> bool:
+        return len(self.listed) < self.total
+
+
+def verdicts(nodes: Collection[NodeState], request: Request, limit: int) -> Verdicts:
+    """Each node's verdict on `request`, as they stand (no placement of the same pass counted), bounded
+    by `limit` (at least 1)."""
+    assert limit >= 1, limit
+    judged = [Verdict(node.id, rejection(node, request)) for node in nodes]
+    listed = heapq.nsmallest(limit, judged, key=lambda verdict: (verdict.rejection is not None, verdict.node))
+    return Verdicts(listed, len(judged), sum(1 for verdict in judged if verdict.rejection is None))
