@@ -55,6 +55,7 @@ ROUTES = [
             Resource("/nodes/{node}/activate", post=cluster.activate_node),
             Resource("/tasks", get=cluster.list_tasks, query=params.TASKS),
             Resource("/tasks/{task}", get=cluster.get_task),
+            Resource("/tasks/{task}/placement", get=cluster.task_placement, query=params.PLACEMENT),
             Resource("/tasks/{task}/stop", post=cluster.stop_task),
             Resource("/tasks/{task}/logs", get=logs.task_logs, query=params.LOGS),
             Resource("/tasks/{task}/exec", post=task_exec.exec_in_task),

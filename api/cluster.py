@@ -1,4 +1,5 @@
-"""Read-mostly endpoints about the cluster: health, nodes (with drain/activate), tasks, events."""
+"""Read-mostly endpoints about the cluster: health, nodes (with drain/activate), tasks (with why one is
+pending), events."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api.context import acknowledged, blocking, settings_of, store_of
-from api.responses import HealthOk, HealthUnavailable, NodeView, RedisReplication, TaskView
+from api.responses import HealthOk, HealthUnavailable, NodeView, PlacementView, RedisReplication, TaskView
 from api.routing import query_of
 from api.snapshot import json_response, views_of
-from api.views import event_view, node_view, task_view
-from shared.records import Availability, NodeRecord
+from api.views import event_view, node_view, placement_view, task_view
+from shared.fit import asked, node_states, verdicts
+from shared.records import Availability, NodeRecord, TaskState
 from shared.storage import ApiStore
 
 log = logging.getLogger("gorchester.api")
@@ -130,6 +132,27 @@ async def list_tasks(request: Request) -> Response:
 async def get_task(request: Request) -> JSONResponse:
     task_id = request.path_params["task"]
     return JSONResponse(task_view(await blocking(lambda: store_of(request).task(task_id))))
+
+
+async def task_placement(request: Request) -> JSONResponse:
+    """Why a replica is pending: each node's verdict on what its service asks, as the nodes and the
+    containers holding them stand now, by the checks the scheduler places with (shared/fit.py); at most
+    `limit` nodes. Any other task, or one whose service is gone, is answered with its state alone."""
+    task_id, limit = request.path_params["task"], query_of(request)["limit"]
+    store, misses = store_of(request), settings_of(request).heartbeat_misses
+
+    def explain() -> PlacementView:
+        task = store.task(task_id)
+        pending = task.state is TaskState.PENDING
+        service = store.services_named([task.service]).get(task.service) if pending else None
+        if service is None:
+            return placement_view(task, None)
+        nodes, tasks, heard_since, now = store.nodes(), store.tasks(), store.heard_since(), time.time()
+        status = {node.id: node.status(now, misses, heard_since) for node in nodes}
+        states = node_states(nodes, status, tasks)
+        return placement_view(task, verdicts(states.values(), asked(task.id, service.spec), limit))
+
+    return JSONResponse(await blocking(explain))
 
 
 async def stop_task(request: Request) -> JSONResponse:

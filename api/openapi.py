@@ -38,7 +38,7 @@ REQUESTS: dict[str, type[BaseModel]] = {
 ANSWERS: list[Any] = [
     ServiceSpec, responses.ServiceState, responses.UnreadableService, responses.Autoscaled,
     responses.ServiceUsage, responses.EndpointView, responses.ApplyResult, responses.NodeView,
-    responses.TaskView, responses.EventView, responses.HealthOk, responses.HealthUnavailable,
+    responses.TaskView, responses.PlacementView, responses.EventView, responses.HealthOk, responses.HealthUnavailable,
     responses.Problem, ExecResult,
 ]
 
@@ -228,6 +228,10 @@ def operations(bodies: dict[str, str]) -> dict[tuple[str, str], Operation]:
             "Every replica", "listTasks", {"200": _json({"type": "array", "items": _ref("TaskView")}, "the tasks")}),
         ("/v1/tasks/{task}", "get"): _operation(
             "One replica", "getTask", {"200": _json(_ref("TaskView"), "the task")}),
+        ("/v1/tasks/{task}/placement", "get"): _operation(
+            "Why a replica is pending: each node's verdict on it as the nodes stand now, those that take it first",
+            "taskPlacement", {"200": _json(_ref("PlacementView"), "the verdicts (none unless the task is pending)")},
+            errors=(409,)),
         ("/v1/tasks/{task}/stop", "post"): _operation(
             "Stop a replica's container (kept; the task is stopped)", "stopTask",
             {"202": _json(_ref("TaskView"), "stop requested")}, errors=(409,)),

@@ -163,6 +163,15 @@ TASKS: dict[str, Rule] = {
     "service": SERVICE_FILTER,
     "node": Rule(node_id, PATH["node"].schema, "only those on this node"),
 }
+MAX_PLACEMENT_NODES = 1_000
+DEFAULT_PLACEMENT_NODES = 100
+PLACEMENT: dict[str, Rule] = {
+    "limit": Rule(
+        integer(1, MAX_PLACEMENT_NODES), {"type": "integer", "minimum": 1, "maximum": MAX_PLACEMENT_NODES},
+        f"list at most this many nodes, those that take the task first (default {DEFAULT_PLACEMENT_NODES})",
+        default=DEFAULT_PLACEMENT_NODES,
+    ),
+}
 LOGS: dict[str, Rule] = {
     "tail": Rule(
         tail, {"anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_TAIL}, {"type": "string", "enum": ["all"]}]},

@@ -242,6 +242,28 @@ class TaskView(TypedDict):
     previous: PreviousView | None
 
 
+class NodeVerdict(TypedDict):
+    node: str
+    fits: bool
+    reason: Annotated[str | None, Field(description="why it cannot take the task, with its figures; null if it can")]
+
+
+class PlacementView(TypedDict):
+    """Why a task waits: each node's verdict on what it asks, as the nodes stand now, bounded."""
+
+    task: str
+    state: TaskState
+    reason: Annotated[str | None, Field(description="why it is pending, as the scheduler stored it; null if it is not")]
+    nodes: Annotated[
+        list[NodeVerdict],
+        Field(description="at most `limit` nodes, those that take the task first, then by id; "
+              "empty unless the task is pending"),
+    ]
+    nodes_total: Annotated[int, Field(description="the nodes judged (0 unless the task is pending)")]
+    nodes_fitting: Annotated[int, Field(description="of those, how many take the task now (a pass will place it)")]
+    truncated: Annotated[bool, Field(description="more nodes were judged than listed")]
+
+
 class EventView(TypedDict):
     id: str
     type: str

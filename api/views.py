@@ -14,6 +14,7 @@ from api.responses import (
     EventView,
     NodeUsage,
     NodeView,
+    PlacementView,
     PreviousView,
     ServiceState,
     ServiceStatus,
@@ -23,6 +24,7 @@ from api.responses import (
     stored,
 )
 from shared.discovery import Endpoint, service_endpoints
+from shared.fit import Verdicts, allocations
 from shared.records import (
     NodeRecord,
     PreviousContainer,
@@ -30,7 +32,6 @@ from shared.records import (
     TaskRecord,
     TaskState,
     Unreadable,
-    allocations,
 )
 
 
@@ -226,6 +227,25 @@ def task_view(task: TaskRecord) -> TaskView:
         "health_output": task.health_output,
         "address": task.address,
         "previous": _previous_view(task.previous) if task.previous is not None else None,
+    }
+
+
+def placement_view(task: TaskRecord, judged: Verdicts | None) -> PlacementView:
+    """A task's placement: the nodes' verdicts on it when it is pending (`judged`), else its state alone."""
+    if judged is None:
+        judged = Verdicts(listed=[], total=0, fitting=0)
+    return {
+        "task": task.id,
+        "state": task.state,
+        "reason": task.reason if task.state is TaskState.PENDING else None,
+        "nodes": [
+            {"node": verdict.node, "fits": verdict.rejection is None,
+             "reason": verdict.rejection.text if verdict.rejection is not None else None}
+            for verdict in judged.listed
+        ],
+        "nodes_total": judged.total,
+        "nodes_fitting": judged.fitting,
+        "truncated": judged.truncated,
     }
 
 

@@ -141,6 +141,20 @@ def tasks_table(tasks: list[dict[str, Any]], title: str | None = None) -> Table:
     return table(["ID", "SERVICE", "NODE", "STATE", "PORTS", "RESTARTS", "REASON"], rows, title)
 
 
+def placement_table(placement: dict[str, Any]) -> RenderableType:
+    """A pending task's placement: each listed node's verdict, under how many of all take it now."""
+    total, listed = placement["nodes_total"], placement["nodes"]
+    if not listed:
+        return "Nodes: none judged (no node registered, or its service is gone)"
+    rows = [[entry["node"], "yes" if entry["fits"] else "no", text(entry["reason"])] for entry in listed]
+    title = f"Nodes: {placement['nodes_fitting']} of {total} take it now"
+    grid = table(["NODE", "FITS", "REASON"], rows, title)
+    if placement["truncated"]:
+        grid.caption = f"{len(listed)} of {total} nodes listed, those that take it first"
+        grid.caption_justify = "left"
+    return grid
+
+
 def events_table(events: list[dict[str, Any]]) -> Table:
     return table(["TIME", "TYPE", "MESSAGE"], [event_row(event) for event in events])
 

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.table import Table
 
 from cli import render
@@ -34,11 +34,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     get.set_defaults(run=run_client(get_command))
 
     describe = subparsers.add_parser(
-        "describe", parents=[common], help="show one service or node in full, with its tasks",
-        description="Show the spec and status of a service (or a node's capacity and use), plus its tasks.",
+        "describe", parents=[common], help="show one service, node or task in full",
+        description="Show the spec and status of a service (or a node's capacity and use), plus its tasks; "
+        "or a task, and when it is pending each node's reason for not taking it.",
     )
-    describe.add_argument("kind", choices=["service", "node"], help="what to describe")
-    describe.add_argument("name", metavar="NAME", help="the service name or node id")
+    describe.add_argument("kind", choices=["service", "node", "task"], help="what to describe")
+    describe.add_argument("name", metavar="NAME", help="the service name, node id or task id (web.1)")
     describe.set_defaults(run=run_client(describe_command))
 
 
@@ -81,6 +82,11 @@ def narrow(items: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[s
 
 
 def describe_command(client: ApiClient, args: argparse.Namespace) -> int:
+    if args.kind == "task":
+        task = client.get(path("tasks", args.name))
+        placement = client.get(path("tasks", args.name, "placement"))
+        render.emit({"task": task, "placement": placement}, args.output, task_description)
+        return 0
     if args.kind == "service":
         subject = client.get(path("services", args.name))
         tasks = client.get("/v1/tasks", service=args.name)
@@ -92,15 +98,32 @@ def describe_command(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def describe_table(data: dict[str, Any]) -> Group:
-    """Field/value pairs (unset ones left out), nested mappings as `status.health`, then the tasks."""
+    """The subject's fields, then its tasks, and where to read why one is pending."""
     subject = data.get("service") or data.get("node") or {}
+    tasks = render.tasks_table(data["tasks"], title="Tasks") if data["tasks"] else "Tasks: none"
+    parts: list[RenderableType] = [fields_table(subject), "", tasks]
+    pending = [task["id"] for task in data["tasks"] if task["state"] == "pending"]
+    if pending:
+        parts.append(f"why {pending[0]} is pending, node by node: gorchester describe task {pending[0]}")
+    return Group(*parts)
+
+
+def task_description(data: dict[str, Any]) -> Group:
+    """The task's fields, then, while it is pending, each node's verdict on it."""
+    placement = data["placement"]
+    if placement["state"] != "pending":
+        return Group(fields_table(data["task"]))
+    return Group(fields_table(data["task"]), "", render.placement_table(placement))
+
+
+def fields_table(subject: dict[str, Any]) -> Table:
+    """Field/value pairs (unset ones left out), nested mappings as `status.health`."""
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column()
     for key, value in flatten(subject):
         fields.add_row(key, value)
-    tasks = render.tasks_table(data["tasks"], title="Tasks") if data["tasks"] else "Tasks: none"
-    return Group(fields, "", tasks)
+    return fields
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:

@@ -1,132 +1,25 @@
 """Placement: which ready node takes a replica, or why none can. Pure: no Redis, no Docker.
 
-Nomad-style pipeline: cheap feasibility checks first, each answering one question about one node
-and saying why it rejects it; then the feasible nodes are ranked, spreading a service's replicas
-over nodes first and preferring the least allocated node. Placements made earlier in the same pass
-count against a node for the later ones.
+Nomad-style pipeline: cheap feasibility checks first (shared/fit.py, which the API explains a pending
+task with too), each answering one question about one node and saying why it rejects it; then the
+feasible nodes are ranked, spreading a service's replicas over nodes first and preferring the least
+allocated node. Placements made earlier in the same pass count against a node for the later ones.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from shared.fit import NodeState, Rejection, Request, fits, rejection
 from shared.records import NodeStatus
 
-MIB = 1024 * 1024
-
-
-@dataclass
-class NodeState:
-    """What placement needs to know about a node, updated as the pass places replicas on it."""
-
-    id: str
-    status: NodeStatus
-    cpu_capacity: int
-    memory_capacity: int
-    cpu_allocated: int = 0
-    memory_allocated: int = 0
-    ports_used: set[str] = field(default_factory=set)  # "80/tcp"
-    replicas: dict[str, int] = field(default_factory=dict)  # service -> replicas held here
-    tasks: int = 0  # replicas of all services held here
-
-    def hold(self, request: Request) -> None:
-        self.cpu_allocated += request.cpu_millicores
-        self.memory_allocated += request.memory_bytes
-        self.ports_used.update(request.host_ports)
-        self.replicas[request.service] = self.replicas.get(request.service, 0) + 1
-        self.tasks += 1
-
-    def release(self, request: Request) -> None:
-        """Undo `hold` (a replacement that frees what the replaced container held)."""
-        self.cpu_allocated -= request.cpu_millicores
-        self.memory_allocated -= request.memory_bytes
-        self.ports_used.difference_update(request.host_ports)
-        self.replicas[request.service] = max(self.replicas.get(request.service, 0) - 1, 0)
-        self.tasks = max(self.tasks - 1, 0)
-
-    def load(self) -> float:
-        """Share of the node already allocated: the mean of its cpu and memory shares."""
-        cpu = self.cpu_allocated / self.cpu_capacity if self.cpu_capacity else 1.0
-        memory = self.memory_allocated / self.memory_capacity if self.memory_capacity else 1.0
-        return (cpu + memory) / 2
-
-
-@dataclass(frozen=True)
-class Request:
-    task: str
-    service: str
-    cpu_millicores: int = 0
-    memory_bytes: int = 0
-    host_ports: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """Why one node cannot take a request: `text` with this node's figures, `summary` the same for
-    every node that refuses for that reason (counted when many do)."""
-
-    text: str
-    summary: str
-
-    def __str__(self) -> str:
-        return self.text
-
-
-Check = Callable[[NodeState, Request], Rejection | None]
-
-
-def node_ready(node: NodeState, request: Request) -> Rejection | None:
-    if node.status is NodeStatus.READY:
-        return None
-    text = f"node is {node.status.value}"
-    return Rejection(text, text)
-
-
-def enough_cpu(node: NodeState, request: Request) -> Rejection | None:
-    free = node.cpu_capacity - node.cpu_allocated
-    if request.cpu_millicores <= free:
-        return None
-    needs = f"needs {request.cpu_millicores}m"
-    return Rejection(f"not enough cpu ({needs}, {max(free, 0)}m free)", f"not enough cpu ({needs})")
-
-
-def enough_memory(node: NodeState, request: Request) -> Rejection | None:
-    free = node.memory_capacity - node.memory_allocated
-    if request.memory_bytes <= free:
-        return None
-    needs = f"needs {_mib(request.memory_bytes)}"
-    return Rejection(f"not enough memory ({needs}, {_mib(max(free, 0))} free)", f"not enough memory ({needs})")
-
-
-def host_ports_free(node: NodeState, request: Request) -> Rejection | None:
-    taken = sorted(port for port in request.host_ports if port in node.ports_used)
-    if not taken:
-        return None
-    text = f"host port {', '.join(taken)} in use"
-    return Rejection(text, text)
-
-
-# Cheapest first; the first check that fails names the reason for that node.
-CHECKS: tuple[Check, ...] = (node_ready, host_ports_free, enough_cpu, enough_memory)
 # Up to this many refusing nodes, a pending reason names each with its figures; beyond, it counts the
 # nodes per reason (Kubernetes' "0/1000 nodes are available: ..."), so it does not grow with the
 # cluster nor change with every node's free memory.
 NAMED_NODES = 3
-
-
-def _mib(value: int) -> str:
-    return f"{value / MIB:.0f} MiB"
-
-
-def rejection(node: NodeState, request: Request) -> Rejection | None:
-    for check in CHECKS:
-        reason = check(node, request)
-        if reason:
-            return reason
-    return None
 
 
 def pending_reason(candidates: Sequence[NodeState], rejections: Sequence[tuple[str, Rejection]]) -> str:
@@ -138,16 +31,6 @@ def pending_reason(candidates: Sequence[NodeState], rejections: Sequence[tuple[s
     counts = Counter(why.summary for _, why in rejections)
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return f"0/{len(candidates)} nodes available: " + ", ".join(f"{count} {summary}" for summary, count in ranked)
-
-
-def fits(node: NodeState, request: Request) -> bool:
-    """`rejection(node, request) is None`, without building reasons: the hot path at scale."""
-    return (
-        node.status is NodeStatus.READY
-        and request.cpu_millicores <= node.cpu_capacity - node.cpu_allocated
-        and request.memory_bytes <= node.memory_capacity - node.memory_allocated
-        and (not request.host_ports or node.ports_used.isdisjoint(request.host_ports))
-    )
 
 
 def rank(node: NodeState, request: Request) -> tuple[int, float, int, str]:

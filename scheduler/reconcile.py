@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from scheduler.backoff import wants_restart
-from scheduler.placement import NodeState, Request, place
+from scheduler.placement import place
 from scheduler.plan import Event, Plan, Policy, Write
 from scheduler.rollout import follow_update
 from shared.dispatch import Action, Decision
 from shared.event_kinds import EventKind
+from shared.fit import NodeState, Request, asked, held, node_states
 from shared.records import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -375,31 +376,9 @@ def _resend_due(since: float, ctx: _Pass) -> bool:
 def _place(placing: list[_Placing], tasks: list[TaskRecord], nodes: list[NodeRecord], ctx: _Pass) -> None:
     # A start-first replacement leaves the old container running (and holding its node) meanwhile.
     moving = {item.task.id for item in placing if not item.start_first}
-    states = {
-        node.id: NodeState(node.id, ctx.status[node.id], node.cpu_millicores, node.memory_bytes) for node in nodes
-    }
-    for task in tasks:
-        previous = task.previous
-        if previous is not None and previous.node in states:
-            states[previous.node].hold(
-                Request(task.id, task.service, previous.cpu_millicores, previous.memory_bytes)
-            )
-        if task.id in moving or not task.holds_node() or task.node not in states:
-            continue
-        states[task.node].hold(
-            Request(task.id, task.service, task.cpu_millicores, task.memory_bytes, tuple(task.host_ports))
-        )
+    states = node_states(nodes, ctx.status, tasks, moving)
     placing.sort(key=lambda item: (item.task.service, item.task.slot))
-    requests = [
-        Request(
-            item.task.id,
-            item.task.service,
-            item.service.spec.cpu_request(),
-            item.service.spec.memory_request(),
-            tuple(host_port_keys(item.service.spec)),
-        )
-        for item in placing
-    ]
+    requests = [asked(item.task.id, item.service.spec) for item in placing]
     placement = place(states.values(), requests)
     for item, request in zip(placing, requests, strict=True):
         node = placement.assigned.get(item.task.id)
@@ -419,10 +398,10 @@ def _stop_first_instead(item: _Placing, request: Request, states: dict[str, Node
     own = states.get(task.node or "")
     if own is None:
         return None
-    held = Request(task.id, task.service, task.cpu_millicores, task.memory_bytes, tuple(task.host_ports))
-    own.release(held)
+    current = held(task)
+    own.release(current)
     if place([own], [request]).assigned.get(task.id) is None:
-        own.hold(held)
+        own.hold(current)
         return None
     item.start_first = False
     return own.id

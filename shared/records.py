@@ -322,28 +322,6 @@ class NodeRecord(Stored):
         return None
 
 
-class Allocation(BaseModel):
-    cpu_millicores: int = 0
-    memory_bytes: int = 0
-
-
-def allocations(tasks: list[TaskRecord]) -> dict[str, Allocation]:
-    """Resources held on each node by the tasks that hold one."""
-    result: dict[str, Allocation] = {}
-    for task in tasks:
-        if task.holds_node():
-            assert task.node is not None
-            alloc = result.setdefault(task.node, Allocation())
-            alloc.cpu_millicores += task.cpu_millicores
-            alloc.memory_bytes += task.memory_bytes
-        previous = task.previous
-        if previous is not None:
-            alloc = result.setdefault(previous.node, Allocation())
-            alloc.cpu_millicores += previous.cpu_millicores
-            alloc.memory_bytes += previous.memory_bytes
-    return result
-
-
 class AutoscaleState(BaseModel):
     """What the autoscaler remembers about one service between passes (kept in Redis by the leading
     scheduler, shown by the API)."""

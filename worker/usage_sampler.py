@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import telemetry
-from shared.records import NodeRecord, TaskRecord, TaskState, allocations
+from shared.fit import allocations
+from shared.records import NodeRecord, TaskRecord, TaskState
 from worker.node import Node
 
 log = logging.getLogger("rq.worker.gorchester")

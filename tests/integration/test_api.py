@@ -13,6 +13,7 @@ import yaml
 from starlette.testclient import TestClient
 
 from api.app import create_app
+from api.params import TASK_ID_RULE
 from shared.records import NodeRecord, ServiceFault, TaskRecord, TaskState, record_digest
 from shared.settings import Settings
 from shared.storage import Store
@@ -262,6 +263,56 @@ def test_tasks_filtering_and_service_status(client: TestClient, store: Store) ->
     assert status["health"] == "degraded"
 
 
+def test_task_placement_gives_each_nodes_verdict_on_a_pending_task(client: TestClient, store: Store) -> None:
+    for node_id, heartbeat in (("n1", time.time()), ("n2", time.time() - 60), ("n3", time.time()), ("n4", time.time())):
+        seed_node(store, node_id, heartbeat)
+    seed_tasks(store)  # web.1 (500m) and db.1 (250m) on n1, web.2 on n2; web.3 pending
+    big = {"cpu_millicores": 3700, "memory_bytes": 2**28}
+    create(client, service_name="big", replicas=1, resources=big, ports=[{"container_port": 80, "host_port": 8080}])
+    seed(store, [
+        TaskRecord(id="lb.1", service="lb", slot=1, node="n4", state=TaskState.RUNNING, host_ports=["8080/tcp"]),
+        TaskRecord(id="big.1", service="big", slot=1, state=TaskState.PENDING, reason="as the scheduler stored it"),
+    ])
+
+    answer = client.get("/v1/tasks/big.1/placement").json()
+    assert answer == {
+        "task": "big.1", "state": "pending", "reason": "as the scheduler stored it",
+        "nodes": [
+            {"node": "n3", "fits": True, "reason": None},
+            {"node": "n1", "fits": False, "reason": "not enough cpu (needs 3700m, 3250m free)"},
+            {"node": "n2", "fits": False, "reason": "node is down"},
+            {"node": "n4", "fits": False, "reason": "host port 8080/tcp in use"},
+        ],
+        "nodes_total": 4, "nodes_fitting": 1, "truncated": False,
+    }
+    bounded = client.get("/v1/tasks/big.1/placement?limit=2").json()
+    assert ([entry["node"] for entry in bounded["nodes"]], bounded["nodes_total"], bounded["truncated"]) == (
+        ["n3", "n1"], 4, True
+    )
+    # Not pending, or pending for a service that is gone: its state alone, no node judged.
+    nothing = {"nodes": [], "nodes_total": 0, "nodes_fitting": 0, "truncated": False}
+    assert client.get("/v1/tasks/web.1/placement").json() == {
+        "task": "web.1", "state": "running", "reason": None, **nothing
+    }
+    assert client.get("/v1/tasks/web.3/placement").json() == {
+        "task": "web.3", "state": "pending", "reason": "n1: not enough memory", **nothing
+    }
+    unknown = client.get("/v1/tasks/nope.1/placement")
+    assert (unknown.status_code, unknown.json()["error"]) == (404, "not_found")
+    for query, rule in (("limit=0", "limit: must be an integer from 1 to 1000"),
+                        ("limit=1001", "limit: must be an integer from 1 to 1000"),
+                        ("limit=%C2%B2", "limit: must be an integer from 1 to 1000"),
+                        ("limit=1&limit=2", "limit: given 2 times; give it once"),
+                        ("limt=5", "limt: unknown query parameter (this endpoint takes limit)")):
+        refused = client.get(f"/v1/tasks/big.1/placement?{query}")
+        assert (refused.status_code, refused.json()["errors"]) == (400, [rule]), query
+    for bad in ("big", "big.0", "big.10001", "Big.1", "%00.1"):
+        refused = client.get(f"/v1/tasks/{bad}/placement")
+        assert (refused.status_code, refused.json()["errors"]) == (400, [f"task: must be {TASK_ID_RULE}"]), bad
+    for elsewhere in ("..%2Fbig.1", "big.1%2F..", "big.1%0A"):  # no route of the API's
+        assert client.get(f"/v1/tasks/{elsewhere}/placement").status_code == 404, elsewhere
+
+
 def test_events_filters(client: TestClient, store: Store) -> None:
     create(client)
     create(client, service_name="api")
@@ -372,7 +423,7 @@ def test_task_node_and_event_records_that_cannot_be_read(client: TestClient, sto
     assert [node["id"] for node in client.get("/v1/nodes").json()] == ["n1"]
     assert client.get("/v1/events").status_code == 200
     for response in (
-        client.get("/v1/tasks/web.9"), client.post("/v1/tasks/web.9/stop"),
+        client.get("/v1/tasks/web.9"), client.post("/v1/tasks/web.9/stop"), client.get("/v1/tasks/web.9/placement"),
         client.get("/v1/nodes/n9"), client.post("/v1/nodes/n9/drain"),
     ):
         assert response.status_code == 409 and "cannot be read" in response.json()["message"]

@@ -194,7 +194,8 @@ BAD_PARAMETERS = [
     ("/v1/tasks/web.1/logs?follow=maybe", "follow"), ("/v1/services?x=1", "x"), ("/v1/health?x=1", "x"),
     ("/v1/services/Bad_Name", "name"), ("/v1/services/web%20x", "name"), ("/v1/services/-web/metrics", "name"),
     ("/v1/nodes/a%20b", "node"), ("/v1/tasks/web", "task"), ("/v1/tasks/web.0", "task"),
-    ("/v1/tasks/web.%C2%B2/logs", "task"),
+    ("/v1/tasks/web.%C2%B2/logs", "task"), ("/v1/tasks/web.1/placement?limit=0", "limit"),
+    ("/v1/tasks/web.1/placement?limit=1001", "limit"), ("/v1/tasks/web.%C2%B2/placement", "task"),
 ]
 
 

@@ -40,6 +40,8 @@ def test_admin_changes_read_token_reads(api: TestClient) -> None:
     assert api.post("/v1/services/web/scale", json={"replicas": 2}, headers=bearer(ADMIN)).status_code == 200
     assert api.post("/v1/nodes/nope/drain", headers=bearer(READ)).status_code == 403
     assert api.get("/v1/tasks", headers=bearer(READ)).status_code == 200
+    assert api.get("/v1/tasks/web.1/placement").status_code == 401
+    assert api.get("/v1/tasks/web.1/placement", headers=bearer(READ)).status_code == 404  # read, found no task
     assert api.get("/v1/events", headers=bearer(READ)).status_code == 200
 
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from shared.records import NodeRecord
+from shared.records import Availability, NodeRecord, TaskRecord, TaskState
 from shared.storage import Store
 from tests.support.procs import ROOT, TEST_IMAGE, VENV_BIN, Processes, free_port, wait_for
+from tests.support.tasks import seed
 
 GORCHESTER = str(VENV_BIN / "gorchester")
 CONFIG = f"""\
@@ -92,6 +93,32 @@ def test_describe_service(api: str, config: str) -> None:
     assert "service_name" in text and TEST_IMAGE in text and "any->80/tcp" in text and "Tasks: none" in text
     described = as_json(api, "describe", "service", "web")
     assert (described["service"]["service_name"], described["tasks"]) == ("web", [])
+
+
+def test_describe_task_explains_a_pending_one_node_by_node(api: str, config: str, store: Store) -> None:
+    ok(api, "apply", "-f", config)
+    for node_id, availability in (("node-a", Availability.ACTIVE), ("node-b", Availability.DRAIN)):
+        store.register_node(NodeRecord(id=node_id, address="10.0.0.7", cpu_millicores=4000, memory_bytes=2**32,
+                                       availability=availability, heartbeat_interval=1.0, last_heartbeat=time.time()))
+    seed(store, [
+        TaskRecord(id="web.1", service="web", slot=1, node="node-a", state=TaskState.RUNNING),
+        TaskRecord(id="web.2", service="web", slot=2, state=TaskState.PENDING, reason="node-b: node is draining"),
+    ])
+    text = ok(api, "describe", "task", "web.2")
+    assert "node-b: node is draining" in text and "Nodes: 1 of 2 take it now" in text
+    rows = [line.split() for line in text.splitlines() if line.strip().startswith("node-")]
+    assert rows == [["node-a", "yes", "-"], ["node-b", "no", "node", "is", "draining"]]
+    described = as_json(api, "describe", "task", "web.2")
+    assert (described["task"]["id"], described["placement"]["nodes_total"]) == ("web.2", 2)
+    assert described["placement"]["nodes"][1] == {"node": "node-b", "fits": False, "reason": "node is draining"}
+
+    running = ok(api, "describe", "task", "web.1")
+    assert "running" in running and "Nodes" not in running
+    assert as_json(api, "describe", "task", "web.1")["placement"]["nodes"] == []
+    assert "gorchester describe task web.2" in ok(api, "describe", "service", "web")
+    assert_one_line_error(gorchester(api, "describe", "task", "web.9"), "'web.9' not found")
+    invalid = gorchester(api, "describe", "task", "web")
+    assert invalid.returncode == 1 and "task: must be a task id" in invalid.stderr, invalid
 
 
 def test_apply_invalid_file_prints_every_field_path(api: str, tmp_path: Path) -> None:

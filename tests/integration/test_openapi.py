@@ -58,6 +58,7 @@ def test_document_is_generated_from_the_models_and_covers_every_route(api: str) 
         ("/v1/services/{name}", "delete"): {"202", "400", "404"},
         ("/v1/apply", "post"): {"200", "400", "408", "413", "415", "422"},
         ("/v1/tasks/{task}/logs", "get"): {"200", "400", "404", "409", "503"},
+        ("/v1/tasks/{task}/placement", "get"): {"200", "400", "401", "403", "404", "409", "503"},
         ("/v1/tasks/{task}/exec", "post"): {"200", "400", "401", "403", "404", "409", "413", "415", "422", "503"},
         ("/v1/events", "get"): {"200", "400", "503"},
         ("/v1/health", "get"): {"200", "503"},
@@ -70,6 +71,8 @@ def test_document_is_generated_from_the_models_and_covers_every_route(api: str) 
     events = {param["name"]: param["schema"] for param in doc["paths"]["/v1/events"]["parameters"]}
     assert events["limit"] == {"type": "integer", "minimum": 1, "maximum": 10000}
     assert events["service"]["pattern"] == "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+    placement = {param["name"]: param["schema"] for param in doc["paths"]["/v1/tasks/{task}/placement"]["parameters"]}
+    assert placement["limit"] == {"type": "integer", "minimum": 1, "maximum": 1000}
     [name] = doc["paths"]["/v1/services/{name}"]["parameters"]
     assert (name["in"], name["required"], name["schema"]["minLength"]) == ("path", True, 1)
     scale = doc["components"]["schemas"]["ScaleRequest"]["properties"]["replicas"]

@@ -113,6 +113,8 @@ def test_every_answer_holds_to_the_document(client: TestClient, store: Store) ->
         ("/v1/nodes/{node}/activate", "post", "/v1/nodes/n1/activate", 200, None),
         ("/v1/tasks", "get", "/v1/tasks", 200, None),
         ("/v1/tasks/{task}", "get", "/v1/tasks/web.1", 200, None),
+        ("/v1/tasks/{task}/placement", "get", "/v1/tasks/web.2/placement", 200, None),
+        ("/v1/tasks/{task}/placement", "get", "/v1/tasks/web.1/placement?limit=1", 200, None),
         ("/v1/events", "get", "/v1/events", 200, None),
         ("/v1/services/{name}/scale", "post", "/v1/services/web/scale", 200, {"replicas": 3}),
         ("/v1/services/{name}", "put", "/v1/services/web", 200, {**WEB, "replicas": 3}),
@@ -126,6 +128,7 @@ def test_every_answer_holds_to_the_document(client: TestClient, store: Store) ->
         ("/v1/services", "post", "/v1/services", 422, {**WEB, "replicas": -1}),
         ("/v1/services", "post", "/v1/services", 409, {**WEB, "service_name": "cache"}),
         ("/v1/events", "get", "/v1/events?limit=0", 400, None),
+        ("/v1/tasks/{task}/placement", "get", "/v1/tasks/web.2/placement?limit=1001", 400, None),
         ("/v1/services", "post", "/v1/services", 415, None),
     ]
     called = set()
@@ -141,6 +144,7 @@ def test_every_answer_holds_to_the_document(client: TestClient, store: Store) ->
     task = client.get("/v1/tasks/web.1").json()
     assert task["previous"]["ports"] and task["health"] == "healthy" and task["address"] == "10.244.0.5"
     assert client.get("/v1/nodes/n1").json()["usage"]["containers"] == 1
+    assert client.get("/v1/tasks/web.2/placement").json()["nodes"] == [{"node": "n1", "fits": True, "reason": None}]
     metrics = client.get("/v1/services/cache/metrics").json()
     assert metrics["autoscale"] is None
 

@@ -1,6 +1,7 @@
 """Placement without I/O: spread, resource fit, host-port conflicts, pending with reasons."""
 
-from scheduler.placement import NodeState, Request, place
+from scheduler.placement import place
+from shared.fit import NodeState, Request
 from shared.records import NodeStatus
 
 GIB = 1024**3

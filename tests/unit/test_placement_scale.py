@@ -8,7 +8,8 @@ import random
 from collections.abc import Iterable
 
 from scheduler import placement
-from scheduler.placement import NodeState, Placement, Rejection, Request, pending_reason, place, rank, rejection
+from scheduler.placement import Placement, pending_reason, place, rank
+from shared.fit import NodeState, Rejection, Request, rejection
 from shared.records import NodeStatus
 
 GIB = 1024**3
