@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from functools import partial
 
 import redis
 import redis.asyncio
@@ -15,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api.context import acknowledged, blocking, settings_of, store_of
+from api.mirror import Mirror, json_response, mirror_of
 from api.responses import HealthOk, HealthUnavailable, NodeView, PlacementView, RedisReplication, TaskView
 from api.routing import query_of
-from api.snapshot import json_response, views_of
 from api.views import event_view, node_view, placement_view, task_view
 from shared.fit import asked, node_states, verdicts
 from shared.records import Availability, NodeRecord, TaskState
@@ -110,23 +109,10 @@ async def list_tasks(request: Request) -> Response:
     service, node = query["service"], query["node"]
     store = store_of(request)
 
-    views = views_of(store)
+    def render(mirror: Mirror) -> bytes:
+        return mirror.tasks_json(service, node)
 
-    def build() -> bytes:
-        entries = store.task_entries()
-        chosen = sorted(
-            (
-                (task.service, task.slot, body, task)
-                for body, task in entries
-                if (service is None or task.service == service) and (node is None or task.node == node)
-            ),
-            key=lambda entry: (entry[0], entry[1]),
-        )
-        body = b"[" + b",".join(views.fragment(raw, partial(task_view, task)) for _, _, raw, task in chosen) + b"]"
-        views.prune([raw for raw, _ in entries])
-        return body
-
-    return json_response(await blocking(lambda: views.get_raw(store, ("tasks", service, node), build)))
+    return json_response(await blocking(lambda: mirror_of(store).view(store, ("tasks", service, node), render)))
 
 
 async def get_task(request: Request) -> JSONResponse:

@@ -15,16 +15,16 @@ from api.auth import Role, role_of
 from api.body import read_document, read_mapping
 from api.context import acknowledged, blocking, settings_of, store_of
 from api.metrics_views import with_autoscale
+from api.mirror import Mirror, json_response, mirror_of
 from api.responses import AnyService, ApplyResult, EndpointView, ServiceView
 from api.routing import query_of
-from api.snapshot import json_response, views_of
-from api.views import endpoints_view, service_view, unreadable_service_view, without_env_values
+from api.views import endpoints_view, listed_service_view, service_view, unreadable_service_view, without_env_values
 from shared.config import ConfigError, ServiceSpec, validate_config, validate_service
 from shared.defaults import MAX_REPLICAS
 from shared.errors import NotFound
 from shared.event_kinds import EventKind
 from shared.hostaccess import check_config, check_service
-from shared.records import ServiceOutcome, ServiceRecord, TaskRecord, Unreadable, record_digest
+from shared.records import ServiceOutcome, ServiceRecord, TaskRecord, Unreadable
 from shared.storage import ApiStore
 
 log = logging.getLogger("gorchester.api")
@@ -43,24 +43,13 @@ def _log_change(name: str, outcome: ServiceOutcome) -> None:
 
 
 def _views(store: ApiStore, names: Collection[str] | None = None) -> list[AnyService]:
-    """The views of the named services that exist (or of all), sorted by name. A service the scheduler
-    cannot handle, or whose record cannot be read, is shown `failed` with the reason."""
+    """The views of the named services that exist (or of all), sorted by name."""
     stored = store.read_services(names)
     by_service: dict[str, list[TaskRecord]] = defaultdict(list)
     for task in store.tasks() if names is None else store.service_tasks(names):
         by_service[task.service].append(task)
     faults = store.faults()
-    views: list[AnyService] = []
-    for name in sorted(stored.bodies):
-        fault = faults.get(name)
-        # A fault is about the record it was found in: a record replaced since is judged afresh.
-        failure = fault.reason if fault is not None and fault.record == record_digest(stored.bodies[name]) else None
-        entry = stored.entry(name)
-        if isinstance(entry, Unreadable):
-            views.append(unreadable_service_view(entry, by_service[name], failure or entry.reason))
-        elif entry is not None:
-            views.append(service_view(entry, by_service[name], failure))
-    return views
+    return [listed_service_view(name, stored, by_service[name], faults.get(name)) for name in sorted(stored.bodies)]
 
 
 def _view(store: ApiStore, name: str) -> AnyService:
@@ -82,11 +71,11 @@ async def list_services(request: Request) -> Response:
     store = store_of(request)
     role = role_of(request)
 
-    def build() -> list[AnyService]:
-        return [_for_role(role, view) for view in _views(store)]
+    def render(mirror: Mirror) -> bytes:
+        return mirror.services_json(redacted=role is Role.READ)
 
-    # Keyed by role too: one role is never served the bytes built for the other.
-    return json_response(await blocking(lambda: views_of(store).get(store, ("services", role), build)))
+    # Keyed by role too: one role is never served the bytes rendered for the other.
+    return json_response(await blocking(lambda: mirror_of(store).view(store, ("services", role), render)))
 
 
 async def get_service(request: Request) -> JSONResponse:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import TypeAdapter
 
 from api.responses import (
+    AnyService,
     EndpointView,
     EventView,
     NodeUsage,
@@ -25,13 +26,16 @@ from api.responses import (
 )
 from shared.discovery import Endpoint, service_endpoints
 from shared.fit import Verdicts, allocations
+from shared.parsed import Records
 from shared.records import (
     NodeRecord,
     PreviousContainer,
+    ServiceFault,
     ServiceRecord,
     TaskRecord,
     TaskState,
     Unreadable,
+    record_digest,
 )
 
 
@@ -119,6 +123,20 @@ def without_env_values(view: Any) -> Any:
 
 def _redacted(entry: Any) -> Any:
     return f"{entry.partition('=')[0]}={REDACTED}" if isinstance(entry, str) else entry
+
+
+def listed_service_view(
+    name: str, stored: Records[ServiceRecord], tasks: list[TaskRecord], fault: ServiceFault | None
+) -> AnyService:
+    """The view of service `name` of the services as `stored`: shown `failed` with the reason when the
+    scheduler cannot handle its record (`fault`) or the record cannot be read."""
+    # A fault is about the record it was found in: a record replaced since is judged afresh.
+    failure = fault.reason if fault is not None and fault.record == record_digest(stored.bodies[name]) else None
+    entry = stored.entry(name)
+    if isinstance(entry, Unreadable):
+        return unreadable_service_view(entry, tasks, failure or entry.reason)
+    assert entry is not None, "a stored name has a record or a reason it cannot be read"
+    return service_view(entry, tasks, failure)
 
 
 def unreadable_service_view(entry: Unreadable, tasks: list[TaskRecord], reason: str) -> UnreadableService:

@@ -141,8 +141,14 @@ class Keys:
         return f"{ROOT}_{self.cluster}_batch_{digest}"
 
     @property
-    def revision(self) -> str:
-        """String: a token replaced by every write of services or tasks (readers cache views by it)."""
+    def changelog(self) -> str:
+        """Stream: one entry per write of services, tasks or faults, naming what it changed; its last
+        id is the data's revision (shared/storage/changelog.py)."""
+        return f"{self.prefix}:changelog"
+
+    @property
+    def legacy_revision(self) -> str:
+        """String of layout version 2: a token replaced by every write (the change log replaced it)."""
         return f"{self.prefix}:revision"
 
     def engine_lock(self, engine_id: str, what: str) -> str:

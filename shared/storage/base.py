@@ -22,7 +22,7 @@ from shared.keys import Keys
 from shared.parsed import ParsedRecords, Record, Records
 from shared.records import NodeRecord, ServiceRecord
 from shared.settings import Settings
-from shared.storage import scripts
+from shared.storage import changelog, scripts
 from shared.storage.connection import NotLeader, connect
 from shared.task_parts import TaskReader
 
@@ -42,7 +42,12 @@ class Commands(Protocol):
     def exists(self, *names: str) -> int: ...
     def sismember(self, name: str, value: str) -> bool: ...
     def publish(self, channel: str, message: str) -> int: ...
-    def xrange(self, name: str, min: str = "-", max: str = "+") -> list[tuple[str, dict[str, str]]]: ...
+    def xrange(
+        self, name: str, min: str = "-", max: str = "+", count: int | None = None
+    ) -> list[tuple[str, dict[str, str]]]: ...
+    def xrevrange(
+        self, name: str, max: str = "+", min: str = "-", count: int | None = None
+    ) -> list[tuple[str, dict[str, str]]]: ...
     def wait(self, num_replicas: int, timeout: int) -> int: ...
     def pipeline(self, transaction: bool = True) -> Pipeline: ...
     def pubsub(self, ignore_subscribe_messages: bool = False) -> PubSub: ...
@@ -122,8 +127,10 @@ class StoreBase:
     # -- change notices and events ------------------------------------------------------------
 
     def touch(self) -> None:
-        """Mark services or tasks as changed for readers caching views by the revision."""
-        self._redis.set(self._keys.revision, token())
+        """Tell readers keeping copies that anything may have changed (the change log says `all`)."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            changelog.append(pipe, self._keys.changelog, everything=True)
+            pipe.execute()
 
     def notify(self, hint: str = "") -> None:
         self._redis.publish(self._keys.changes, hint)

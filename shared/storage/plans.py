@@ -11,7 +11,7 @@ from typing import Any
 import redis
 
 from shared.records import MAX_COUNT, AutoscaleState, ServiceFault, ServiceRecord, TaskRecord
-from shared.storage import telemetry
+from shared.storage import changelog, telemetry
 from shared.storage.base import StoreBase, token
 from shared.storage.connection import NotLeader
 from shared.storage.lease import Lease
@@ -34,7 +34,7 @@ class PlanWrites(StoreBase):
         With a leader token, nothing is written unless the lease is still held by that token (raises
         NotLeader); a plan larger than WRITE_CHUNK is written in chunks, each fenced. Returns how many
         of the writes landed, in order: all, or those of the chunks before the lease moved on."""
-        keys = [self._keys.assignments, self._keys.statuses, self._keys.stops, self._keys.revision]
+        keys = [self._keys.assignments, self._keys.statuses, self._keys.stops, self._keys.changelog]
         keys += [self._keys.leader] if leader_token else []
         pending = list(writes)
         for start in range(0, len(pending), WRITE_CHUNK):
@@ -90,7 +90,7 @@ class PlanWrites(StoreBase):
                 else:
                     pipe.hset(self._keys.services, name, record.model_dump_json())
                     pipe.publish(self._keys.changes, f"service:{name}")
-                pipe.set(self._keys.revision, token())
+                changelog.append(pipe, self._keys.changelog, services=[name])
                 pipe.execute()
                 return True
             except redis.WatchError:
@@ -100,7 +100,7 @@ class PlanWrites(StoreBase):
         self, failed: dict[str, ServiceFault], cleared: Collection[str], *, leader_token: str | None = None
     ) -> None:
         """The scheduler's record of which services it cannot handle; with a token, only while it
-        holds the lease. Replaces the revision, so cached views show it."""
+        holds the lease. In the change log, so copies of the views show it."""
         if not failed and not cleared:
             return
         with self._redis.pipeline() as pipe:
@@ -112,7 +112,7 @@ class PlanWrites(StoreBase):
                 pipe.hset(self._keys.faults, mapping={name: fault.model_dump_json() for name, fault in failed.items()})
             if cleared:
                 pipe.hdel(self._keys.faults, *cleared)
-            pipe.set(self._keys.revision, token())
+            changelog.append(pipe, self._keys.changelog, services=[*failed, *cleared])
             try:
                 pipe.execute()
             except redis.WatchError:

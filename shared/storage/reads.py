@@ -6,15 +6,28 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import Conflict, NotFound
 from shared.parsed import Records
 from shared.records import AutoscaleState, NodeRecord, ServiceFault, ServiceRecord, TaskRecord, Unreadable
-from shared.storage import telemetry
+from shared.storage import changelog, telemetry
 from shared.storage.base import StoreBase
+from shared.storage.changelog import Changes
 from shared.task_parts import nodes_of
 from shared.telemetry import TaskSample
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Services, their faults and tasks as read in one transaction, at `revision` (the change log's
+    last id then; None: no log)."""
+
+    revision: str | None
+    services: Records[ServiceRecord]
+    faults: dict[str, ServiceFault]
+    tasks: Records[TaskRecord]
 
 
 class Reads(StoreBase):
@@ -47,18 +60,43 @@ class Reads(StoreBase):
 
     def faults(self) -> dict[str, ServiceFault]:
         """The scheduler's faults by service name (an entry that cannot be read is skipped)."""
-        result = {}
-        for name, body in self._redis.hgetall(self._keys.faults).items():
-            try:
-                result[name] = ServiceFault.model_validate_json(body)
-            except ValueError:
-                continue
-        return result
+        return _faults(self._redis.hgetall(self._keys.faults))
+
+    # -- the change log (shared/storage/changelog.py) -----------------------------------------
 
     def revision(self) -> str | None:
-        """The token of the latest write of services or tasks (None: unknown; do not cache)."""
-        value: str | None = self._redis.get(self._keys.revision)
-        return value
+        """The id of the change log's last entry, replaced by every write of services, tasks or faults
+        (None: no log, as in a fresh or flushed Redis; nothing to key a cache on)."""
+        last = self._redis.xrevrange(self._keys.changelog, count=1)
+        return last[0][0] if last else None
+
+    def changes_since(self, revision: str) -> Changes | None:
+        """What the writes after `revision` changed, in one round trip (None: no log)."""
+        entries = self._redis.xrange(self._keys.changelog, min=revision, count=changelog.MAX_FOLLOW + 1)
+        return changelog.since(revision, entries)
+
+    def snapshot(self, tasks: Collection[str] | None = None, services: Collection[str] | None = None) -> Snapshot:
+        """Services (with their faults) and tasks as of one revision, in one transaction: all of them,
+        or the named ones that exist when `tasks` and `services` are given."""
+        some = tasks is not None or services is not None
+        task_ids, names = list(tasks or ()), list(services or ())
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xrevrange(self._keys.changelog, count=1)
+            for key in (self._keys.services, self._keys.faults):
+                _read_hash(pipe, key, names if some else None)
+            for key in (self._keys.assignments, self._keys.statuses, self._keys.stops):
+                _read_hash(pipe, key, task_ids if some else None)
+            last, *answers = pipe.execute()
+        services_read, faults, assignments, statuses, stops = (
+            _hash_answer(answer, wanted)
+            for answer, wanted in zip(answers, (names, names, task_ids, task_ids, task_ids), strict=True)
+        )
+        return Snapshot(
+            revision=last[0][0] if last else None,
+            services=self._services.parse(services_read, whole=not some),
+            faults=_faults(faults),
+            tasks=self._tasks.join(assignments, statuses, stops, whole=not some),
+        )
 
     def node_revision(self, node_id: str) -> str | None:
         """The token of the latest write of an assignment naming the node or of its tasks' status."""
@@ -94,11 +132,6 @@ class Reads(StoreBase):
     def tasks(self) -> list[TaskRecord]:
         """Every task that can be read (never mutate one)."""
         return list(self.read_tasks().good.values())
-
-    def task_entries(self) -> list[tuple[str, TaskRecord]]:
-        """Every task that can be read with a key naming what was read of it (readers may key caches on it)."""
-        read = self.read_tasks()
-        return [(read.bodies[task_id], task) for task_id, task in read.good.items()]
 
     def tasks_by_id(self, task_ids: Collection[str]) -> dict[str, TaskRecord]:
         """The named tasks that exist and can be read, in one round trip."""
@@ -260,3 +293,32 @@ class Reads(StoreBase):
 
 def unreadable_service(entry: Unreadable) -> str:
     return f"service {entry.key!r} cannot be read ({entry.error}); replace it (PUT) or delete it"
+
+
+def _read_hash(pipe: Any, key: str, fields: list[str] | None) -> None:
+    """Queue the read of hash `key`: whole (answers a dict), or `fields` (answers their values)."""
+    if fields is None:
+        pipe.hgetall(key)
+    elif fields:
+        pipe.hmget(key, fields)
+    else:
+        pipe.exists(key)  # a placeholder answer: no fields asked
+
+
+def _hash_answer(answer: Any, fields: list[str]) -> dict[str, str]:
+    """What `_read_hash` queued answered, as field -> value (fields that exist only)."""
+    if isinstance(answer, dict):
+        return answer
+    if isinstance(answer, list):
+        return {field: value for field, value in zip(fields, answer, strict=True) if value is not None}
+    return {}
+
+
+def _faults(bodies: dict[str, str]) -> dict[str, ServiceFault]:
+    result = {}
+    for name, body in bodies.items():
+        try:
+            result[name] = ServiceFault.model_validate_json(body)
+        except ValueError:
+            continue
+    return result

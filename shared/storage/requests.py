@@ -17,7 +17,8 @@ from shared.errors import Conflict, NotFound
 from shared.event_kinds import EventKind
 from shared.parsed import Records
 from shared.records import Availability, NodeRecord, ServiceOutcome, ServiceRecord, TaskRecord, TaskState, Unreadable
-from shared.storage.base import Event, add_event, token
+from shared.storage import changelog
+from shared.storage.base import Event, add_event
 from shared.storage.reads import Reads, unreadable_service
 from shared.task_parts import StopRequest
 
@@ -64,9 +65,10 @@ class UserWrites(Reads):
         record = ServiceRecord(spec=spec, created_at=now, updated_at=now)
         (_, message, data), = announced(name, ServiceOutcome.CREATED)
         event = json.dumps({"type": EventKind.SERVICE_CREATED, "time": now, "message": message, "data": data})
-        keys = [self._keys.services, self._keys.revision, self._keys.events]
-        args: list[str | int] = [name, record.model_dump_json(), token(), self._keys.changes, event,
-                                 defaults.DEFAULT_EVENTS_MAXLEN]
+        keys = [self._keys.services, self._keys.changelog, self._keys.events]
+        args: list[str | int] = [
+            name, record.model_dump_json(), self._keys.changes, event, defaults.DEFAULT_EVENTS_MAXLEN
+        ]
         if not self._create_service(keys=keys, args=args):
             existing = self.read_service(name)
             if isinstance(existing, Unreadable):
@@ -98,8 +100,8 @@ class UserWrites(Reads):
                         pipe.hset(self._keys.services, mapping={n: r.model_dump_json() for n, r in writes.items()})
                     if drops:
                         pipe.hdel(self._keys.services, *drops)
-                    pipe.set(self._keys.revision, token())
                     changed = [*writes, *drops]
+                    changelog.append(pipe, self._keys.changelog, services=changed)
                     pipe.publish(self._keys.changes, f"service:{changed[0]}" if len(changed) == 1 else "services")
                     for event in events:
                         add_event(pipe, self._keys, event, now)
@@ -212,7 +214,7 @@ class UserWrites(Reads):
         request = StopRequest(id=task.id, gen=task.gen, incarnation=task.incarnation, at=now)
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._keys.stops, task.id, request.model_dump_json())
-            pipe.set(self._keys.revision, token())
+            changelog.append(pipe, self._keys.changelog, tasks=[task.id])
             pipe.publish(self._keys.changes, f"task:{task.id}")
             message = f"{task.id} stop requested on {task.node}"
             data = {"service": task.service, "task": task.id, "node": task.node}

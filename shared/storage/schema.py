@@ -19,17 +19,19 @@ import redis
 from shared.keys import Keys
 from shared.records import TaskRecord
 from shared.settings import SettingError
+from shared.storage import changelog
 from shared.task_parts import REPORTED_STATES, assignment_json, nodes_of, status_of
 
 log = logging.getLogger(__name__)
 
 # 1: a task was one record (`tasks`) written by the scheduler and the agents alike.
 # 2: a task is the scheduler's assignment and its agent's status (shared/task_parts.py).
-VERSION = 2
+# 3: writes name what they changed in the change log (shared/storage/changelog.py), not a token.
+VERSION = 3
 
 
 def check(client: Any, keys: Keys, component: str) -> None:
-    """Mark a cluster without a version, migrate one of version 1, or raise SettingError when its data
+    """Mark a cluster without a version, migrate one of an older version (1, 2), or raise SettingError when its data
     is of another version."""
     if client.get(keys.schema) is None and not client.exists(keys.legacy_tasks):
         client.set(keys.schema, VERSION, nx=True)
@@ -37,6 +39,9 @@ def check(client: Any, keys: Keys, component: str) -> None:
     found = "1" if stored is None else stored.decode(errors="replace") if isinstance(stored, bytes) else str(stored)
     if found == "1":
         migrate_from_1(client, keys, component)
+        found = "2"
+    if found == "2":
+        migrate_from_2(client, keys, component)
         return
     if found == str(VERSION):
         return
@@ -84,10 +89,32 @@ def migrate_from_1(client: Any, keys: Keys, component: str) -> None:
                 for node, members in indexed.items():
                     pipe.sadd(keys.node_tasks(node), *members)
                 pipe.delete(keys.legacy_tasks)
+                pipe.set(keys.schema, 2)
+                pipe.execute()
+                log.warning("%s: cluster %r migrated from Redis layout version 1 to 2 (%d tasks)",
+                            component, keys.cluster, len(legacy))
+                return
+            except redis.WatchError:
+                continue
+
+
+def migrate_from_2(client: Any, keys: Keys, component: str) -> None:
+    """Version 2 -> 3: the revision token gives way to the change log, which starts with an entry that
+    says `all` (a reader keeping a copy reads everything once)."""
+    with client.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(keys.schema)
+                if pipe.get(keys.schema) not in ("2", b"2"):
+                    pipe.reset()
+                    return
+                pipe.multi()
+                pipe.delete(keys.legacy_revision)
+                changelog.append(pipe, keys.changelog, everything=True)
                 pipe.set(keys.schema, VERSION)
                 pipe.execute()
-                log.warning("%s: cluster %r migrated from Redis layout version 1 to %d (%d tasks)",
-                            component, keys.cluster, VERSION, len(legacy))
+                log.warning("%s: cluster %r migrated from Redis layout version 2 to %d",
+                            component, keys.cluster, VERSION)
                 return
             except redis.WatchError:
                 continue

@@ -3,22 +3,25 @@ once (a fence, a decision still current) is one call, atomic in Redis."""
 
 from __future__ import annotations
 
+from shared.storage import changelog
 from shared.storage.lease import LUA
 
 # The scheduler's writes of assignments (shared/task_parts.py). KEYS[1] assignments, KEYS[2] statuses,
-# KEYS[3] stop requests, KEYS[4] the revision key, KEYS[5] the leader key (optional). ARGV[1] the
-# leader's token ('' = unfenced), ARGV[2] a fresh revision token, ARGV[3] how many writes, then each:
+# KEYS[3] stop requests, KEYS[4] the change log, KEYS[5] the leader key (optional). ARGV[1] the
+# leader's token ('' = unfenced), ARGV[2] a fresh node revision token, ARGV[3] how many writes, then each:
 # task id, assignment JSON or '' to drop the task, the gen up to which a user's stop request is
 # settled, then a count and that many node index keys it leaves (SREM), a count and that many it joins
 # (SADD). Then the node revision keys to replace. A dropped task's status and stop request go with it.
-WRITE_ASSIGNMENTS = LUA + """
+WRITE_ASSIGNMENTS = LUA + changelog.LUA + """
 if KEYS[5] and not holds(KEYS[5], ARGV[1]) then
   return redis.error_reply('NOTLEADER')
 end
 local stops = redis.call('HLEN', KEYS[3]) > 0
+local changed = {}
 local i = 4
 for _ = 1, tonumber(ARGV[3]) do
   local id, body, settled = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  changed[#changed + 1] = id
   i = i + 3
   if body == '' then
     redis.call('HDEL', KEYS[1], id)
@@ -45,17 +48,17 @@ for _ = 1, tonumber(ARGV[3]) do
   i = i + 1
 end
 for j = i, #ARGV do redis.call('SET', ARGV[j], ARGV[2]) end
-redis.call('SET', KEYS[4], ARGV[2])
+log_change(KEYS[4], changed, {})
 return 1
 """
 
-# An agent's status reports. KEYS[1] assignments, KEYS[2] statuses, KEYS[3] the revision key, KEYS[4]
-# the node's revision key; ARGV[1] the agent's node, ARGV[2] a fresh revision token, then quadruples
+# An agent's status reports. KEYS[1] assignments, KEYS[2] statuses, KEYS[3] the change log, KEYS[4]
+# the node's revision key; ARGV[1] the agent's node, ARGV[2] a fresh node revision token, then quadruples
 # (task id, gen, incarnation, status JSON). Each is written only while the task's assignment is that
 # decision on that node: 1, else 0.
-WRITE_STATUSES = """
+WRITE_STATUSES = changelog.LUA + """
 local out = {}
-local wrote = false
+local wrote = {}
 for i = 3, #ARGV, 4 do
   local current = redis.call('HGET', KEYS[1], ARGV[i])
   local ok, assignment = false, nil
@@ -64,13 +67,13 @@ for i = 3, #ARGV, 4 do
       and tonumber(assignment.gen) == tonumber(ARGV[i + 1]) and (assignment.incarnation or '') == ARGV[i + 2] then
     redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 3])
     out[#out + 1] = 1
-    wrote = true
+    wrote[#wrote + 1] = ARGV[i]
   else
     out[#out + 1] = 0
   end
 end
-if wrote then
-  redis.call('SET', KEYS[3], ARGV[2])
+if #wrote > 0 then
+  log_change(KEYS[3], wrote, {})
   redis.call('SET', KEYS[4], ARGV[2])
 end
 return out
@@ -138,13 +141,13 @@ if holds(KEYS[1], ARGV[1]) then return 1 end
 return 0
 """
 
-# KEYS[1] services, KEYS[2] the revision, KEYS[3] events; ARGV[1] the name, ARGV[2] the record, ARGV[3] a
-# revision token, ARGV[4] the changes channel, ARGV[5] the event, ARGV[6] the events' length cap. 1 when
-# created, 0 (nothing written) when the name is taken.
-CREATE_SERVICE = """
+# KEYS[1] services, KEYS[2] the change log, KEYS[3] events; ARGV[1] the name, ARGV[2] the record,
+# ARGV[3] the changes channel, ARGV[4] the event, ARGV[5] the events' length cap. 1 when created, 0
+# (nothing written) when the name is taken.
+CREATE_SERVICE = changelog.LUA + """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('SET', KEYS[2], ARGV[3])
-redis.call('PUBLISH', ARGV[4], 'service:' .. ARGV[1])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'event', ARGV[5])
+log_change(KEYS[2], {}, {ARGV[1]})
+redis.call('PUBLISH', ARGV[3], 'service:' .. ARGV[1])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'event', ARGV[4])
 return 1
 """

@@ -30,10 +30,9 @@ class StatusWrites(StoreBase):
         args: list[Any] = [node_id, token()]
         for status in statuses:
             args += [status.id, status.gen, status.incarnation, status.model_dump_json()]
-        keys = [self._keys.assignments, self._keys.statuses, self._keys.revision, self._keys.node_revision(node_id)]
+        keys = [self._keys.assignments, self._keys.statuses, self._keys.changelog, self._keys.node_revision(node_id)]
         flags = self._write_statuses(keys=keys, args=args)
         return [bool(flag) for flag in flags]
-
 
     def register_node(self, node: NodeRecord) -> None:
         key = self._keys.node(node.id)

@@ -159,5 +159,24 @@ def test_data_of_layout_version_1_is_migrated_as_a_process_starts(
         assert set(store.node_tasks("n1").good) == {"web.1"}  # indexed under its node
         check_access(redis_server.url, cluster, "api")  # the same version now: nothing more to do
     finally:
-        client.delete(keys.schema, keys.legacy_tasks, keys.assignments, keys.statuses, keys.node_tasks("n1"))
+        client.delete(keys.schema, keys.legacy_tasks, keys.assignments, keys.statuses, keys.node_tasks("n1"),
+                      keys.changelog)
+        client.close()
+
+
+def test_data_of_layout_version_2_is_migrated_to_the_change_log(redis_server: RedisServer, cluster: str) -> None:
+    """Version 2 kept a revision token; the first process of version 3 drops it and starts the change log
+    with an entry that says `all`, so a copy made before reads everything once."""
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    keys = Keys(cluster)
+    client.set(keys.schema, 2)
+    client.set(keys.legacy_revision, "a-token")
+    try:
+        check_access(redis_server.url, cluster, "api")
+        assert client.get(keys.schema) == str(schema.VERSION) and not client.exists(keys.legacy_revision)
+        assert [fields for _, fields in client.xrange(keys.changelog)] == [{"all": "1"}]
+        check_access(redis_server.url, cluster, "scheduler")  # the same version now: nothing more to do
+        assert client.xlen(keys.changelog) == 1
+    finally:
+        client.delete(keys.schema, keys.changelog)
         client.close()

@@ -3,12 +3,12 @@ scheduler writes it, and what the agent would have reported written as its statu
 
 from __future__ import annotations
 
-import uuid
+from collections import defaultdict
 from collections.abc import Iterable
 
 from shared.records import TaskRecord
 from shared.storage import Store
-from shared.task_parts import REPORTED_STATES, status_of
+from shared.task_parts import REPORTED_STATES, TaskStatus, status_of
 
 
 def seed(store: Store, tasks: Iterable[TaskRecord]) -> None:
@@ -17,8 +17,9 @@ def seed(store: Store, tasks: Iterable[TaskRecord]) -> None:
     tasks = list(tasks)
     before = store.tasks_by_id([task.id for task in tasks])
     store.write_assignments([(task.id, task, before.get(task.id)) for task in tasks])
-    reported = [task for task in tasks if task.node is not None and task.state in REPORTED_STATES]
-    for task in reported:  # as its agent would: its status, and its node's revision replaced
-        assert task.node is not None
-        store._client.hset(store._keys.statuses, task.id, status_of(task).model_dump_json())
-        store._client.set(store._keys.node_revision(task.node), uuid.uuid4().hex)
+    reported: dict[str, list[TaskStatus]] = defaultdict(list)
+    for task in tasks:
+        if task.node is not None and task.state in REPORTED_STATES:
+            reported[task.node].append(status_of(task))
+    for node, statuses in reported.items():  # as its agent would report them
+        assert all(store.write_statuses(node, statuses)), f"a status of {node} did not match its assignment"

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from starlette.responses import JSONResponse
 
+from api.mirror import render
 from api.views import REDACTED, iso, node_view, service_status, task_view, without_env_values
 from shared.config import ServiceSpec
 from shared.records import Availability, NodeRecord, PublishedPort, ServiceRecord, TaskRecord, TaskState
@@ -103,3 +105,8 @@ def test_env_values_are_redacted_everywhere_in_a_view() -> None:
     assert shown["labels"] == {"env": "prod"}  # not an env list
     assert view["env"][0] == "DB_PASSWORD=hunter2"  # the original is left alone (it may be cached)
     assert REDACTED not in str(without_env_values({"service_name": "web"}))
+
+
+def test_a_rendered_part_is_what_a_json_response_renders() -> None:
+    content = [{"id": "web.1", "name": "café", "ports": [], "n": None}]
+    assert render(content) == JSONResponse(content).body
