@@ -19,6 +19,7 @@ from rq.job import Job as RQJob
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
+from shared.defaults import DEFAULT_JOB_TIMEOUT
 from shared.dispatch import Action, Decision, enqueue, queue
 from shared.records import TaskState
 from shared.storage import Store
@@ -55,6 +56,32 @@ def test_enqueued_jobs_are_json(store: Store, redis_server: Any) -> None:
     assert stored_payload(redis_server.url, batch) == [
         "worker.jobs.run_batch", None, [[["stop", "web.2", 4, "i2"], ["start", "db.1", 1, "i3"]]], {}
     ]
+
+
+def test_an_enqueued_job_is_stored_as_rqs_own_enqueue_stores_it(store: Store, redis_server: Any) -> None:
+    """`enqueue` writes RQ's job layout without RQ's Queue.enqueue_job (shared/dispatch.py): the same
+    fields and values as a job RQ enqueues itself, but the times of its making, and on its queue."""
+    jobs = connect(redis_server.url, decode=False)
+    enqueue(jobs, store._keys, [Decision("n1", Action.START, "web.1", 3, "i1")])
+    [ours] = queue(jobs, store._keys.queue("n1")).job_ids
+    theirs = queue(jobs, store._keys.queue("n2")).enqueue(
+        "worker.jobs.start_task", "web.1", 3, "i1", job_id="theirs", job_timeout=DEFAULT_JOB_TIMEOUT, result_ttl=0,
+        failure_ttl=3600,
+    )
+    stored = {job_id: jobs.hgetall(f"rq:job:{job_id}") for job_id in (ours, theirs.id)}
+    made_at = {b"created_at", b"enqueued_at", b"origin"}
+    assert {k: v for k, v in stored[ours].items() if k not in made_at} == {
+        k: v for k, v in stored[theirs.id].items() if k not in made_at
+    }
+    assert stored[ours].keys() == stored[theirs.id].keys()
+    assert stored[ours][b"origin"] == store._keys.queue("n1").encode()
+    assert jobs.smembers(Queue.redis_queues_keys) >= {
+        f"rq:queue:{store._keys.queue(node)}".encode() for node in ("n1", "n2")
+    }
+    fetched = queue(jobs, store._keys.queue("n1")).fetch_job(ours)
+    assert fetched is not None and (fetched.func_name, fetched.args, fetched.get_status()) == (
+        "worker.jobs.start_task", ["web.1", 3, "i1"], JobStatus.QUEUED
+    )
 
 
 @pytest.fixture
