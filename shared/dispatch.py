@@ -15,18 +15,19 @@ on every node.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any
 
 import redis
 from rq import Queue
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
-from rq.utils import now
+from rq.utils import get_call_string, now, utcformat
 
 from shared import defaults
 from shared.keys import Keys
@@ -50,6 +51,7 @@ SERIALIZER = JSONSerializer  # every queue and worker of the cluster: enqueue, t
 # (~5 ms per 1,000 jobs), and is large enough that agents, woken by the first chunk, do not compete
 # with the scheduler for the CPU while it builds the rest (1,000 nodes: one chunk).
 PIPELINE_CHUNK = 1000
+FAILURE_TTL = 3600  # seconds RQ keeps a failed job
 
 
 class UnknownJobFunction(Exception):
@@ -125,34 +127,47 @@ def job_spec(keys: Keys, jobs: Sequence[Decision]) -> dict[str, Any]:
 def enqueue(connection: redis.Redis, keys: Keys, jobs: Iterable[Decision]) -> int:
     """Enqueue one job per node (a batch when a node has several decisions); returns the decisions sent.
 
-    Each job is made by RQ (`Job.create`, laid out by `Job.to_dict`) and put on its queue as RQ's
-    `Queue.enqueue_job` does (the job's hash, its id pushed on the queue, the queue registered), but
-    without a Queue object per node and RQ's per-job bookkeeping around those writes, which cost more
-    than the rest of a pass at 1,000 nodes (tests/integration/test_job_payloads.py checks a worker reads
-    them as RQ's own). Pipelined: up to PIPELINE_CHUNK nodes' jobs per transaction. `connection` must
-    not decode responses (RQ stores payloads zlib-compressed).
+    Each job is stored as RQ's `Queue.enqueue` stores it (the job's hash, its id pushed on its queue,
+    the queue registered), from `job_fields` rather than through RQ's Job and Queue objects, whose
+    making cost more than the rest of a pass at 1,000 nodes. Pipelined: up to PIPELINE_CHUNK nodes'
+    jobs per transaction. `connection` must not decode responses (RQ stores payloads zlib-compressed).
     """
     grouped = list(by_node(jobs).items())
     sent = 0
     for start in range(0, len(grouped), PIPELINE_CHUNK):
         chunk = grouped[start : start + PIPELINE_CHUNK]
         queues = [Queue.redis_queue_namespace_prefix + keys.queue(node) for node, _ in chunk]
+        when = utcformat(now())
         with connection.pipeline() as pipe:
             for (node, node_jobs), queue_key in zip(chunk, queues, strict=True):
-                job = _job(connection, keys.queue(node), job_spec(keys, node_jobs))
-                pipe.hset(job.key, mapping=job.to_dict())
-                pipe.rpush(queue_key, job.id)
+                spec = job_spec(keys, node_jobs)
+                pipe.hset(TaskJob.key_for(spec["job_id"]), mapping=job_fields(spec, keys.queue(node), when))
+                pipe.rpush(queue_key, spec["job_id"])
                 sent += len(node_jobs)
             pipe.sadd(Queue.redis_queues_keys, *queues)
             pipe.execute()
     return sent
 
 
-def _job(connection: redis.Redis, queue_name: str, spec: dict[str, Any]) -> TaskJob:
-    """A queued job of `spec` on queue `queue_name`, as `Queue.enqueue` makes it."""
-    job = cast(TaskJob, TaskJob.create(
-        spec["function"], args=spec["args"], id=spec["job_id"], timeout=spec["timeout"], result_ttl=0,
-        failure_ttl=3600, connection=connection, serializer=SERIALIZER, origin=queue_name, status=JobStatus.QUEUED,
-    ))
-    job.enqueued_at = now()
-    return job
+def job_fields(spec: dict[str, Any], queue_name: str, when: str) -> dict[Any, str | bytes | int]:
+    """The hash RQ stores for the job of `spec` queued on `queue_name` at `when` (`Job.to_dict` of the
+    job `Queue.enqueue` makes: tests/integration/test_job_payloads.py holds them equal), each value
+    made by RQ's own helpers."""
+    function, args = spec["function"], spec["args"]
+    return {
+        "created_at": when,
+        "data": zlib.compress(SERIALIZER.dumps((function, None, args, {}))),
+        **dict.fromkeys(_UNSET, ""),
+        "origin": queue_name,
+        "description": get_call_string(function, args, {}, max_length=75),
+        "enqueued_at": when,
+        "timeout": spec["timeout"],
+        "result_ttl": 0,
+        "failure_ttl": FAILURE_TTL,
+        "status": JobStatus.QUEUED.value,
+    }
+
+
+# What RQ stores empty for a job not yet run, with no callbacks and no group.
+_UNSET = ("success_callback_name", "failure_callback_name", "stopped_callback_name", "started_at", "ended_at",
+          "last_heartbeat", "worker_name", "group_id")

@@ -19,8 +19,7 @@ from rq.job import Job as RQJob
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
-from shared.defaults import DEFAULT_JOB_TIMEOUT
-from shared.dispatch import Action, Decision, enqueue, queue
+from shared.dispatch import Action, Decision, enqueue, job_spec, queue
 from shared.records import TaskState
 from shared.storage import Store
 from shared.storage.connection import connect
@@ -58,14 +57,22 @@ def test_enqueued_jobs_are_json(store: Store, redis_server: Any) -> None:
     ]
 
 
-def test_an_enqueued_job_is_stored_as_rqs_own_enqueue_stores_it(store: Store, redis_server: Any) -> None:
-    """`enqueue` writes RQ's job layout without RQ's Queue.enqueue_job (shared/dispatch.py): the same
-    fields and values as a job RQ enqueues itself, but the times of its making, and on its queue."""
+@pytest.mark.parametrize("decisions", [
+    [Decision("n1", Action.START, "web.1", 3, "i1")],
+    [Decision("n1", Action.STOP, "web.2", 4, "i2"), Decision("n1", Action.START, "db.1", 1, "")],
+], ids=["single", "batch"])
+def test_an_enqueued_job_is_stored_as_rqs_own_enqueue_stores_it(
+    store: Store, redis_server: Any, decisions: list[Decision]
+) -> None:
+    """`enqueue` writes RQ's job layout itself (shared/dispatch.py `job_fields`): the same fields and
+    values as the job RQ's `Queue.enqueue` stores for the same call, but the times of their making,
+    and a worker's RQ reads it back as that call."""
     jobs = connect(redis_server.url, decode=False)
-    enqueue(jobs, store._keys, [Decision("n1", Action.START, "web.1", 3, "i1")])
+    enqueue(jobs, store._keys, decisions)
     [ours] = queue(jobs, store._keys.queue("n1")).job_ids
+    spec = job_spec(store._keys, decisions)
     theirs = queue(jobs, store._keys.queue("n2")).enqueue(
-        "worker.jobs.start_task", "web.1", 3, "i1", job_id="theirs", job_timeout=DEFAULT_JOB_TIMEOUT, result_ttl=0,
+        spec["function"], *spec["args"], job_id=f"theirs-{ours}", job_timeout=spec["timeout"], result_ttl=0,
         failure_ttl=3600,
     )
     stored = {job_id: jobs.hgetall(f"rq:job:{job_id}") for job_id in (ours, theirs.id)}
@@ -78,10 +85,11 @@ def test_an_enqueued_job_is_stored_as_rqs_own_enqueue_stores_it(store: Store, re
     assert jobs.smembers(Queue.redis_queues_keys) >= {
         f"rq:queue:{store._keys.queue(node)}".encode() for node in ("n1", "n2")
     }
-    fetched = queue(jobs, store._keys.queue("n1")).fetch_job(ours)
-    assert fetched is not None and (fetched.func_name, fetched.args, fetched.get_status()) == (
-        "worker.jobs.start_task", ["web.1", 3, "i1"], JobStatus.QUEUED
-    )
+    fetched = [queue(jobs, store._keys.queue(node)).fetch_job(job_id) for node, job_id in (("n1", ours),
+                                                                                         ("n2", theirs.id))]
+    assert [(job.func_name, job.args, job.timeout, job.get_status()) for job in fetched if job is not None] == [
+        (theirs.func_name, fetched[1].args, theirs.timeout, JobStatus.QUEUED)
+    ] * 2
 
 
 @pytest.fixture
