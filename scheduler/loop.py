@@ -127,12 +127,11 @@ class Scheduler:
         planned = time.perf_counter()
         read_as = stored_tasks.good
         landed = self.store.write_assignments(
-            [(w.task, w.record, read_as.get(w.task)) for w in plan.writes], leader_token=self.lease.token
+            [(w.task, w.record, read_as.get(w.task)) for w in plan.writes], leader_token=self.lease.token,
+            events=[[(e.kind, e.message, e.data) for e in w.events] for w in plan.writes], now=now,
         )
         done = plan.writes[:landed]  # all of them, unless the lease moved on between chunks
         written = time.perf_counter()
-        # Events first: the jobs wake the agents, and the pass should not compete with them for the CPU.
-        self.store.emit_many(((e.kind, e.message, e.data) for w in done for e in w.events), now)
         enqueue(self.jobs_redis, self.queues, (job for w in done for job in w.jobs))
         for change in plan.services:
             if self.store.write_service(change.expected, change.record, leader_token=self.lease.token):
@@ -144,7 +143,7 @@ class Scheduler:
             placed = sum(1 for w in done for e in w.events if e.kind in PLACEMENTS)
             log.info(
                 "reconciled: %d writes (%d placements), %d services forgotten; %d tasks, %d nodes; "
-                "%.3fs (read %.3f, plan %.3f, write %.3f, enqueue+events %.3f)",
+                "%.3fs (read %.3f, plan %.3f, write with events %.3f, enqueue %.3f)",
                 len(plan.writes),
                 placed,
                 len(plan.forget),

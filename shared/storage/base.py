@@ -151,9 +151,14 @@ class StoreBase:
 
 def add_event(pipe: Pipeline, keys: Keys, event: Event, when: float) -> None:
     """Queue one event on a pipeline (a write's own transaction sends its events with it)."""
+    pipe.xadd(keys.events, {"event": event_json(event, when)}, maxlen=defaults.DEFAULT_EVENTS_MAXLEN,
+              approximate=True)
+
+
+def event_json(event: Event, when: float) -> str:
+    """An event as the events stream stores it (its `event` field)."""
     kind, message, data = event
-    body = {"type": kind, "time": when, "message": message, "data": data}
-    pipe.xadd(keys.events, {"event": json.dumps(body)}, maxlen=defaults.DEFAULT_EVENTS_MAXLEN, approximate=True)
+    return json.dumps({"type": kind, "time": when, "message": message, "data": data})
 
 
 def token() -> str:

@@ -5,14 +5,16 @@ fenced by its lease: a deposed leader writes nothing."""
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable
+import time
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import redis
 
+from shared import defaults
 from shared.records import MAX_COUNT, AutoscaleState, ServiceFault, ServiceRecord, TaskRecord
 from shared.storage import changelog, telemetry
-from shared.storage.base import StoreBase, token
+from shared.storage.base import Event, StoreBase, event_json, token
 from shared.storage.connection import NotLeader
 from shared.storage.lease import Lease
 from shared.task_parts import assignment_json, nodes_of
@@ -26,22 +28,29 @@ class PlanWrites(StoreBase):
         return Lease(self._client, self._keys.leader, seconds)
 
     def write_assignments(
-        self, writes: Iterable[tuple[str, TaskRecord | None, TaskRecord | None]], *, leader_token: str | None = None
+        self,
+        writes: Iterable[tuple[str, TaskRecord | None, TaskRecord | None]],
+        *,
+        leader_token: str | None = None,
+        events: Sequence[Iterable[Event]] = (),
+        now: float | None = None,
     ) -> int:
         """The scheduler's decisions: (task id, the task as decided or None to drop it, the task as the
-        scheduler read it or None when new or unreadable). Only the assignment is written (the agent's
-        part of the record is its status), each with the next rev, and the nodes' indexes follow it.
-        With a leader token, nothing is written unless the lease is still held by that token (raises
-        NotLeader); a plan larger than WRITE_CHUNK is written in chunks, each fenced. Returns how many
-        of the writes landed, in order: all, or those of the chunks before the lease moved on."""
-        keys = [self._keys.assignments, self._keys.statuses, self._keys.stops, self._keys.changelog]
+        scheduler read it or None when new or unreadable), and `events[i]` the events of the i-th
+        (written with it, at `now`). Only the assignment is written (the agent's part of the record is
+        its status), each with the next rev, and the nodes' indexes follow it. With a leader token,
+        nothing is written unless the lease is still held by that token (raises NotLeader); a plan
+        larger than WRITE_CHUNK is written in chunks, each fenced. Returns how many of the writes
+        landed, in order: all, or those of the chunks before the lease moved on."""
+        keys = [self._keys.assignments, self._keys.statuses, self._keys.stops, self._keys.changelog, self._keys.events]
         keys += [self._keys.leader] if leader_token else []
         pending = list(writes)
+        when = now if now is not None else time.time()
         for start in range(0, len(pending), WRITE_CHUNK):
             chunk = pending[start : start + WRITE_CHUNK]
-            args: list[Any] = [leader_token or "", token(), len(chunk)]
+            args: list[Any] = [leader_token or "", token(), defaults.DEFAULT_EVENTS_MAXLEN, len(chunk)]
             touched: set[str] = set()
-            for task_id, record, before in chunk:
+            for at, (task_id, record, before) in enumerate(chunk, start):
                 old, new = nodes_of(before), nodes_of(record)
                 if record is None:
                     args += [task_id, "", 0]
@@ -49,6 +58,8 @@ class PlanWrites(StoreBase):
                     record.rev = record.rev + 1 if 0 <= record.rev < MAX_COUNT else 0
                     settled = record.gen if record.stop_requested else record.gen - 1
                     args += [task_id, assignment_json(record), settled]
+                told = [event_json(event, when) for event in events[at]] if at < len(events) else []
+                args += [len(told), *told]
                 args += [len(old - new), *(self._keys.node_tasks(n) for n in sorted(old - new))]
                 args += [len(new), *(self._keys.node_tasks(n) for n in sorted(new))]
                 touched |= old | new

@@ -6,23 +6,30 @@ from __future__ import annotations
 from shared.storage import changelog
 from shared.storage.lease import LUA
 
-# The scheduler's writes of assignments (shared/task_parts.py). KEYS[1] assignments, KEYS[2] statuses,
-# KEYS[3] stop requests, KEYS[4] the change log, KEYS[5] the leader key (optional). ARGV[1] the
-# leader's token ('' = unfenced), ARGV[2] a fresh node revision token, ARGV[3] how many writes, then each:
-# task id, assignment JSON or '' to drop the task, the gen up to which a user's stop request is
-# settled, then a count and that many node index keys it leaves (SREM), a count and that many it joins
-# (SADD). Then the node revision keys to replace. A dropped task's status and stop request go with it.
+# The scheduler's writes of assignments (shared/task_parts.py), each with its events. KEYS[1]
+# assignments, KEYS[2] statuses, KEYS[3] stop requests, KEYS[4] the change log, KEYS[5] the events,
+# KEYS[6] the leader key (optional). ARGV[1] the leader's token ('' = unfenced), ARGV[2] a fresh node
+# revision token, ARGV[3] the events' length cap, ARGV[4] how many writes, then each: task id,
+# assignment JSON or '' to drop the task, the gen up to which a user's stop request is settled, a
+# count and that many events (JSON), a count and that many node index keys it leaves (SREM), a count
+# and that many it joins (SADD). Then the node revision keys to replace. A dropped task's status and
+# stop request go with it.
 WRITE_ASSIGNMENTS = LUA + changelog.LUA + """
-if KEYS[5] and not holds(KEYS[5], ARGV[1]) then
+if KEYS[6] and not holds(KEYS[6], ARGV[1]) then
   return redis.error_reply('NOTLEADER')
 end
 local stops = redis.call('HLEN', KEYS[3]) > 0
 local changed = {}
-local i = 4
-for _ = 1, tonumber(ARGV[3]) do
+local i = 5
+for _ = 1, tonumber(ARGV[4]) do
   local id, body, settled = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   changed[#changed + 1] = id
   i = i + 3
+  for _ = 1, tonumber(ARGV[i]) do
+    i = i + 1
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[i])
+  end
+  i = i + 1
   if body == '' then
     redis.call('HDEL', KEYS[1], id)
     redis.call('HDEL', KEYS[2], id)

@@ -13,6 +13,7 @@ from scheduler.backoff import Backoff
 from scheduler.loop import Scheduler
 from shared.config import validate_service
 from shared.dispatch import queue as node_queue
+from shared.event_kinds import EventKind
 from shared.records import Availability, NodeRecord, TaskRecord, TaskState, incarnation_at
 from shared.settings import Settings
 from shared.storage import Store
@@ -290,5 +291,9 @@ def test_a_leader_deposed_between_chunks_keeps_what_it_wrote_and_writes_no_more(
 
     monkeypatch.setattr(store, "_write_assignments", then_deposed)
     tasks = [TaskRecord(id=f"web.{slot}", service="web", slot=slot) for slot in (1, 2, 3)]
-    assert store.write_assignments([(task.id, task, None) for task in tasks], leader_token=scheduler.lease.token) == 1
+    events = [[(EventKind.TASK_PENDING, f"{task.id} pending", {"task": task.id})] for task in tasks]
+    assert store.write_assignments([(task.id, task, None) for task in tasks], leader_token=scheduler.lease.token,
+                                   events=events) == 1
     assert [task.id for task in store.tasks()] == ["web.1"]
+    assert [event["message"] for event in store.events()][-1:] == ["web.1 pending"]  # each with its write
+    assert not [event for event in store.events() if event["message"] in ("web.2 pending", "web.3 pending")]
