@@ -128,46 +128,66 @@ def enqueue(connection: redis.Redis, keys: Keys, jobs: Iterable[Decision]) -> in
     """Enqueue one job per node (a batch when a node has several decisions); returns the decisions sent.
 
     Each job is stored as RQ's `Queue.enqueue` stores it (the job's hash, its id pushed on its queue,
-    the queue registered), from `job_fields` rather than through RQ's Job and Queue objects, whose
-    making cost more than the rest of a pass at 1,000 nodes. Pipelined: up to PIPELINE_CHUNK nodes'
-    jobs per transaction. `connection` must not decode responses (RQ stores payloads zlib-compressed).
+    the queue registered; tests/integration/test_job_payloads.py holds them equal), from the fields
+    below rather than through RQ's Job and Queue objects, whose making cost more than the rest of a
+    pass at 1,000 nodes. One Lua call per PIPELINE_CHUNK nodes' jobs. `connection` must not decode
+    responses (RQ stores payloads zlib-compressed).
     """
     grouped = list(by_node(jobs).items())
+    put = connection.register_script(PUT_JOBS)
     sent = 0
     for start in range(0, len(grouped), PIPELINE_CHUNK):
-        chunk = grouped[start : start + PIPELINE_CHUNK]
-        queues = [Queue.redis_queue_namespace_prefix + keys.queue(node) for node, _ in chunk]
-        when = utcformat(now())
-        with connection.pipeline() as pipe:
-            for (node, node_jobs), queue_key in zip(chunk, queues, strict=True):
-                spec = job_spec(keys, node_jobs)
-                pipe.hset(TaskJob.key_for(spec["job_id"]), mapping=job_fields(spec, keys.queue(node), when))
-                pipe.rpush(queue_key, spec["job_id"])
-                sent += len(node_jobs)
-            pipe.sadd(Queue.redis_queues_keys, *queues)
-            pipe.execute()
+        common = _common_fields(utcformat(now()))
+        args: list[Any] = [len(common), *(item for pair in common.items() for item in pair), len(_OWN), *_OWN]
+        for node, node_jobs in grouped[start : start + PIPELINE_CHUNK]:
+            spec = job_spec(keys, node_jobs)
+            queue_name = keys.queue(node)
+            args += [TaskJob.key_for(spec["job_id"]), Queue.redis_queue_namespace_prefix + queue_name, spec["job_id"]]
+            args += _own_fields(spec, queue_name)
+            sent += len(node_jobs)
+        put(keys=[Queue.redis_queues_keys], args=args)
     return sent
 
 
-def job_fields(spec: dict[str, Any], queue_name: str, when: str) -> dict[Any, str | bytes | int]:
-    """The hash RQ stores for the job of `spec` queued on `queue_name` at `when` (`Job.to_dict` of the
-    job `Queue.enqueue` makes: tests/integration/test_job_payloads.py holds them equal), each value
-    made by RQ's own helpers."""
-    function, args = spec["function"], spec["args"]
+# Jobs put on their queues as RQ's `Queue.enqueue_job` does, in one call. KEYS[1] RQ's set of queues;
+# ARGV: a count and that many field and value pairs every job has, a count and that many names of the
+# fields each job has of its own, then per job: its key, its queue's key, its id and those fields' values.
+PUT_JOBS = """
+local n = tonumber(ARGV[1])
+local common = {unpack(ARGV, 2, 1 + 2 * n)}
+local m = tonumber(ARGV[2 + 2 * n])
+local names = {unpack(ARGV, 3 + 2 * n, 2 + 2 * n + m)}
+local i = 3 + 2 * n + m
+while i <= #ARGV do
+  local fields = {unpack(common)}
+  for j = 1, m do
+    fields[#fields + 1] = names[j]
+    fields[#fields + 1] = ARGV[i + 2 + j]
+  end
+  redis.call('HSET', ARGV[i], unpack(fields))
+  redis.call('RPUSH', ARGV[i + 1], ARGV[i + 2])
+  redis.call('SADD', KEYS[1], ARGV[i + 1])
+  i = i + 3 + m
+end
+return 1
+"""
+
+# RQ's stored job (`Job.to_dict` of the job `Queue.enqueue` makes), each value made by RQ's own helpers:
+# what every job of a call has, and what each has of its own.
+_OWN = ("data", "origin", "description", "timeout")
+
+
+def _common_fields(when: str) -> dict[str, str | int]:
+    unset = ("success_callback_name", "failure_callback_name", "stopped_callback_name", "started_at", "ended_at",
+             "last_heartbeat", "worker_name", "group_id")  # empty for a job not yet run, without callbacks
     return {
-        "created_at": when,
-        "data": zlib.compress(SERIALIZER.dumps((function, None, args, {}))),
-        **dict.fromkeys(_UNSET, ""),
-        "origin": queue_name,
-        "description": get_call_string(function, args, {}, max_length=75),
-        "enqueued_at": when,
-        "timeout": spec["timeout"],
-        "result_ttl": 0,
-        "failure_ttl": FAILURE_TTL,
-        "status": JobStatus.QUEUED.value,
+        "created_at": when, "enqueued_at": when, **dict.fromkeys(unset, ""), "result_ttl": 0,
+        "failure_ttl": FAILURE_TTL, "status": JobStatus.QUEUED.value,
     }
 
 
-# What RQ stores empty for a job not yet run, with no callbacks and no group.
-_UNSET = ("success_callback_name", "failure_callback_name", "stopped_callback_name", "started_at", "ended_at",
-          "last_heartbeat", "worker_name", "group_id")
+def _own_fields(spec: dict[str, Any], queue_name: str) -> list[bytes | str | int]:
+    """The values of _OWN's fields for the job of `spec` on queue `queue_name`."""
+    function, args = spec["function"], spec["args"]
+    data = zlib.compress(SERIALIZER.dumps((function, None, args, {})))
+    return [data, queue_name, get_call_string(function, args, {}, max_length=75) or "", spec["timeout"]]
