@@ -77,6 +77,7 @@ class StoreBase:
         self._set_if_leader = self._script(scripts.SET_IF_LEADER)
         self._holds_lease = self._script(scripts.HOLDS_LEASE)
         self._create_service = self._script(scripts.CREATE_SERVICE)
+        self._last_change = self._script(scripts.LAST_CHANGE)
 
     def _script(self, text: str) -> Script:
         return self._client.register_script(text)

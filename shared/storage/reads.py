@@ -67,8 +67,8 @@ class Reads(StoreBase):
     def revision(self) -> str | None:
         """The id of the change log's last entry, replaced by every write of services, tasks or faults
         (None: no log, as in a fresh or flushed Redis; nothing to key a cache on)."""
-        last = self._redis.xrevrange(self._keys.changelog, count=1)
-        return last[0][0] if last else None
+        last: str | None = self._last_change(keys=[self._keys.changelog])
+        return last
 
     def changes_since(self, revision: str) -> Changes | None:
         """What the writes after `revision` changed, in one round trip (None: no log)."""

@@ -118,6 +118,13 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do emit(out, id) end
 return out
 """
 
+# KEYS[1] the change log: the id of its last entry, without the entry (it may name 1,000 ids).
+LAST_CHANGE = """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if last[1] then return last[1][1] end
+return false
+"""
+
 # KEYS[1] the nodes set; ARGV[1] the node hash key prefix. Each node's id, then its hash as one
 # JSON object (field names are NodeRecord's identifiers; values are JSON already).
 NODES_JSON = """

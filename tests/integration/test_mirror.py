@@ -240,3 +240,12 @@ def test_a_response_shows_every_write_acknowledged_before_the_request(
     assert not failures, failures[0]
     assert acknowledged[0] == 300
 
+
+
+def test_the_revision_is_the_last_entrys_id_and_none_without_a_log(store: Store) -> None:
+    assert store.revision() is None
+    store.create_service(spec("web"), time.time())
+    [(first, _)] = store._client.xrange(store._keys.changelog)
+    assert store.revision() == first
+    seed(store, [task("web", 1, node="n1", state=TaskState.RUNNING, container_id="c1")])
+    assert store.revision() == store._client.xrevrange(store._keys.changelog, count=1)[0][0] != first
