@@ -130,7 +130,8 @@ class Mirror:
         parses an unchanged record to the object it gave before)."""
         tasks, held = snapshot.tasks.good, self._tasks
         self._task_parts = {
-            task_id: part for task_id, part in self._task_parts.items() if held[task_id] is tasks.get(task_id)
+            task_id: part for task_id, part in self._task_parts.items()
+            if task_id in tasks and held.get(task_id) is tasks[task_id]
         }
         self._tasks = dict(tasks)
         self._by_service = {}

@@ -47,10 +47,10 @@ JOB_FUNCTIONS = {
 BATCH_FUNCTION = "worker.jobs.run_batch"
 RUNNABLE = frozenset({*JOB_FUNCTIONS.values(), BATCH_FUNCTION})
 SERIALIZER = JSONSerializer  # every queue and worker of the cluster: enqueue, the API, agents, hollow nodes
-# Nodes' jobs per Redis transaction when a pass touches many nodes: bounds how long one blocks Redis
-# (~5 ms per 1,000 jobs), and is large enough that agents, woken by the first chunk, do not compete
-# with the scheduler for the CPU while it builds the rest (1,000 nodes: one chunk).
-PIPELINE_CHUNK = 1000
+# Nodes' jobs per Lua call when a pass touches many nodes: bounds how long one blocks Redis (~10 ms
+# per 1,000 jobs), and is large enough that agents, woken by the first chunk, do not compete with the
+# scheduler for the CPU while it builds the rest (1,000 nodes: one chunk).
+JOB_CHUNK = 1000
 FAILURE_TTL = 3600  # seconds RQ keeps a failed job
 
 
@@ -130,16 +130,16 @@ def enqueue(connection: redis.Redis, keys: Keys, jobs: Iterable[Decision]) -> in
     Each job is stored as RQ's `Queue.enqueue` stores it (the job's hash, its id pushed on its queue,
     the queue registered; tests/integration/test_job_payloads.py holds them equal), from the fields
     below rather than through RQ's Job and Queue objects, whose making cost more than the rest of a
-    pass at 1,000 nodes. One Lua call per PIPELINE_CHUNK nodes' jobs. `connection` must not decode
+    pass at 1,000 nodes. One Lua call per JOB_CHUNK nodes' jobs. `connection` must not decode
     responses (RQ stores payloads zlib-compressed).
     """
     grouped = list(by_node(jobs).items())
     put = connection.register_script(PUT_JOBS)
     sent = 0
-    for start in range(0, len(grouped), PIPELINE_CHUNK):
+    for start in range(0, len(grouped), JOB_CHUNK):
         common = _common_fields(utcformat(now()))
         args: list[Any] = [len(common), *(item for pair in common.items() for item in pair), len(_OWN), *_OWN]
-        for node, node_jobs in grouped[start : start + PIPELINE_CHUNK]:
+        for node, node_jobs in grouped[start : start + JOB_CHUNK]:
             spec = job_spec(keys, node_jobs)
             queue_name = keys.queue(node)
             args += [TaskJob.key_for(spec["job_id"]), Queue.redis_queue_namespace_prefix + queue_name, spec["job_id"]]
