@@ -7,6 +7,7 @@ As in Swarm, a label the node does not have matches `!=` and never `==`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class Constraint:
         return f"{self.field} {'==' if self.equal else '!='} {self.value}"
 
 
+@functools.lru_cache(maxsize=4096)  # a pass asks for every replica's: parsed once per text
 def parse(text: str) -> Constraint:
     """A constraint from its text; ValueError naming the rule when it is not one."""
     match = _CONSTRAINT_RE.fullmatch(text)
