@@ -81,8 +81,9 @@ def _base(node: NodeState) -> Base:
     return (node.load(), node.tasks, node.id)
 
 
-def _shape(request: Request) -> tuple[str, int, int, tuple[str, ...]]:
-    return (request.service, request.cpu_millicores, request.memory_bytes, request.host_ports)
+def _shape(request: Request) -> tuple[object, ...]:
+    return (request.service, request.cpu_millicores, request.memory_bytes, request.host_ports, request.constraints,
+            request.max_per_node)
 
 
 class _Pool:

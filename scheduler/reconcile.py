@@ -62,6 +62,7 @@ class _Pass:
     # Since when the scheduler has heard Redis without a break: a job sent before it may be gone with
     # the Redis it went to (a failover's old master), so one still in flight is sent again at once.
     heard_since: float
+    nodes: Sequence[NodeRecord]
 
 
 @dataclass
@@ -95,7 +96,7 @@ def reconcile(
     for node in nodes:
         if status[node.id] is not NodeStatus.DOWN:
             plan.wake(node.down_at(misses, heard_since) + 0.01)
-    ctx = _Pass(now, policy, status, plan, heard_since)
+    ctx = _Pass(now, policy, status, plan, heard_since, nodes)
 
     by_service: dict[str, dict[int, TaskRecord]] = {}
     placing: list[_Placing] = []
@@ -214,11 +215,15 @@ class Kind(StrEnum):
     HALTING = "halting"  # running, and its user asked for the stop
     FINISHED = "finished"  # failed or stopped: restarted by policy, or replaced by an update
     OUTDATED = "outdated"  # active on an older template: replaced, UPDATE_PARALLELISM at a time
+    MISPLACED = "misplaced"  # active on a node its service's constraints no longer allow: moves as from a drain
     IN_FLIGHT = "in_flight"  # assigned or starting: its start job is sent again if it was lost
 
 
-def classify(task: TaskRecord, template: str, status: dict[str, NodeStatus]) -> Kind | None:
-    """The set a wanted task belongs to (None: it runs as it should)."""
+def classify(
+    task: TaskRecord, template: str, status: dict[str, NodeStatus], allowed: Collection[str] | None = None
+) -> Kind | None:
+    """The set a wanted task belongs to (None: it runs as it should). `allowed`: the nodes the service's
+    placement constraints allow (None: any)."""
     node_status = status.get(task.node or "", NodeStatus.DOWN)
     if task.state is TaskState.SHUTDOWN:
         return Kind.SHUTTING_DOWN
@@ -234,6 +239,8 @@ def classify(task: TaskRecord, template: str, status: dict[str, NodeStatus]) -> 
         return Kind.FINISHED
     if task.template != template:
         return Kind.OUTDATED
+    if allowed is not None and task.state in ACTIVE_STATES and task.node not in allowed:
+        return Kind.MISPLACED
     if task.state in (TaskState.ASSIGNED, TaskState.STARTING):
         return Kind.IN_FLIGHT
     return None
@@ -257,10 +264,11 @@ def _keep(service: ServiceRecord, tasks: list[TaskRecord], ctx: _Pass) -> list[_
     previous containers whose replacement is ready, classify the rest, then handle each set."""
     template = service.template_hash()
     sets: dict[Kind, list[TaskRecord]] = {kind: [] for kind in Kind}
+    allowed = _allowed(service, ctx.nodes)
     for task in sorted(tasks, key=lambda t: t.slot):
         if task.previous is not None and task.state is not TaskState.SHUTDOWN and _release_previous(task, ctx):
             continue  # one write per task and pass: other decisions about it wait for the next pass
-        kind = classify(task, template, ctx.status)
+        kind = classify(task, template, ctx.status, allowed)
         if kind is not None:
             sets[kind].append(task)
     # A batch is in flight until its new replicas are ready (and their previous containers released).
@@ -280,16 +288,26 @@ def _keep(service: ServiceRecord, tasks: list[TaskRecord], ctx: _Pass) -> list[_
         _requeue_if_lost(task, ctx)
     return [
         *(_Placing(task, service, Why.SCHEDULED) for task in sets[Kind.UNPLACED]),
-        *_drain(sets[Kind.DRAINING], service, budget, start_first),
+        *_drain(sets[Kind.DRAINING] + sets[Kind.MISPLACED], service, budget, start_first),
         *(_Placing(task, service, Why.RESCHEDULED) for task in sets[Kind.LOST]),
         *_finished(sets[Kind.FINISHED], service, ctx),
         *_update(sets[Kind.OUTDATED], service, budget, start_first),
     ]
 
 
+def _allowed(service: ServiceRecord, nodes: Sequence[NodeRecord]) -> set[str] | None:
+    """The nodes the service's placement constraints allow (None: it has none)."""
+    placement = service.spec.placement
+    if placement is None or not placement.constraints:
+        return None
+    rules = placement.parsed()
+    return {node.id for node in nodes if all(rule.holds(node.id, node.address, node.labels) for rule in rules)}
+
+
 def _drain(tasks: list[TaskRecord], service: ServiceRecord, budget: _Budget, start_first: bool) -> list[_Placing]:
-    """Replicas leaving a draining node: a running one moves start-first (UPDATE_PARALLELISM at a time,
-    the rest keep serving meanwhile), any other at once."""
+    """Replicas leaving a node (draining, or no longer allowed by the service's constraints): a running
+    one moves start-first (UPDATE_PARALLELISM at a time, the rest keep serving meanwhile), any other
+    at once."""
     placing = []
     for task in tasks:
         if task.state is TaskState.RUNNING and start_first and task.previous is None:

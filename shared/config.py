@@ -33,6 +33,8 @@ from pydantic import (
 )
 
 from shared import defaults
+from shared.constraints import CONSTRAINT, CONSTRAINT_RULE, Constraint
+from shared.constraints import parse as parse_constraint
 from shared.document import ConfigSyntaxError, load_yaml
 
 # Characters no field may hold: C0 controls, DEL, C1 controls and the Unicode line and paragraph
@@ -54,6 +56,7 @@ MAX_PORTS = 1000
 MAX_VOLUMES = 100
 MAX_DNS_SERVERS = 16
 MAX_EXTRA_HOSTS = 1000
+MAX_CONSTRAINTS = 32
 MAX_SERVICES = 1000
 MAX_SPEC_BYTES = 256 * 1024  # one service's spec as stored (JSON)
 MAX_SERVICES_BYTES = 1024 * 1024  # every service of one config as stored (JSON)
@@ -92,6 +95,7 @@ _PATTERN_RULES = {
     EXTRA_HOST: "must be HOST:IP or HOST:host-gateway",
     HTTP_PATH: "must be a URL path and optional query of RFC 3986 characters (percent-encode others)",
     LISTEN_ADDR: LISTEN_RULE,
+    CONSTRAINT: CONSTRAINT_RULE,
 }
 
 # For the list rules, which check items part by part (always with fullmatch).
@@ -118,6 +122,7 @@ IpAddress = Annotated[str, _text(IP_ADDRESS, 45)]
 ExtraHost = Annotated[str, _text(EXTRA_HOST, 253 + 1 + 45)]
 HttpPath = Annotated[str, _text(HTTP_PATH, MAX_HTTP_PATH_LENGTH)]
 ListenAddr = Annotated[str, _text(LISTEN_ADDR, 253 + 1 + 5)]
+ConstraintText = Annotated[str, _text(CONSTRAINT, 400)]
 PathText = Annotated[str, _text(TEXT, MAX_PATH_LENGTH)]
 
 
@@ -202,6 +207,20 @@ class ScalePolicy(Strict):
         if self.target_cpu is None and self.target_memory is None:
             return defaults.DEFAULT_TARGET_CPU
         return self.target_cpu
+
+
+class Placement(Strict):
+    """Where a service's replicas may go (Swarm's `placement`): every constraint must hold for a node,
+    and a node takes at most `max_replicas_per_node` of them."""
+
+    constraints: list[ConstraintText] = Field(
+        default_factory=list, max_length=MAX_CONSTRAINTS,
+        description="node.id, node.address or node.labels.KEY, then == or !=, then a value",
+    )
+    max_replicas_per_node: StrictInt | None = Field(None, ge=1, le=defaults.MAX_REPLICAS)
+
+    def parsed(self) -> tuple[Constraint, ...]:
+        return tuple(parse_constraint(text) for text in self.constraints)
 
 
 class HealthCheck(Strict):
@@ -339,6 +358,7 @@ class ServiceSpec(Strict):
     resources: Resources | None = None
     scale_policy: ScalePolicy | None = None
     health_check: HealthCheck | None = None
+    placement: Placement | None = None
 
     # The list rules below run before the item constraints (same patterns, checked with fullmatch),
     # to say which entry breaks which part of the rule.

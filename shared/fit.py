@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 
 from shared.config import ServiceSpec
+from shared.constraints import Constraint
 from shared.records import NodeRecord, NodeStatus, TaskRecord, host_port_keys
 
 MIB = 1024 * 1024
@@ -33,6 +34,8 @@ class NodeState:
     ports_used: set[str] = field(default_factory=set)  # "80/tcp"
     replicas: dict[str, int] = field(default_factory=dict)  # service -> replicas held here
     tasks: int = 0  # replicas of all services held here
+    address: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)  # the agent's GORCHESTER_NODE_LABELS
 
     def hold(self, request: Request) -> None:
         self.cpu_allocated += request.cpu_millicores
@@ -63,11 +66,17 @@ class Request:
     cpu_millicores: int = 0
     memory_bytes: int = 0
     host_ports: tuple[str, ...] = ()
+    constraints: tuple[Constraint, ...] = ()  # every one must hold for the node
+    max_per_node: int = 0  # replicas of the service a node may hold; 0: no limit
 
 
 def asked(task_id: str, spec: ServiceSpec) -> Request:
     """What a replica of `spec` asks of the node it is placed on."""
-    return Request(task_id, spec.service_name, spec.cpu_request(), spec.memory_request(), tuple(host_port_keys(spec)))
+    placement = spec.placement
+    return Request(
+        task_id, spec.service_name, spec.cpu_request(), spec.memory_request(), tuple(host_port_keys(spec)),
+        placement.parsed() if placement else (), (placement.max_replicas_per_node or 0) if placement else 0,
+    )
 
 
 def held(task: TaskRecord) -> Request:
@@ -96,7 +105,11 @@ def node_states(
 ) -> dict[str, NodeState]:
     """Each node (by id) as the containers holding it leave it (`holdings`); `status` is each node's
     (NodeRecord.status at the time judged)."""
-    states = {node.id: NodeState(node.id, status[node.id], node.cpu_millicores, node.memory_bytes) for node in nodes}
+    states = {
+        node.id: NodeState(node.id, status[node.id], node.cpu_millicores, node.memory_bytes, address=node.address,
+                           labels=node.labels)
+        for node in nodes
+    }
     for node_id, request in holdings(tasks, moving):
         state = states.get(node_id)
         if state is not None:
@@ -157,6 +170,21 @@ def enough_memory(node: NodeState, request: Request) -> Rejection | None:
     return Rejection(f"not enough memory ({needs}, {_mib(max(free, 0))} free)", f"not enough memory ({needs})")
 
 
+def constraints_hold(node: NodeState, request: Request) -> Rejection | None:
+    for constraint in request.constraints:
+        if not constraint.holds(node.id, node.address, node.labels):
+            text = f"constraint {constraint} not met"
+            return Rejection(text, text)
+    return None
+
+
+def room_for_service(node: NodeState, request: Request) -> Rejection | None:
+    if not request.max_per_node or node.replicas.get(request.service, 0) < request.max_per_node:
+        return None
+    text = f"max_replicas_per_node {request.max_per_node} reached"
+    return Rejection(text, text)
+
+
 def host_ports_free(node: NodeState, request: Request) -> Rejection | None:
     taken = sorted(port for port in request.host_ports if port in node.ports_used)
     if not taken:
@@ -166,7 +194,7 @@ def host_ports_free(node: NodeState, request: Request) -> Rejection | None:
 
 
 # Cheapest first; the first check that fails names the reason for that node.
-CHECKS: tuple[Check, ...] = (node_ready, host_ports_free, enough_cpu, enough_memory)
+CHECKS: tuple[Check, ...] = (node_ready, constraints_hold, room_for_service, host_ports_free, enough_cpu, enough_memory)
 
 
 def _mib(value: int) -> str:
@@ -188,6 +216,8 @@ def fits(node: NodeState, request: Request) -> bool:
         and request.cpu_millicores <= node.cpu_capacity - node.cpu_allocated
         and request.memory_bytes <= node.memory_capacity - node.memory_allocated
         and (not request.host_ports or node.ports_used.isdisjoint(request.host_ports))
+        and (not request.max_per_node or node.replicas.get(request.service, 0) < request.max_per_node)
+        and all(constraint.holds(node.id, node.address, node.labels) for constraint in request.constraints)
     )
 
 

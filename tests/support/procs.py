@@ -82,8 +82,10 @@ class Processes:
     def scheduler(self, name: str = "scheduler") -> subprocess.Popen:
         return self.start(name, [sys.executable, "-m", "scheduler"])
 
-    def agent(self, node: str, address: str, *, cpu: int | None = None, memory: int | None = None) -> subprocess.Popen:
-        extra = {"GORCHESTER_NODE_ADDRESS": address}
+    def agent(
+        self, node: str, address: str, *, cpu: int | None = None, memory: int | None = None, labels: str = ""
+    ) -> subprocess.Popen:
+        extra = {"GORCHESTER_NODE_ADDRESS": address, "GORCHESTER_NODE_LABELS": labels}
         if cpu is not None:
             extra["GORCHESTER_NODE_CPU"] = str(cpu)
         if memory is not None:

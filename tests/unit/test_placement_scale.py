@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 from scheduler import placement
 from scheduler.placement import Placement, pending_reason, place, rank
+from shared.constraints import parse
 from shared.fit import NodeState, Rejection, Request, rejection
 from shared.records import NodeStatus
 
@@ -55,6 +56,8 @@ def cluster(rng: random.Random, count: int) -> list[NodeState]:
         node.ports_used = {port for port in PORTS if rng.random() < 0.15}
         node.replicas = {service: rng.choice([0, 1, 1, 2]) for service in SERVICES if rng.random() < spread}
         node.tasks = sum(node.replicas.values()) + rng.choice([0, 0, 1])
+        node.labels = {"zone": rng.choice("abc")} if rng.random() < 0.8 else {}
+        node.address = f"10.0.0.{i % 4}"
         nodes.append(node)
     return nodes
 
@@ -68,8 +71,11 @@ def workload(rng: random.Random) -> list[Request]:
         cpu = rng.choice([0, 0, 100, 300, 900])
         memory = rng.choice([0, 64 * MIB, 512 * MIB])
         ports = rng.choice([(), (), (), ("80/tcp",), ("8080/tcp", "53/udp")])
+        rules = rng.choice([(), (), ("node.labels.zone == a",), ("node.labels.zone != b", "node.address != 10.0.0.1")])
+        most = rng.choice([0, 0, 1, 2])
         requests += [
-            Request(f"{service}.{run}.{slot}", service, cpu, memory, ports) for slot in range(rng.randint(1, 20))
+            Request(f"{service}.{run}.{slot}", service, cpu, memory, ports, tuple(map(parse, rules)), most)
+            for slot in range(rng.randint(1, 20))
         ]
     return requests
 

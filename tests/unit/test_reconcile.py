@@ -541,3 +541,31 @@ def test_each_wanted_task_is_classified_into_one_set_first():
         (running(svc, 1, "up", state=TaskState.ASSIGNED), Kind.IN_FLIGHT),
     ]
     assert [classify(task, template, status) for task, _ in cases] == [kind for _, kind in cases]
+
+
+def test_replicas_are_placed_only_where_the_constraints_allow():
+    svc = service(replicas=2, placement={"constraints": ["node.labels.zone == a"]})
+    nodes = [node("n1", labels={"zone": "a"}), node("n2", labels={"zone": "b"}), node("n3")]
+    assert sorted(j.node for j in jobs(plan_for([svc], [], nodes))) == ["n1", "n1"]
+    spread = service(replicas=3, placement={"constraints": ["node.id != n3"], "max_replicas_per_node": 1})
+    plan = plan_for([spread], [], nodes)
+    assert sorted(j.node for j in jobs(plan)) == ["n1", "n2"]
+    [pending] = [w.record for w in plan.writes if w.record is not None and w.record.state is TaskState.PENDING]
+    assert pending.reason == "n1: max_replicas_per_node 1 reached; n2: max_replicas_per_node 1 reached; " \
+        "n3: constraint node.id != n3 not met"
+
+
+def test_a_replica_on_a_node_its_constraints_no_longer_allow_moves_start_first():
+    """An agent restarted with other labels: its replicas move as from a drain (Swarm's constraint
+    enforcer), the old container serving until the new one is ready; with nowhere to go, it stays."""
+    svc = service(replicas=1, placement={"constraints": ["node.labels.zone == a"]})
+    task = running(svc, 1, "n1")
+    relabelled = [node("n1", labels={"zone": "b"}), node("n2", labels={"zone": "a"})]
+    assert classify(task, svc.template_hash(), {"n1": NodeStatus.READY}, {"n2"}) is Kind.MISPLACED
+    plan = plan_for([svc], [task], relabelled)
+    assert jobs(plan) == [Decision("n2", Action.START, "web.1", 2, "")]
+    record = plan.writes[0].record
+    assert record is not None and record.previous is not None and record.previous.node == "n1"
+    assert {e.kind for w in plan.writes for e in w.events} == {"task_rescheduled"}
+    assert plan_for([svc], [task], [node("n1", labels={"zone": "b"})]).writes == []
+    assert plan_for([svc], [task], [node("n1", labels={"zone": "a"})]).writes == []
