@@ -15,11 +15,19 @@ from starlette.responses import JSONResponse, Response
 
 from api.context import acknowledged, blocking, settings_of, store_of
 from api.mirror import Mirror, json_response, mirror_of
-from api.responses import HealthOk, HealthUnavailable, NodeView, PlacementView, RedisReplication, TaskView
+from api.responses import (
+    HealthOk,
+    HealthUnavailable,
+    NodeRemoved,
+    NodeView,
+    PlacementView,
+    RedisReplication,
+    TaskView,
+)
 from api.routing import query_of
 from api.views import event_view, node_view, placement_view, task_view
 from shared.fit import asked, node_states, verdicts
-from shared.records import Availability, NodeRecord, TaskState
+from shared.records import Availability, NodeRecord, NodeStatus, TaskState
 from shared.storage import ApiStore
 
 log = logging.getLogger("gorchester.api")
@@ -84,6 +92,30 @@ async def list_nodes(request: Request) -> JSONResponse:
 async def get_node(request: Request) -> JSONResponse:
     node_id = request.path_params["node"]
     return JSONResponse(await blocking(lambda: _node_view(request, store_of(request).node(node_id))))
+
+
+async def remove_node(request: Request) -> JSONResponse:
+    """Forget a node that is down, as `docker node rm`; a live one only with `force` (its agent, if it
+    keeps running, registers again at its next beat)."""
+    node_id = request.path_params["node"]
+    force = bool(query_of(request)["force"])
+    misses = settings_of(request).heartbeat_misses
+
+    def remove(store: ApiStore) -> NodeRemoved:
+        heard_since = store.heard_since()
+
+        def keep(node: NodeRecord) -> str | None:
+            status = node.status(time.time(), misses, heard_since)
+            if force or status is NodeStatus.DOWN:
+                return None
+            return (f"node {node_id!r} is {status.value}, not down: stop its agent and wait until the node is "
+                    "down, or remove it anyway with force=true")
+
+        node = store.remove_node(node_id, time.time(), keep)
+        log.info("node %s removed", node_id)
+        return {"id": node_id, "was": _node_view(request, node) if node is not None else None}
+
+    return JSONResponse(await acknowledged(request, remove))
 
 
 async def drain_node(request: Request) -> JSONResponse:

@@ -37,7 +37,7 @@ REQUESTS: dict[str, type[BaseModel]] = {
 }
 ANSWERS: list[Any] = [
     ServiceSpec, responses.ServiceState, responses.UnreadableService, responses.Autoscaled,
-    responses.ServiceUsage, responses.EndpointView, responses.ApplyResult, responses.NodeView,
+    responses.ServiceUsage, responses.EndpointView, responses.ApplyResult, responses.NodeView, responses.NodeRemoved,
     responses.TaskView, responses.PlacementView, responses.EventView, responses.HealthOk, responses.HealthUnavailable,
     responses.Problem, ExecResult,
 ]
@@ -219,6 +219,9 @@ def operations(bodies: dict[str, str]) -> dict[tuple[str, str], Operation]:
             "Every node", "listNodes", {"200": _json({"type": "array", "items": _ref("NodeView")}, "the nodes")}),
         ("/v1/nodes/{node}", "get"): _operation(
             "One node", "getNode", {"200": _json(_ref("NodeView"), "the node")}),
+        ("/v1/nodes/{node}", "delete"): _operation(
+            "Forget a node that is down (any node with force): its record, index and beats", "removeNode",
+            {"200": _json(_ref("NodeRemoved"), "removed")}, errors=(409,)),
         ("/v1/nodes/{node}/drain", "post"): _operation(
             "Move a node's tasks elsewhere and place none there", "drainNode",
             {"200": _json(_ref("NodeView"), "the node")}),
@@ -317,6 +320,9 @@ def describe(path: str, resource: Resource, described: dict[tuple[str, str], Ope
         if found is None:
             raise LookupError(f"{method.upper()} {path} has no operation in api/openapi.py")
         operation = copy.deepcopy(found.doc)
+        own = resource.method_query.get(method.upper(), {})
+        if own:
+            operation["parameters"] = [_parameter(name, "query", rule) for name, rule in own.items()]
         open_ = operation.get("security") == []
         common = (400, 403) if open_ else (400, 401, 403, 503)
         operation["responses"] = {**operation["responses"],

@@ -179,6 +179,10 @@ LOGS: dict[str, Rule] = {
     ),
     "follow": Rule(flag, BOOLEAN, "keep streaming until the container stops or the client leaves", default=False),
 }
+REMOVE_NODE: dict[str, Rule] = {
+    "force": Rule(flag, BOOLEAN, "remove a node that is not down too (its agent, if it runs, joins again)",
+                  default=False),
+}
 APPLY: dict[str, Rule] = {
     "prune": Rule(flag, BOOLEAN, "also remove the services the config does not name", default=False),
 }

@@ -214,6 +214,11 @@ class NodeView(TypedDict):
     tasks: Annotated[int, Field(description="tasks holding resources on it")]
 
 
+class NodeRemoved(TypedDict):
+    id: str
+    was: NodeView | None  # the node as it was; null when its record could not be read
+
+
 class PreviousView(TypedDict):
     """The container a slot ran before its current gen, still serving until the new one is ready."""
 

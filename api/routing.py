@@ -25,11 +25,20 @@ QUERY_KEY = "gorchester.query"
 
 
 class Resource(Route):
-    def __init__(self, path: str, *, query: Mapping[str, params.Rule] | None = None, **endpoints: Endpoint) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        query: Mapping[str, params.Rule] | None = None,
+        method_query: Mapping[str, Mapping[str, params.Rule]] | None = None,
+        **endpoints: Endpoint,
+    ) -> None:
+        """`query`: the parameters every method takes; `method_query`: those one method takes beside them."""
         self.endpoints = {method.upper(): endpoint for method, endpoint in endpoints.items()}
         if "GET" in self.endpoints:
             self.endpoints.setdefault("HEAD", self.endpoints["GET"])
         self.query = dict(query or {})
+        self.method_query = {method.upper(): dict(rules) for method, rules in (method_query or {}).items()}
         self.allow = ", ".join(sorted({*self.endpoints, "OPTIONS"}))
         super().__init__(path, self.dispatch, methods=[*self.endpoints, "OPTIONS"])
         unknown = set(self.param_convertors) - set(params.PATH)
@@ -43,7 +52,8 @@ class Resource(Route):
 
     async def dispatch(self, request: Request) -> Response:
         params.check_path(request.path_params)
-        request.scope[QUERY_KEY] = params.check_query(request.query_params.multi_items(), self.query)
+        rules = {**self.query, **self.method_query.get("GET" if request.method == "HEAD" else request.method, {})}
+        request.scope[QUERY_KEY] = params.check_query(request.query_params.multi_items(), rules)
         if request.method == "OPTIONS":
             return Response(status_code=204, headers={"Allow": self.allow})
         return await self.endpoints[request.method](request)

@@ -1,4 +1,5 @@
-"""One-shot changes: `scale`, `rm`, `drain`, `activate`. Each is one API call and a one-line answer.
+"""One-shot changes: `scale`, `rm`, `drain`, `activate`, `node rm`. Each is one API call and a one-line
+answer.
 
 The API returns the changed object; with `-o json` that is printed as is, so scripts see its state.
 """
@@ -38,6 +39,18 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         node.add_argument("node", metavar="NODE", help="the node id")
         node.set_defaults(run=run_client(availability_command), verb=verb)
 
+    nodes = subparsers.add_parser("node", help="node: remove one", description="Change the cluster's nodes.")
+    node_commands = nodes.add_subparsers(dest="node_command", required=True, metavar="COMMAND")
+    forget = node_commands.add_parser(
+        "rm", parents=[common], help="forget a node that is down",
+        description="Forget node NODE, as `docker node rm`: refused unless it is down (its agent stopped and "
+        "its beats missed); its replicas are placed elsewhere.",
+    )
+    forget.add_argument("node", metavar="NODE", help="the node id")
+    forget.add_argument("--force", action="store_true",
+                        help="remove it even when it is not down (its agent, if still running, joins again)")
+    forget.set_defaults(run=run_client(node_remove_command))
+
 
 def scale_command(client: ApiClient, args: argparse.Namespace) -> int:
     service = client.post(path("services", args.name, "scale"), {"replicas": args.replicas})
@@ -54,6 +67,13 @@ def remove_command(client: ApiClient, args: argparse.Namespace) -> int:
 def availability_command(client: ApiClient, args: argparse.Namespace) -> int:
     node = client.post(path("nodes", args.node, args.verb))
     report(node, args.output, f"node {args.node}: availability {node['availability']}, status {node['status']}")
+    return 0
+
+
+def node_remove_command(client: ApiClient, args: argparse.Namespace) -> int:
+    params = {"force": "true"} if args.force else None
+    removed = client.request("DELETE", path("nodes", args.node), params=params)
+    report(removed, args.output, f"node {args.node} removed")
     return 0
 
 

@@ -178,6 +178,9 @@ class Scheduler:
                 self.store.emit(EventKind.NODE_UNREADABLE, message, now, node=node_id, reason=entry.error)
                 self.unreadable_nodes.add(node_id)
             self.node_status[node_id] = NodeStatus.DOWN
+        known = {node.id for node in nodes} | unreadable.keys()  # a removed node is forgotten here too
+        self.node_status = {node_id: status for node_id, status in self.node_status.items() if node_id in known}
+        self.unreadable_nodes &= known
 
     def _record_faults(self, services: Records[ServiceRecord], raised: dict[str, Exception], now: float) -> None:
         """Mark failed the services this pass could not handle and clear those it now handles; each

@@ -36,6 +36,7 @@ class EventKind(StrEnum):
     NODE_DRAINING = "node_draining"
     NODE_ACTIVATED = "node_activated"
     NODE_UNREADABLE = "node_unreadable"
+    NODE_REMOVED = "node_removed"
     # the control plane
     LEADER_CHANGED = "leader_changed"
 

@@ -242,6 +242,43 @@ class UserWrites(Reads):
                     continue
 
 
+    def remove_node(self, node_id: str, now: float, keep: Callable[[NodeRecord], str | None]) -> NodeRecord | None:
+        """Forget a node, as `docker node rm`: its record, its place among the nodes, its task index and
+        revision go, with its event, in one transaction; refused (Conflict saying why) while `keep(node)`
+        gives a reason, judged on the record read in that transaction. Returns the record as it was (None
+        when it could not be read: nothing to keep). NotFound when it is neither registered nor recorded.
+        Its tasks are then on no node: the scheduler places them again."""
+        key = self._keys.node(node_id)
+        with self._redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key, self._keys.nodes)
+                    fields = cast(dict[str, str], pipe.hgetall(key))  # watching: answered at once
+                    if not fields and not pipe.sismember(self._keys.nodes, node_id):
+                        raise NotFound(f"node {node_id!r} not found")
+                    node = self._readable_node(node_id, fields)
+                    why = keep(node) if node is not None else None
+                    if why:
+                        raise Conflict(why)
+                    pipe.multi()
+                    pipe.delete(key, self._keys.node_tasks(node_id), self._keys.node_revision(node_id))
+                    pipe.srem(self._keys.nodes, node_id)
+                    pipe.publish(self._keys.changes, f"node:{node_id}")
+                    event = (EventKind.NODE_REMOVED, f"node {node_id} removed", {"node": node_id})
+                    add_event(pipe, self._keys, event, now)
+                    pipe.execute()
+                    return node
+                except redis.WatchError:
+                    continue
+
+    def _readable_node(self, node_id: str, fields: dict[str, str]) -> NodeRecord | None:
+        if not fields:
+            return None
+        try:
+            return self._node(node_id, fields)
+        except Conflict:  # a record that cannot be read
+            return None
+
 
 def revise(
     name: str,

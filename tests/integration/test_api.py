@@ -246,6 +246,31 @@ def test_nodes_view(client: TestClient, store: Store) -> None:
     assert event_types(client) == ["node_draining", "node_activated"]
 
 
+def test_a_node_is_removed_only_when_down_unless_forced(client: TestClient, store: Store) -> None:
+    """As `docker node rm`: a down node goes (record, index, revision; its event); a live one is refused
+    naming its status, and goes with force=true; an unreadable record goes as it is."""
+    seed_node(store, "n1", time.time())
+    seed_node(store, "n2", time.time() - 60)
+    seed_tasks(store)
+    refused = client.delete("/v1/nodes/n1")
+    assert refused.status_code == 409 and "'n1' is ready, not down" in refused.json()["message"]
+    removed = client.delete("/v1/nodes/n2")
+    assert removed.status_code == 200, removed.text
+    assert (removed.json()["id"], removed.json()["was"]["status"]) == ("n2", "down")
+    assert client.get("/v1/nodes/n2").status_code == 404
+    assert client.delete("/v1/nodes/n2").status_code == 404
+    assert [node["id"] for node in client.get("/v1/nodes").json()] == ["n1"]
+    assert not store._client.exists(store._keys.node_tasks("n2"), store._keys.node_revision("n2"))
+    assert client.delete("/v1/nodes/n1?force=maybe").status_code == 400
+    assert client.delete("/v1/nodes/n1?force=true").json()["was"]["id"] == "n1"
+    store._client.sadd(store._keys.nodes, "n9")
+    store._client.hset(store._keys.node("n9"), mapping={"id": '"n9"', "cpu_millicores": "oops"})
+    assert client.delete("/v1/nodes/n9").json() == {"id": "n9", "was": None}
+    assert client.get("/v1/nodes").json() == []
+    assert event_types(client) == ["node_removed"] * 3
+    assert client.get("/v1/nodes/n1?force=true").status_code == 400  # force is DELETE's alone
+
+
 def test_tasks_filtering_and_service_status(client: TestClient, store: Store) -> None:
     create(client, replicas=3)
     seed_tasks(store)

@@ -149,6 +149,17 @@ def test_nodes_drain_and_activate(api: str, store: Store) -> None:
     assert_one_line_error(gorchester(api, "drain", "node-x"), "'node-x' not found")
 
 
+def test_node_rm_forgets_a_down_node_and_refuses_a_live_one_unless_forced(api: str, store: Store) -> None:
+    for node_id, beat in (("node-a", time.time()), ("node-b", time.time() - 600)):
+        store.register_node(NodeRecord(id=node_id, address="10.0.0.7", cpu_millicores=4000, memory_bytes=2**32,
+                                       heartbeat_interval=1.0, last_heartbeat=beat))
+    assert ok(api, "node", "rm", "node-b") == "node node-b removed\n"
+    assert_one_line_error(gorchester(api, "node", "rm", "node-a"), "'node-a' is ready, not down")
+    assert as_json(api, "node", "rm", "node-a", "--force")["was"]["status"] == "ready"
+    assert as_json(api, "get", "nodes") == []
+    assert_one_line_error(gorchester(api, "node", "rm", "node-a"), "'node-a' not found")
+
+
 def test_apply_wait_times_out_naming_the_short_service(api: str, config: str) -> None:
     started = time.monotonic()
     result = gorchester(api, "apply", "-f", config, "--wait", "--timeout", "3")

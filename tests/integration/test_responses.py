@@ -97,6 +97,8 @@ def schema_for(doc: dict[str, Any], path: str, method: str, status: int) -> json
 
 def test_every_answer_holds_to_the_document(client: TestClient, store: Store) -> None:
     populate(client, store)
+    store.register_node(NodeRecord(id="gone", address="127.0.0.9", cpu_millicores=1000, memory_bytes=1 << 30,
+                                   last_heartbeat=time.time() - 3600))
     doc = client.get("/v1/openapi.json").json()
     calls: list[tuple[str, str, str, int, dict[str, Any] | None]] = [
         # (path as documented, method, URL, status, JSON body)
@@ -123,6 +125,7 @@ def test_every_answer_holds_to_the_document(client: TestClient, store: Store) ->
         ("/v1/tasks/{task}/stop", "post", "/v1/tasks/web.1/stop", 202, None),
         ("/v1/services/{name}", "delete", "/v1/services/broken", 202, None),
         ("/v1/services/{name}", "delete", "/v1/services/web", 202, None),
+        ("/v1/nodes/{node}", "delete", "/v1/nodes/gone", 200, None),
         # Errors: every one is a Problem.
         ("/v1/services/{name}", "get", "/v1/services/nope", 404, None),
         ("/v1/services", "post", "/v1/services", 422, {**WEB, "replicas": -1}),
@@ -130,6 +133,8 @@ def test_every_answer_holds_to_the_document(client: TestClient, store: Store) ->
         ("/v1/events", "get", "/v1/events?limit=0", 400, None),
         ("/v1/tasks/{task}/placement", "get", "/v1/tasks/web.2/placement?limit=1001", 400, None),
         ("/v1/services", "post", "/v1/services", 415, None),
+        ("/v1/nodes/{node}", "delete", "/v1/nodes/gone", 404, None),
+        ("/v1/nodes/{node}", "delete", "/v1/nodes/n1", 409, None),
     ]
     called = set()
     for path, method, url, status, body in calls:
