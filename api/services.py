@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Collection
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.requests import Request
@@ -24,7 +22,7 @@ from shared.defaults import MAX_REPLICAS
 from shared.errors import NotFound
 from shared.event_kinds import EventKind
 from shared.hostaccess import check_config, check_service
-from shared.records import ServiceOutcome, ServiceRecord, TaskRecord, Unreadable
+from shared.records import ServiceOutcome, ServiceRecord, Unreadable
 from shared.storage import ApiStore
 
 log = logging.getLogger("gorchester.api")
@@ -42,21 +40,12 @@ def _log_change(name: str, outcome: ServiceOutcome) -> None:
         log.info("service %s %s", name, outcome.value)
 
 
-def _views(store: ApiStore, names: Collection[str] | None = None) -> list[AnyService]:
-    """The views of the named services that exist (or of all), sorted by name."""
-    stored = store.read_services(names)
-    by_service: dict[str, list[TaskRecord]] = defaultdict(list)
-    for task in store.tasks() if names is None else store.service_tasks(names):
-        by_service[task.service].append(task)
-    faults = store.faults()
-    return [listed_service_view(name, stored, by_service[name], faults.get(name)) for name in sorted(stored.bodies)]
-
-
 def _view(store: ApiStore, name: str) -> AnyService:
-    views = _views(store, [name])
-    if not views:
+    """The view of one service, from its record, its own tasks and its fault."""
+    stored = store.read_services([name])
+    if name not in stored.bodies:
         raise NotFound(f"service {name!r} not found")
-    return views[0]
+    return listed_service_view(name, stored, store.service_tasks([name]), store.faults().get(name))
 
 
 def _written_view(store: ApiStore, record: ServiceRecord, outcome: ServiceOutcome) -> AnyService:
