@@ -132,6 +132,10 @@ class ApplyResult(TypedDict):
     updated: list[str]
     unchanged: list[str]
     deleted: list[str]
+    versions: Annotated[dict[str, int], Field(
+        description="each named service's version as this apply left it; a rolling update it started rolls out "
+        "that version (the service's update.version)"
+    )]
 
 
 class EndpointView(TypedDict):

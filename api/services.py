@@ -185,13 +185,15 @@ async def apply(request: Request) -> JSONResponse:
         raise ConfigError([f"cluster_name: this API serves cluster {cluster}"])
 
     def apply_config(store: ApiStore) -> ApplyResult:
-        outcome = store.apply(config, time.time(), prune=prune)
+        applied = store.apply(config, time.time(), prune=prune)
+        outcome = applied.outcome
         for what in (ServiceOutcome.CREATED, ServiceOutcome.UPDATED, ServiceOutcome.DELETED):
             for name in outcome[what]:
                 _log_change(name, what)
         return {
             "created": outcome[ServiceOutcome.CREATED], "updated": outcome[ServiceOutcome.UPDATED],
             "unchanged": outcome[ServiceOutcome.UNCHANGED], "deleted": outcome[ServiceOutcome.DELETED],
+            "versions": applied.versions,
         }
 
     return JSONResponse(await acknowledged(request, apply_config))

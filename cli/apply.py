@@ -1,8 +1,11 @@
 """`gorchester apply`: send a config to the API, and optionally wait until the cluster matches it.
 
 The file's text is sent as is (not re-serialised), so the API validates exactly what the user wrote
-and its 422 field paths point into their file. Waiting judges the whole cluster, not only the file's
-services: with --prune a removed service must also be gone before the cluster "matches".
+and its 422 field paths point into their file. `--wait` follows what the apply changed, as
+`kubectl rollout status` does (cli/rollouts.py): each created or updated service until it rolls out
+the version the apply wrote (a rolling update completed, its replicas running and healthy), each
+deleted one until it is gone; it fails at once, naming the service and why, when a rollout is rolled
+back or the service fails, and when the timeout passes.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 from cli import render
 from cli.arguments import seconds
 from cli.client import EXIT_USAGE, ApiClient, CliError, connection_options, run_client
+from cli.rollouts import verdict
 from shared.records import ServiceOutcome
 
 POLL_INTERVAL = 1.0  # seconds between looks at /v1/services while waiting
@@ -30,7 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-f", "--config", required=True, metavar="FILE", help="the config.yaml (or one service)")
     parser.add_argument("--prune", action="store_true", help="delete services that FILE does not declare")
     parser.add_argument(
-        "--wait", action="store_true", help="wait until every service runs its desired replicas (exit 1 if not)"
+        "--wait", action="store_true",
+        help="wait until every changed service has rolled out (exit 1 when one is rolled back, fails or times out)"
     )
     parser.add_argument(
         "--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
@@ -50,7 +55,7 @@ def apply_command(client: ApiClient, args: argparse.Namespace) -> int:
     else:
         print(summary(outcome))
     if args.wait:
-        wait(client, args.timeout, quiet=args.output == "json")
+        wait(client, outcome, args.timeout, quiet=args.output == "json")
     return 0
 
 
@@ -69,40 +74,35 @@ def summary(outcome: dict[str, list[str]]) -> str:
     return "\n".join(lines) or "nothing to do: no services"
 
 
-def shortfall(services: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Services not yet as desired: running != desired replicas, or still being deleted."""
-    return [
-        service for service in services
-        if service["deleting"] or service["status"]["running_replicas"] != service["status"]["desired_replicas"]
-    ]
+def targets(outcome: dict[str, Any]) -> dict[str, int | None]:
+    """What the apply changed: each created or updated service's version, None for each deleted one."""
+    versions = outcome.get("versions", {})
+    changed: dict[str, int | None] = {name: versions.get(name, 1) for name in outcome["created"] + outcome["updated"]}
+    return changed | {name: None for name in outcome["deleted"]}
 
 
-def progress(services: list[dict[str, Any]]) -> str:
-    """`web 2/3, api 1/1, old deleting`: every service's running/desired replicas."""
-    return ", ".join(f"{service['service_name']} {replicas(service)}" for service in services)
-
-
-def replicas(service: dict[str, Any]) -> str:
-    status = service["status"]
-    return "deleting" if service["deleting"] else f"{status['running_replicas']}/{status['desired_replicas']}"
-
-
-def wait(client: ApiClient, timeout: float, *, quiet: bool = False) -> None:
-    """Poll until every service matches; print progress to stderr when it changes; CliError on timeout."""
+def wait(client: ApiClient, outcome: dict[str, Any], timeout: float, *, quiet: bool = False) -> None:
+    """Poll until every change rolled out; print progress to stderr when it changes; CliError when one
+    will not roll out, or on timeout."""
+    wanted = targets(outcome)
     deadline = time.monotonic() + timeout
     shown = ""
     while True:
-        services = client.get("/v1/services")
-        short = shortfall(services)
-        line = progress(services)
+        views = {view["service_name"]: view for view in client.get("/v1/services")}
+        verdicts = [verdict(name, views.get(name), version) for name, version in sorted(wanted.items())]
+        short = [v for v in verdicts if not v.done]
+        line = ", ".join(v.progress for v in verdicts)
         if line != shown and not quiet:
-            print(f"waiting: {line}" if short else f"ready: {line or 'no services'}", file=sys.stderr, flush=True)
+            print(f"waiting: {line}" if short else f"ready: {line or 'nothing changed'}", file=sys.stderr, flush=True)
             shown = line
+        failed = [v for v in verdicts if v.failure]
+        if failed:
+            raise CliError(f"{len(failed)} service(s) will not roll out", [v.line for v in failed])
         if not short:
             return
         if time.monotonic() >= deadline:
-            raise CliError(f"timed out after {timeout:g}s: {len(short)} service(s) not ready",
-                           [why_short(client, service) for service in short])
+            raise CliError(f"timed out after {timeout:g}s: {len(short)} service(s) not rolled out",
+                           [why_short(client, views[v.name]) if v.name in views else v.line for v in short])
         time.sleep(min(POLL_INTERVAL, max(deadline - time.monotonic(), 0)))
 
 

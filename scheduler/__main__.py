@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         while not stop.is_set():
             try:
-                outcome = scheduler.store.apply(config, time.time())
-                logging.info("applied %s: %s", args.config, outcome)
+                applied = scheduler.store.apply(config, time.time())
+                logging.info("applied %s: %s", args.config, {str(k): v for k, v in applied.outcome.items()})
                 break
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 logging.warning("redis unavailable (%s); retrying", exc)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import TypeVar, cast
 
 import redis
@@ -56,6 +57,15 @@ def announced(name: str, outcome: ServiceOutcome, record: ServiceRecord | None =
 
 def announcing(name: str) -> Callable[[ServiceRecord, ServiceOutcome], list[Event]]:
     return lambda record, outcome: announced(name, outcome, record)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What an apply did: the names per outcome, and the version each named service's record has now
+    (a rolling update it started rolls out that version)."""
+
+    outcome: dict[ServiceOutcome, list[str]]
+    versions: dict[str, int]
 
 
 class UserWrites(Reads):
@@ -171,13 +181,13 @@ class UserWrites(Reads):
 
         return self._write_services([name], mark, now)
 
-    def apply(self, config: Config, now: float, *, prune: bool = False) -> dict[str, list[str]]:
+    def apply(self, config: Config, now: float, *, prune: bool = False) -> Applied:
         """Make the services match `config` in one transaction: whole or not at all. A service being
         deleted fails the whole apply (Conflict) with nothing written; `prune` deletes the others."""
-        Outcomes = dict[str, list[str]]
 
-        def converge(current: Records[ServiceRecord]) -> Decided[Outcomes]:
-            outcome: dict[str, list[str]] = {kind: [] for kind in ServiceOutcome}
+        def converge(current: Records[ServiceRecord]) -> Decided[Applied]:
+            applied = Applied({kind: [] for kind in ServiceOutcome}, {})
+            outcome = applied.outcome
             writes: dict[str, ServiceRecord] = {}
             drops: list[str] = []
             events: list[Event] = []
@@ -185,6 +195,7 @@ class UserWrites(Reads):
                 name = spec.service_name
                 record, what, changed = revise(name, current.entry(name), spec, now, True, None)
                 outcome[what].append(name)
+                applied.versions[name] = record.version
                 if changed:
                     writes[name] = record
                     events += announced(name, what, record)
@@ -200,7 +211,7 @@ class UserWrites(Reads):
                         continue
                     outcome[ServiceOutcome.DELETED].append(name)
                     events += announced(name, ServiceOutcome.DELETED)
-            return writes, drops, outcome, events
+            return writes, drops, applied, events
 
         return self._write_services(None, converge, now)
 

@@ -189,11 +189,13 @@ def test_apply_creates_updates_and_prunes(client: TestClient) -> None:
     config = {"services": [WEB, {**WEB, "service_name": "api", "ports": []}]}
     first = client.post("/v1/apply", content=yaml.safe_dump(config), headers={"content-type": "application/yaml"})
     assert first.status_code == 200
-    assert first.json() == {"created": ["web", "api"], "updated": [], "unchanged": [], "deleted": []}
+    assert first.json() == {"created": ["web", "api"], "updated": [], "unchanged": [], "deleted": [],
+                            "versions": {"web": 1, "api": 1}}
 
     config["services"][0] = {**WEB, "replicas": 4}
     second = client.post("/v1/apply?prune=true", json=config).json()
-    assert second == {"created": [], "updated": ["web"], "unchanged": ["api"], "deleted": ["old"]}
+    assert second == {"created": [], "updated": ["web"], "unchanged": ["api"], "deleted": ["old"],
+                      "versions": {"web": 2, "api": 1}}
     assert client.get("/v1/services/old").json()["deleting"] is True
 
 
@@ -431,7 +433,7 @@ def test_apply_replaces_and_prunes_records_that_cannot_be_read(
 ) -> None:
     raw(redis_server).hset(store._keys.services, mapping={"a": b"{}", "z": b"nope"})
     outcome = client.post("/v1/apply?prune=true", json={"services": [{**WEB, "service_name": "a"}]}).json()
-    assert outcome == {"created": [], "updated": ["a"], "unchanged": [], "deleted": ["z"]}
+    assert outcome == {"created": [], "updated": ["a"], "unchanged": [], "deleted": ["z"], "versions": {"a": 1}}
     assert [service["service_name"] for service in client.get("/v1/services").json()] == ["a"]
 
 

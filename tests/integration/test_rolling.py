@@ -3,17 +3,20 @@ update while the old replicas keep serving, and start-first drains."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.integration.test_end_to_end import containers, service, tasks
 from tests.integration.test_health import HTTPD, event_types, http_check, start_cluster, wait_healthy
-from tests.support.procs import Processes, wait_for
+from tests.support.procs import VENV_BIN, Processes, wait_for
 
 HTTPD_V2 = ["sh", "-c", "trap 'exit 0' TERM; echo v2 > /tmp/version; httpd -f -p 80 -h /www & wait"]
 # Serves on the wrong port: its http check on port 80 fails, so the replica turns unhealthy.
@@ -136,3 +139,33 @@ def test_drain_moves_replicas_start_first_without_dropping_below_desired(cluster
     assert min(live) >= 4 and max(live) <= 5, live
     assert len(after) == 4
     wait_for(lambda: len(containers(cluster, "web")) == 4, what="the drained node's containers removed")
+
+
+def apply_wait(api: str, tmp_path: Path, spec: dict) -> subprocess.CompletedProcess[str]:
+    """`gorchester apply -f FILE --wait` of a one-service config, as an operator runs it."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"services": [spec]}))
+    argv = [str(VENV_BIN / "gorchester"), "apply", "-f", str(path), "--wait", "--timeout", "120", "--api", api]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=180)
+
+
+def test_apply_wait_follows_the_rollout_and_fails_naming_a_rolled_back_service(two_nodes: str, tmp_path: Path):
+    """`apply --wait` exits 0 only once the rolling update it started completed (never while the old
+    replicas still run), and 1 at once, naming the service and why, when the update is rolled back."""
+    api = two_nodes
+    created = apply_wait(api, tmp_path, web(2))
+    assert created.returncode == 0, created.stderr
+    assert "ready: web 2/2 running" in created.stderr
+
+    updated = apply_wait(api, tmp_path, web(2, command=HTTPD_V2))
+    assert updated.returncode == 0, updated.stderr
+    assert "web updating" in updated.stderr
+    view = update_state(api)
+    assert (view["update"]["state"], view["update"]["updated_replicas"]) == ("completed", 2)
+
+    broken = apply_wait(api, tmp_path, web(2, command=HTTPD_BROKEN))
+    assert broken.returncode == 1, broken.stderr
+    assert "1 service(s) will not roll out" in broken.stderr
+    assert "web: rolled back:" in broken.stderr and "unhealthy" in broken.stderr
+    assert "Traceback" not in broken.stderr
+    assert update_state(api)["update"]["state"] == "rolled_back"

@@ -15,11 +15,20 @@ from rich.console import Console
 from cli import apply, events, render
 from cli.client import ApiClient, CliError, api_error, token_from
 from cli.main import build_parser
+from cli.rollouts import Verdict, verdict
 
 
-def service(name: str, running: int, desired: int, deleting: bool = False) -> dict[str, Any]:
-    status = {"running_replicas": running, "desired_replicas": desired, "health": "degraded"}
-    return {"service_name": name, "image": "nginx:alpine", "deleting": deleting, "status": status}
+def service(
+    name: str, running: int, desired: int, deleting: bool = False, *, healthy: int | None = None,
+    update: dict[str, Any] | None = None, health: str = "degraded", reason: str | None = None,
+) -> dict[str, Any]:
+    status = {"running_replicas": running, "desired_replicas": desired, "health": health, "reason": reason,
+              "healthy_replicas": running if healthy is None else healthy}
+    return {"service_name": name, "image": "nginx:alpine", "deleting": deleting, "status": status, "update": update}
+
+
+def update(state: str, version: int, done: int = 0, total: int = 3, reason: str | None = None) -> dict[str, Any]:
+    return {"state": state, "version": version, "updated_replicas": done, "total": total, "reason": reason}
 
 
 def rendered(renderable: Any) -> str:
@@ -159,31 +168,63 @@ def test_tables() -> None:
 
 # --- apply --wait ---------------------------------------------------------------------------------
 
-def test_apply_summary_and_progress() -> None:
+def test_apply_summary() -> None:
     assert apply.summary({"created": ["web", "api"], "updated": [], "unchanged": ["db"], "deleted": []}) == (
         "created: web, api\nunchanged: db"
     )
     assert apply.summary({"created": [], "updated": [], "unchanged": [], "deleted": []}).startswith("nothing")
-    listed = [service("web", 2, 3), service("db", 1, 1), service("old", 0, 1, deleting=True)]
-    assert apply.progress(listed) == "web 2/3, db 1/1, old deleting"
-    assert [entry["service_name"] for entry in apply.shortfall(listed)] == ["web", "old"]
+    outcome = {"created": ["web"], "updated": ["api"], "unchanged": ["db"], "deleted": ["old"],
+               "versions": {"web": 1, "api": 4, "db": 2}}
+    assert apply.targets(outcome) == {"web": 1, "api": 4, "old": None}
 
 
-def test_wait_returns_once_every_service_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_rollout_is_done_when_its_version_completed_and_every_replica_runs_healthy() -> None:
+    assert verdict("web", service("web", 2, 3), 1) == Verdict("web", False, "web 2/3 running")
+    assert verdict("web", service("web", 3, 3, healthy=2), 1).progress == "web 3/3 running, 2 healthy"
+    assert verdict("web", service("web", 3, 3), 1).done
+    # The old replicas all run while the update of version 4 is at 1/3: not done (the bug it fixes).
+    rolling = service("web", 3, 3, update=update("updating", 4, done=1))
+    assert verdict("web", rolling, 4) == Verdict("web", False, "web updating 1/3")
+    assert verdict("web", service("web", 3, 3, update=update("completed", 4, 3)), 4).done
+    assert verdict("web", service("web", 3, 3, update=update("updating", 2)), 1).done is False  # a newer one
+    assert verdict("web", service("web", 3, 3, update=update("rolled_back", 2)), 4).done  # an older one
+    rolled = verdict("web", service("web", 3, 3, update=update("rolled_back", 4, reason="web.1 failed: exit 1")), 4)
+    assert (rolled.done, rolled.line) == (False, "web: rolled back: web.1 failed: exit 1")
+    failed = verdict("web", service("web", 0, 3, health="failed", reason="cannot be scheduled"), 1)
+    assert failed.line == "web: failed: cannot be scheduled"
+    assert verdict("old", None, None).done and not verdict("old", service("old", 0, 1, True), None).done
+    assert verdict("web", None, 1).failure == "deleted while rolling out"
+
+
+def test_wait_returns_once_every_change_rolled_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(apply, "POLL_INTERVAL", 0)
-    client = FakeClient({"/v1/services": [[service("web", 1, 2)], [service("web", 2, 2)]]})
-    apply.wait(client, timeout=5, quiet=True)  # type: ignore[arg-type]
-    assert len(client.calls) == 2
+    outcome = {"created": ["web"], "updated": [], "unchanged": ["db"], "deleted": [], "versions": {"web": 1}}
+    client = FakeClient({"/v1/services": [[service("web", 1, 2), service("db", 0, 1)],
+                                          [service("web", 2, 2), service("db", 0, 1)]]})
+    apply.wait(client, outcome, timeout=5, quiet=True)  # type: ignore[arg-type]
+    assert len(client.calls) == 2  # db, unchanged, is not waited for
+
+
+def test_wait_fails_at_once_naming_a_rolled_back_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(apply, "POLL_INTERVAL", 0)
+    outcome = {"created": [], "updated": ["web"], "unchanged": [], "deleted": [], "versions": {"web": 2}}
+    back = service("web", 3, 3, update=update("rolled_back", 2, reason="web.1 not ready 60s after it was assigned"))
+    client = FakeClient({"/v1/services": [[service("web", 3, 3, update=update("updating", 2))], [back]]})
+    with pytest.raises(CliError) as error:
+        apply.wait(client, outcome, timeout=60, quiet=True)  # type: ignore[arg-type]
+    assert error.value.message == "1 service(s) will not roll out"
+    assert error.value.details == ["web: rolled back: web.1 not ready 60s after it was assigned"]
 
 
 def test_wait_timeout_names_short_services_and_task_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(apply, "POLL_INTERVAL", 0)
     tasks = [{"id": "web.2", "state": "pending", "reason": "no node has 2 GiB free"},
              {"id": "web.1", "state": "running", "reason": None}]
+    outcome = {"created": ["web", "db"], "updated": [], "unchanged": [], "deleted": [], "versions": {"web": 1, "db": 1}}
     client = FakeClient({"/v1/services": [[service("web", 1, 2), service("db", 1, 1)]], "/v1/tasks": [tasks]})
     with pytest.raises(CliError) as error:
-        apply.wait(client, timeout=0.01, quiet=True)  # type: ignore[arg-type]
-    assert error.value.message == "timed out after 0.01s: 1 service(s) not ready"
+        apply.wait(client, outcome, timeout=0.01, quiet=True)  # type: ignore[arg-type]
+    assert error.value.message == "timed out after 0.01s: 1 service(s) not rolled out"
     assert error.value.details == ["web: 1/2 running (web.2 pending: no node has 2 GiB free)"]
     no_tasks = apply.why_short(FakeClient({"/v1/tasks": [[]]}), service("api", 0, 1))  # type: ignore[arg-type]
     assert no_tasks == "api: 0/1 running (no tasks yet: is the scheduler running?)"
