@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
 
-from api import cluster, dashboard, logs, openapi, params, services, task_exec
+from api import cluster, dashboard, logs, openapi, params, rollouts, services, task_exec
 from api.auth import Auth, Tokens
 from api.body import BodyLimit
 from api.context import API_REDIS_TIMEOUT_SECONDS, RedisWork, RequestDeadline, api_redis
@@ -48,6 +48,10 @@ ROUTES = [
             Resource("/services/{name}/scale", post=services.scale_service),
             Resource("/services/{name}/metrics", get=get_service_metrics),
             Resource("/services/{name}/endpoints", get=services.service_endpoints),
+            Resource("/services/{name}/history", get=rollouts.service_history),
+            Resource("/services/{name}/pause", post=rollouts.pause),
+            Resource("/services/{name}/resume", post=rollouts.resume),
+            Resource("/services/{name}/undo", post=rollouts.undo, query=params.UNDO),
             Resource("/apply", post=services.apply, query=params.APPLY),
             Resource("/nodes", get=cluster.list_nodes),
             Resource("/nodes/{node}", get=cluster.get_node, delete=cluster.remove_node,

@@ -38,7 +38,8 @@ REQUESTS: dict[str, type[BaseModel]] = {
 ANSWERS: list[Any] = [
     ServiceSpec, responses.ServiceState, responses.UnreadableService, responses.Autoscaled,
     responses.ServiceUsage, responses.EndpointView, responses.ApplyResult, responses.NodeView, responses.NodeRemoved,
-    responses.TaskView, responses.PlacementView, responses.EventView, responses.HealthOk, responses.HealthUnavailable,
+    responses.HistoryView, responses.TaskView, responses.PlacementView, responses.EventView, responses.HealthOk,
+    responses.HealthUnavailable,
     responses.Problem, ExecResult,
 ]
 
@@ -212,6 +213,18 @@ def operations(bodies: dict[str, str]) -> dict[tuple[str, str], Operation]:
         ("/v1/services/{name}/endpoints", "get"): _operation(
             "Where a service's ready replicas answer", "serviceEndpoints",
             {"200": _json({"type": "array", "items": _ref("EndpointView")}, "the endpoints")}),
+        ("/v1/services/{name}/history", "get"): _operation(
+            "A service's rollout history: the versions of its template kept, newest first", "serviceHistory",
+            {"200": _json(_ref("HistoryView"), "the history")}),
+        ("/v1/services/{name}/pause", "post"): _operation(
+            "Pause the rolling update under way (no more replicas are replaced)", "pauseRollout",
+            {"200": _json(service, "paused")}, errors=(409,)),
+        ("/v1/services/{name}/resume", "post"): _operation(
+            "Resume a paused rolling update (a replica of it that failed is replaced again)", "resumeRollout",
+            {"200": _json(service, "resumed")}, errors=(409,)),
+        ("/v1/services/{name}/undo", "post"): _operation(
+            "Roll an earlier version's template out again, as a new version (replicas and controls stay)",
+            "undoRollout", {"200": _json(service, "the rolling update back started")}, errors=(409, 422)),
         ("/v1/apply", "post"): _operation(
             "Make the services match a config", "apply", {"200": _json(_ref("ApplyResult"), "what changed")},
             body=_body(bodies["config"], "a whole config, or one service document"), errors=(409, *BODY_ERRORS)),

@@ -183,6 +183,11 @@ REMOVE_NODE: dict[str, Rule] = {
     "force": Rule(flag, BOOLEAN, "remove a node that is not down too (its agent, if it runs, joins again)",
                   default=False),
 }
+MAX_VERSION = 999_999_999
+UNDO: dict[str, Rule] = {
+    "to_version": Rule(integer(1, MAX_VERSION), {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
+                       "the version in the service's history to roll out again; absent: the one before the current"),
+}
 APPLY: dict[str, Rule] = {
     "prune": Rule(flag, BOOLEAN, "also remove the services the config does not name", default=False),
 }

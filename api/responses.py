@@ -16,6 +16,7 @@ from pydantic import Field, GetPydanticSchema, TypeAdapter, ValidationError
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from shared.records import Availability, Health, NodeStatus, PublishedPort, TaskState, UpdateState
+from shared.storage.history import Cause
 
 # A list of `PublishedPort.model_dump()` dicts, documented as the model serializes.
 Ports = Annotated[
@@ -42,15 +43,16 @@ class ServiceStatus(TypedDict):
 
 
 class UpdateView(TypedDict):
-    """The last rolling update: its state, why it was rolled back, and how far it got."""
+    """The last rolling update: its state, why it was rolled back or paused, and how far it got."""
 
     state: UpdateState
-    reason: str | None
+    reason: Annotated[str | None, Field(description="why it was rolled back or paused; which replicas failed")]
     version: int
     updated_replicas: Annotated[int, Field(description="wanted slots ready on the new template")]
     total: int
     started_at: Time
     finished_at: Time
+    next_batch_at: Annotated[Time, Field(description="the next batch starts no earlier (update_config.delay)")]
 
 
 class ServiceState(TypedDict):
@@ -125,6 +127,33 @@ class Autoscaled(TypedDict):
     """What `GET /v1/services/{name}` adds to a service view."""
 
     autoscale: Annotated[AutoscaleStatus | None, Field(description="null for a service without scale_policy")]
+
+
+Outcome = Literal["current", "updating", "paused", "completed", "rolled_back", "superseded", "replaced"]
+
+
+class VersionView(TypedDict):
+    """One version of a service's template in its rollout history."""
+
+    version: int
+    at: Time
+    cause: Annotated[Cause, Field(description="created; updated by a user; rolled_back by the scheduler; undo")]
+    reason: Annotated[str | None, Field(description="why it was rolled back; which version an undo went back to")]
+    changed: Annotated[list[str], Field(description="the spec's fields it changed (dotted paths)")]
+    outcome: Annotated[Outcome, Field(
+        description="its rolling update's state (updating, paused, completed, rolled_back); superseded: changed "
+        "again before that update ended; replaced: a later version replaced it; current: it runs"
+    )]
+    outcome_reason: Annotated[str | None, Field(description="why it was rolled back or paused")]
+    spec: Annotated[
+        dict[str, Any], Field(description="the spec it rolled out (env values hidden from the read-only token)")
+    ]
+
+
+class HistoryView(TypedDict):
+    service: str
+    kept: Annotated[int, Field(description="how many versions are kept (older ones are dropped)")]
+    versions: Annotated[list[VersionView], Field(description="newest first")]
 
 
 class ApplyResult(TypedDict):

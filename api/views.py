@@ -13,8 +13,10 @@ from api.responses import (
     AnyService,
     EndpointView,
     EventView,
+    HistoryView,
     NodeUsage,
     NodeView,
+    Outcome,
     PlacementView,
     PreviousView,
     ServiceState,
@@ -22,6 +24,7 @@ from api.responses import (
     TaskView,
     UnreadableService,
     UpdateView,
+    VersionView,
     stored,
 )
 from shared.discovery import Endpoint, service_endpoints
@@ -35,8 +38,16 @@ from shared.records import (
     TaskRecord,
     TaskState,
     Unreadable,
+    UpdateState,
     record_digest,
 )
+from shared.storage import history
+from shared.storage.history import Cause, Revision
+
+OUTCOMES: dict[UpdateState, Outcome] = {
+    UpdateState.UPDATING: "updating", UpdateState.PAUSED: "paused", UpdateState.COMPLETED: "completed",
+    UpdateState.ROLLED_BACK: "rolled_back",
+}
 
 
 def serving(task: TaskRecord) -> bool:
@@ -157,7 +168,7 @@ def unreadable_service_view(entry: Unreadable, tasks: list[TaskRecord], reason: 
 
 
 def update_view(record: ServiceRecord, tasks: list[TaskRecord]) -> UpdateView | None:
-    """The last rolling update: its state, why it was rolled back, and how far it got."""
+    """The last rolling update: its state, why it was rolled back or paused, and how far it got."""
     update = record.update
     if update is None:
         return None
@@ -176,6 +187,7 @@ def update_view(record: ServiceRecord, tasks: list[TaskRecord]) -> UpdateView | 
         "total": desired,
         "started_at": iso(update.started_at),
         "finished_at": iso(update.finished_at),
+        "next_batch_at": iso(update.next_batch_at),
     }
 
 
@@ -284,3 +296,37 @@ def event_view(event: Mapping[str, Any]) -> EventView:
         "message": event["message"],
         "data": event.get("data", {}),
     }
+
+
+def history_view(record: ServiceRecord, entries: list[Revision]) -> HistoryView:
+    """A service's rollout history, newest first, each version's outcome read off the service's own
+    update and the later versions' record of how the update before them ended. A service with no
+    history kept (made before it was) shows its current version alone."""
+    if not entries:
+        cause = Cause.CREATED if record.update is None else Cause.UPDATED
+        version = record.update.version if record.update is not None else record.version
+        entries = [Revision(version=version, at=record.updated_at, cause=cause, spec=record.spec)]
+    versions: list[VersionView] = []
+    for index, entry in enumerate(entries):
+        newer = entries[index - 1] if index else None
+        outcome, why = _outcome(record, entry, newer, index == 0)
+        versions.append({
+            "version": entry.version, "at": iso(entry.at), "cause": entry.cause, "reason": entry.reason,
+            "changed": entry.changed, "outcome": outcome, "outcome_reason": why,
+            "spec": entry.spec.model_dump(mode="json"),
+        })
+    return {"service": record.name, "kept": history.KEPT, "versions": versions}
+
+
+def _outcome(
+    record: ServiceRecord, entry: Revision, newer: Revision | None, newest: bool
+) -> tuple[Outcome, str | None]:
+    update = record.update
+    if update is not None and update.version == entry.version:
+        return OUTCOMES[update.state], update.reason
+    ended = newer.ended if newer is not None else None
+    if ended is not None and ended.version == entry.version:
+        if ended.state in (UpdateState.UPDATING, UpdateState.PAUSED):
+            return "superseded", ended.reason
+        return OUTCOMES[ended.state], ended.reason
+    return ("current" if newest else "replaced"), None

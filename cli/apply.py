@@ -2,7 +2,7 @@
 
 The file's text is sent as is (not re-serialised), so the API validates exactly what the user wrote
 and its 422 field paths point into their file. `--wait` follows what the apply changed, as
-`kubectl rollout status` does (cli/rollouts.py): each created or updated service until it rolls out
+`kubectl rollout status` does (cli/rollouts.py `wait`): each created or updated service until it rolls out
 the version the apply wrote (a rolling update completed, its replicas running and healthy), each
 deleted one until it is gone; it fails at once, naming the service and why, when a rollout is rolled
 back or the service fails, and when the timeout passes.
@@ -11,19 +11,14 @@ back or the service fails, and when the timeout passes.
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from cli import render
 from cli.arguments import seconds
 from cli.client import EXIT_USAGE, ApiClient, CliError, connection_options, run_client
-from cli.rollouts import verdict
+from cli.rollouts import DEFAULT_TIMEOUT, wait
 from shared.records import ServiceOutcome
-
-POLL_INTERVAL = 1.0  # seconds between looks at /v1/services while waiting
-DEFAULT_TIMEOUT = 120.0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -55,7 +50,7 @@ def apply_command(client: ApiClient, args: argparse.Namespace) -> int:
     else:
         print(summary(outcome))
     if args.wait:
-        wait(client, outcome, args.timeout, quiet=args.output == "json")
+        wait(client, targets(outcome), args.timeout, quiet=args.output == "json")
     return 0
 
 
@@ -79,48 +74,3 @@ def targets(outcome: dict[str, Any]) -> dict[str, int | None]:
     versions = outcome.get("versions", {})
     changed: dict[str, int | None] = {name: versions.get(name, 1) for name in outcome["created"] + outcome["updated"]}
     return changed | {name: None for name in outcome["deleted"]}
-
-
-def wait(client: ApiClient, outcome: dict[str, Any], timeout: float, *, quiet: bool = False) -> None:
-    """Poll until every change rolled out; print progress to stderr when it changes; CliError when one
-    will not roll out, or on timeout."""
-    wanted = targets(outcome)
-    deadline = time.monotonic() + timeout
-    shown = ""
-    while True:
-        views = {view["service_name"]: view for view in client.get("/v1/services")}
-        verdicts = [verdict(name, views.get(name), version) for name, version in sorted(wanted.items())]
-        short = [v for v in verdicts if not v.done]
-        line = ", ".join(v.progress for v in verdicts)
-        if line != shown and not quiet:
-            print(f"waiting: {line}" if short else f"ready: {line or 'nothing changed'}", file=sys.stderr, flush=True)
-            shown = line
-        failed = [v for v in verdicts if v.failure]
-        if failed:
-            raise CliError(f"{len(failed)} service(s) will not roll out", [v.line for v in failed])
-        if not short:
-            return
-        if time.monotonic() >= deadline:
-            raise CliError(f"timed out after {timeout:g}s: {len(short)} service(s) not rolled out",
-                           [why_short(client, views[v.name]) if v.name in views else v.line for v in short])
-        time.sleep(min(POLL_INTERVAL, max(deadline - time.monotonic(), 0)))
-
-
-def why_short(client: ApiClient, service: dict[str, Any]) -> str:
-    """One line per short service, with the reasons its pending or failed tasks give."""
-    name = service["service_name"]
-    if service["deleting"]:
-        return f"{name}: still being deleted"
-    status = service["status"]
-    head = f"{name}: {status['running_replicas']}/{status['desired_replicas']} running"
-    tasks = client.get("/v1/tasks", service=name)
-    reasons = sorted({
-        f"{task['id']} {task['state']}: {task.get('reason') or 'no reason given'}"
-        for task in tasks if task["state"] in ("pending", "failed")
-    })
-    if reasons:
-        return f"{head} ({'; '.join(reasons)})"
-    if not tasks:
-        return f"{head} (no tasks yet: is the scheduler running?)"
-    states = ", ".join(sorted({task["state"] for task in tasks}))
-    return f"{head} (tasks {states})"

@@ -65,6 +65,7 @@ class Scheduler:
             backoff=Backoff(settings.restart_backoff_base, settings.restart_backoff_max, settings.restart_reset_after),
             assigned_timeout=settings.assigned_timeout,
             heartbeat_misses=settings.heartbeat_misses,
+            update_deadline=settings.update_deadline,
         )
         self.lease = self.store.lease(settings.leader_lease)
         self.node_status: dict[str, NodeStatus] = {}

@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scheduler.backoff import Backoff
+from shared.defaults import DEFAULT_UPDATE_DEADLINE
 from shared.dispatch import Decision
 from shared.event_kinds import EventKind
 from shared.records import ServiceRecord, TaskRecord
-
-UPDATE_DEADLINE = 60.0  # seconds a replica of an update may take to start (an image pull), before its checks
 
 
 @dataclass(frozen=True)
@@ -60,4 +59,4 @@ class Policy:
     backoff: Backoff
     assigned_timeout: float
     heartbeat_misses: float
-    update_deadline: float = UPDATE_DEADLINE
+    update_deadline: float = DEFAULT_UPDATE_DEADLINE

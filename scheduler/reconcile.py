@@ -15,7 +15,8 @@ from enum import StrEnum
 from scheduler.backoff import wants_restart
 from scheduler.placement import place
 from scheduler.plan import Event, Plan, Policy, Write
-from scheduler.rollout import follow_update
+from scheduler.rollout import Rollout, follow_update, stalled
+from shared.config import UpdateOrder
 from shared.dispatch import Action, Decision
 from shared.event_kinds import EventKind
 from shared.fit import NodeState, Request, asked, held, node_states
@@ -30,14 +31,12 @@ from shared.records import (
     TaskRecord,
     TaskState,
     Unreadable,
+    UpdateState,
     host_port_keys,
     incarnation_at,
     task_id,
 )
 
-# Replicas replaced at once when a service's template changes, and replicas moved start-first off a
-# draining node at once: a service never has more than replicas + UPDATE_PARALLELISM containers.
-UPDATE_PARALLELISM = 1
 SLOT_ID = re.compile(r"(.+)\.([1-9][0-9]{0,8})")  # a task id: `<service>.<slot>`
 
 
@@ -122,7 +121,8 @@ def reconcile(
                 plan.forget.append(name)
             continue
         current = by_service.get(name, {})
-        if follow_update(service, list(current.values()), now, policy, plan):
+        rollout = follow_update(service, list(current.values()), now, policy, plan)
+        if rollout.written:
             continue  # the service record changes first; the write wakes the next pass
         for slot in range(1, service.spec.replicas + 1):
             if slot not in current and (name, slot) not in broken:
@@ -131,9 +131,10 @@ def reconcile(
                     incarnation=incarnation_at(now),
                 )
                 placing.append(_Placing(fresh, service, Why.SCHEDULED))
-        placing += _keep(service, list(current.values()), ctx)
+        placing += _keep(service, list(current.values()), ctx, rollout)
 
-    _place(placing, tasks, nodes, ctx)
+    for name, reason in _place(placing, tasks, nodes, ctx).items():
+        stalled(services[name], list(by_service.get(name, {}).values()), reason, now, policy, plan)
     return plan
 
 
@@ -214,7 +215,7 @@ class Kind(StrEnum):
     LOST = "lost"  # active on a down node (NOT_READY keeps its replicas until it is DOWN)
     HALTING = "halting"  # running, and its user asked for the stop
     FINISHED = "finished"  # failed or stopped: restarted by policy, or replaced by an update
-    OUTDATED = "outdated"  # active on an older template: replaced, UPDATE_PARALLELISM at a time
+    OUTDATED = "outdated"  # active on an older template: replaced in batches (update_config)
     MISPLACED = "misplaced"  # active on a node its service's constraints no longer allow: moves as from a drain
     IN_FLIGHT = "in_flight"  # assigned or starting: its start job is sent again if it was lost
 
@@ -259,7 +260,7 @@ class _Budget:
         return True
 
 
-def _keep(service: ServiceRecord, tasks: list[TaskRecord], ctx: _Pass) -> list[_Placing]:
+def _keep(service: ServiceRecord, tasks: list[TaskRecord], ctx: _Pass, rollout: Rollout) -> list[_Placing]:
     """Decide for each wanted task whether it stays, is re-placed, restarted or updated: release the
     previous containers whose replacement is ready, classify the rest, then handle each set."""
     template = service.template_hash()
@@ -271,15 +272,8 @@ def _keep(service: ServiceRecord, tasks: list[TaskRecord], ctx: _Pass) -> list[_
         kind = classify(task, template, ctx.status, allowed)
         if kind is not None:
             sets[kind].append(task)
-    # A batch is in flight until its new replicas are ready (and their previous containers released).
-    in_flight = sum(
-        1
-        for t in tasks
-        if t.previous is not None or (t.template == template and t.state in ACTIVE_STATES and not t.ready())
-    )
-    budget = _Budget(max(UPDATE_PARALLELISM - in_flight, 0))
-    # Start-first needs no host port of its own on a node; a fixed host_port is replaced stop-first.
-    start_first = not host_port_keys(service.spec)
+    budget = _Budget(rollout.room)
+    start_first = service.spec.update_controls().order is UpdateOrder.START_FIRST
     for task in sets[Kind.SHUTTING_DOWN]:
         _retire(task, ctx)
     for task in sets[Kind.HALTING]:
@@ -291,7 +285,7 @@ def _keep(service: ServiceRecord, tasks: list[TaskRecord], ctx: _Pass) -> list[_
         *_drain(sets[Kind.DRAINING] + sets[Kind.MISPLACED], service, budget, start_first),
         *(_Placing(task, service, Why.RESCHEDULED) for task in sets[Kind.LOST]),
         *_finished(sets[Kind.FINISHED], service, ctx),
-        *_update(sets[Kind.OUTDATED], service, budget, start_first),
+        *([] if rollout.paused else _update(sets[Kind.OUTDATED], service, budget, start_first)),
     ]
 
 
@@ -306,8 +300,8 @@ def _allowed(service: ServiceRecord, nodes: Sequence[NodeRecord]) -> set[str] | 
 
 def _drain(tasks: list[TaskRecord], service: ServiceRecord, budget: _Budget, start_first: bool) -> list[_Placing]:
     """Replicas leaving a node (draining, or no longer allowed by the service's constraints): a running
-    one moves start-first (UPDATE_PARALLELISM at a time, the rest keep serving meanwhile), any other
-    at once."""
+    one moves start-first (as many at a time as the budget allows, the rest keep serving meanwhile),
+    any other at once."""
     placing = []
     for task in tasks:
         if task.state is TaskState.RUNNING and start_first and task.previous is None:
@@ -319,11 +313,16 @@ def _drain(tasks: list[TaskRecord], service: ServiceRecord, budget: _Budget, sta
 
 
 def _finished(tasks: list[TaskRecord], service: ServiceRecord, ctx: _Pass) -> list[_Placing]:
-    """Replicas that exited: one of an older template is replaced by the update; one its restart policy
-    wants back, or an unhealthy one (always replaced), restarts once its back-off is due."""
+    """Replicas that exited: one of an older template, or one that exited before the update (re)started
+    (resumed, or undone to its template), is replaced by the update; one its restart policy wants back,
+    or an unhealthy one (always replaced), restarts once its back-off is due."""
     placing = []
+    update = service.update
+    retried = update.started_at if update is not None and update.state is UpdateState.UPDATING else None
     for task in tasks:
-        if task.template != service.template_hash():
+        if task.template != service.template_hash() or (
+            retried is not None and task.assigned_at is not None and task.assigned_at < retried
+        ):
             placing.append(_Placing(task, service, Why.UPDATED))
         elif wants_restart(service.spec.restart_policy, task) or task.health is Health.UNHEALTHY:
             due = ctx.policy.backoff.due_at(task)
@@ -391,22 +390,29 @@ def _resend_due(since: float, ctx: _Pass) -> bool:
     return False
 
 
-def _place(placing: list[_Placing], tasks: list[TaskRecord], nodes: list[NodeRecord], ctx: _Pass) -> None:
+def _place(placing: list[_Placing], tasks: list[TaskRecord], nodes: list[NodeRecord], ctx: _Pass) -> dict[str, str]:
+    """Place what needs a node; returns, per service in a rolling update, why the first of its replicas
+    that fits nowhere does not fit (scheduler/rollout.py `stalled`)."""
     # A start-first replacement leaves the old container running (and holding its node) meanwhile.
     moving = {item.task.id for item in placing if not item.start_first}
     states = node_states(nodes, ctx.status, tasks, moving)
     placing.sort(key=lambda item: (item.task.service, item.task.slot))
     requests = [asked(item.task.id, item.service.spec) for item in placing]
     placement = place(states.values(), requests)
+    stalls: dict[str, str] = {}
     for item, request in zip(placing, requests, strict=True):
         node = placement.assigned.get(item.task.id)
         if node is None and item.start_first and item.why is Why.UPDATED:
             node = _stop_first_instead(item, request, states)
         if node is None:
+            reason = placement.pending[item.task.id]
             if not item.start_first:  # start-first: the running container just stays for now
-                _leave_pending(item, placement.pending[item.task.id], ctx)
+                _leave_pending(item, reason, ctx)
+            if item.service.update is not None and item.service.update.state is UpdateState.UPDATING:
+                stalls.setdefault(item.task.service, f"{item.task.id} cannot be placed: {reason}")
         else:
             _assign(item, node, ctx)
+    return stalls
 
 
 def _stop_first_instead(item: _Placing, request: Request, states: dict[str, NodeState]) -> str | None:

@@ -151,6 +151,19 @@ class NetworkMode(StrEnum):
     NONE = "none"
 
 
+class FailureAction(StrEnum):
+    """What a failed rolling update does (Swarm's `failure_action`)."""
+
+    ROLLBACK = "rollback"  # back to the previous spec, with the same controls
+    PAUSE = "pause"  # stop replacing replicas until `gorchester rollout resume`
+    CONTINUE = "continue"  # go on with the next batch; the failed replica restarts by its policy
+
+
+class UpdateOrder(StrEnum):
+    START_FIRST = "start-first"  # the new container starts beside the old one, which stops once it is ready
+    STOP_FIRST = "stop-first"  # the old container stops before the new one starts
+
+
 class HealthCheckType(StrEnum):
     HTTP = "http"
     TCP = "tcp"
@@ -221,6 +234,26 @@ class Placement(Strict):
 
     def parsed(self) -> tuple[Constraint, ...]:
         return tuple(parse_constraint(text) for text in self.constraints)
+
+
+class UpdateConfig(Strict):
+    """How a template change is rolled out, and rolled back (Swarm's `update_config`). Absent: one
+    replica at a time, start-first where no fixed host_port stops it, rolled back on failure."""
+
+    parallelism: StrictInt = Field(
+        defaults.DEFAULT_UPDATE_PARALLELISM, ge=0, le=defaults.MAX_REPLICAS,
+        description="replicas replaced at once; 0: all at once",
+    )
+    delay: StrictInt = Field(0, ge=0, le=defaults.MAX_UPDATE_SECONDS, description="seconds between batches")
+    failure_action: FailureAction = FailureAction.ROLLBACK
+    monitor: StrictInt = Field(
+        0, ge=0, le=defaults.MAX_UPDATE_SECONDS,
+        description="seconds a new replica must have run (and be ready) to count as updated; "
+        "a failure before the update completes fails it",
+    )
+    order: UpdateOrder | None = Field(
+        None, description="absent: start-first, or stop-first when the service publishes a fixed host_port"
+    )
 
 
 class HealthCheck(Strict):
@@ -359,6 +392,7 @@ class ServiceSpec(Strict):
     scale_policy: ScalePolicy | None = None
     health_check: HealthCheck | None = None
     placement: Placement | None = None
+    update_config: UpdateConfig | None = None
 
     # The list rules below run before the item constraints (same patterns, checked with fullmatch),
     # to say which entry breaks which part of the rule.
@@ -422,6 +456,12 @@ class ServiceSpec(Strict):
                 raise ValueError(f"ports: cannot be published with network_mode {self.network_mode.value}")
             if self.network is not None:
                 raise ValueError(f"network: cannot be set with network_mode {self.network_mode.value}")
+        update = self.update_config
+        if update is not None and update.order is UpdateOrder.START_FIRST and any(p.host_port for p in self.ports):
+            raise ValueError(
+                "update_config.order: start-first cannot be used with a fixed host_port "
+                "(the new container would need the port the old one holds)"
+            )
         policy = self.scale_policy
         if policy is not None:
             high = policy.max_replicas if policy.max_replicas is not None else max(self.replicas, policy.min_replicas)
@@ -459,9 +499,18 @@ class ServiceSpec(Strict):
     def memory_request(self) -> int:
         return self.resources.memory_bytes if self.resources else 0
 
+    def update_controls(self) -> UpdateConfig:
+        """The rollout controls, the defaults filled in (order resolved by the published ports)."""
+        update = self.update_config or UpdateConfig.model_validate({})
+        if update.order is None:
+            fixed = any(port.host_port for port in self.ports)
+            update = update.model_copy(update={"order": UpdateOrder.STOP_FIRST if fixed else UpdateOrder.START_FIRST})
+        return update
+
     def template(self) -> dict[str, Any]:
-        """What a container is made from: every field but the replica count and the autoscaling policy."""
-        return self.model_dump(mode="json", exclude={"replicas", "scale_policy"})
+        """What a container is made from: every field but the replica count, the autoscaling policy and
+        the rollout controls."""
+        return self.model_dump(mode="json", exclude={"replicas", "scale_policy", "update_config"})
 
 
 class Config(Strict):

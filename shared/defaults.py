@@ -10,6 +10,8 @@ MAX_CPU_MILLICORES = 1_000_000  # 1,000 cores
 MIN_MEMORY_BYTES = 16 * 1024 * 1024
 MAX_MEMORY_BYTES = 2**40  # 1 TiB
 MAX_REPLICAS = 10_000
+DEFAULT_UPDATE_PARALLELISM = 1  # replicas a rolling update replaces at once
+MAX_UPDATE_SECONDS = 3600  # a rolling update's delay between batches, and its monitor
 MIN_TARGET_CPU = 5.0
 MIN_TARGET_MEMORY = 10.0
 DEFAULT_TARGET_CPU = 80.0  # used when a scale_policy names no target, as `kubectl autoscale` does
@@ -30,6 +32,9 @@ DEFAULT_HEARTBEAT_INTERVAL = 1.0  # seconds between node heartbeats
 DEFAULT_HEARTBEAT_MISSES = 3  # missed beats before a node is down
 DEFAULT_RECONCILE_INTERVAL = 10.0  # safety-net reconcile when nothing was notified
 DEFAULT_ASSIGNED_TIMEOUT = 30.0  # an assigned task whose job left no trace is enqueued again after this
+# Seconds a replica of a rolling update may take to start (an image pull), before its checks and monitor;
+# and how long an update may place nothing before it fails.
+DEFAULT_UPDATE_DEADLINE = 60.0
 DEFAULT_RESTART_BACKOFF_BASE = 1.0
 DEFAULT_RESTART_BACKOFF_MAX = 60.0
 DEFAULT_RESTART_RESET_AFTER = 60.0  # a replica that ran this long cleanly starts its back-off afresh

@@ -16,6 +16,8 @@ class EventKind(StrEnum):
     SERVICE_UPDATE_STARTED = "service_update_started"
     SERVICE_UPDATE_COMPLETED = "service_update_completed"
     SERVICE_ROLLED_BACK = "service_rolled_back"
+    SERVICE_UPDATE_PAUSED = "service_update_paused"
+    SERVICE_UPDATE_RESUMED = "service_update_resumed"
     SERVICE_FAILED = "service_failed"
     SERVICE_RECOVERED = "service_recovered"
     # tasks: the scheduler's decisions, the agents' reports, a user's stop

@@ -140,6 +140,11 @@ class Keys:
         """A batch job (several decisions for one node) is named for a digest of its decisions."""
         return f"{ROOT}_{self.cluster}_batch_{digest}"
 
+    def history(self, service: str) -> str:
+        """List (capped): a service's rollout history, JSON entries newest first (shared/storage/history.py);
+        each written once, by the writer of the version it records."""
+        return f"{self.prefix}:history:{service}"
+
     @property
     def changelog(self) -> str:
         """Stream: one entry per write of services, tasks or faults, naming what it changed; its last

@@ -59,6 +59,7 @@ class Health(StrEnum):
 
 class UpdateState(StrEnum):
     UPDATING = "updating"
+    PAUSED = "paused"  # by its failure_action, or by a user; `gorchester rollout resume` goes on
     COMPLETED = "completed"
     ROLLED_BACK = "rolled_back"
 
@@ -102,7 +103,9 @@ class UpdateStatus(Stored):
     version: Count  # the service version being rolled out
     started_at: float
     finished_at: float | None = None
-    reason: str | None = None  # why it was rolled back
+    reason: str | None = None  # why it was rolled back or paused, or which replicas failed (failure_action continue)
+    # The next batch starts no earlier (update_config.delay after the previous batch was done).
+    next_batch_at: float | None = None
 
 
 class ServiceRecord(Stored):
@@ -125,8 +128,8 @@ class ServiceRecord(Stored):
 
     @property
     def updating(self) -> bool:
-        """A rolling update is under way."""
-        return self.update is not None and self.update.state is UpdateState.UPDATING
+        """A rolling update is under way (or paused)."""
+        return self.update is not None and self.update.state in (UpdateState.UPDATING, UpdateState.PAUSED)
 
     @property
     def replacing(self) -> bool:

@@ -127,6 +127,7 @@ class Settings:
     heartbeat_misses: float = defaults.DEFAULT_HEARTBEAT_MISSES
     reconcile_interval: float = defaults.DEFAULT_RECONCILE_INTERVAL
     assigned_timeout: float = defaults.DEFAULT_ASSIGNED_TIMEOUT
+    update_deadline: float = defaults.DEFAULT_UPDATE_DEADLINE
     restart_backoff_base: float = defaults.DEFAULT_RESTART_BACKOFF_BASE
     restart_backoff_max: float = defaults.DEFAULT_RESTART_BACKOFF_MAX
     restart_reset_after: float = defaults.DEFAULT_RESTART_RESET_AFTER
@@ -150,6 +151,7 @@ class Settings:
             heartbeat_misses=_float("GORCHESTER_HEARTBEAT_MISSES", defaults.DEFAULT_HEARTBEAT_MISSES),
             reconcile_interval=_float("GORCHESTER_RECONCILE_INTERVAL", defaults.DEFAULT_RECONCILE_INTERVAL),
             assigned_timeout=_float("GORCHESTER_ASSIGNED_TIMEOUT", defaults.DEFAULT_ASSIGNED_TIMEOUT),
+            update_deadline=_float("GORCHESTER_UPDATE_DEADLINE", defaults.DEFAULT_UPDATE_DEADLINE),
             restart_backoff_base=_float("GORCHESTER_RESTART_BACKOFF_BASE", defaults.DEFAULT_RESTART_BACKOFF_BASE),
             restart_backoff_max=_float("GORCHESTER_RESTART_BACKOFF_MAX", defaults.DEFAULT_RESTART_BACKOFF_MAX),
             restart_reset_after=_float("GORCHESTER_RESTART_RESET_AFTER", defaults.DEFAULT_RESTART_RESET_AFTER),

@@ -13,7 +13,7 @@ import redis
 
 from shared import defaults
 from shared.records import MAX_COUNT, AutoscaleState, ServiceFault, ServiceRecord, TaskRecord
-from shared.storage import changelog, telemetry
+from shared.storage import changelog, history, telemetry
 from shared.storage.base import Event, StoreBase, event_json, token
 from shared.storage.connection import NotLeader
 from shared.storage.lease import Lease
@@ -98,9 +98,14 @@ class PlanWrites(StoreBase):
                 pipe.multi()
                 if record is None:
                     pipe.hdel(self._keys.services, name)
+                    pipe.delete(self._keys.history(name))
                 else:
                     pipe.hset(self._keys.services, name, record.model_dump_json())
                     pipe.publish(self._keys.changes, f"service:{name}")
+                    reason = record.update.reason if record.update else None
+                    entry = history.revision(expected, record, record.updated_at, history.Cause.ROLLED_BACK, reason)
+                    if entry is not None:  # the scheduler changes a template only to roll it back
+                        history.push(pipe, self._keys.history(name), entry)
                 changelog.append(pipe, self._keys.changelog, services=[name])
                 pipe.execute()
                 return True

@@ -12,7 +12,7 @@ from typing import Any
 from shared.errors import Conflict, NotFound
 from shared.parsed import Records
 from shared.records import AutoscaleState, NodeRecord, ServiceFault, ServiceRecord, TaskRecord, Unreadable
-from shared.storage import changelog, telemetry
+from shared.storage import changelog, history, telemetry
 from shared.storage.base import StoreBase
 from shared.storage.changelog import Changes
 from shared.task_parts import nodes_of
@@ -57,6 +57,11 @@ class Reads(StoreBase):
             raise Conflict(unreadable_service(entry))
         return entry
     # -- faults: services the scheduler cannot handle ----------------------------------------
+
+    def history(self, name: str) -> list[history.Revision]:
+        """A service's rollout history, newest first (what can be read of it)."""
+        key = self._keys.history(name)
+        return history.parse(key, self._redis.lrange(key, 0, history.KEPT - 1))
 
     def faults(self) -> dict[str, ServiceFault]:
         """The scheduler's faults by service name (an entry that cannot be read is skipped)."""

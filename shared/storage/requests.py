@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import redis
 
@@ -17,8 +17,17 @@ from shared.config import Config, ServiceSpec
 from shared.errors import Conflict, NotFound
 from shared.event_kinds import EventKind
 from shared.parsed import Records
-from shared.records import Availability, NodeRecord, ServiceOutcome, ServiceRecord, TaskRecord, TaskState, Unreadable
-from shared.storage import changelog
+from shared.records import (
+    Availability,
+    NodeRecord,
+    ServiceOutcome,
+    ServiceRecord,
+    TaskRecord,
+    TaskState,
+    Unreadable,
+    UpdateState,
+)
+from shared.storage import changelog, history
 from shared.storage.base import Event, add_event
 from shared.storage.reads import Reads, unreadable_service
 from shared.task_parts import StopRequest
@@ -75,9 +84,12 @@ class UserWrites(Reads):
         record = ServiceRecord(spec=spec, created_at=now, updated_at=now)
         (_, message, data), = announced(name, ServiceOutcome.CREATED)
         event = json.dumps({"type": EventKind.SERVICE_CREATED, "time": now, "message": message, "data": data})
-        keys = [self._keys.services, self._keys.changelog, self._keys.events]
+        keys = [self._keys.services, self._keys.changelog, self._keys.events, self._keys.history(name)]
+        created = history.revision(None, record, now, history.Cause.CREATED)
+        assert created is not None
         args: list[str | int] = [
-            name, record.model_dump_json(), self._keys.changes, event, defaults.DEFAULT_EVENTS_MAXLEN
+            name, record.model_dump_json(), self._keys.changes, event, defaults.DEFAULT_EVENTS_MAXLEN,
+            created.model_dump_json(),
         ]
         if not self._create_service(keys=keys, args=args):
             existing = self.read_service(name)
@@ -88,13 +100,15 @@ class UserWrites(Reads):
         return record
 
     def _write_services(
-        self, names: Collection[str] | None, decide: Callable[[Records[ServiceRecord]], Decided[Outcome]], now: float
+        self, names: Collection[str] | None, decide: Callable[[Records[ServiceRecord]], Decided[Outcome]], now: float,
+        *, cause: tuple[history.Cause, str | None] = (history.Cause.UPDATED, None),
     ) -> Outcome:
         """Read-modify-write of services in one WATCH/MULTI transaction, retried on a concurrent write.
 
         `decide` gets the services read (the named ones, or all) and returns the records to write, the
         names to drop, what to answer and the events to add; it may raise to write nothing, and runs
-        again on a retry. The change notice and the events go in the same transaction.
+        again on a retry. The change notice, the events and the history entries of new templates (made
+        for `cause`) go in the same transaction.
         """
         with self._redis.pipeline() as pipe:
             while True:
@@ -108,8 +122,10 @@ class UserWrites(Reads):
                     pipe.multi()
                     if writes:
                         pipe.hset(self._keys.services, mapping={n: r.model_dump_json() for n, r in writes.items()})
+                        self._add_history(pipe, current, writes, now, cause)
                     if drops:
                         pipe.hdel(self._keys.services, *drops)
+                        pipe.delete(*(self._keys.history(name) for name in drops))
                     changed = [*writes, *drops]
                     changelog.append(pipe, self._keys.changelog, services=changed)
                     pipe.publish(self._keys.changes, f"service:{changed[0]}" if len(changed) == 1 else "services")
@@ -119,6 +135,21 @@ class UserWrites(Reads):
                     return outcome
                 except redis.WatchError:
                     continue
+
+    def _add_history(
+        self, pipe: Any, current: Records[ServiceRecord], writes: dict[str, ServiceRecord], now: float,
+        cause: tuple[history.Cause, str | None],
+    ) -> None:
+        """The history entries of the written records that start a version of a new template; a record
+        made afresh (new, or replacing one that could not be read) starts its history afresh."""
+        for name, record in writes.items():
+            before = current.entry(name)
+            if not isinstance(before, ServiceRecord):
+                pipe.delete(self._keys.history(name))
+                before = None
+            entry = history.revision(before, record, now, *cause)
+            if entry is not None:
+                history.push(pipe, self._keys.history(name), entry)
 
     def update_service(
         self, spec: ServiceSpec, now: float, *, create: bool = False, expected_version: int | None = None,
@@ -141,21 +172,45 @@ class UserWrites(Reads):
         return self._write_services([name], replace, now)
 
     def change_spec(
-        self, name: str, respec: Callable[[ServiceSpec], ServiceSpec], now: float, *, events: Announce = None
+        self, name: str, respec: Callable[[ServiceSpec], ServiceSpec], now: float, *, events: Announce = None,
+        cause: tuple[history.Cause, str | None] = (history.Cause.UPDATED, None),
     ) -> tuple[ServiceRecord, ServiceOutcome]:
         """Change a service's spec as `respec` says, from the spec read in the same transaction (a
         scale keeps a concurrent change of anything else); returns the record and the outcome. The
-        events of a change are `events(record, outcome)` (default: `announced`), written with it."""
+        events of a change are `events(record, outcome)` (default: `announced`), written with it; a new
+        template's history entry says `cause`."""
         events = events or announcing(name)
 
         def change(current: Records[ServiceRecord]) -> Decided[Revised]:
-            entry = current.entry(name)
-            if isinstance(entry, Unreadable):
-                raise Conflict(unreadable_service(entry))
-            if entry is None:
-                raise NotFound(f"service {name!r} not found")
+            entry = _existing(current, name)
             record, outcome, changed = revise(name, entry, respec(entry.spec), now, False, None)
             return ({name: record} if changed else {}), [], (record, outcome), events(record, outcome)
+
+        return self._write_services([name], change, now, cause=cause)
+
+    def set_paused(self, name: str, paused: bool, now: float) -> ServiceRecord:
+        """Pause the rolling update under way (no more replicas are replaced), or resume a paused one
+        (from a fresh start: a replica of it that failed before is replaced again). Conflict when there
+        is none to pause or resume."""
+
+        def change(current: Records[ServiceRecord]) -> Decided[ServiceRecord]:
+            record = _existing(current, name)
+            update = record.update
+            wanted = UpdateState.UPDATING if paused else UpdateState.PAUSED
+            if update is None or update.state is not wanted:
+                last = f"its last update is {update.state.value}" if update else "it was never updated"
+                raise Conflict(f"service {name!r} has no rolling update {'under way' if paused else 'paused'}: {last}")
+            if paused:
+                changed = update.model_copy(update={"state": UpdateState.PAUSED, "reason": "paused by a user"})
+                event = (EventKind.SERVICE_UPDATE_PAUSED, f"service {name}: rolling update paused by a user")
+            else:
+                changed = update.model_copy(
+                    update={"state": UpdateState.UPDATING, "reason": None, "started_at": now, "next_batch_at": None}
+                )
+                event = (EventKind.SERVICE_UPDATE_RESUMED, f"service {name}: rolling update resumed")
+            written = record.model_copy(update={"update": changed})
+            data = {"service": name, "version": update.version}
+            return {name: written}, [], written, [(*event, data)]
 
         return self._write_services([name], change, now)
 
@@ -289,6 +344,16 @@ class UserWrites(Reads):
             return self._node(node_id, fields)
         except Conflict:  # a record that cannot be read
             return None
+
+
+def _existing(current: Records[ServiceRecord], name: str) -> ServiceRecord:
+    """The service as read, or NotFound, or Conflict when its record cannot be read."""
+    entry = current.entry(name)
+    if isinstance(entry, Unreadable):
+        raise Conflict(unreadable_service(entry))
+    if entry is None:
+        raise NotFound(f"service {name!r} not found")
+    return entry
 
 
 def revise(

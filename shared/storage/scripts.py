@@ -163,5 +163,7 @@ if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 log_change(KEYS[2], {}, {ARGV[1]})
 redis.call('PUBLISH', ARGV[3], 'service:' .. ARGV[1])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'event', ARGV[4])
+redis.call('DEL', KEYS[4])
+redis.call('LPUSH', KEYS[4], ARGV[6])
 return 1
 """

@@ -43,9 +43,9 @@ def event_types(api: str, **params: str) -> list[str]:
     return [e["type"] for e in httpx.get(f"{api}/v1/events", params=params, timeout=5).json()]
 
 
-def start_cluster(procs: Processes, nodes: int = 2) -> str:
+def start_cluster(procs: Processes, nodes: int = 2, scheduler_env: dict[str, str] | None = None) -> str:
     api = procs.api(free_port())
-    procs.scheduler()
+    procs.scheduler(extra_env=scheduler_env)
     chosen = dict(list(NODES.items())[:nodes])
     for node, address in chosen.items():
         procs.agent(node, address, cpu=4000, memory=4096 * MIB)

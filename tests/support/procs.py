@@ -79,8 +79,8 @@ class Processes:
         wait_for(lambda: httpx.get(f"{url}/v1/health", timeout=1).status_code == 200, what="the API to answer")
         return url
 
-    def scheduler(self, name: str = "scheduler") -> subprocess.Popen:
-        return self.start(name, [sys.executable, "-m", "scheduler"])
+    def scheduler(self, name: str = "scheduler", extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+        return self.start(name, [sys.executable, "-m", "scheduler"], extra_env)
 
     def agent(
         self, node: str, address: str, *, cpu: int | None = None, memory: int | None = None, labels: str = ""

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from rich.console import Console
 
-from cli import apply, events, render
+from cli import apply, events, render, rollouts
 from cli.client import ApiClient, CliError, api_error, token_from
 from cli.main import build_parser
 from cli.rollouts import Verdict, verdict
@@ -194,39 +194,41 @@ def test_a_rollout_is_done_when_its_version_completed_and_every_replica_runs_hea
     assert failed.line == "web: failed: cannot be scheduled"
     assert verdict("old", None, None).done and not verdict("old", service("old", 0, 1, True), None).done
     assert verdict("web", None, 1).failure == "deleted while rolling out"
+    paused = verdict("web", service("web", 3, 3, update=update("paused", 4, reason="web.1 failed: exit 1")), 4)
+    assert paused.line == "web: paused: web.1 failed: exit 1 (go on with `gorchester rollout resume web`)"
 
 
 def test_wait_returns_once_every_change_rolled_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(apply, "POLL_INTERVAL", 0)
+    monkeypatch.setattr(rollouts, "POLL_INTERVAL", 0)
     outcome = {"created": ["web"], "updated": [], "unchanged": ["db"], "deleted": [], "versions": {"web": 1}}
     client = FakeClient({"/v1/services": [[service("web", 1, 2), service("db", 0, 1)],
                                           [service("web", 2, 2), service("db", 0, 1)]]})
-    apply.wait(client, outcome, timeout=5, quiet=True)  # type: ignore[arg-type]
+    rollouts.wait(client, apply.targets(outcome), timeout=5, quiet=True)  # type: ignore[arg-type]
     assert len(client.calls) == 2  # db, unchanged, is not waited for
 
 
 def test_wait_fails_at_once_naming_a_rolled_back_service(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(apply, "POLL_INTERVAL", 0)
+    monkeypatch.setattr(rollouts, "POLL_INTERVAL", 0)
     outcome = {"created": [], "updated": ["web"], "unchanged": [], "deleted": [], "versions": {"web": 2}}
     back = service("web", 3, 3, update=update("rolled_back", 2, reason="web.1 not ready 60s after it was assigned"))
     client = FakeClient({"/v1/services": [[service("web", 3, 3, update=update("updating", 2))], [back]]})
     with pytest.raises(CliError) as error:
-        apply.wait(client, outcome, timeout=60, quiet=True)  # type: ignore[arg-type]
+        rollouts.wait(client, apply.targets(outcome), timeout=60, quiet=True)  # type: ignore[arg-type]
     assert error.value.message == "1 service(s) will not roll out"
     assert error.value.details == ["web: rolled back: web.1 not ready 60s after it was assigned"]
 
 
 def test_wait_timeout_names_short_services_and_task_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(apply, "POLL_INTERVAL", 0)
+    monkeypatch.setattr(rollouts, "POLL_INTERVAL", 0)
     tasks = [{"id": "web.2", "state": "pending", "reason": "no node has 2 GiB free"},
              {"id": "web.1", "state": "running", "reason": None}]
     outcome = {"created": ["web", "db"], "updated": [], "unchanged": [], "deleted": [], "versions": {"web": 1, "db": 1}}
     client = FakeClient({"/v1/services": [[service("web", 1, 2), service("db", 1, 1)]], "/v1/tasks": [tasks]})
     with pytest.raises(CliError) as error:
-        apply.wait(client, outcome, timeout=0.01, quiet=True)  # type: ignore[arg-type]
+        rollouts.wait(client, apply.targets(outcome), timeout=0.01, quiet=True)  # type: ignore[arg-type]
     assert error.value.message == "timed out after 0.01s: 1 service(s) not rolled out"
     assert error.value.details == ["web: 1/2 running (web.2 pending: no node has 2 GiB free)"]
-    no_tasks = apply.why_short(FakeClient({"/v1/tasks": [[]]}), service("api", 0, 1))  # type: ignore[arg-type]
+    no_tasks = rollouts.why_short(FakeClient({"/v1/tasks": [[]]}), service("api", 0, 1))  # type: ignore[arg-type]
     assert no_tasks == "api: 0/1 running (no tasks yet: is the scheduler running?)"
 
 
