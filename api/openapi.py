@@ -38,9 +38,8 @@ REQUESTS: dict[str, type[BaseModel]] = {
 ANSWERS: list[Any] = [
     ServiceSpec, responses.ServiceState, responses.UnreadableService, responses.Autoscaled,
     responses.ServiceUsage, responses.EndpointView, responses.ApplyResult, responses.NodeView, responses.NodeRemoved,
-    responses.HistoryView, responses.TaskView, responses.PlacementView, responses.EventView, responses.HealthOk,
-    responses.HealthUnavailable,
-    responses.Problem, ExecResult,
+    responses.HistoryView, responses.PlanResult, responses.TaskView, responses.PlacementView, responses.EventView,
+    responses.HealthOk, responses.HealthUnavailable, responses.Problem, ExecResult,
 ]
 
 
@@ -226,7 +225,8 @@ def operations(bodies: dict[str, str]) -> dict[tuple[str, str], Operation]:
             "Roll an earlier version's template out again, as a new version (replicas and controls stay)",
             "undoRollout", {"200": _json(service, "the rolling update back started")}, errors=(409, 422)),
         ("/v1/apply", "post"): _operation(
-            "Make the services match a config", "apply", {"200": _json(_ref("ApplyResult"), "what changed")},
+            "Make the services match a config (dry_run: answer the plan, write nothing)", "apply",
+            {"200": _json(_any("ApplyResult", "PlanResult"), "what changed (dry_run: the plan)")},
             body=_body(bodies["config"], "a whole config, or one service document"), errors=(409, *BODY_ERRORS)),
         ("/v1/nodes", "get"): _operation(
             "Every node", "listNodes", {"200": _json({"type": "array", "items": _ref("NodeView")}, "the nodes")}),

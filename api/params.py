@@ -188,8 +188,14 @@ UNDO: dict[str, Rule] = {
     "to_version": Rule(integer(1, MAX_VERSION), {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
                        "the version in the service's history to roll out again; absent: the one before the current"),
 }
+CHECK_INDEX = r"[0-9a-f]{16}"
 APPLY: dict[str, Rule] = {
     "prune": Rule(flag, BOOLEAN, "also remove the services the config does not name", default=False),
+    "dry_run": Rule(flag, BOOLEAN, "write nothing: answer the plan (what the apply would change, place and stop)",
+                    default=False),
+    "check_index": Rule(_pattern(CHECK_INDEX, "a plan's check_index: 16 hex digits (0-9, a-f)"),
+                        _string(CHECK_INDEX, 16),
+                        "apply only if the services are as the plan with this check_index saw them (409 otherwise)"),
 }
 
 

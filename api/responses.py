@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal, Required, TypeVar
 from pydantic import Field, GetPydanticSchema, TypeAdapter, ValidationError
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
-from shared.records import Availability, Health, NodeStatus, PublishedPort, TaskState, UpdateState
+from shared.config import FailureAction, UpdateOrder
+from shared.records import Availability, Health, NodeStatus, PublishedPort, ServiceOutcome, TaskState, UpdateState
 from shared.storage.history import Cause
 
 # A list of `PublishedPort.model_dump()` dicts, documented as the model serializes.
@@ -154,6 +155,67 @@ class HistoryView(TypedDict):
     service: str
     kept: Annotated[int, Field(description="how many versions are kept (older ones are dropped)")]
     versions: Annotated[list[VersionView], Field(description="newest first")]
+
+
+class PlannedChange(TypedDict):
+    field: Annotated[str, Field(description="the spec's field, a dotted path (a list changes as a whole)")]
+    before: Annotated[Any, Field(description="null: absent")]
+    after: Any
+
+
+class PlannedPlacement(TypedDict):
+    task: str
+    node: str
+    why: Annotated[str, Field(description="scheduled, rescheduled, restarted or updated, as its event will say")]
+    start_first: Annotated[bool, Field(description="its old container keeps serving until it is ready")]
+
+
+class PlannedWait(TypedDict):
+    """A replica that would wait for a node, and each node's verdict on it (this plan's placements counted)."""
+
+    task: str
+    reason: str
+    nodes: Annotated[list[NodeVerdict], Field(description="at most 100, those that would take it first, then by id")]
+    nodes_total: int
+    nodes_fitting: int
+
+
+class RolloutPlan(TypedDict):
+    """How a changed template would be rolled out: the service's update_config, defaults filled in."""
+
+    parallelism: int
+    delay: int
+    failure_action: FailureAction
+    monitor: int
+    order: UpdateOrder
+    replaced: Annotated[list[str], Field(description="the replicas on the old template it replaces")]
+
+
+class ServicePlan(TypedDict):
+    service: str
+    outcome: Annotated[ServiceOutcome, Field(description="what the apply would do to it")]
+    version_before: int | None
+    version: Annotated[int | None, Field(description="its version after the apply; null: deleted")]
+    replicas_before: int | None
+    replicas: int | None
+    changes: Annotated[list[PlannedChange], Field(description="the spec's fields it changes")]
+    update: Annotated[Literal["none", "in_place", "rolling"], Field(
+        description="rolling: the template changes and replicas are replaced; in_place: the spec changes and "
+        "running replicas stay; none: nothing runs differently"
+    )]
+    rollout: RolloutPlan | None
+    placements: Annotated[list[PlannedPlacement], Field(
+        description="where the next scheduler pass would place replicas (a rolling update: its first batch)"
+    )]
+    stops: Annotated[list[str], Field(description="replicas the next pass would stop")]
+    pending: Annotated[list[PlannedWait], Field(description="replicas that would wait for a node, and why, per node")]
+
+
+class PlanResult(TypedDict):
+    check_index: Annotated[str, Field(
+        description="the services as this plan saw them: POST /v1/apply?check_index= applies only if still so"
+    )]
+    services: list[ServicePlan]
 
 
 class ApplyResult(TypedDict):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -14,18 +16,32 @@ from api.body import read_document, read_mapping
 from api.context import acknowledged, blocking, settings_of, store_of
 from api.metrics_views import with_autoscale
 from api.mirror import Mirror, json_response, mirror_of
-from api.responses import AnyService, ApplyResult, EndpointView, ServiceView
+from api.responses import AnyService, ApplyResult, EndpointView, PlanResult, ServiceView
 from api.routing import query_of
-from api.views import endpoints_view, listed_service_view, service_view, unreadable_service_view, without_env_values
-from shared.config import ConfigError, ServiceSpec, validate_config, validate_service
+from api.views import (
+    endpoints_view,
+    listed_service_view,
+    plan_view,
+    service_view,
+    unreadable_service_view,
+    without_env_values,
+)
+from scheduler.dry_run import plan_apply
+from scheduler.plan import Policy
+from shared.config import Config, ConfigError, ServiceSpec, validate_config, validate_service
 from shared.defaults import MAX_REPLICAS
-from shared.errors import NotFound
+from shared.errors import NotFound, Unavailable
 from shared.event_kinds import EventKind
 from shared.hostaccess import check_config, check_service
-from shared.records import ServiceOutcome, ServiceRecord, Unreadable
+from shared.records import NodeRecord, ServiceOutcome, ServiceRecord, Unreadable
 from shared.storage import ApiStore
+from shared.storage.reads import Snapshot
+from shared.storage.requests import services_index
 
 log = logging.getLogger("gorchester.api")
+
+PLAN_REPLICAS = 20_000  # replicas a dry run plans for at most: twice the scale the scheduler is measured at
+_planning = threading.Lock()  # one plan computed at a time, off the Redis threads
 
 class ScaleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -175,17 +191,23 @@ def _flag(request: Request, name: str) -> bool:
 
 
 async def apply(request: Request) -> JSONResponse:
-    """Make the cluster's services match a config (or one service document); prune drops the rest."""
+    """Make the cluster's services match a config (or one service document); prune drops the rest.
+    A dry run answers the plan instead, writing nothing; a check index applies only if the services
+    are still as the plan that gave it saw them."""
     prune = _flag(request, "prune")
+    check_index: str | None = query_of(request)["check_index"]
     data = await read_document(request)
     config = validate_config(data)
-    check_config(config, settings_of(request).host_access)
-    cluster = settings_of(request).cluster
+    settings = settings_of(request)
+    check_config(config, settings.host_access)
+    cluster = settings.cluster
     if "cluster_name" in data and config.cluster_name != cluster:
         raise ConfigError([f"cluster_name: this API serves cluster {cluster}"])
+    if _flag(request, "dry_run"):
+        return JSONResponse(await plan(store_of(request), config, prune, Policy.from_settings(settings)))
 
     def apply_config(store: ApiStore) -> ApplyResult:
-        applied = store.apply(config, time.time(), prune=prune)
+        applied = store.apply(config, time.time(), prune=prune, check_index=check_index)
         outcome = applied.outcome
         for what in (ServiceOutcome.CREATED, ServiceOutcome.UPDATED, ServiceOutcome.DELETED):
             for name in outcome[what]:
@@ -197,3 +219,35 @@ async def apply(request: Request) -> JSONResponse:
         }
 
     return JSONResponse(await acknowledged(request, apply_config))
+
+
+async def plan(store: ApiStore, config: Config, prune: bool, policy: Policy) -> PlanResult:
+    """What applying `config` now would do, by the scheduler's own pure code on the cluster as read
+    (scheduler/dry_run.py); nothing is written. The cluster is read on a Redis thread, by the request's
+    deadline; the plan is computed off them, one at a time (503 while another is), for at most
+    PLAN_REPLICAS replicas (422 beyond)."""
+    names = {spec.service_name for spec in config.services}
+
+    def read() -> tuple[Snapshot, list[NodeRecord], float]:
+        return store.snapshot(), sorted(store.nodes(), key=lambda node: node.id), store.heard_since()
+
+    snapshot, nodes, heard_since = await blocking(read)
+    others = sum(record.spec.replicas for name, record in snapshot.services.good.items()
+                 if name not in names and not prune)
+    asked = sum(spec.replicas for spec in config.services) + others
+    if asked > PLAN_REPLICAS:
+        raise ConfigError([f"dry_run: a plan covers at most {PLAN_REPLICAS} replicas; the services would have {asked}"])
+
+    def compute() -> PlanResult:
+        if not _planning.acquire(blocking=False):
+            raise Unavailable("a plan is being computed already: try again")
+        try:
+            plans = plan_apply(
+                config, snapshot.services, list(snapshot.tasks.good.values()), nodes, time.time(), policy,
+                prune=prune, heard_since=heard_since,
+            )
+            return plan_view(plans, services_index(snapshot.services))
+        finally:
+            _planning.release()
+
+    return await asyncio.get_running_loop().run_in_executor(None, compute)

@@ -15,10 +15,14 @@ from api.responses import (
     EventView,
     HistoryView,
     NodeUsage,
+    NodeVerdict,
     NodeView,
     Outcome,
     PlacementView,
+    PlannedWait,
+    PlanResult,
     PreviousView,
+    ServicePlan,
     ServiceState,
     ServiceStatus,
     TaskView,
@@ -27,6 +31,7 @@ from api.responses import (
     VersionView,
     stored,
 )
+from scheduler import dry_run
 from shared.discovery import Endpoint, service_endpoints
 from shared.fit import Verdicts, allocations
 from shared.parsed import Records
@@ -34,6 +39,7 @@ from shared.records import (
     NodeRecord,
     PreviousContainer,
     ServiceFault,
+    ServiceOutcome,
     ServiceRecord,
     TaskRecord,
     TaskState,
@@ -260,6 +266,14 @@ def task_view(task: TaskRecord) -> TaskView:
     }
 
 
+def _node_verdicts(judged: Verdicts) -> list[NodeVerdict]:
+    return [
+        {"node": verdict.node, "fits": verdict.rejection is None,
+         "reason": verdict.rejection.text if verdict.rejection is not None else None}
+        for verdict in judged.listed
+    ]
+
+
 def placement_view(task: TaskRecord, judged: Verdicts | None) -> PlacementView:
     """A task's placement: the nodes' verdicts on it when it is pending (`judged`), else its state alone."""
     if judged is None:
@@ -268,11 +282,7 @@ def placement_view(task: TaskRecord, judged: Verdicts | None) -> PlacementView:
         "task": task.id,
         "state": task.state,
         "reason": task.reason if task.state is TaskState.PENDING else None,
-        "nodes": [
-            {"node": verdict.node, "fits": verdict.rejection is None,
-             "reason": verdict.rejection.text if verdict.rejection is not None else None}
-            for verdict in judged.listed
-        ],
+        "nodes": _node_verdicts(judged),
         "nodes_total": judged.total,
         "nodes_fitting": judged.fitting,
         "truncated": judged.truncated,
@@ -330,3 +340,37 @@ def _outcome(
             return "superseded", ended.reason
         return OUTCOMES[ended.state], ended.reason
     return ("current" if newest else "replaced"), None
+
+
+def plan_view(plans: list[dry_run.ServicePlan], check_index: str) -> PlanResult:
+    """What an apply would do (scheduler/dry_run.py), per service, and the index it was planned at."""
+    return {"check_index": check_index, "services": [_service_plan(plan) for plan in plans]}
+
+
+def _service_plan(plan: dry_run.ServicePlan) -> ServicePlan:
+    controls = plan.controls
+    changed = bool(plan.changes) and plan.outcome is ServiceOutcome.UPDATED
+    waits: list[PlannedWait] = [
+        {"task": item.task, "reason": item.reason, "nodes": _node_verdicts(item.verdicts),
+         "nodes_total": item.verdicts.total, "nodes_fitting": item.verdicts.fitting}
+        for item in plan.waiting
+    ]
+    return {
+        "service": plan.name,
+        "outcome": plan.outcome,
+        "version_before": plan.version[0], "version": plan.version[1],
+        "replicas_before": plan.replicas[0], "replicas": plan.replicas[1],
+        "changes": [{"field": change.path, "before": change.before, "after": change.after} for change in plan.changes],
+        "update": "rolling" if plan.rolling else "in_place" if changed else "none",
+        "rollout": None if controls is None or controls.order is None else {
+            "parallelism": controls.parallelism, "delay": controls.delay,
+            "failure_action": controls.failure_action, "monitor": controls.monitor,
+            "order": controls.order, "replaced": plan.replaced,
+        },
+        "placements": [
+            {"task": placed.task, "node": placed.node, "why": placed.why, "start_first": placed.start_first}
+            for placed in plan.placed
+        ],
+        "stops": plan.stopped,
+        "pending": waits,
+    }

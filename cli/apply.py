@@ -11,12 +11,12 @@ back or the service fails, and when the timeout passes.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from cli import render
+from cli import plan, render
 from cli.arguments import seconds
-from cli.client import EXIT_USAGE, ApiClient, CliError, connection_options, run_client
+from cli.client import ApiClient, connection_options, run_client
+from cli.configfile import read_text
 from cli.rollouts import DEFAULT_TIMEOUT, wait
 from shared.records import ServiceOutcome
 
@@ -32,6 +32,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--wait", action="store_true",
         help="wait until every changed service has rolled out (exit 1 when one is rolled back, fails or times out)"
     )
+    parser.add_argument("--dry-run", action="store_true", help="write nothing: show the plan (as `gorchester plan`)")
+    parser.add_argument(
+        "--check-index", metavar="INDEX",
+        help="apply only if no service changed since the plan that printed INDEX (`gorchester plan`)",
+    )
     parser.add_argument(
         "--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
         help=f"how long --wait waits (default {DEFAULT_TIMEOUT:g})",
@@ -40,11 +45,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def apply_command(client: ApiClient, args: argparse.Namespace) -> int:
+    if args.dry_run:
+        plan.show(client, args.config, prune=args.prune, output=args.output)
+        return 0
     text = read_text(args.config)
-    outcome = client.request(
-        "POST", "/v1/apply", params={"prune": "true"} if args.prune else None,
-        content=text, content_type="application/yaml",
-    )
+    params = {"prune": "true"} if args.prune else {}
+    if args.check_index is not None:
+        params["check_index"] = args.check_index
+    outcome = client.request("POST", "/v1/apply", params=params or None, content=text, content_type="application/yaml")
     if args.output == "json":
         render.print_json(outcome)
     else:
@@ -52,15 +60,6 @@ def apply_command(client: ApiClient, args: argparse.Namespace) -> int:
     if args.wait:
         wait(client, targets(outcome), args.timeout, quiet=args.output == "json")
     return 0
-
-
-def read_text(path: str) -> str:
-    """The file's text; unreadable is exit 2, as for `validate` and `up`."""
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise CliError(f"{path}: cannot read: {reason}", exit_code=EXIT_USAGE) from None
 
 
 def summary(outcome: dict[str, list[str]]) -> str:

@@ -10,6 +10,7 @@ import re
 import sys
 from pathlib import Path
 
+from cli.client import EXIT_USAGE, CliError
 from shared.config import Config, ConfigError, ConfigSyntaxError, load_config
 
 EXIT_INVALID = 1
@@ -44,3 +45,12 @@ def read_config(path: str) -> tuple[Config, str]:
         for line in exc.errors:
             print(f"  {line}", file=sys.stderr)
         raise SystemExit(EXIT_INVALID) from None
+
+
+def read_text(path: str) -> str:
+    """The file's text; unreadable is exit 2, as for `validate` and `up`."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CliError(f"{path}: cannot read: {reason}", exit_code=EXIT_USAGE) from None

@@ -13,7 +13,6 @@ import time
 import redis
 
 from scheduler.autoscaler import Autoscaler
-from scheduler.backoff import Backoff
 from scheduler.isolation import reconcile_isolated
 from scheduler.plan import Plan, Policy
 from scheduler.reconcile import PLACEMENT_KINDS
@@ -61,12 +60,7 @@ class Scheduler:
         self.store = store or SchedulerStore.from_settings(settings)
         self.jobs_redis = connect(settings.redis_url, decode=False)
         self.queues = Keys(self.store.cluster)  # the nodes' RQ queues (shared/dispatch.py)
-        self.policy = Policy(
-            backoff=Backoff(settings.restart_backoff_base, settings.restart_backoff_max, settings.restart_reset_after),
-            assigned_timeout=settings.assigned_timeout,
-            heartbeat_misses=settings.heartbeat_misses,
-            update_deadline=settings.update_deadline,
-        )
+        self.policy = Policy.from_settings(settings)
         self.lease = self.store.lease(settings.leader_lease)
         self.node_status: dict[str, NodeStatus] = {}
         # Whether Redis has answered this leader without a break since it stored `heard_since` (shared/

@@ -15,6 +15,7 @@ from shared.defaults import DEFAULT_UPDATE_DEADLINE
 from shared.dispatch import Decision
 from shared.event_kinds import EventKind
 from shared.records import ServiceRecord, TaskRecord
+from shared.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -60,3 +61,12 @@ class Policy:
     assigned_timeout: float
     heartbeat_misses: float
     update_deadline: float = DEFAULT_UPDATE_DEADLINE
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(
+            backoff=Backoff(settings.restart_backoff_base, settings.restart_backoff_max, settings.restart_reset_after),
+            assigned_timeout=settings.assigned_timeout,
+            heartbeat_misses=settings.heartbeat_misses,
+            update_deadline=settings.update_deadline,
+        )

@@ -5,6 +5,7 @@ transaction with the change notice and the events it makes, so a change is never
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -26,12 +27,14 @@ from shared.records import (
     TaskState,
     Unreadable,
     UpdateState,
+    record_digest,
 )
 from shared.storage import changelog, history
 from shared.storage.base import Event, add_event
 from shared.storage.reads import Reads, unreadable_service
 from shared.task_parts import StopRequest
 
+INDEX_LENGTH = 16  # hex digits of a check index
 Outcome = TypeVar("Outcome")
 Revised = tuple[ServiceRecord, ServiceOutcome]  # a service record and the outcome: created, updated or unchanged
 # What a read-modify-write of services decides: the records to write, the names to drop, the answer and the events.
@@ -236,11 +239,16 @@ class UserWrites(Reads):
 
         return self._write_services([name], mark, now)
 
-    def apply(self, config: Config, now: float, *, prune: bool = False) -> Applied:
+    def apply(self, config: Config, now: float, *, prune: bool = False, check_index: str | None = None) -> Applied:
         """Make the services match `config` in one transaction: whole or not at all. A service being
-        deleted fails the whole apply (Conflict) with nothing written; `prune` deletes the others."""
+        deleted fails the whole apply (Conflict) with nothing written; `prune` deletes the others. With
+        `check_index` (a plan's), Conflict unless the services are still as that plan saw them."""
 
         def converge(current: Records[ServiceRecord]) -> Decided[Applied]:
+            if check_index is not None and (now_index := services_index(current)) != check_index:
+                raise Conflict(
+                    f"the services changed since the plan (check index {check_index}, now {now_index}): plan again"
+                )
             applied = Applied({kind: [] for kind in ServiceOutcome}, {})
             outcome = applied.outcome
             writes: dict[str, ServiceRecord] = {}
@@ -344,6 +352,19 @@ class UserWrites(Reads):
             return self._node(node_id, fields)
         except Conflict:  # a record that cannot be read
             return None
+
+
+def services_index(current: Records[ServiceRecord]) -> str:
+    """A plan's check index: a digest of every service's name, version and deletion (of a record that
+    cannot be read, its digest). A user's change, a rollback or the autoscaler changes it; an update's
+    progress does not."""
+    marks = sorted(
+        f"{name}:{entry.version}:{int(entry.deleting)}" if isinstance(entry, ServiceRecord)
+        else f"{name}:{record_digest(current.bodies[name])}"
+        for name in current.bodies
+        if (entry := current.entry(name)) is not None
+    )
+    return hashlib.sha256("\n".join(marks).encode()).hexdigest()[:INDEX_LENGTH]
 
 
 def _existing(current: Records[ServiceRecord], name: str) -> ServiceRecord:

@@ -19,7 +19,8 @@ def refusal(items: list[tuple[str, str]], rules: dict[str, params.Rule]) -> list
 def test_defaults_when_nothing_is_given() -> None:
     assert check_query([], params.EVENTS) == {"since": None, "limit": 500, "service": None}
     assert check_query([], params.LOGS) == {"tail": "all", "follow": False}
-    assert check_query([], params.APPLY) == {"prune": False}
+    assert check_query([], params.APPLY) == {"prune": False, "dry_run": False, "check_index": None}
+    assert check_query([], params.UNDO) == {"to_version": None}
     assert check_query([], {}) == {}
 
 
@@ -32,7 +33,9 @@ def test_values_are_parsed() -> None:
     assert check_query([("since", "2024-01-02T03:04:05")], params.EVENTS)["since"] == iso  # no zone: UTC
     assert check_query([("tail", "0"), ("follow", "true")], params.LOGS) == {"tail": 0, "follow": True}
     assert check_query([("tail", "all")], params.LOGS)["tail"] == "all"
-    assert check_query([("prune", "false")], params.APPLY) == {"prune": False}
+    assert check_query([("prune", "false"), ("dry_run", "true"), ("check_index", "0123456789abcdef")], params.APPLY) \
+        == {"prune": False, "dry_run": True, "check_index": "0123456789abcdef"}
+    assert check_query([("to_version", "3")], params.UNDO) == {"to_version": 3}
     assert check_query([("node", "node-1.example_a")], params.TASKS)["node"] == "node-1.example_a"
 
 
@@ -77,6 +80,11 @@ def test_bad_event_parameters_name_the_parameter_and_the_rule(name: str, raw: st
         (params.LOGS, "follow", "True"),
         (params.LOGS, "follow", ""),
         (params.APPLY, "prune", "1"),
+        (params.APPLY, "dry_run", "yes"),
+        (params.APPLY, "check_index", "0123456789ABCDEF"),
+        (params.APPLY, "check_index", "0123"),
+        (params.UNDO, "to_version", "0"),
+        (params.UNDO, "to_version", "1e3"),
         (params.TASKS, "node", "a b"),
         (params.TASKS, "node", "-n1"),
         (params.TASKS, "node", "n" * 254),
