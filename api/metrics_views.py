@@ -76,7 +76,7 @@ def service_usage(store: ApiStore, name: str, interval: float, now: float) -> Se
         },
         "sampled_at": iso(max(s.sampled_at for s in fresh)) if fresh else None,
         "interval_seconds": interval,
-        "autoscale": autoscale_status(store, name, record.spec.replicas, record.spec.scale_policy is not None),
+        "autoscale": autoscale_status(store, name, record.spec.count, record.spec.scale_policy is not None),
     }
 
 
@@ -106,7 +106,7 @@ def _stored_entry(adapter: TypeAdapter[T], entry: dict[str, Any] | None) -> T | 
 def with_autoscale(store: ApiStore, view: Mapping[str, Any]) -> dict[str, Any]:
     """A service view (api/views.py) with its `autoscale` block; null for a service without a policy."""
     enabled = view.get("scale_policy") is not None
-    return {**view, "autoscale": autoscale_status(store, view["service_name"], view["replicas"], enabled)}
+    return {**view, "autoscale": autoscale_status(store, view["service_name"], view.get("replicas") or 0, enabled)}
 
 
 async def get_service_metrics(request: Request) -> JSONResponse:
@@ -142,8 +142,10 @@ class ClusterCollector(Collector):
         )
         running = GaugeMetricFamily("gorchester_service_running_replicas", "Replicas running.", labels=["service"])
         states_of = Counter((task.service, task.state) for task in tasks)
+        wanted_of = Counter(task.service for task in tasks if task.state is not TaskState.SHUTDOWN)
         for name, record in sorted(services.items()):
-            desired.add_metric([name], 0 if record.deleting else record.spec.replicas)
+            count = wanted_of[name] if record.spec.is_global else record.spec.count
+            desired.add_metric([name], 0 if record.deleting else count)
             running.add_metric([name], states_of[(name, TaskState.RUNNING)])
         yield desired
         yield running

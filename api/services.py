@@ -232,9 +232,11 @@ async def plan(store: ApiStore, config: Config, prune: bool, policy: Policy) -> 
         return store.snapshot(), sorted(store.nodes(), key=lambda node: node.id), store.heard_since()
 
     snapshot, nodes, heard_since = await blocking(read)
-    others = sum(record.spec.replicas for name, record in snapshot.services.good.items()
-                 if name not in names and not prune)
-    asked = sum(spec.replicas for spec in config.services) + others
+    # A global service asks one replica per node at most.
+    each = {name: len(nodes) if record.spec.is_global else record.spec.count
+            for name, record in snapshot.services.good.items()}
+    others = sum(count for name, count in each.items() if name not in names and not prune)
+    asked = sum(len(nodes) if spec.is_global else spec.count for spec in config.services) + others
     if asked > PLAN_REPLICAS:
         raise ConfigError([f"dry_run: a plan covers at most {PLAN_REPLICAS} replicas; the services would have {asked}"])
 

@@ -78,7 +78,7 @@ def service_status(record: ServiceRecord, tasks: list[TaskRecord], failure: str 
     """How a service fares, judged from its tasks (those of other services are ignored); `failure`:
     why the scheduler cannot handle it, if it cannot (health `failed`)."""
     own = [task for task in tasks if task.service == record.name]
-    return _status(own, record.spec.replicas, record.updated_at, failure)
+    return _status(own, record.desired(own), record.updated_at, failure)
 
 
 def _status(own: list[TaskRecord], desired: int | None, updated_at: float, failure: str | None) -> ServiceStatus:
@@ -179,12 +179,10 @@ def update_view(record: ServiceRecord, tasks: list[TaskRecord]) -> UpdateView | 
     if update is None:
         return None
     template = record.template_hash()
-    desired = record.spec.replicas
-    updated = sum(
-        1
-        for task in tasks
-        if task.service == record.name and task.slot <= desired and task.template == template and task.ready()
-    )
+    own = [task for task in tasks if task.service == record.name and task.state is not TaskState.SHUTDOWN]
+    desired = record.desired(own)
+    wanted = {task.slot for task in own} if record.spec.is_global else set(range(1, desired + 1))
+    updated = sum(1 for task in own if task.slot in wanted and task.template == template and task.ready())
     return {
         "state": update.state,
         "reason": update.reason,

@@ -44,7 +44,8 @@ def describe(service: ServiceSpec) -> str:
     else:
         resources = "no resource requests"
     return (
-        f"{service.service_name}: image {service.image}, replicas {service.replicas}, "
+        f"{service.service_name}: image {service.image}, "
+        f"{'one replica per node (global)' if service.is_global else f'replicas {service.replicas}'}, "
         f"ports {ports or 'none'}, {resources}"
     )
 

@@ -37,7 +37,7 @@ def replicas_of(
     """Each wanted slot of a service as the arithmetic sees it: measured, missing, unready or ignored."""
     by_slot = {task.slot: task for task in tasks if task.service == spec.service_name}
     result = []
-    for slot in range(1, spec.replicas + 1):
+    for slot in range(1, spec.count + 1):
         task = by_slot.get(slot)
         if task is None or task.state in NOT_YET_RUNNING:
             result.append(Replica(task.id if task else f"{spec.service_name}.{slot}", Readiness.UNREADY))

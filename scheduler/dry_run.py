@@ -91,7 +91,7 @@ def plan_apply(
             plan.controls = spec.update_controls()
             plan.replaced = sorted(
                 (t.id for t in tasks if t.service == name and t.template != record.template_hash()
-                 and t.slot <= spec.replicas and t.state is not TaskState.SHUTDOWN),
+                 and (spec.is_global or t.slot <= spec.count) and t.state is not TaskState.SHUTDOWN),
                 key=_slot_order,
             )
         plans[name] = plan

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from scheduler.backoff import wants_restart
+from scheduler.global_mode import Pins, pins
 from scheduler.placement import place
 from scheduler.plan import Event, Plan, Policy, Write
 from scheduler.rollout import Rollout, follow_update, stalled
@@ -97,21 +98,22 @@ def reconcile(
             plan.wake(node.down_at(misses, heard_since) + 0.01)
     ctx = _Pass(now, policy, status, plan, heard_since, nodes)
 
+    broken: set[tuple[str, int]] = set()  # slots whose record is unreadable: replaced, not made afresh
+    for entry in unreadable:
+        held = _replace_unreadable(entry, services, frozen, now, plan)
+        if held is not None:
+            broken.add(held)
+    pinned = _global_pins(services, tasks, nodes, status, frozen, broken)
     by_service: dict[str, dict[int, TaskRecord]] = {}
     placing: list[_Placing] = []
     for task in tasks:
         if task.service in frozen:
             continue
         service = services.get(task.service)
-        if service is None or service.deleting or task.slot > service.spec.replicas:
+        if service is None or service.deleting or not _wanted(service, task.slot, pinned):
             _retire(task, ctx)
         else:
             by_service.setdefault(task.service, {})[task.slot] = task
-    broken: set[tuple[str, int]] = set()  # slots whose record is unreadable: replaced, not made afresh
-    for entry in unreadable:
-        held = _replace_unreadable(entry, services, frozen, now, plan)
-        if held is not None:
-            broken.add(held)
 
     for name, service in sorted(services.items()):
         if name in frozen:
@@ -124,18 +126,53 @@ def reconcile(
         rollout = follow_update(service, list(current.values()), now, policy, plan)
         if rollout.written:
             continue  # the service record changes first; the write wakes the next pass
-        for slot in range(1, service.spec.replicas + 1):
-            if slot not in current and (name, slot) not in broken:
-                fresh = TaskRecord(
-                    id=task_id(name, slot), service=name, slot=slot, created_at=now, rev=-1,
-                    incarnation=incarnation_at(now),
-                )
-                placing.append(_Placing(fresh, service, Why.SCHEDULED))
+        missing: list[tuple[int, str | None]] = [
+            (slot, None) for slot in range(1, service.spec.count + 1)
+            if slot not in current and (name, slot) not in broken
+        ]
+        for slot, pin in pinned[name].fresh if name in pinned else missing:
+            fresh = TaskRecord(
+                id=task_id(name, slot), service=name, slot=slot, created_at=now, rev=-1,
+                incarnation=incarnation_at(now), pinned=pin,
+            )
+            placing.append(_Placing(fresh, service, Why.SCHEDULED))
         placing += _keep(service, list(current.values()), ctx, rollout)
 
     for name, reason in _place(placing, tasks, nodes, ctx).items():
         stalled(services[name], list(by_service.get(name, {}).values()), reason, now, policy, plan)
     return plan
+
+
+def _global_pins(
+    services: dict[str, ServiceRecord],
+    tasks: list[TaskRecord],
+    nodes: Sequence[NodeRecord],
+    status: dict[str, NodeStatus],
+    frozen: Collection[str],
+    broken: Collection[tuple[str, int]],
+) -> dict[str, Pins]:
+    """Each global service's slots: those that stay, and the nodes that get one (scheduler/global_mode.py)."""
+    chosen = {
+        name: service for name, service in services.items()
+        if service.spec.is_global and not service.deleting and name not in frozen
+    }
+    if not chosen:
+        return {}
+    own: dict[str, list[TaskRecord]] = {name: [] for name in chosen}
+    for task in tasks:
+        if task.service in own:
+            own[task.service].append(task)
+    return {
+        name: pins(service, own[name], nodes, status, [slot for owner, slot in broken if owner == name])
+        for name, service in chosen.items()
+    }
+
+
+def _wanted(service: ServiceRecord, slot: int, pinned: dict[str, Pins]) -> bool:
+    """Whether a service still wants its slot: one of its replicas, or a global service's pinned slot."""
+    if service.spec.is_global:
+        return slot in pinned[service.name].keep
+    return slot <= service.spec.count
 
 
 def _replace_unreadable(
@@ -153,7 +190,9 @@ def _replace_unreadable(
         return (owner, slot) if match else None
     service = services.get(owner)
     data = {"service": owner, "task": entry.key, "reason": entry.error}
-    if match and service is not None and not service.deleting and slot <= service.spec.replicas:
+    # A global service's slot is known only with its pin: its record goes, and its node gets a new one.
+    if match and service is not None and not service.deleting and not service.spec.is_global \
+            and slot <= service.spec.count:
         clean = TaskRecord(
             id=entry.key, service=owner, slot=slot, state=TaskState.FAILED,
             reason=f"unreadable record replaced: {entry.error}", created_at=now, updated_at=now, finished_at=now,
@@ -397,7 +436,7 @@ def _place(placing: list[_Placing], tasks: list[TaskRecord], nodes: list[NodeRec
     moving = {item.task.id for item in placing if not item.start_first}
     states = node_states(nodes, ctx.status, tasks, moving)
     placing.sort(key=lambda item: (item.task.service, item.task.slot))
-    requests = [asked(item.task.id, item.service.spec) for item in placing]
+    requests = [asked(item.task.id, item.service.spec, item.task.pinned) for item in placing]
     placement = place(states.values(), requests)
     stalls: dict[str, str] = {}
     for item, request in zip(placing, requests, strict=True):

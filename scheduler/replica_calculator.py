@@ -168,7 +168,7 @@ def decide(
     """
     policy = spec.scale_policy
     assert policy is not None, "decide() needs a service with a scale_policy"
-    current = spec.replicas
+    current = spec.count
     low, high = policy.min_replicas, spec.max_replicas()
     cooldown = float(policy.cooldown_seconds)
 

@@ -64,9 +64,9 @@ def follow_update(service: ServiceRecord, tasks: list[TaskRecord], now: float, p
             fail(service, failures[0], now, plan)
             return Rollout(True)
         if _complete(service, tasks, now, policy):
-            _finish(service, failures, now, plan)
+            _finish(service, len(_slots(service, tasks)), failures, now, plan)
             return Rollout(True)
-    parallelism = controls.parallelism or service.spec.replicas  # 0: all at once
+    parallelism = controls.parallelism or len(_slots(service, tasks))  # 0: all at once
     room = max(parallelism - _in_flight(service, tasks, now, policy), 0)
     if update.state is UpdateState.PAUSED:
         return Rollout(False, room=room, paused=True)
@@ -146,7 +146,7 @@ def fail(service: ServiceRecord, reason: str, now: float, plan: Plan) -> None:
     plan.services.append(ServiceWrite(service, rolled_back, [event]))
 
 
-def _finish(service: ServiceRecord, failures: list[str], now: float, plan: Plan) -> None:
+def _finish(service: ServiceRecord, replicas: int, failures: list[str], now: float, plan: Plan) -> None:
     update = service.update
     assert update is not None
     reason = f"{len(failures)} replica(s) failed: {failures[0]}" if failures else None
@@ -160,7 +160,7 @@ def _finish(service: ServiceRecord, failures: list[str], now: float, plan: Plan)
     name = service.name
     event = Event(
         EventKind.SERVICE_UPDATE_COMPLETED,
-        f"service {name} updated: {service.spec.replicas} replicas run version {service.version}"
+        f"service {name} updated: {replicas} replicas run version {service.version}"
         + (f" ({reason})" if reason else ""),
         {"service": name, "version": service.version},
     )
@@ -199,7 +199,7 @@ def _complete(service: ServiceRecord, tasks: list[TaskRecord], now: float, polic
     slots = {task.slot: task for task in tasks}
     deadline = update_deadline(service, policy)
     template = service.template_hash()
-    for slot in range(1, service.spec.replicas + 1):
+    for slot in _slots(service, tasks):
         held = slots.get(slot)
         if held is None or held.template != template or held.previous is not None:
             return False
@@ -211,6 +211,13 @@ def _complete(service: ServiceRecord, tasks: list[TaskRecord], now: float, polic
         if not (given_up and service.spec.update_controls().failure_action is FailureAction.CONTINUE):
             return False
     return True
+
+
+def _slots(service: ServiceRecord, tasks: list[TaskRecord]) -> list[int]:
+    """The slots the service wants: its replicas, or a global service's pinned slots (its tasks)."""
+    if service.spec.is_global:
+        return sorted(task.slot for task in tasks)
+    return list(range(1, service.spec.count + 1))
 
 
 def _in_flight(service: ServiceRecord, tasks: list[TaskRecord], now: float, policy: Policy) -> int:

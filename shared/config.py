@@ -159,6 +159,11 @@ class FailureAction(StrEnum):
     CONTINUE = "continue"  # go on with the next batch; the failed replica restarts by its policy
 
 
+class ServiceMode(StrEnum):
+    REPLICATED = "replicated"  # `replicas` replicas, placed where they fit
+    GLOBAL = "global"  # one replica on every ready node its placement constraints allow (Swarm's global)
+
+
 class UpdateOrder(StrEnum):
     START_FIRST = "start-first"  # the new container starts beside the old one, which stops once it is ready
     STOP_FIRST = "stop-first"  # the old container stops before the new one starts
@@ -374,7 +379,10 @@ def _is_ip_address(text: str) -> bool:
 class ServiceSpec(Strict):
     service_name: DnsLabel
     image: ImageRef
-    replicas: StrictInt = Field(ge=0, le=defaults.MAX_REPLICAS)
+    replicas: StrictInt | None = Field(
+        None, ge=0, le=defaults.MAX_REPLICAS, exclude_if=lambda value: value is None,  # absent: a global service
+        description="required with mode replicated; not allowed with global",
+    )
     ports: list[PortMapping] = Field(default_factory=list, max_length=MAX_PORTS)
     env: list[EnvItem] = Field(default_factory=list, max_length=MAX_ENV_ITEMS)
     command: list[Argument] | None = Field(None, min_length=1, max_length=MAX_COMMAND_ITEMS)
@@ -393,9 +401,17 @@ class ServiceSpec(Strict):
     health_check: HealthCheck | None = None
     placement: Placement | None = None
     update_config: UpdateConfig | None = None
+    mode: ServiceMode = ServiceMode.REPLICATED
 
     # The list rules below run before the item constraints (same patterns, checked with fullmatch),
     # to say which entry breaks which part of the rule.
+
+    @field_validator("replicas", mode="before")
+    @classmethod
+    def _replicas_given(cls, value: Any) -> Any:
+        if value is None:  # absent is the default (a global service's); null is not a count
+            raise ValueError("must be an integer")
+        return value
 
     @field_validator("env", mode="before")
     @classmethod
@@ -456,6 +472,13 @@ class ServiceSpec(Strict):
                 raise ValueError(f"ports: cannot be published with network_mode {self.network_mode.value}")
             if self.network is not None:
                 raise ValueError(f"network: cannot be set with network_mode {self.network_mode.value}")
+        if self.mode is ServiceMode.GLOBAL:
+            if self.replicas is not None:
+                raise ValueError("replicas: not allowed with mode global (one replica runs on every matching node)")
+            if self.scale_policy is not None:
+                raise ValueError("scale_policy: not allowed with mode global (its replicas follow its nodes)")
+        elif self.replicas is None:
+            raise ValueError("replicas: is required")
         update = self.update_config
         if update is not None and update.order is UpdateOrder.START_FIRST and any(p.host_port for p in self.ports):
             raise ValueError(
@@ -463,7 +486,7 @@ class ServiceSpec(Strict):
                 "(the new container would need the port the old one holds)"
             )
         policy = self.scale_policy
-        if policy is not None:
+        if policy is not None and self.replicas is not None:
             high = policy.max_replicas if policy.max_replicas is not None else max(self.replicas, policy.min_replicas)
             if not policy.min_replicas <= self.replicas <= high:
                 raise ValueError(
@@ -486,12 +509,22 @@ class ServiceSpec(Strict):
         `bridge`, `host` or `none` (as `docker inspect` names them)."""
         return self.network or self.network_mode.value
 
+    @property
+    def is_global(self) -> bool:
+        return self.mode is ServiceMode.GLOBAL
+
+    @property
+    def count(self) -> int:
+        """The replicas a replicated service declares; a global one's follow its nodes (the scheduler's
+        pins), so it declares none: 0."""
+        return self.replicas or 0
+
     def max_replicas(self) -> int:
         """The autoscaler's ceiling: scale_policy.max_replicas, or the declared replicas."""
         policy = self.scale_policy
         if policy is None:
-            return self.replicas
-        return policy.max_replicas if policy.max_replicas is not None else max(self.replicas, policy.min_replicas)
+            return self.count
+        return policy.max_replicas if policy.max_replicas is not None else max(self.count, policy.min_replicas)
 
     def cpu_request(self) -> int:
         return self.resources.cpu_millicores if self.resources else 0
@@ -508,9 +541,9 @@ class ServiceSpec(Strict):
         return update
 
     def template(self) -> dict[str, Any]:
-        """What a container is made from: every field but the replica count, the autoscaling policy and
-        the rollout controls."""
-        return self.model_dump(mode="json", exclude={"replicas", "scale_policy", "update_config"})
+        """What a container is made from: every field but the replica count, the autoscaling policy, the
+        rollout controls and the mode (which never changes)."""
+        return self.model_dump(mode="json", exclude={"replicas", "scale_policy", "update_config", "mode"})
 
 
 class Config(Strict):

@@ -70,12 +70,16 @@ class Request:
     max_per_node: int = 0  # replicas of the service a node may hold; 0: no limit
 
 
-def asked(task_id: str, spec: ServiceSpec) -> Request:
-    """What a replica of `spec` asks of the node it is placed on."""
+def asked(task_id: str, spec: ServiceSpec, pinned: str | None = None) -> Request:
+    """What a replica of `spec` asks of the node it is placed on; a global service's replica (`pinned`)
+    asks for its own node."""
     placement = spec.placement
+    rules = placement.parsed() if placement else ()
+    if pinned is not None:
+        rules = (*rules, Constraint("node.id", True, pinned))
     return Request(
         task_id, spec.service_name, spec.cpu_request(), spec.memory_request(), tuple(host_port_keys(spec)),
-        placement.parsed() if placement else (), (placement.max_replicas_per_node or 0) if placement else 0,
+        rules, (placement.max_replicas_per_node or 0) if placement else 0,
     )
 
 

@@ -150,6 +150,13 @@ class ServiceRecord(Stored):
             fields["update"] = UpdateStatus(version=version, started_at=now)
         return self.model_copy(update=fields)
 
+    def desired(self, own: list[TaskRecord]) -> int:
+        """The replicas it wants: its declared count; a global service's pinned slots, its tasks (`own`)
+        not being shut down."""
+        if self.spec.is_global:
+            return sum(1 for task in own if task.state is not TaskState.SHUTDOWN)
+        return self.spec.count
+
     def spec_for(self, template: str) -> ServiceSpec:
         """The spec a task of this template hash runs (the previous one during an update)."""
         if self.previous_spec is not None and template != self.template_hash() \
@@ -220,6 +227,7 @@ class TaskRecord(Stored):
     health_output: str | None = None  # what the check said at the last change of health
     address: str | None = None  # the container's address on its service network
     previous: PreviousContainer | None = None  # still running until this gen is ready (start-first)
+    pinned: str | None = None  # a global service's slot: the node it belongs to (placed there or nowhere)
     # Which record of the slot this is: a slot made again (its service deleted and created again, an
     # unreadable record replaced) starts again at gen 1, and its containers must never be taken for
     # the old record's (container names and labels carry it). "" for records made before it existed.

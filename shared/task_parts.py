@@ -78,6 +78,7 @@ class Assignment(Stored):
     updated_at: float = 0.0
     health: Health = Health.NONE  # until the agent reports: STARTING when the service has a health check
     previous: PreviousContainer | None = None
+    pinned: str | None = None
 
     @model_validator(mode="after")
     def _valid(self) -> Assignment:

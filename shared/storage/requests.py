@@ -397,6 +397,11 @@ def revise(
         return ServiceRecord(spec=spec, created_at=now, updated_at=now), ServiceOutcome.UPDATED, True
     if current.deleting:
         raise Conflict(f"service {name!r} is being deleted")
+    if current.spec.mode is not spec.mode:
+        raise Conflict(
+            f"service {name!r}: mode cannot change from {current.spec.mode.value} to {spec.mode.value} "
+            "(delete the service and create it again)"
+        )
     if expected_version is not None and current.version != expected_version:
         raise Conflict(f"service {name!r} changed meanwhile (version {current.version}, not {expected_version})")
     if current.spec == spec:
