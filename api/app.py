@@ -52,6 +52,7 @@ ROUTES = [
             Resource("/services/{name}/pause", post=rollouts.pause),
             Resource("/services/{name}/resume", post=rollouts.resume),
             Resource("/services/{name}/undo", post=rollouts.undo, query=params.UNDO),
+            Resource("/services/{name}/rebalance", post=services.rebalance, query=params.REBALANCE),
             Resource("/apply", post=services.apply, query=params.APPLY),
             Resource("/nodes", get=cluster.list_nodes),
             Resource("/nodes/{node}", get=cluster.get_node, delete=cluster.remove_node,

@@ -224,6 +224,11 @@ def operations(bodies: dict[str, str]) -> dict[tuple[str, str], Operation]:
         ("/v1/services/{name}/undo", "post"): _operation(
             "Roll an earlier version's template out again, as a new version (replicas and controls stay)",
             "undoRollout", {"200": _json(service, "the rolling update back started")}, errors=(409, 422)),
+        ("/v1/services/{name}/rebalance", "post"): _operation(
+            "Spread a service's replicas evenly over its nodes, one start-first move at a time (dry_run: the plan)",
+            "rebalanceService",
+            {"200": _json(_any("Service", "PlanResult"), "the service, its rebalance asked for (dry_run: the plan)")},
+            errors=(409, 422)),
         ("/v1/apply", "post"): _operation(
             "Make the services match a config (dry_run: answer the plan, write nothing)", "apply",
             {"200": _json(_any("ApplyResult", "PlanResult"), "what changed (dry_run: the plan)")},

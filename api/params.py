@@ -188,6 +188,10 @@ UNDO: dict[str, Rule] = {
     "to_version": Rule(integer(1, MAX_VERSION), {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
                        "the version in the service's history to roll out again; absent: the one before the current"),
 }
+REBALANCE: dict[str, Rule] = {
+    "dry_run": Rule(flag, BOOLEAN, "write nothing: answer the plan (every replica it would move, and the first move)",
+                    default=False),
+}
 CHECK_INDEX = r"[0-9a-f]{16}"
 APPLY: dict[str, Rule] = {
     "prune": Rule(flag, BOOLEAN, "also remove the services the config does not name", default=False),

@@ -56,6 +56,14 @@ class UpdateView(TypedDict):
     next_batch_at: Annotated[Time, Field(description="the next batch starts no earlier (update_config.delay)")]
 
 
+class RebalanceView(TypedDict):
+    """The last rebalance a user asked for (`gorchester rebalance`)."""
+
+    requested_at: Time
+    finished_at: Annotated[Time, Field(description="null: replicas are being moved")]
+    reason: Annotated[str | None, Field(description="why it stopped short of an even spread")]
+
+
 class ServiceState(TypedDict):
     """What a service view adds to its spec's fields (the `Service` schema is both)."""
 
@@ -65,6 +73,7 @@ class ServiceState(TypedDict):
     deleting: bool
     status: ServiceStatus
     update: UpdateView | None
+    rebalance: RebalanceView | None
 
 
 class UnreadableService(TypedDict):
@@ -80,6 +89,7 @@ class UnreadableService(TypedDict):
     deleting: bool
     status: ServiceStatus
     update: None
+    rebalance: None
 
 
 # A service view: its ServiceSpec's fields as `model_dump(mode="json")` gives them, then ServiceState's
@@ -168,6 +178,7 @@ class PlannedPlacement(TypedDict):
     node: str
     why: Annotated[str, Field(description="scheduled, rescheduled, restarted or updated, as its event will say")]
     start_first: Annotated[bool, Field(description="its old container keeps serving until it is ready")]
+    from_node: Annotated[str | None, Field(description="where it runs now; null: nowhere")]
 
 
 class PlannedWait(TypedDict):
@@ -209,6 +220,9 @@ class ServicePlan(TypedDict):
     )]
     stops: Annotated[list[str], Field(description="replicas the next pass would stop")]
     pending: Annotated[list[PlannedWait], Field(description="replicas that would wait for a node, and why, per node")]
+    moves: Annotated[list[str], Field(
+        description="a rebalance: every replica it would move, one at a time, start-first (placements: the first)"
+    )]
 
 
 class PlanResult(TypedDict):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.requests import Request
@@ -26,7 +27,7 @@ from api.views import (
     unreadable_service_view,
     without_env_values,
 )
-from scheduler.dry_run import plan_apply
+from scheduler.dry_run import plan_apply, plan_rebalance
 from scheduler.plan import Policy
 from shared.config import Config, ConfigError, ServiceSpec, validate_config, validate_service
 from shared.defaults import MAX_REPLICAS
@@ -241,15 +242,51 @@ async def plan(store: ApiStore, config: Config, prune: bool, policy: Policy) -> 
         raise ConfigError([f"dry_run: a plan covers at most {PLAN_REPLICAS} replicas; the services would have {asked}"])
 
     def compute() -> PlanResult:
+        plans = plan_apply(
+            config, snapshot.services, list(snapshot.tasks.good.values()), nodes, time.time(), policy,
+            prune=prune, heard_since=heard_since,
+        )
+        return plan_view(plans, services_index(snapshot.services))
+
+    return await _off_the_redis_threads(compute)
+
+
+async def _off_the_redis_threads(compute: Callable[[], PlanResult]) -> PlanResult:
+    """Compute a plan on a thread of its own, one at a time (503 while another is computed)."""
+
+    def one() -> PlanResult:
         if not _planning.acquire(blocking=False):
             raise Unavailable("a plan is being computed already: try again")
         try:
-            plans = plan_apply(
-                config, snapshot.services, list(snapshot.tasks.good.values()), nodes, time.time(), policy,
-                prune=prune, heard_since=heard_since,
-            )
-            return plan_view(plans, services_index(snapshot.services))
+            return compute()
         finally:
             _planning.release()
 
-    return await asyncio.get_running_loop().run_in_executor(None, compute)
+    return await asyncio.get_running_loop().run_in_executor(None, one)
+
+
+async def rebalance(request: Request) -> JSONResponse:
+    """Ask the scheduler to spread a service's replicas evenly over its nodes (moved one at a time,
+    start-first); a dry run answers the plan instead."""
+    name = request.path_params["name"]
+    if _flag(request, "dry_run"):
+        store, policy = store_of(request), Policy.from_settings(settings_of(request))
+
+        def read() -> tuple[Snapshot, list[NodeRecord], float]:
+            return store.snapshot(), sorted(store.nodes(), key=lambda node: node.id), store.heard_since()
+
+        snapshot, nodes, heard_since = await blocking(read)
+
+        def compute() -> PlanResult:
+            planned = plan_rebalance(name, snapshot.services, list(snapshot.tasks.good.values()), nodes, time.time(),
+                                     policy, heard_since=heard_since)
+            return plan_view([planned], services_index(snapshot.services))
+
+        return JSONResponse(await _off_the_redis_threads(compute))
+
+    def ask(store: ApiStore) -> ServiceView:
+        record = store.request_rebalance(name, time.time())
+        log.info("service %s: rebalance asked for", name)
+        return service_view(record, store.service_tasks([name]))
+
+    return JSONResponse(await acknowledged(request, ask))

@@ -116,6 +116,10 @@ def service_view(record: ServiceRecord, tasks: list[TaskRecord], failure: str | 
         "deleting": record.deleting,
         "status": service_status(record, tasks, failure),
         "update": update_view(record, tasks),
+        "rebalance": None if record.rebalance is None else {
+            "requested_at": iso(record.rebalance.requested_at), "finished_at": iso(record.rebalance.finished_at),
+            "reason": record.rebalance.reason,
+        },
     }
     return {**record.spec.model_dump(mode="json"), **state}
 
@@ -170,6 +174,7 @@ def unreadable_service_view(entry: Unreadable, tasks: list[TaskRecord], reason: 
         "deleting": False,
         "status": _status(own, None, 0.0, reason),
         "update": None,
+        "rebalance": None,
     }
 
 
@@ -366,9 +371,11 @@ def _service_plan(plan: dry_run.ServicePlan) -> ServicePlan:
             "order": controls.order, "replaced": plan.replaced,
         },
         "placements": [
-            {"task": placed.task, "node": placed.node, "why": placed.why, "start_first": placed.start_first}
+            {"task": placed.task, "node": placed.node, "why": placed.why, "start_first": placed.start_first,
+             "from_node": placed.from_node}
             for placed in plan.placed
         ],
         "stops": plan.stopped,
         "pending": waits,
+        "moves": plan.moves,
     }

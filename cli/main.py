@@ -5,7 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import actions, agent, apply, down, events, execute, logs, plan, resources, rollouts, up, validate
+from cli import (
+    actions,
+    agent,
+    apply,
+    down,
+    events,
+    execute,
+    logs,
+    plan,
+    rebalance,
+    resources,
+    rollouts,
+    up,
+    validate,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_parser(subparsers)
     apply.add_parser(subparsers)
     plan.add_parser(subparsers)
+    rebalance.add_parser(subparsers)
     rollouts.add_parser(subparsers)
     resources.add_parsers(subparsers)
     actions.add_parsers(subparsers)

@@ -60,14 +60,15 @@ def fetch(client: ApiClient, path: str, *, prune: bool) -> dict[str, Any]:
 
 def describe(result: dict[str, Any], path: str, *, prune: bool = False) -> str:
     """The plan for people: one block per service, then how to apply it."""
-    blocks = [_service(service) for service in result["services"]] or ["no services"]
+    blocks = [block(service) for service in result["services"]] or ["no services"]
     index = result["check_index"]
     command = f"gorchester apply -f {path}{' --prune' if prune else ''} --check-index {index}"
     blocks.append(f"check index: {index}\napply exactly this with: {command} (refused if a service changed since)")
     return "\n\n".join(blocks)
 
 
-def _service(plan: dict[str, Any]) -> str:
+def block(plan: dict[str, Any]) -> str:
+    """One service's plan, as lines for people."""
     name, outcome = plan["service"], plan["outcome"]
     versions = f"version {plan['version']}" if plan["version_before"] in (None, plan["version"]) \
         else f"version {plan['version_before']} -> {plan['version']}"
@@ -77,9 +78,13 @@ def _service(plan: dict[str, Any]) -> str:
     how = _how(plan)
     if how:
         lines.append(f"    {how}")
+    if plan["moves"]:
+        lines.append(f"    rebalance: moves {', '.join(plan['moves'])}, one at a time, start-first; the first:")
     for placed in plan["placements"]:
         beside = ", beside the old one until it is ready" if placed["start_first"] else ""
-        lines.append(f"    {placed['task']} {placed['why']} on {placed['node']}{beside}")
+        source = placed["from_node"]
+        where = f"from {source} to {placed['node']}" if source not in (None, placed["node"]) else f"on {placed['node']}"
+        lines.append(f"    {placed['task']} {placed['why']} {where}{beside}")
     lines += [f"    {task} stopped" for task in plan["stops"]]
     for waiting in plan["pending"]:
         lines.append(f"    {waiting['task']} would wait: {waiting['nodes_fitting']} of {waiting['nodes_total']} nodes "

@@ -11,9 +11,10 @@ is ready, by the service's update_config.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
+from scheduler import rebalance
 from scheduler.plan import Policy
 from scheduler.reconcile import PLACEMENT_KINDS, reconcile
 from shared.config import Config, UpdateConfig
@@ -22,7 +23,7 @@ from shared.fit import Verdicts, asked, node_states, verdicts
 from shared.parsed import Records
 from shared.records import NodeRecord, ServiceOutcome, ServiceRecord, TaskRecord, TaskState
 from shared.spec_diff import Change, diff
-from shared.storage.requests import revise
+from shared.storage.requests import requested_rebalance, revise
 
 WHY = {kind: why.value for why, kind in PLACEMENT_KINDS.items()}  # a placement event's kind -> its word
 
@@ -33,6 +34,7 @@ class Placed:
     node: str
     why: str  # scheduled, rescheduled, restarted, updated (the placement event's word)
     start_first: bool  # its old container keeps serving until it is ready
+    from_node: str | None = None  # where it runs now (None: nowhere)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class ServicePlan:
     placed: list[Placed] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     waiting: list[Waiting] = field(default_factory=list)
+    moves: list[str] = field(default_factory=list)  # a rebalance: every replica it would move, in order
 
 
 def plan_apply(
@@ -109,9 +112,52 @@ def plan_apply(
             replicas = entry.spec.replicas if isinstance(entry, ServiceRecord) else None
             plans[name] = ServicePlan(name, ServiceOutcome.DELETED, (version, None), (replicas, None))
     frozen = {name for name, entry in services.unreadable.items() if not isinstance(after.get(name), ServiceRecord)}
+    _simulate(after, plans, tasks, nodes, now, policy, frozen, heard_since, limit)
+    return [plans[name] for name in _ordered(plans, config)]
+
+
+def plan_rebalance(
+    name: str,
+    services: Records[ServiceRecord],
+    tasks: list[TaskRecord],
+    nodes: Sequence[NodeRecord],
+    now: float,
+    policy: Policy,
+    *,
+    heard_since: float = 0.0,
+    limit: int = 100,
+) -> ServicePlan:
+    """What `gorchester rebalance NAME` would do now: every replica it would move (`moves`), and the
+    first move's placement. Raises as the request would (NotFound, Conflict)."""
+    entry = services.entry(name)
+    record = requested_rebalance(name, entry, now)
+    status = {node.id: node.status(now, policy.heartbeat_misses, heard_since) for node in nodes}
+    own = [task for task in tasks if task.service == name]
+    plan = ServicePlan(name, ServiceOutcome.UNCHANGED, (record.version, record.version),
+                       (record.spec.replicas, record.spec.replicas))
+    plan.moves = [task.id for task in rebalance.moves(record, own, nodes, status)]
+    after = {**services.good, name: record}
+    _simulate(after, {name: plan}, tasks, nodes, now, policy, set(services.unreadable), heard_since, limit)
+    return plan
+
+
+def _simulate(
+    after: dict[str, ServiceRecord],
+    plans: dict[str, ServicePlan],
+    tasks: list[TaskRecord],
+    nodes: Sequence[NodeRecord],
+    now: float,
+    policy: Policy,
+    frozen: Collection[str],
+    heard_since: float,
+    limit: int,
+) -> None:
+    """Reconcile `after` with the tasks and nodes as read and add each write of a planned service to
+    its plan: placed, stopped or waiting (judged by every node, this pass's placements counted)."""
     status = {node.id: node.status(now, policy.heartbeat_misses, heard_since) for node in nodes}
     decided = reconcile(after, tasks, list(nodes), now, policy, frozen=frozen, heard_since=heard_since)
-    planned = {task.id: task for task in tasks}
+    before = {task.id: task for task in tasks}
+    planned = dict(before)
     for write in decided.writes:
         task = write.record
         if task is not None:
@@ -126,7 +172,8 @@ def plan_apply(
         elif task.state is TaskState.ASSIGNED and any(job.action is Action.START for job in write.jobs):
             assert task.node is not None
             why = next((WHY[event.kind] for event in write.events if event.kind in WHY), "scheduled")
-            told.placed.append(Placed(write.task, task.node, why, task.previous is not None))
+            was = before.get(write.task)
+            told.placed.append(Placed(write.task, task.node, why, task.previous is not None, was.node if was else None))
         elif task.state is TaskState.PENDING:
             told.waiting.append(Waiting(write.task, task.reason or "", Verdicts([], 0, 0)))
     if any(told.waiting for told in plans.values()):
@@ -136,10 +183,11 @@ def plan_apply(
             if wanted is None:
                 continue
             told.waiting = [
-                Waiting(item.task, item.reason, verdicts(states.values(), asked(item.task, wanted.spec), limit))
+                Waiting(item.task, item.reason, verdicts(
+                    states.values(), asked(item.task, wanted.spec, planned[item.task].pinned), limit
+                ))
                 for item in told.waiting
             ]
-    return [plans[name] for name in _ordered(plans, config)]
 
 
 def _slot_order(task_id: str) -> int:

@@ -12,6 +12,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from scheduler import rebalance
 from scheduler.backoff import wants_restart
 from scheduler.global_mode import Pins, pins
 from scheduler.placement import place
@@ -126,6 +127,12 @@ def reconcile(
         rollout = follow_update(service, list(current.values()), now, policy, plan)
         if rollout.written:
             continue  # the service record changes first; the write wakes the next pass
+        moving: list[str] = []
+        if service.rebalancing and not service.updating:
+            moving = [task.id for task in rebalance.moves(service, list(current.values()), nodes, status)]
+            if not moving and all(task.previous is None for task in current.values()):
+                rebalance.finish(service, now, plan)
+                continue
         missing: list[tuple[int, str | None]] = [
             (slot, None) for slot in range(1, service.spec.count + 1)
             if slot not in current and (name, slot) not in broken
@@ -136,10 +143,14 @@ def reconcile(
                 incarnation=incarnation_at(now), pinned=pin,
             )
             placing.append(_Placing(fresh, service, Why.SCHEDULED))
-        placing += _keep(service, list(current.values()), ctx, rollout)
+        placing += _keep(service, list(current.values()), ctx, rollout, moving)
 
     for name, reason in _place(placing, tasks, nodes, ctx).items():
-        stalled(services[name], list(by_service.get(name, {}).values()), reason, now, policy, plan)
+        service, current_tasks = services[name], list(by_service.get(name, {}).values())
+        if service.updating:
+            stalled(service, current_tasks, reason, now, policy, plan)
+        elif service.rebalancing and all(task.previous is None for task in current_tasks):
+            rebalance.finish(service, now, plan, reason)  # the next move fits on no better node
     return plan
 
 
@@ -257,6 +268,7 @@ class Kind(StrEnum):
     OUTDATED = "outdated"  # active on an older template: replaced in batches (update_config)
     MISPLACED = "misplaced"  # active on a node its service's constraints no longer allow: moves as from a drain
     IN_FLIGHT = "in_flight"  # assigned or starting: its start job is sent again if it was lost
+    REBALANCED = "rebalanced"  # running as it should, moved by a user's rebalance: start-first, as from a drain
 
 
 def classify(
@@ -299,9 +311,12 @@ class _Budget:
         return True
 
 
-def _keep(service: ServiceRecord, tasks: list[TaskRecord], ctx: _Pass, rollout: Rollout) -> list[_Placing]:
+def _keep(
+    service: ServiceRecord, tasks: list[TaskRecord], ctx: _Pass, rollout: Rollout, moving: Sequence[str] = ()
+) -> list[_Placing]:
     """Decide for each wanted task whether it stays, is re-placed, restarted or updated: release the
-    previous containers whose replacement is ready, classify the rest, then handle each set."""
+    previous containers whose replacement is ready, classify the rest, then handle each set. `moving`:
+    running replicas a rebalance moves (scheduler/rebalance.py), in that order, start-first as from a drain."""
     template = service.template_hash()
     sets: dict[Kind, list[TaskRecord]] = {kind: [] for kind in Kind}
     allowed = _allowed(service, ctx.nodes)
@@ -309,6 +324,8 @@ def _keep(service: ServiceRecord, tasks: list[TaskRecord], ctx: _Pass, rollout: 
         if task.previous is not None and task.state is not TaskState.SHUTDOWN and _release_previous(task, ctx):
             continue  # one write per task and pass: other decisions about it wait for the next pass
         kind = classify(task, template, ctx.status, allowed)
+        if kind is None and task.id in moving:
+            kind = Kind.REBALANCED
         if kind is not None:
             sets[kind].append(task)
     budget = _Budget(rollout.room)
@@ -322,6 +339,8 @@ def _keep(service: ServiceRecord, tasks: list[TaskRecord], ctx: _Pass, rollout: 
     return [
         *(_Placing(task, service, Why.SCHEDULED) for task in sets[Kind.UNPLACED]),
         *_drain(sets[Kind.DRAINING] + sets[Kind.MISPLACED], service, budget, start_first),
+        # A rebalance moves to another node, whose host ports are free: start-first whatever the order.
+        *_drain(sorted(sets[Kind.REBALANCED], key=lambda t: moving.index(t.id)), service, budget, True),
         *(_Placing(task, service, Why.RESCHEDULED) for task in sets[Kind.LOST]),
         *_finished(sets[Kind.FINISHED], service, ctx),
         *([] if rollout.paused else _update(sets[Kind.OUTDATED], service, budget, start_first)),
@@ -430,8 +449,8 @@ def _resend_due(since: float, ctx: _Pass) -> bool:
 
 
 def _place(placing: list[_Placing], tasks: list[TaskRecord], nodes: list[NodeRecord], ctx: _Pass) -> dict[str, str]:
-    """Place what needs a node; returns, per service in a rolling update, why the first of its replicas
-    that fits nowhere does not fit (scheduler/rollout.py `stalled`)."""
+    """Place what needs a node; returns, per service, why the first of its replicas that fits nowhere
+    does not fit (a rolling update's, scheduler/rollout.py `stalled`; a rebalance's next move)."""
     # A start-first replacement leaves the old container running (and holding its node) meanwhile.
     moving = {item.task.id for item in placing if not item.start_first}
     states = node_states(nodes, ctx.status, tasks, moving)
@@ -447,8 +466,7 @@ def _place(placing: list[_Placing], tasks: list[TaskRecord], nodes: list[NodeRec
             reason = placement.pending[item.task.id]
             if not item.start_first:  # start-first: the running container just stays for now
                 _leave_pending(item, reason, ctx)
-            if item.service.update is not None and item.service.update.state is UpdateState.UPDATING:
-                stalls.setdefault(item.task.service, f"{item.task.id} cannot be placed: {reason}")
+            stalls.setdefault(item.task.service, f"{item.task.id} cannot be placed: {reason}")
         else:
             _assign(item, node, ctx)
     return stalls

@@ -18,6 +18,8 @@ class EventKind(StrEnum):
     SERVICE_ROLLED_BACK = "service_rolled_back"
     SERVICE_UPDATE_PAUSED = "service_update_paused"
     SERVICE_UPDATE_RESUMED = "service_update_resumed"
+    SERVICE_REBALANCE_STARTED = "service_rebalance_started"
+    SERVICE_REBALANCED = "service_rebalanced"
     SERVICE_FAILED = "service_failed"
     SERVICE_RECOVERED = "service_recovered"
     # tasks: the scheduler's decisions, the agents' reports, a user's stop

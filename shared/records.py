@@ -108,6 +108,15 @@ class UpdateStatus(Stored):
     next_batch_at: float | None = None
 
 
+class Rebalance(Stored):
+    """A user's `gorchester rebalance`: the scheduler moves replicas one at a time, start-first, from the
+    nodes holding most of them to those holding fewest, until no move makes the spread more even."""
+
+    requested_at: float
+    finished_at: float | None = None  # None: moving
+    reason: str | None = None  # why it stopped short of an even spread
+
+
 class ServiceRecord(Stored):
     """A service as stored: the user's spec plus what the control plane keeps about it."""
 
@@ -118,6 +127,11 @@ class ServiceRecord(Stored):
     deleting: bool = False  # deleted by the user; the record goes once its tasks are gone
     previous_spec: ServiceSpec | None = None  # the spec before the last template change (rollback target)
     update: UpdateStatus | None = None  # the last rolling update, if the template ever changed
+    rebalance: Rebalance | None = None  # the last rebalance a user asked for
+
+    @property
+    def rebalancing(self) -> bool:
+        return self.rebalance is not None and self.rebalance.finished_at is None
 
     @property
     def name(self) -> str:

@@ -21,6 +21,7 @@ from shared.parsed import Records
 from shared.records import (
     Availability,
     NodeRecord,
+    Rebalance,
     ServiceOutcome,
     ServiceRecord,
     TaskRecord,
@@ -191,6 +192,20 @@ class UserWrites(Reads):
 
         return self._write_services([name], change, now, cause=cause)
 
+    def request_rebalance(self, name: str, now: float) -> ServiceRecord:
+        """Ask the scheduler to spread the service's replicas evenly (scheduler/rebalance.py), with its
+        event; a rebalance under way is left as it is."""
+
+        def change(current: Records[ServiceRecord]) -> Decided[ServiceRecord]:
+            entry = current.entry(name)
+            record = requested_rebalance(name, entry, now)
+            if record is entry:
+                return {}, [], record, []
+            event = (EventKind.SERVICE_REBALANCE_STARTED, f"service {name}: rebalance asked for", {"service": name})
+            return {name: record}, [], record, [event]
+
+        return self._write_services([name], change, now)
+
     def set_paused(self, name: str, paused: bool, now: float) -> ServiceRecord:
         """Pause the rolling update under way (no more replicas are replaced), or resume a paused one
         (from a fresh start: a replica of it that failed before is replaced again). Conflict when there
@@ -352,6 +367,28 @@ class UserWrites(Reads):
             return self._node(node_id, fields)
         except Conflict:  # a record that cannot be read
             return None
+
+
+def requested_rebalance(name: str, current: ServiceRecord | Unreadable | None, now: float) -> ServiceRecord:
+    """The service with a rebalance asked for now (as it is, when one is under way already). NotFound;
+    Conflict for a record that cannot be read, one being deleted, a global service (one replica per
+    node: nothing to spread) or a rolling update under way (the update places its replicas)."""
+    if isinstance(current, Unreadable):
+        raise Conflict(unreadable_service(current))
+    if current is None:
+        raise NotFound(f"service {name!r} not found")
+    if current.deleting:
+        raise Conflict(f"service {name!r} is being deleted")
+    if current.spec.is_global:
+        raise Conflict(f"service {name!r} is global: it runs one replica per node, nothing to rebalance")
+    if current.updating:
+        assert current.update is not None
+        raise Conflict(
+            f"service {name!r} has a rolling update {current.update.state.value}: rebalance once it has ended"
+        )
+    if current.rebalancing:
+        return current
+    return current.model_copy(update={"rebalance": Rebalance(requested_at=now)})
 
 
 def services_index(current: Records[ServiceRecord]) -> str:

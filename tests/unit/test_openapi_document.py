@@ -63,7 +63,7 @@ def test_a_v1_route_without_an_operation_fails_the_build() -> None:
 # The scheduler's pure core, which the API runs for a plan (scheduler/dry_run.py): no Redis, no loop.
 PURE_SCHEDULER = {
     "scheduler", "scheduler.backoff", "scheduler.dry_run", "scheduler.global_mode", "scheduler.placement",
-    "scheduler.plan", "scheduler.reconcile", "scheduler.rollout",
+    "scheduler.plan", "scheduler.rebalance", "scheduler.reconcile", "scheduler.rollout",
 }
 
 
