@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from cli import plan, render
+from cli.actions import report
 from cli.arguments import seconds
 from cli.client import ApiClient, CliError, connection_options, path, run_client
 from cli.rollouts import DEFAULT_TIMEOUT, POLL_INTERVAL
@@ -43,18 +44,13 @@ def rebalance_command(client: ApiClient, args: argparse.Namespace) -> int:
         return 0
     service = client.post(where)
     if not args.wait:
-        if args.output == "json":
-            render.print_json(service)
-        else:
-            print(f"service {args.name}: rebalance asked for "
-                  f"(follow it with `gorchester describe service {args.name}`)")
+        report(service, args.output, f"service {args.name}: rebalance asked for "
+               f"(follow it with `gorchester describe service {args.name}`)")
         return 0
     done = wait(client, args.name, args.timeout)
-    if args.output == "json":
-        render.print_json(done)
-    else:
-        reason = done["rebalance"]["reason"]
-        print(f"service {args.name} rebalanced" + (f", short of an even spread: {reason}" if reason else ""))
+    reason = done["rebalance"]["reason"]
+    short = f", short of an even spread: {reason}" if reason else ""
+    report(done, args.output, f"service {args.name} rebalanced{short}")
     return 0
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cli import render
+from cli.actions import report
 from cli.arguments import seconds, whole_number
 from cli.client import ApiClient, CliError, connection_options, path, run_client
 
@@ -95,21 +96,16 @@ def history_table(history: dict[str, Any]) -> Any:
 def undo_command(client: ApiClient, args: argparse.Namespace) -> int:
     params = {"to_version": str(args.to_version)} if args.to_version is not None else None
     service = client.request("POST", path("services", args.name, "undo"), params=params)
-    if args.output == "json":
-        render.print_json(service)
-    else:
-        print(f"service {args.name}: rolling update to version {service['version']} started "
-              f"(follow it with `gorchester rollout status {args.name}`)")
+    report(service, args.output, f"service {args.name}: rolling update to version {service['version']} started "
+           f"(follow it with `gorchester rollout status {args.name}`)")
     return 0
 
 
 def pause_command(client: ApiClient, args: argparse.Namespace) -> int:
     service = client.post(path("services", args.name, args.verb))
-    if args.output == "json":
-        render.print_json(service)
-    else:
-        print(f"service {args.name}: rolling update to version {service['update']['version']} "
-              f"{service['update']['state']}")
+    update = service["update"]
+    sentence = f"service {args.name}: rolling update to version {update['version']} {update['state']}"
+    report(service, args.output, sentence)
     return 0
 
 

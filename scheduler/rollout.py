@@ -40,13 +40,10 @@ def update_deadline(service: ServiceRecord, policy: Policy) -> float:
 
 def updated(task: TaskRecord, service: ServiceRecord, now: float) -> bool:
     """Ready on the service's template, and running for at least the update's monitor."""
+    if task.template != service.template_hash() or not task.ready():
+        return False
     monitor = service.spec.update_controls().monitor
-    return (
-        task.template == service.template_hash()
-        and task.ready()
-        and task.started_at is not None
-        and now - task.started_at >= monitor
-    )
+    return monitor == 0 or (task.started_at is not None and now - task.started_at >= monitor)
 
 
 def follow_update(service: ServiceRecord, tasks: list[TaskRecord], now: float, policy: Policy, plan: Plan) -> Rollout:

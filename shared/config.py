@@ -533,17 +533,28 @@ class ServiceSpec(Strict):
         return self.resources.memory_bytes if self.resources else 0
 
     def update_controls(self) -> UpdateConfig:
-        """The rollout controls, the defaults filled in (order resolved by the published ports)."""
+        """The rollout controls, the defaults filled in (order resolved by the published ports).
+
+        Remembered per spec object, as template_hash is: a pass asks once per replica."""
+        cached = _CONTROLS.get(id(self))
+        if cached is not None and cached[0] is self:
+            return cached[1]
         update = self.update_config or UpdateConfig.model_validate({})
         if update.order is None:
             fixed = any(port.host_port for port in self.ports)
             update = update.model_copy(update={"order": UpdateOrder.STOP_FIRST if fixed else UpdateOrder.START_FIRST})
+        if len(_CONTROLS) >= 4096:
+            _CONTROLS.clear()
+        _CONTROLS[id(self)] = (self, update)
         return update
 
     def template(self) -> dict[str, Any]:
         """What a container is made from: every field but the replica count, the autoscaling policy, the
         rollout controls and the mode (which never changes)."""
         return self.model_dump(mode="json", exclude={"replicas", "scale_policy", "update_config", "mode"})
+
+
+_CONTROLS: dict[int, tuple[ServiceSpec, UpdateConfig]] = {}  # id(spec) -> (spec, its controls); specs are frozen
 
 
 class Config(Strict):
