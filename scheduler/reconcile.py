@@ -329,7 +329,9 @@ def _keep(
         if kind is not None:
             sets[kind].append(task)
     budget = _Budget(rollout.room)
+    # An update replaces in its order; a drain moves start-first unless a fixed host_port forbids it.
     start_first = service.spec.update_controls().order is UpdateOrder.START_FIRST
+    move_first = not host_port_keys(service.spec)
     for task in sets[Kind.SHUTTING_DOWN]:
         _retire(task, ctx)
     for task in sets[Kind.HALTING]:
@@ -338,7 +340,7 @@ def _keep(
         _requeue_if_lost(task, ctx)
     return [
         *(_Placing(task, service, Why.SCHEDULED) for task in sets[Kind.UNPLACED]),
-        *_drain(sets[Kind.DRAINING] + sets[Kind.MISPLACED], service, budget, start_first),
+        *_drain(sets[Kind.DRAINING] + sets[Kind.MISPLACED], service, budget, move_first),
         # A rebalance moves to another node, whose host ports are free: start-first whatever the order.
         *_drain(sorted(sets[Kind.REBALANCED], key=lambda t: moving.index(t.id)), service, budget, True),
         *(_Placing(task, service, Why.RESCHEDULED) for task in sets[Kind.LOST]),
@@ -551,12 +553,15 @@ def _leave_pending(item: _Placing, reason: str, ctx: _Pass) -> None:
     task = item.task
     if task.state is TaskState.PENDING and task.reason == reason and task.rev >= 0:
         return
+    # A replica an update stopped first waits as one of the update (scheduler/rollout.py counts it in flight).
+    template = item.service.template_hash() if item.why is Why.UPDATED else task.template
     record = task.model_copy(
         update={
             "gen": task.gen + 1,
             "node": None,
             "state": TaskState.PENDING,
             "reason": reason,
+            "template": template,
             "container_id": None,
             "ports": [],
             "updated_at": ctx.now,

@@ -219,14 +219,14 @@ def _slots(service: ServiceRecord, tasks: list[TaskRecord]) -> list[int]:
 
 def _in_flight(service: ServiceRecord, tasks: list[TaskRecord], now: float, policy: Policy) -> int:
     """Replicas still being replaced: a previous container not yet released, a replica of the template
-    not yet updated (unless given up on past its deadline), or one waiting for a node while older
-    replicas remain."""
+    not yet updated (unless given up on past its deadline), or one an update stopped first that waits
+    for a node (reconcile's _leave_pending gives it the template)."""
     template = service.template_hash()
     deadline = update_deadline(service, policy)
-    replacing = _outdated(service, tasks)  # a pending replica may be one stopped for its replacement
     count = 0
     for task in tasks:
-        if task.previous is not None or (task.state is TaskState.PENDING and replacing) or (
+        pending = task.state is TaskState.PENDING and task.template == template
+        if task.previous is not None or pending or (
             task.template == template
             and task.state in ACTIVE_STATES
             and not updated(task, service, now)

@@ -172,11 +172,26 @@ def test_an_update_whose_next_replica_fits_nowhere_fails_after_the_deadline_nami
 
 def test_a_stop_first_update_never_stops_more_than_its_batch_while_one_waits_for_a_node():
     ports = [{"host_port": 8080, "container_port": 80}]
-    old = service(replicas=2, ports=ports)
+    old = service(replicas=2, ports=ports, resources={"cpu_millicores": 600, "memory_bytes": 16777216})
+    new = changed(old, at=NOW - 10)
+    big = ServiceSpec.model_validate({**new.spec.model_dump(mode="json"),
+                                      "resources": {"cpu_millicores": 1500, "memory_bytes": 16777216}})
+    new = old.with_spec(big, NOW - 10)
+    tasks = [running(old, s, f"n{s}", host_ports=["8080/tcp"], cpu_millicores=600, memory_bytes=16777216)
+             for s in (1, 2)]
+    nodes = [node("n1", cpu=1000), node("n2", cpu=1000)]
+    first = plan_for([new], tasks, nodes)
+    [stopped] = [w.record for w in first.writes]
+    assert stopped is not None and stopped.state is TaskState.PENDING and stopped.template == new.template_hash()
+    second = plan_for([new], [stopped, tasks[1]], nodes)
+    assert all(w.task != "web.2" for w in second.writes)  # the batch waits for its node; web.2 keeps serving
+
+
+def test_a_replica_pending_since_before_the_update_does_not_hold_its_first_batch():
+    old = service(replicas=2)
     new = changed(old)
-    pending = running(old, 1, "n1", gen=2, state=TaskState.PENDING, node=None, reason="no node fits")
-    plan = plan_for([new], [pending, running(old, 2, "n2", host_ports=["8080/tcp"])], [node("n2")])
-    assert all(j.task != "web.2" for j in jobs(plan))
+    waiting = running(old, 2, "n1", state=TaskState.PENDING, node=None, reason="no node fits")
+    assert "web.1" in started_slots(plan_for([new], [running(old, 1, "n1"), waiting], NODES))
 
 
 def test_continue_gives_up_on_a_replica_not_ready_in_time():
