@@ -225,7 +225,7 @@ def _in_flight(service: ServiceRecord, tasks: list[TaskRecord], now: float, poli
     deadline = update_deadline(service, policy)
     count = 0
     for task in tasks:
-        pending = task.state is TaskState.PENDING and task.template == template
+        pending = service.replacing and task.state is TaskState.PENDING and task.template == template
         if task.previous is not None or pending or (
             task.template == template
             and task.state in ACTIVE_STATES

@@ -200,3 +200,10 @@ def test_continue_gives_up_on_a_replica_not_ready_in_time():
     stuck = fresh(new, 1, assigned=NOW - update_deadline(new, POLICY) - 1, health=Health.STARTING,
                   state=TaskState.STARTING, updated_at=NOW - 1)
     assert started_slots(plan_for([new], [stuck, running(old, 2, "n2")], NODES)) == ["web.2"]
+
+
+def test_outside_an_update_a_pending_replica_does_not_hold_a_drain():
+    svc = service(replicas=2)
+    lost = running(svc, 1, "n1", gen=2, state=TaskState.PENDING, node=None, reason="no node fits")
+    plan = plan_for([svc], [lost, running(svc, 2, "n1")], [node("n1", availability="drain"), node("n2")])
+    assert "web.2" in started_slots(plan)
