@@ -64,7 +64,7 @@ def test_a_plan_is_what_the_apply_then_does_and_a_check_index_guards_it(procs: P
     rolling = gorchester(api, "plan", "-f", changed)
     assert "~ web: updated (version 1 -> 2)\n    command: " in rolling.stdout
     assert "rolling update of 3 replica(s), 1 at a time, start-first" in rolling.stdout
-    assert "updated on node-" in rolling.stdout
+    assert "web.1 updated from node-" in rolling.stdout and "beside the old one until it is ready" in rolling.stdout
     index = json.loads(gorchester(api, "plan", "-f", changed, "-o", "json").stdout)["check_index"]
     assert httpx.post(f"{api}/v1/services/big/scale", json={"replicas": 0}, timeout=5).status_code == 200
     refused = gorchester(api, "apply", "-f", changed, "--check-index", index)

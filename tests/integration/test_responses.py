@@ -122,6 +122,14 @@ def test_every_answer_holds_to_the_document(client: TestClient, store: Store) ->
         ("/v1/services/{name}", "put", "/v1/services/web", 200, {**WEB, "replicas": 3}),
         ("/v1/apply", "post", "/v1/apply", 200, {"services": [{**WEB, "replicas": 3}, {**WEB, "service_name": "db"}]}),
         ("/v1/services", "post", "/v1/services", 201, {**WEB, "service_name": "cache", "scale_policy": None}),
+        ("/v1/services", "post", "/v1/services", 201, {"service_name": "agent", "image": "img", "mode": "global"}),
+        ("/v1/apply", "post", "/v1/apply?dry_run=true", 200, {"services": [{**WEB, "image": "nginx:2"}]}),
+        ("/v1/services/{name}/history", "get", "/v1/services/web/history", 200, None),
+        ("/v1/services/{name}/pause", "post", "/v1/services/web/pause", 200, None),
+        ("/v1/services/{name}/resume", "post", "/v1/services/web/resume", 200, None),
+        ("/v1/services/{name}/undo", "post", "/v1/services/web/undo", 200, None),
+        ("/v1/services/{name}/rebalance", "post", "/v1/services/db/rebalance?dry_run=true", 200, None),
+        ("/v1/services/{name}/rebalance", "post", "/v1/services/db/rebalance", 200, None),
         ("/v1/tasks/{task}/stop", "post", "/v1/tasks/web.1/stop", 202, None),
         ("/v1/services/{name}", "delete", "/v1/services/broken", 202, None),
         ("/v1/services/{name}", "delete", "/v1/services/web", 202, None),
@@ -135,6 +143,9 @@ def test_every_answer_holds_to_the_document(client: TestClient, store: Store) ->
         ("/v1/services", "post", "/v1/services", 415, None),
         ("/v1/nodes/{node}", "delete", "/v1/nodes/gone", 404, None),
         ("/v1/nodes/{node}", "delete", "/v1/nodes/n1", 409, None),
+        ("/v1/services/{name}/pause", "post", "/v1/services/db/pause", 409, None),
+        ("/v1/services/{name}/undo", "post", "/v1/services/db/undo?to_version=9", 404, None),
+        ("/v1/services/{name}/rebalance", "post", "/v1/services/agent/rebalance", 409, None),
     ]
     called = set()
     for path, method, url, status, body in calls:
