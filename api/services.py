@@ -229,10 +229,7 @@ async def plan(store: ApiStore, config: Config, prune: bool, policy: Policy) -> 
     PLAN_REPLICAS replicas (422 beyond)."""
     names = {spec.service_name for spec in config.services}
 
-    def read() -> tuple[Snapshot, list[NodeRecord], float]:
-        return store.snapshot(), sorted(store.nodes(), key=lambda node: node.id), store.heard_since()
-
-    snapshot, nodes, heard_since = await blocking(read)
+    snapshot, nodes, heard_since = await blocking(lambda: _as_read(store))
     # A global service asks one replica per node at most.
     each = {name: len(nodes) if record.spec.is_global else record.spec.count
             for name, record in snapshot.services.good.items()}
@@ -249,6 +246,12 @@ async def plan(store: ApiStore, config: Config, prune: bool, policy: Policy) -> 
         return plan_view(plans, services_index(snapshot.services))
 
     return await _off_the_redis_threads(compute)
+
+
+def _as_read(store: ApiStore) -> tuple[Snapshot, list[NodeRecord], float]:
+    """What a plan is computed on: services and tasks at one revision, the nodes, and since when the
+    scheduler has heard Redis (to judge the nodes as it does)."""
+    return store.snapshot(), sorted(store.nodes(), key=lambda node: node.id), store.heard_since()
 
 
 async def _off_the_redis_threads(compute: Callable[[], PlanResult]) -> PlanResult:
@@ -272,10 +275,7 @@ async def rebalance(request: Request) -> JSONResponse:
     if _flag(request, "dry_run"):
         store, policy = store_of(request), Policy.from_settings(settings_of(request))
 
-        def read() -> tuple[Snapshot, list[NodeRecord], float]:
-            return store.snapshot(), sorted(store.nodes(), key=lambda node: node.id), store.heard_since()
-
-        snapshot, nodes, heard_since = await blocking(read)
+        snapshot, nodes, heard_since = await blocking(lambda: _as_read(store))
 
         def compute() -> PlanResult:
             planned = plan_rebalance(name, snapshot.services, list(snapshot.tasks.good.values()), nodes, time.time(),
