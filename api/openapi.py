@@ -214,7 +214,7 @@ def operations(bodies: dict[str, str]) -> dict[tuple[str, str], Operation]:
             {"200": _json({"type": "array", "items": _ref("EndpointView")}, "the endpoints")}),
         ("/v1/services/{name}/history", "get"): _operation(
             "A service's rollout history: the versions of its template kept, newest first", "serviceHistory",
-            {"200": _json(_ref("HistoryView"), "the history")}),
+            {"200": _json(_ref("HistoryView"), "the history")}, errors=(409,)),
         ("/v1/services/{name}/pause", "post"): _operation(
             "Pause the rolling update under way (no more replicas are replaced)", "pauseRollout",
             {"200": _json(service, "paused")}, errors=(409,)),

@@ -56,12 +56,13 @@ class Reads(StoreBase):
         if isinstance(entry, Unreadable):
             raise Conflict(unreadable_service(entry))
         return entry
-    # -- faults: services the scheduler cannot handle ----------------------------------------
 
     def history(self, name: str) -> list[history.Revision]:
         """A service's rollout history, newest first (what can be read of it)."""
         key = self._keys.history(name)
         return history.parse(key, self._redis.lrange(key, 0, history.KEPT - 1))
+
+    # -- faults: services the scheduler cannot handle ----------------------------------------
 
     def faults(self) -> dict[str, ServiceFault]:
         """The scheduler's faults by service name (an entry that cannot be read is skipped)."""
