@@ -40,6 +40,7 @@ ROUTES = [
         routes=[
             Resource("/health", get=cluster.health),
             Resource("/openapi.json", get=openapi.openapi),
+            Resource("/version", get=cluster.version),
             Resource("/services", get=services.list_services, post=services.create_service),
             Resource(
                 "/services/{name}",

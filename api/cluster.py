@@ -29,6 +29,7 @@ from api.views import event_view, node_view, placement_view, task_view
 from shared.fit import asked, node_states, verdicts
 from shared.records import Availability, NodeRecord, NodeStatus, TaskState
 from shared.storage import ApiStore
+from shared.version import build_version
 
 log = logging.getLogger("gorchester.api")
 
@@ -55,6 +56,11 @@ async def health(request: Request) -> JSONResponse:
         return JSONResponse(down, status_code=503)
     up: HealthOk = {"status": "ok", "cluster": settings_of(request).cluster, "redis": replication}
     return JSONResponse(up)
+
+
+async def version(_: Request) -> JSONResponse:
+    """This server's build (shared/version.py), for `gorchester version` beside the client's own."""
+    return JSONResponse({"version": build_version()})
 
 
 async def redis_replication(client: redis.asyncio.Redis) -> RedisReplication:

@@ -187,6 +187,10 @@ def operations(bodies: dict[str, str]) -> dict[tuple[str, str], Operation]:
         ("/v1/openapi.json", "get"): _operation(
             "This document (no token needed)", "openapi",
             {"200": _json({"type": "object"}, "the OpenAPI document")}, open_=True),
+        ("/v1/version", "get"): _operation(
+            "This server's build version", "version",
+            {"200": _json({"type": "object", "required": ["version"], "additionalProperties": False,
+                           "properties": {"version": {"type": "string"}}}, "the version")}),
         ("/v1/services", "get"): _operation(
             "Every service with its status (env values hidden from the read-only token)", "listServices",
             {"200": _json({"type": "array", "items": any_service}, "the services")}),

@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import time
 from collections.abc import Callable
-from typing import Any
-
-from rich.console import Group, RenderableType
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from cli import render
 from cli.client import ApiClient, connection_options, path, run_client
 
-# What `get` lists: the API path and the table for it. Plural is canonical; singular is accepted.
-LISTINGS: dict[str, tuple[str, Callable[[Any], Table]]] = {
-    "services": ("/v1/services", render.services_table),
-    "nodes": ("/v1/nodes", render.nodes_table),
-    "tasks": ("/v1/tasks", render.tasks_table),
-    "events": ("/v1/events", render.events_table),
+if TYPE_CHECKING:
+    from rich.console import Group
+    from rich.table import Table
+
+# What `get` lists: the API path, the table for it, and the field that names one. Plural is canonical;
+# singular and kubectl-style short names are accepted.
+LISTINGS: dict[str, tuple[str, Callable[..., render.Grid], str]] = {
+    "services": ("/v1/services", render.services_table, "service_name"),
+    "nodes": ("/v1/nodes", render.nodes_table, "id"),
+    "tasks": ("/v1/tasks", render.tasks_table, "id"),
+    "events": ("/v1/events", render.events_table, "id"),
 }
-SINGULAR = {name[:-1]: name for name in LISTINGS}
+ALIASES = {name[:-1]: name for name in LISTINGS} | {"svc": "services", "no": "nodes", "ts": "tasks", "ev": "events"}
+WATCH_INTERVAL = 2.0  # seconds between polls of `get --watch`
+TIME_FIELDS = ("time", "last_heartbeat", "last_updated")  # besides every `*_at`: shown ISO 8601 by describe
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -28,9 +34,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "get", parents=[common], help="list services, nodes, tasks or events",
         description="List one kind of object; --service and --node narrow the list.",
     )
-    get.add_argument("kind", type=kind, metavar="{services,nodes,tasks,events}", help="what to list")
+    get.add_argument("kind", type=kind, metavar="{services,nodes,tasks,events}",
+                     help="what to list (also svc, no, ts, ev, or singular)")
     get.add_argument("--service", metavar="NAME", help="only this service (or its tasks and events)")
     get.add_argument("--node", metavar="ID", help="only this node (or its tasks and events)")
+    get.add_argument("-w", "--watch", action="store_true", help="print the list again each time it changes (Ctrl-C)")
     get.set_defaults(run=run_client(get_command))
 
     describe = subparsers.add_parser(
@@ -44,21 +52,38 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def kind(text: str) -> str:
-    name = SINGULAR.get(text, text)
+    name = ALIASES.get(text, text)
     if name not in LISTINGS:
         raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(LISTINGS)}")
     return name
 
 
 def get_command(client: ApiClient, args: argparse.Namespace) -> int:
-    listing, as_table = LISTINGS[args.kind]
-    items = client.get(listing, **filters(args))
-    items = narrow(items, args)
-    if not items and args.output == "table":
-        print(f"no {args.kind}")  # a header with nothing under it reads like a rendering fault
-        return 0
-    render.emit(items, args.output, as_table)
-    return 0
+    """The list once; with --watch, again whenever the API's answer changes, until Ctrl-C (exit 130)."""
+    listing = LISTINGS[args.kind][0]
+    shown: list[dict[str, Any]] | None = None
+    while True:
+        items = narrow(client.get(listing, **filters(args)), args)
+        if items != shown:
+            print_listing(items, args)
+            shown = items
+        if not args.watch:
+            return 0
+        time.sleep(WATCH_INTERVAL)
+
+
+def print_listing(items: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    _, as_table, key = LISTINGS[args.kind]
+    if not items and args.output in ("table", "wide"):
+        print(f"no {args.kind}", flush=True)  # a header with nothing under it reads like a rendering fault
+        return
+    render.emit(items, args.output, as_table, no_headers=args.no_headers,
+                wide=functools.partial(as_table, wide=True), names=lambda found: names(args.kind, found, key))
+
+
+def names(kind: str, items: list[dict[str, Any]], key: str) -> list[str]:
+    """`-o name`: `service/web`, `node/n1`, `task/web.1`, like kubectl's."""
+    return [f"{kind[:-1]}/{item[key]}" for item in items]
 
 
 def filters(args: argparse.Namespace) -> dict[str, str | None]:
@@ -99,6 +124,8 @@ def describe_command(client: ApiClient, args: argparse.Namespace) -> int:
 
 def describe_table(data: dict[str, Any]) -> Group:
     """The subject's fields, then its tasks, and where to read why one is pending."""
+    from rich.console import Group, RenderableType
+
     subject = data.get("service") or data.get("node") or {}
     tasks = render.tasks_table(data["tasks"], title="Tasks") if data["tasks"] else "Tasks: none"
     parts: list[RenderableType] = [fields_table(subject), "", tasks]
@@ -110,6 +137,8 @@ def describe_table(data: dict[str, Any]) -> Group:
 
 def task_description(data: dict[str, Any]) -> Group:
     """The task's fields, then, while it is pending, each node's verdict on it."""
+    from rich.console import Group
+
     placement = data["placement"]
     if placement["state"] != "pending":
         return Group(fields_table(data["task"]))
@@ -118,6 +147,8 @@ def task_description(data: dict[str, Any]) -> Group:
 
 def fields_table(subject: dict[str, Any]) -> Table:
     """Field/value pairs (unset ones left out), nested mappings as `status.health`."""
+    from rich.table import Table
+
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column()
@@ -136,9 +167,17 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
             rows.append((label, render.ports(value)))
         elif isinstance(value, dict) and value:
             rows += flatten(value, f"{label}.")
+        elif is_time(key, value):
+            rows.append((label, render.moment(value)))
         else:
             rows.append((label, show(value)))
     return rows
+
+
+def is_time(key: str, value: Any) -> bool:
+    """A field that holds a time (an ISO string or, as a node's usage.sampled_at, an epoch number)."""
+    timed = key.endswith("_at") or key in TIME_FIELDS
+    return timed and isinstance(value, str | int | float) and not isinstance(value, bool)
 
 
 def show(value: Any) -> str:

@@ -104,6 +104,7 @@ def test_every_answer_holds_to_the_document(client: TestClient, store: Store) ->
         # (path as documented, method, URL, status, JSON body)
         ("/v1/health", "get", "/v1/health", 200, None),
         ("/v1/openapi.json", "get", "/v1/openapi.json", 200, None),
+        ("/v1/version", "get", "/v1/version", 200, None),
         ("/v1/services", "get", "/v1/services", 200, None),
         ("/v1/services/{name}", "get", "/v1/services/web", 200, None),
         ("/v1/services/{name}", "get", "/v1/services/broken", 200, None),

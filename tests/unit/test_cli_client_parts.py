@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import http.server
 import io
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -75,28 +77,38 @@ def test_other_errors_use_the_apis_message() -> None:
     )
 
 
-def test_request_sends_token_and_maps_refused_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_request_sends_token_and_maps_refused_connections() -> None:
     seen: dict[str, Any] = {}
 
-    def fake_request(method: str, url: str, **kwargs: Any) -> httpx.Response:
-        seen.update(method=method, url=url, **kwargs)
-        return httpx.Response(200, json={"ok": True})
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            seen.update(path=self.path, headers=dict(self.headers), body=body)
+            answer = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
 
-    monkeypatch.setattr(httpx, "request", fake_request)
-    client = ApiClient("http://api:8080", token="s3cret")
-    assert client.request("POST", "/v1/apply", content="services: []", content_type="application/yaml") == {
-        "ok": True
-    }
-    assert seen["url"] == "http://api:8080/v1/apply"
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    try:
+        client = ApiClient(f"http://127.0.0.1:{server.server_port}", token="s3cret")
+        answer = client.request("POST", "/v1/apply", content="services: []", content_type="application/yaml")
+    finally:
+        thread.join(5)
+        server.server_close()
+    assert answer == {"ok": True}
+    assert seen["path"] == "/v1/apply"
     assert seen["headers"]["Authorization"] == "Bearer s3cret"
     assert seen["headers"]["Content-Type"] == "application/yaml"
-
-    def refused(method: str, url: str, **kwargs: Any) -> httpx.Response:
-        raise httpx.ConnectError("[Errno 111] Connection refused")
-
-    monkeypatch.setattr(httpx, "request", refused)
-    with pytest.raises(CliError, match=r"^cannot reach the API at http://api:8080: \[Errno 111\]"):
-        ApiClient("http://api:8080").get("/v1/services")
+    assert seen["body"] == b"services: []"
+    with pytest.raises(CliError, match=rf"^cannot reach the API at http://127.0.0.1:{server.server_port}: "):
+        ApiClient(f"http://127.0.0.1:{server.server_port}").get("/v1/services")  # closed: refused
 
 
 # --- options --------------------------------------------------------------------------------------
@@ -127,7 +139,7 @@ def test_token_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ["get", "nodes", "--token", "a", "--token-file", "b"],
         ["apply", "-f", "c.yaml", "--timeout", "0"],
         ["scale", "web", "many"],
-        ["get", "services", "-o", "yaml"],
+        ["get", "services", "-o", "xml"],
     ],
 )
 def test_usage_errors_exit_2(argv: list[str]) -> None:
@@ -151,7 +163,8 @@ def test_sizes_ports_and_times() -> None:
     now = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
     assert render.ago((now - timedelta(seconds=2.5)).isoformat().replace("+00:00", "Z"), now) == "2.5s ago"
     assert render.ago(None, now) == "never"
-    assert render.moment("2024-05-01T12:00:03.250Z") == "2024-05-01 12:00:03"
+    assert render.moment("2024-05-01T12:00:03.250Z") == "2024-05-01T12:00:03Z"
+    assert render.moment(1714564803.25) == "2024-05-01T12:00:03Z"  # an epoch, as a node's usage.sampled_at
 
 
 def test_tables() -> None:
