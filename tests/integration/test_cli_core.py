@@ -1,0 +1,99 @@
+"""The command line's core against a real API and Redis: global flags before the command, the output formats,
+version, contexts and completion (the hidden `__complete` and the bash script itself, run in bash)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shared.config import validate_service
+from shared.storage import Store
+from tests.support.procs import ROOT, TEST_IMAGE, VENV_BIN, Processes, free_port
+
+GORCHESTER = str(VENV_BIN / "gorchester")
+
+
+@pytest.fixture
+def api(procs: Processes, store: Store) -> str:
+    for name in ("web", "worker"):
+        store.create_service(validate_service({"service_name": name, "image": TEST_IMAGE, "replicas": 1}), 0.0)
+    return procs.api(free_port())
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """No GORCHESTER_* from the caller, and a context file of the test's own (never the user's)."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("GORCHESTER_")}
+    return {**clean, "GORCHESTER_CONFIG": str(tmp_path / "gorchester" / "config.yaml")}
+
+
+def run(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([GORCHESTER, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_global_flags_before_the_command_and_every_output(api: str, env: dict[str, str]) -> None:
+    names = run(env, "--api", api, "-o", "name", "get", "svc")
+    assert (names.returncode, names.stdout) == (0, "service/web\nservice/worker\n"), names.stderr
+    assert run(env, "get", "services", "--api", api, "-o", "name").stdout == names.stdout
+    listed = yaml.safe_load(run(env, "--api", api, "get", "services", "-o", "yaml").stdout)
+    assert [service["service_name"] for service in listed] == ["web", "worker"]
+    table = run(env, "--api", api, "get", "services").stdout.splitlines()
+    assert table[0].split() == ["NAME", "IMAGE", "DESIRED", "RUNNING", "HEALTH"]
+    assert all(line == line.rstrip() and "─" not in line for line in table)  # awk-friendly when piped
+    assert [line.split()[0] for line in run(env, "--api", api, "get", "services", "--no-headers").stdout
+            .splitlines()] == ["web", "worker"]
+    wide = run(env, "--api", api, "get", "services", "-o", "wide").stdout.splitlines()
+    assert "VERSION" in wide[0] and "LAST-UPDATED" in wide[0]
+
+
+def test_version_names_the_server_or_says_it_cannot_be_reached(api: str, env: dict[str, str]) -> None:
+    both = run(env, "--api", api, "version", "-o", "json")
+    assert both.returncode == 0, both.stderr
+    versions = json.loads(both.stdout)
+    assert versions["server"] == versions["client"] and versions["client"]
+    assert run(env, "--api", api, "--version").stdout == run(env, "--api", api, "version").stdout
+    gone = run(env, "--api", f"http://127.0.0.1:{free_port()}", "version")
+    assert gone.returncode == 1 and gone.stdout.splitlines()[1] == "Server: unreachable"
+    assert gone.stdout.startswith(f"Client: {versions['client']}\n")
+    assert "could not be read: cannot reach the API" in gone.stderr and "Traceback" not in gone.stderr
+
+
+def test_contexts_pick_the_api_and_flags_still_win(api: str, env: dict[str, str]) -> None:
+    assert run(env, "context", "set", "local", "--api", api).returncode == 0
+    assert run(env, "context", "set", "elsewhere", "--api", f"http://127.0.0.1:{free_port()}").returncode == 0
+    path = Path(env["GORCHESTER_CONFIG"])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert run(env, "context", "current").stdout == "local\n"  # the first one set
+    assert run(env, "-o", "name", "get", "services").stdout == "service/web\nservice/worker\n"
+    assert run(env, "context", "use", "elsewhere").returncode == 0
+    assert run(env, "get", "services").returncode == 1  # nothing listens there
+    assert run(env, "--context", "local", "get", "services").returncode == 0
+    assert run({**env, "GORCHESTER_CONTEXT": "local"}, "get", "services").returncode == 0
+    assert run(env, "--api", api, "get", "services").returncode == 0
+    assert run(env, "context", "list").stdout.splitlines() == [f"  local  {api}", "* elsewhere  " +
+                                                              yaml.safe_load(path.read_text())["contexts"]
+                                                              ["elsewhere"]["api"]]
+    path.write_text("contexts: {broken: {api: 7}}\n")
+    bad = run(env, "get", "services")
+    assert bad.returncode == 1 and bad.stderr == f"error: {path}: contexts.broken.api: must be a string\n"
+
+
+def test_completion_lists_names_from_the_api(api: str, env: dict[str, str]) -> None:
+    assert run(env, "--api", api, "__complete", "services").stdout == "web\nworker\n"
+    unreachable = run(env, "--api", f"http://127.0.0.1:{free_port()}", "__complete", "services")
+    assert (unreachable.returncode, unreachable.stdout, unreachable.stderr) == (0, "", "")
+    script = run(env, "completion", "bash").stdout
+    # The script as bash loads it; the words typed are a fixed list, the names come from the API.
+    probe = 'eval "$SCRIPT"; COMP_WORDS=("$CLI" scale w); COMP_CWORD=2; _gorchester; printf "%s\\n" "${COMPREPLY[@]}"'
+    shell = {**env, "SCRIPT": script, "CLI": GORCHESTER, "GORCHESTER_API": api}
+    done = subprocess.run(["bash", "-c", probe], env=shell, capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == ["web", "worker"], done.stderr
+    first = 'eval "$SCRIPT"; COMP_WORDS=("$CLI" ge); COMP_CWORD=1; _gorchester; printf "%s\\n" "${COMPREPLY[@]}"'
+    done = subprocess.run(["bash", "-c", first], env=shell, capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == ["get"], done.stderr
