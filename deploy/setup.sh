@@ -48,8 +48,8 @@ fi
 stamp=.venv/.gorchester-setup
 wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ] || [ ! -x .venv/bin/gorchester ]; then
-  echo "setup: pip install -e '.[test]'"
-  .venv/bin/pip install -q -e '.[test]' </dev/null
+  echo "setup: pip install -e '.[server,test]'"
+  .venv/bin/pip install -q -e '.[server,test]' </dev/null
   echo "$wanted" > "$stamp"
 fi
 

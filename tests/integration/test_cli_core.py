@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,57 @@ def test_completion_lists_names_from_the_api(api: str, env: dict[str, str]) -> N
     first = 'eval "$SCRIPT"; COMP_WORDS=("$CLI" ge); COMP_CWORD=1; _gorchester; printf "%s\\n" "${COMPREPLY[@]}"'
     done = subprocess.run(["bash", "-c", first], env=shell, capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines() == ["get"], done.stderr
+
+
+# Runs `gorchester ARGV` (sys.argv) with the server extra's packages unimportable, as in a client-only install,
+# then prints (last line of stderr) the distributions whose modules it loaded, besides gorchester.
+WITHOUT_SERVER = """
+import sys
+
+before = set(sys.modules)  # the interpreter's own start-up (site, .pth hooks) is not the command's
+import importlib.metadata
+import json
+from cli.main import SERVER_PACKAGES, main
+
+class WithoutServer:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in SERVER_PACKAGES:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, WithoutServer())
+code = main(sys.argv[1:])
+provided = importlib.metadata.packages_distributions()
+loaded = {dist.lower() for name in set(sys.modules) - before for dist in provided.get(name.split(".")[0], [])}
+print(json.dumps(sorted(loaded - {"gorchester"})), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def without_server(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(VENV_BIN / "python"), "-c", WITHOUT_SERVER, *argv], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def loaded(result: subprocess.CompletedProcess[str]) -> set[str]:
+    """The distributions the command loaded, named as pyproject.toml names them (`pydantic-core`)."""
+    return {name.replace("_", "-") for name in json.loads(result.stderr.splitlines()[-1])}
+
+
+def test_the_client_runs_without_the_server_extra(api: str, env: dict[str, str]) -> None:
+    listed = without_server(env, "--api", api, "get", "services", "-o", "name")
+    assert (listed.returncode, listed.stdout) == (0, "service/web\nservice/worker\n"), listed.stderr
+    assert loaded(listed) == set()  # `get` loads no third-party package at all: its start-up is the interpreter's
+    shown = without_server(env, "--api", api, "-o", "yaml", "get", "services")
+    assert shown.returncode == 0 and loaded(shown) == {"pyyaml"}, shown.stderr
+    checked = without_server(env, "validate", "-f", "examples/config.yaml")
+    declared = {re.split(r"[\[<>=!~; ]", line, maxsplit=1)[0].lower()
+                for line in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    assert checked.returncode == 0, checked.stderr
+    assert loaded(checked) - {"pydantic-core", "typing-extensions", "annotated-types", "typing-inspection"} <= declared
+    for argv in (["up", "-f", "examples/config.yaml"], ["agent", "node-1"]):
+        refused = without_server(env, *argv)
+        message = refused.stderr.splitlines()[0]
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        expected = f"error: gorchester {argv[0]} needs the server extra: pip install 'gorchester[server]'"
+        assert message.startswith(expected)

@@ -3,15 +3,18 @@ contexts' checks and precedence, time display, completion names."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from cli import completion, contexts, render, resources
 from cli.client import CliError
-from cli.main import build_parser, command_of
+from cli.main import SERVER_PACKAGES, build_parser, command_of
 from tests.support.procs import ROOT
 
 
@@ -90,3 +93,17 @@ def test_completion_names_and_script() -> None:
     assert completion.names("nodes", {"error": "x"}) == []
     assert "complete -F _gorchester gorchester" in completion.script("bash", ["get", "describe"])
     assert completion.script("zsh", ["get"]).splitlines()[1].startswith("autoload -U +X bashcompinit")
+
+
+def server_extra_modules() -> set[str]:
+    """The import names of pyproject.toml's `server` extra, as the installed distributions provide them."""
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["server"]
+    wanted = {re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-") for requirement in extra}
+    wanted.add("hiredis")  # redis[hiredis]
+    provided = importlib.metadata.packages_distributions()
+    return {module for module, dists in provided.items()
+            if any(dist.lower().replace("_", "-") in wanted for dist in dists)}
+
+
+def test_the_server_packages_cli_main_names_are_the_server_extras() -> None:
+    assert server_extra_modules() == set(SERVER_PACKAGES)
