@@ -19,6 +19,7 @@ NAMED = {"services": ("/v1/services", "service_name"), "nodes": ("/v1/nodes", "i
 
 BASH = r"""# gorchester completion for bash: eval "$(gorchester completion bash)"
 _gorchester() {
+    [[ -n ${ZSH_VERSION:-} ]] && setopt localoptions ksharrays  # zsh (bashcompinit): arrays from 0, as bash's
     local cur="${COMP_WORDS[COMP_CWORD]}" command="" at=0 i kind="" name
     COMPREPLY=()
     for ((i = 1; i < COMP_CWORD; i++)); do

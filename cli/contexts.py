@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cli.client import CliError
+from cli.client import CliError, report
 
 FIELDS = ("api", "token_file", "cacert")
 
@@ -163,8 +163,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.client import report
-
     return report(lambda: context_command(args))
 
 

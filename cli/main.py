@@ -77,9 +77,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def command_of(argv: Sequence[str]) -> str | None:
-    """The subcommand named in argv: the first word that is not a global option or its value."""
+    """The subcommand named in argv: the first word that is not a global option or its value; None for
+    `gorchester --help ...` (the help lists every command)."""
     words = iter(argv)
     for word in words:
+        if word in ("-h", "--help"):
+            return None
         if word == "--":
             return next(words, None)
         if word in GLOBAL_VALUE_OPTIONS:

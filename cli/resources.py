@@ -46,7 +46,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         description="Show the spec and status of a service (or a node's capacity and use), plus its tasks; "
         "or a task, and when it is pending each node's reason for not taking it.",
     )
-    describe.add_argument("kind", choices=["service", "node", "task"], help="what to describe")
+    describe.add_argument("kind", type=describable, metavar="{service,node,task}",
+                          help="what to describe (also svc, no, ts, or plural)")
     describe.add_argument("name", metavar="NAME", help="the service name, node id or task id (web.1)")
     describe.set_defaults(run=run_client(describe_command))
 
@@ -56,6 +57,14 @@ def kind(text: str) -> str:
     if name not in LISTINGS:
         raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(LISTINGS)}")
     return name
+
+
+def describable(text: str) -> str:
+    """`describe`'s kind, singular: service, node or task, from any of `get`'s names for them."""
+    name = ALIASES.get(text, text)
+    if name not in ("services", "nodes", "tasks"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of service, node, task")
+    return name[:-1]
 
 
 def get_command(client: ApiClient, args: argparse.Namespace) -> int:

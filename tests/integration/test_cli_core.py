@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
+import threading
 import tomllib
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import yaml
 
 from shared.config import validate_service
 from shared.storage import Store
-from tests.support.procs import ROOT, TEST_IMAGE, VENV_BIN, Processes, free_port
+from tests.support.procs import ROOT, TEST_IMAGE, VENV_BIN, Processes, free_port, wait_for
 
 GORCHESTER = str(VENV_BIN / "gorchester")
 
@@ -153,3 +155,23 @@ def test_the_client_runs_without_the_server_extra(api: str, env: dict[str, str])
         assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
         expected = f"error: gorchester {argv[0]} needs the server extra: pip install 'gorchester[server]'"
         assert message.startswith(expected)
+
+
+def test_get_watch_prints_again_on_a_change_and_ctrl_c_ends_it(api: str, env: dict[str, str], store: Store) -> None:
+    watcher = subprocess.Popen([GORCHESTER, "--api", api, "get", "services", "--watch", "-o", "name"], cwd=ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(watcher.stdout.readline, "")), daemon=True)
+    try:
+        reader.start()
+        wait_for(lambda: lines == ["service/web\n", "service/worker\n"], timeout=30, what="the first listing")
+        store.create_service(validate_service({"service_name": "cache", "image": TEST_IMAGE, "replicas": 1}), 0.0)
+        wait_for(lambda: len(lines) == 5, timeout=30, what="the listing printed again")
+        assert lines[2:] == ["service/cache\n", "service/web\n", "service/worker\n"]
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(timeout=30) == 130
+        assert "Traceback" not in watcher.stderr.read()
+    finally:
+        watcher.kill()
+        watcher.wait()
+        reader.join(5)

@@ -30,6 +30,7 @@ def test_get_imports_no_server_dependency() -> None:
     (["--api", "http://x", "-o", "json", "get"], "get"),
     (["--api=http://x", "--context", "prod", "describe"], "describe"),
     (["--help"], None),
+    (["-h", "get"], None),
     (["--", "version"], "version"),
 ])
 def test_command_of(argv: list[str], command: str | None) -> None:
@@ -42,6 +43,10 @@ def test_global_flags_before_or_after_the_command() -> None:
     assert (before.api, before.output, before.kind) == ("http://a", "wide", "services")
     assert (after.api, after.no_headers, after.kind, after.output) == ("http://b", True, "nodes", "table")
     assert build_parser("get").parse_args(["get", "ts"]).kind == "tasks"
+    assert [build_parser("describe").parse_args(["describe", kind, "x"]).kind
+            for kind in ("svc", "nodes", "task")] == ["service", "node", "task"]
+    with pytest.raises(SystemExit):
+        build_parser("describe").parse_args(["describe", "events", "x"])
 
 
 def test_piped_tables_are_plain_columns() -> None:
