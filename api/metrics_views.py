@@ -1,11 +1,14 @@
 """Usage and the orchestrator's own metrics: `GET /v1/services/{name}/metrics` and `GET /metrics`.
 
-`GET /metrics` is Prometheus' text format (prometheus-client). Gauges are read from Redis at scrape
-time (services, nodes, tasks, queue depths, node usage); counters and histograms measured in the
-scheduler and the agents (reconcile duration, schedule-to-running latency, restarts, scaling
-actions, samples) are kept by them in the Redis `telemetry` hash (shared/telemetry.py) and exposed
-here, so one scrape of any API instance sees the whole cluster. API request durations are this
-process's own (middleware), as each API instance serves its own requests.
+`GET /metrics` is Prometheus' text format (prometheus-client), in base units (seconds, bytes, CPU
+cores). Gauges are read from Redis at scrape time (replicas and rollout state per service, tasks,
+nodes: status, heartbeat age, capacity, allocation, usage, queue depth; the leading scheduler; this
+build) and built by a pure function of what was read (`cluster_families`); counters and
+histograms measured in the scheduler and the agents (reconcile duration, schedule-to-running
+latency, restarts, scaling actions, samples) are kept by them in the Redis `telemetry` hash
+(shared/telemetry.py) and exposed here, so one scrape of any API instance sees the whole cluster.
+API request durations are this process's own (middleware), as each API instance serves its own
+requests.
 """
 
 from __future__ import annotations
