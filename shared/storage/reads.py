@@ -213,6 +213,11 @@ class Reads(StoreBase):
             return 0.0
         return value if math.isfinite(value) and value >= 0 else 0.0
 
+    def leader(self) -> str | None:
+        """The token of the scheduler holding the lease (shared/storage/lease.py), None while none does."""
+        token = self._lease_holder(keys=[self._keys.leader])
+        return token if isinstance(token, str) else None
+
     # -- the pod network ---------------------------------------------------------------------
 
     def subnets(self) -> dict[str, str]:
