@@ -37,8 +37,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
     describe = subparsers.add_parser(
         "describe", parents=[common], help="show one service, node or task in full",
-        description="Show the spec and status of a service (or a node's capacity and use), plus its tasks; "
-        "or a task, and when it is pending each node's reason for not taking it.",
+        description="Show the spec and status of a service (or a node's capacity and use), plus its tasks and "
+        "newest events; or a task, and when it is pending each node's reason for not taking it.",
     )
     describe.add_argument("kind", choices=["service", "node", "task"], help="what to describe")
     describe.add_argument("name", metavar="NAME", help="the service name, node id or task id (web.1)")
