@@ -10,6 +10,7 @@ from cli import (
     agent,
     apply,
     down,
+    endpoints,
     events,
     execute,
     logs,
@@ -17,6 +18,7 @@ from cli import (
     rebalance,
     resources,
     rollouts,
+    top,
     up,
     validate,
 )
@@ -36,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     resources.add_parsers(subparsers)
     actions.add_parsers(subparsers)
     events.add_parser(subparsers)
+    endpoints.add_parser(subparsers)
+    top.add_parser(subparsers)
     logs.add_parser(subparsers)
     execute.add_parser(subparsers)
     agent.add_parser(subparsers)

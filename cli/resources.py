@@ -20,6 +20,8 @@ LISTINGS: dict[str, tuple[str, Callable[[Any], Table]]] = {
     "events": ("/v1/events", render.events_table),
 }
 SINGULAR = {name[:-1]: name for name in LISTINGS}
+DESCRIBED_EVENTS = 20  # the newest events `describe` ends with
+NODE_EVENTS_SCANNED = "10000"  # the API's maximum: the newest events a node's are picked from
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -35,8 +37,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
     describe = subparsers.add_parser(
         "describe", parents=[common], help="show one service, node or task in full",
-        description="Show the spec and status of a service (or a node's capacity and use), plus its tasks; "
-        "or a task, and when it is pending each node's reason for not taking it.",
+        description="Show the spec and status of a service (or a node's capacity and use), plus its tasks and "
+        "newest events; or a task, and when it is pending each node's reason for not taking it.",
     )
     describe.add_argument("kind", choices=["service", "node", "task"], help="what to describe")
     describe.add_argument("name", metavar="NAME", help="the service name, node id or task id (web.1)")
@@ -93,19 +95,42 @@ def describe_command(client: ApiClient, args: argparse.Namespace) -> int:
     else:
         subject = client.get(path("nodes", args.name))
         tasks = client.get("/v1/tasks", node=args.name)
-    render.emit({args.kind: subject, "tasks": tasks}, args.output, describe_table)
+    described = {args.kind: subject, "tasks": tasks}
+    if args.output == "json":
+        render.print_json(described)  # the API's objects as they are; its events are `get events`'
+        return 0
+    render.console().print(describe_table({**described, "events": recent_events(client, args.kind, args.name)}))
     return 0
 
 
+def recent_events(client: ApiClient, kind: str, name: str) -> list[dict[str, Any]]:
+    """The newest DESCRIBED_EVENTS events about a service or a node, oldest first. The API filters events
+    by service only; a node's are those naming it, picked here from the newest the API keeps answering."""
+    if kind == "service":
+        return list(client.get("/v1/events", service=name, limit=str(DESCRIBED_EVENTS)))
+    events = client.get("/v1/events", limit=NODE_EVENTS_SCANNED)
+    return [event for event in events if event.get("data", {}).get("node") == name][-DESCRIBED_EVENTS:]
+
+
 def describe_table(data: dict[str, Any]) -> Group:
-    """The subject's fields, then its tasks, and where to read why one is pending."""
+    """The subject's fields, then its tasks, and where to read why one is pending, then its recent
+    events (as `kubectl describe` ends)."""
     subject = data.get("service") or data.get("node") or {}
     tasks = render.tasks_table(data["tasks"], title="Tasks") if data["tasks"] else "Tasks: none"
     parts: list[RenderableType] = [fields_table(subject), "", tasks]
     pending = [task["id"] for task in data["tasks"] if task["state"] == "pending"]
     if pending:
         parts.append(f"why {pending[0]} is pending, node by node: gorchester describe task {pending[0]}")
+    parts += ["", events_part(data["events"])]
     return Group(*parts)
+
+
+def events_part(events: list[dict[str, Any]]) -> RenderableType:
+    if not events:
+        return "Events: <none>"
+    grid = render.events_table(events)
+    grid.title, grid.title_justify = "Events", "left"
+    return grid
 
 
 def task_description(data: dict[str, Any]) -> Group:

@@ -32,12 +32,24 @@ log = logging.getLogger("gorchester.scheduler")
 RECONNECT_FIRST = 0.2
 RECONNECT_MAX = 1.0
 PLACEMENTS = frozenset(PLACEMENT_KINDS.values())  # the events of the scheduler's placements
+# The scheduler judges a node's health; its availability (drain, activate) is an operator's, announced by the
+# API with the change itself (node_draining, node_activated: when, and at whose request). So a drained node
+# that answers again is `ready` here (its message says it is draining), and no availability change is told twice.
 NODE_EVENTS = {
     NodeStatus.DOWN: EventKind.NODE_DOWN,
     NodeStatus.NOT_READY: EventKind.NODE_NOT_READY,
     NodeStatus.READY: EventKind.NODE_READY,
-    NodeStatus.DRAINING: EventKind.NODE_DRAINING,
+    NodeStatus.DRAINING: EventKind.NODE_READY,
 }
+AVAILABILITY_CHANGES = frozenset({(NodeStatus.READY, NodeStatus.DRAINING), (NodeStatus.DRAINING, NodeStatus.READY)})
+
+
+def node_event(previous: NodeStatus | None, status: NodeStatus) -> EventKind | None:
+    """The event a node's change of status makes, if any: none for the first look at it, for no change,
+    or for a change of availability only (drained or activated while ready: the API's event says it)."""
+    if previous is None or previous is status or (previous, status) in AVAILABILITY_CHANGES:
+        return None
+    return NODE_EVENTS[status]
 
 
 class Reconnect:
@@ -159,11 +171,11 @@ class Scheduler:
         misses = self.policy.heartbeat_misses
         for node in nodes:
             status = node.status(now, misses, heard_since)
-            previous = self.node_status.get(node.id)
-            if previous is not None and previous is not status:
+            kind = node_event(self.node_status.get(node.id), status)
+            if kind is not None:
                 reason = node.reason(now, misses, heard_since)
                 message = f"node {node.id} is {status.value}" + (f": {reason}" if reason else "")
-                self.store.emit(NODE_EVENTS[status], message, now, node=node.id, reason=reason)
+                self.store.emit(kind, message, now, node=node.id, reason=reason)
             self.node_status[node.id] = status
             self.unreadable_nodes.discard(node.id)
         for node_id, entry in unreadable.items():
