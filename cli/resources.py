@@ -21,7 +21,6 @@ LISTINGS: dict[str, tuple[str, Callable[[Any], Table]]] = {
 }
 SINGULAR = {name[:-1]: name for name in LISTINGS}
 DESCRIBED_EVENTS = 20  # the newest events `describe` ends with
-NODE_EVENTS_SCANNED = "10000"  # the API's maximum: the newest events a node's are picked from
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -104,12 +103,8 @@ def describe_command(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def recent_events(client: ApiClient, kind: str, name: str) -> list[dict[str, Any]]:
-    """The newest DESCRIBED_EVENTS events about a service or a node, oldest first. The API filters events
-    by service only; a node's are those naming it, picked here from the newest the API keeps answering."""
-    if kind == "service":
-        return list(client.get("/v1/events", service=name, limit=str(DESCRIBED_EVENTS)))
-    events = client.get("/v1/events", limit=NODE_EVENTS_SCANNED)
-    return [event for event in events if event.get("data", {}).get("node") == name][-DESCRIBED_EVENTS:]
+    """The newest DESCRIBED_EVENTS events about a service or a node, oldest first."""
+    return list(client.get("/v1/events", **{kind: name}, limit=str(DESCRIBED_EVENTS)))
 
 
 def describe_table(data: dict[str, Any]) -> Group:

@@ -225,8 +225,11 @@ class Reads(StoreBase):
         subnets: dict[str, str] = self._redis.hgetall(self._keys.subnets)
         return subnets
 
-    def events(self, *, since: float | None = None, service: str | None = None, limit: int = 500) -> list[dict]:
-        """Events oldest first (an entry that is not an event as `emit` writes them is skipped)."""
+    def events(
+        self, *, since: float | None = None, service: str | None = None, node: str | None = None, limit: int = 500
+    ) -> list[dict]:
+        """Events oldest first, those about `service` and `node` when given (an entry that is not an event
+        as `emit` writes them is skipped)."""
         start = f"{int(since * 1000)}-0" if since else "-"
         raw = self._redis.xrange(self._keys.events, min=start, max="+")
         result = []
@@ -241,7 +244,7 @@ class Reads(StoreBase):
                 continue
             if not isinstance(data, dict) or not isinstance(message, str):
                 continue
-            if service and data.get("service") != service:
+            if (service and data.get("service") != service) or (node and data.get("node") != node):
                 continue
             event["id"] = event_id
             result.append(event)
