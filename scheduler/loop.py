@@ -20,6 +20,7 @@ from shared.dispatch import enqueue
 from shared.event_kinds import EventKind
 from shared.keys import Keys
 from shared.parsed import Records
+from shared.process_logs import fields
 from shared.records import NodeRecord, NodeStatus, ServiceFault, ServiceRecord, Unreadable, describe, record_digest
 from shared.settings import Settings
 from shared.storage import SchedulerStore
@@ -97,7 +98,7 @@ class Scheduler:
         if leading and self.lease.token != was:
             # Taken, or taken again at once from a Redis that did not grant the one we held (a failover).
             self.hearing = False  # what happened before the takeover (a Redis outage, say) is unknown
-            log.info("became leader (%s)", self.lease.token)
+            log.info("became leader (%s)", self.lease.token, extra=fields(leader=self.lease.token))
             self.store.emit(
                 EventKind.LEADER_CHANGED, f"scheduler {self.lease.token[:8]} is the leader", leader=self.lease.token
             )
@@ -140,6 +141,10 @@ class Scheduler:
         done = plan.writes[:landed]  # all of them, unless the lease moved on between chunks
         written = time.perf_counter()
         enqueue(self.jobs_redis, self.queues, (job for w in done for job in w.jobs))
+        for w in done:
+            # A pending replica is written (with its event) only when its reason changes: one line per change.
+            if w.record is not None and any(e.kind is EventKind.TASK_PENDING for e in w.events):
+                log.warning("task pending", extra=fields(task=w.task, service=w.record.service, reason=w.record.reason))
         for change in plan.services:
             if self.store.write_service(change.expected, change.record, leader_token=self.lease.token):
                 self.store.emit_many(((e.kind, e.message, e.data) for e in change.events), now)
@@ -171,11 +176,15 @@ class Scheduler:
         misses = self.policy.heartbeat_misses
         for node in nodes:
             status = node.status(now, misses, heard_since)
-            kind = node_event(self.node_status.get(node.id), status)
+            previous = self.node_status.get(node.id)
+            kind = node_event(previous, status)
             if kind is not None:
                 reason = node.reason(now, misses, heard_since)
                 message = f"node {node.id} is {status.value}" + (f": {reason}" if reason else "")
                 self.store.emit(kind, message, now, node=node.id, reason=reason)
+                level = logging.INFO if status in (NodeStatus.READY, NodeStatus.DRAINING) else logging.WARNING
+                was = previous.value if previous is not None else None
+                log.log(level, "node %s", status.value, extra=fields(node=node.id, previous=was, reason=reason))
             self.node_status[node.id] = status
             self.unreadable_nodes.discard(node.id)
         for node_id, entry in unreadable.items():
