@@ -134,5 +134,6 @@ def create_app(
 
 # `uvicorn api.app:app` set up its own loggers before importing this: ours replace them, so every line of
 # the API is in the processes' format (shared/process_logs.py), a bad GORCHESTER_LOG_* setting stops it here.
-process_logs.configure("api")
+# uvicorn logs what the app raises; hooks of our own would only replace a test runner's that imports the app.
+process_logs.configure("api", uncaught=False)
 app = create_app()

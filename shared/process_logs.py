@@ -20,8 +20,10 @@ import json
 import logging
 import re
 import sys
+import threading
 import time
 from collections.abc import Mapping
+from types import TracebackType
 from typing import Any, Literal, TextIO
 
 from shared.settings import LogSettings
@@ -160,17 +162,25 @@ class RqJobLines(logging.Filter):
 
 
 class _Handler(logging.StreamHandler[TextIO]):
-    """Ours, so `configure` run again replaces it and no other handler (pytest's, say)."""
+    """Ours, so `configure` run again replaces it and no other handler (pytest's, say). Writes to the
+    stderr of the moment, as logging's last resort does (a test runner may swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
-def configure(component: Component, node: str | None = None, *, level: str | None = None) -> None:
+def configure(
+    component: Component, node: str | None = None, *, level: str | None = None, uncaught: bool = True
+) -> None:
     """Send every log record of this process to stderr in the configured format, at the configured level
-    (or `level`); run again (with the node id once known) it replaces what it set up before.
+    (or `level`); run again (with the node id once known) it replaces what it set up before. With
+    `uncaught`, Python's warnings and the tracebacks of uncaught exceptions become log lines too.
 
     Raises SettingError (the process does not start) for a bad GORCHESTER_LOG_FORMAT or _LEVEL."""
     settings = LogSettings.from_env()
     formatter_class = JsonFormatter if settings.format == "json" else TextFormatter
-    handler = _Handler(sys.stderr)
+    handler = _Handler()
     handler.setFormatter(formatter_class(component, node))
     handler.addFilter(RqJobLines())
     root = logging.getLogger()
@@ -178,6 +188,10 @@ def configure(component: Component, node: str | None = None, *, level: str | Non
         root.removeHandler(mine)
     root.addHandler(handler)
     root.setLevel((level or settings.level).upper())
+    if uncaught:  # else they print lines (a traceback) of their own format
+        logging.captureWarnings(True)
+        sys.excepthook = _log_uncaught
+        threading.excepthook = _log_thread_uncaught
     # The API logs each request itself (api/access_log.py says why).
     logging.getLogger("uvicorn.access").disabled = True
     for name in FOREIGN_LOGGERS:
@@ -186,3 +200,15 @@ def configure(component: Component, node: str | None = None, *, level: str | Non
             foreign.removeHandler(old)
         foreign.setLevel(logging.NOTSET)
         foreign.propagate = True
+
+
+def _log_uncaught(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+    logging.getLogger("gorchester").critical("uncaught exception", exc_info=(kind, error, trace))
+
+
+def _log_thread_uncaught(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    thread = args.thread.name if args.thread else None
+    exc_info = (args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback)
+    logging.getLogger("gorchester").critical("uncaught exception", exc_info=exc_info, extra=fields(thread=thread))

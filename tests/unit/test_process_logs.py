@@ -43,7 +43,9 @@ def test_text_line_has_time_level_component_node_message_and_fields() -> None:
     line = TextFormatter("agent", "node-1").format(
         record("task failed", level=logging.WARNING, extra=fields(task="web.1", exit_code=3, reason="exit 3"))
     )
-    assert line == '2026-12-03T14:00:03.123Z WARNING agent node=node-1 task failed task=web.1 exit_code=3 reason="exit 3"'
+    assert line == (
+        '2026-12-03T14:00:03.123Z WARNING agent node=node-1 task failed task=web.1 exit_code=3 reason="exit 3"'
+    )
 
 
 def test_text_line_without_node_and_with_plain_values() -> None:
@@ -126,8 +128,8 @@ def test_configure_replaces_only_its_own_handler_and_takes_over_foreign_loggers(
     uvicorn.propagate = False
     monkeypatch.setenv("GORCHESTER_LOG_LEVEL", "warning")
     try:
-        process_logs.configure("api")
-        process_logs.configure("agent", "node-1")
+        process_logs.configure("api", uncaught=False)
+        process_logs.configure("agent", "node-1", uncaught=False)
         ours = [h for h in root.handlers if h not in before]
         assert len(ours) == 1 and isinstance(ours[0].formatter, TextFormatter)
         assert ours[0].formatter.node == "node-1"
