@@ -28,7 +28,7 @@ from typing import Any, Literal, TextIO
 
 from shared.settings import LogSettings
 
-Component = Literal["api", "scheduler", "agent"]
+Component = Literal["api", "scheduler", "agent", "up"]  # up: `gorchester up`'s own lines in its children's logs
 FIELDS = "fields"  # the attribute of a log record that carries its fields
 
 # Loggers that libraries give handlers (and formats) of their own; `configure` hands them to ours.
@@ -152,6 +152,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, separators=(", ", ": "))
 
 
+def formatter(component: Component, node: str | None = None, log_format: str = "text") -> logging.Formatter:
+    return (JsonFormatter if log_format == "json" else TextFormatter)(component, node)
+
+
+def line(component: Component, message: str, *, log_format: str = "text", level: int = logging.INFO,
+         **values: Any) -> str:
+    """One line in the format, written outside logging (the launcher's, into a child's log)."""
+    record = logging.makeLogRecord(
+        {"msg": message, "levelno": level, "levelname": logging.getLevelName(level), FIELDS: values}
+    )
+    return formatter(component, log_format=log_format).format(record)
+
+
 class RqJobLines(logging.Filter):
     """Turns RQ's per-job lines into debug ones (and so drops them below debug)."""
 
@@ -179,9 +192,8 @@ def configure(
 
     Raises SettingError (the process does not start) for a bad GORCHESTER_LOG_FORMAT or _LEVEL."""
     settings = LogSettings.from_env()
-    formatter_class = JsonFormatter if settings.format == "json" else TextFormatter
     handler = _Handler()
-    handler.setFormatter(formatter_class(component, node))
+    handler.setFormatter(formatter(component, node, settings.format))
     handler.addFilter(RqJobLines())
     root = logging.getLogger()
     for mine in [h for h in root.handlers if isinstance(h, _Handler)]:

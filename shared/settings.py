@@ -43,9 +43,9 @@ def _flag(name: str) -> bool:
     return raw in ("true", "1", "yes")
 
 
-def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
+def _choice(name: str, choices: tuple[str, ...], default: str, env: Mapping[str, str]) -> str:
     """One of `choices` (any case), the whole value: `jsonl` or `info,debug` is refused, not guessed."""
-    raw = (os.environ.get(name) or default).strip().lower()
+    raw = (env.get(name) or default).strip().lower()
     if raw not in choices:
         raise SettingError(f"{name}: must be one of {', '.join(choices)}, got {raw!r}")
     return raw
@@ -140,10 +140,11 @@ class LogSettings:
     level: str = "info"  # GORCHESTER_LOG_LEVEL: debug adds RQ's lines about each job, among others
 
     @classmethod
-    def from_env(cls) -> LogSettings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LogSettings:
+        env = os.environ if env is None else env
         return cls(
-            format=_choice("GORCHESTER_LOG_FORMAT", LOG_FORMATS, "text"),
-            level=_choice("GORCHESTER_LOG_LEVEL", LOG_LEVELS, "info"),
+            format=_choice("GORCHESTER_LOG_FORMAT", LOG_FORMATS, "text", env),
+            level=_choice("GORCHESTER_LOG_LEVEL", LOG_LEVELS, "info", env),
         )
 
 

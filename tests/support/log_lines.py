@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 TIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z"
-HEAD = re.compile(rf"({TIME}) (DEBUG|INFO|WARNING|ERROR|CRITICAL) (api|scheduler|agent) ")
+HEAD = re.compile(rf"({TIME}) (DEBUG|INFO|WARNING|ERROR|CRITICAL) (api|scheduler|agent|up) ")
 QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 VALUE = re.compile(r'"(?:[^"\\]|\\.)*"|[^\s"\\=]+')
 KEY = re.compile(r"([A-Za-z0-9_.-]+)=")

@@ -142,3 +142,11 @@ def test_configure_replaces_only_its_own_handler_and_takes_over_foreign_loggers(
                 root.removeHandler(handler)
         root.setLevel(level)
         logging.getLogger("uvicorn.access").disabled = False
+
+
+def test_a_line_written_outside_logging_is_in_the_format() -> None:
+    text = process_logs.line("up", "starting: rq worker node-1", reason="a b")
+    parsed = parse_text(text)
+    assert (parsed["component"], parsed["level"], parsed["message"]) == ("up", "INFO", "starting: rq worker node-1")
+    assert parsed["fields"] == {"reason": "a b"}
+    assert parse_json(process_logs.line("up", "starting", log_format="json"))["component"] == "up"
