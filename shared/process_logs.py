@@ -143,11 +143,12 @@ class JsonFormatter(logging.Formatter):
         self.node = node
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {_key(key): value for key, value in record_fields(record).items()}
-        entry.update(
-            time=_timestamp(record.created), level=record.levelname, component=self.component, node=self.node,
-            message=record.getMessage(),
-        )
+        entry: dict[str, Any] = {
+            "time": _timestamp(record.created), "level": record.levelname, "component": self.component,
+            "node": self.node, "message": record.getMessage(),
+        }
+        for key, value in record_fields(record).items():
+            entry.setdefault(_key(key), value)
         # ensure_ascii: U+2028 and the like, which some readers take for a line break, are escaped too.
         return json.dumps(entry, default=str, separators=(", ", ": "))
 
