@@ -172,7 +172,8 @@ class RqJobLines(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name.startswith("rq.") and record.levelno == logging.INFO and record.msg in RQ_JOB_LINES:
             record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
-        return record.levelno >= logging.getLogger().getEffectiveLevel()
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
 
 
 class _Handler(logging.StreamHandler[TextIO]):
@@ -220,8 +221,8 @@ def _log_uncaught(kind: type[BaseException], error: BaseException, trace: Traceb
 
 
 def _log_thread_uncaught(args: threading.ExceptHookArgs) -> None:
-    if args.exc_type is SystemExit:
+    if args.exc_type is SystemExit or args.exc_value is None:
         return
     thread = args.thread.name if args.thread else None
-    exc_info = (args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback)
+    exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
     logging.getLogger("gorchester").critical("uncaught exception", exc_info=exc_info, extra=fields(thread=thread))

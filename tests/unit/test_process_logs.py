@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+import warnings
 
 import pytest
 
@@ -89,18 +91,22 @@ def test_a_traceback_is_a_field_of_the_line() -> None:
     assert "ValueError: boom" in entry["traceback"]
 
 
-def test_rq_per_job_lines_are_debug_and_its_start_stays_info(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(logging.getLogger(), "level", logging.INFO)
-    per_job = record("Worker %s: %s: %s (%s)", "w", "default", "Job OK", "j1", name="rq.worker")
-    assert not RqJobLines().filter(per_job)
-    assert per_job.levelname == "DEBUG"
-    kept = record("Successfully completed job %s in %ss on worker %s", "j1", 0.1, "w", name="rq.worker")
-    monkeypatch.setattr(logging.getLogger(), "level", logging.DEBUG)
-    assert RqJobLines().filter(kept)
-    assert kept.levelno == logging.DEBUG
-    monkeypatch.setattr(logging.getLogger(), "level", logging.INFO)
-    assert RqJobLines().filter(record("*** Listening on %s...", "q", name="rq.worker"))
-    assert RqJobLines().filter(record("Worker %s: %s: %s", "a", "b", "c", name="gorchester.api"))  # not rq's
+def test_rq_per_job_lines_are_debug_and_its_start_stays_info() -> None:
+    root = logging.getLogger()
+    level = root.level
+    try:
+        root.setLevel(logging.INFO)
+        per_job = record("Worker %s: %s: %s (%s)", "w", "default", "Job OK", "j1", name="rq.worker")
+        assert not RqJobLines().filter(per_job)
+        assert per_job.levelname == "DEBUG"
+        assert RqJobLines().filter(record("*** Listening on %s...", "q", name="rq.worker"))
+        assert RqJobLines().filter(record("Worker %s: %s: %s", "a", "b", "c", name="gorchester.api"))  # not rq's
+        root.setLevel(logging.DEBUG)
+        kept = record("Successfully completed job %s in %ss on worker %s", "j1", 0.1, "w", name="rq.worker")
+        assert RqJobLines().filter(kept)
+        assert kept.levelno == logging.DEBUG
+    finally:
+        root.setLevel(level)
 
 
 def test_settings_default_and_whole_value(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,3 +156,34 @@ def test_a_line_written_outside_logging_is_in_the_format() -> None:
     assert (parsed["component"], parsed["level"], parsed["message"]) == ("up", "INFO", "starting: rq worker node-1")
     assert parsed["fields"] == {"reason": "a b"}
     assert parse_json(process_logs.line("up", "starting", log_format="json"))["component"] == "up"
+
+
+def test_an_uncaught_exception_in_a_thread_and_a_warning_are_log_lines(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)  # restored after the test
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setenv("GORCHESTER_LOG_FORMAT", "json")
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    try:
+        process_logs.configure("scheduler")
+
+        def fail() -> None:
+            raise RuntimeError("in a thread\nsecond line")
+
+        thread = threading.Thread(target=fail, name="worker-thread")
+        thread.start()
+        thread.join()
+        warnings.warn_explicit("old\nway", DeprecationWarning, "x.py", 1)
+    finally:
+        logging.captureWarnings(False)
+        for handler in root.handlers[:]:
+            if handler not in before:
+                root.removeHandler(handler)
+        root.setLevel(level)
+        logging.getLogger("uvicorn.access").disabled = False
+    written = [parse_json(line) for line in capsys.readouterr().err.splitlines()]
+    [crash] = [entry for entry in written if entry["message"] == "uncaught exception"]
+    assert crash["thread"] == "worker-thread" and "RuntimeError: in a thread\nsecond line" in crash["traceback"]
+    assert [entry for entry in written if entry["level"] == "WARNING" and "old\nway" in entry["message"]]
