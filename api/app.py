@@ -17,6 +17,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from api import cluster, dashboard, logs, openapi, params, rollouts, services, task_exec
+from api.access_log import AccessLog
 from api.auth import Auth, Tokens
 from api.body import BodyLimit
 from api.context import API_REDIS_TIMEOUT_SECONDS, RedisWork, RequestDeadline, api_redis
@@ -25,6 +26,7 @@ from api.metrics_views import RequestMetrics, get_service_metrics, prometheus
 from api.node_calls import NodeCalls
 from api.origins import OriginPolicy
 from api.routing import Resource
+from shared import process_logs
 from shared.keys import Keys
 from shared.redis_access import check_access
 from shared.redis_url import async_client
@@ -123,11 +125,16 @@ def create_app(
     return Starlette(
         routes=ROUTES,
         middleware=[
-            Middleware(RequestMetrics), Middleware(Auth), Middleware(BodyLimit), Middleware(RequestDeadline),
+            Middleware(AccessLog), Middleware(RequestMetrics), Middleware(Auth), Middleware(BodyLimit),
+            Middleware(RequestDeadline),
         ],
         lifespan=lifespan,
         exception_handlers=HANDLERS,
     )
 
 
+# `uvicorn api.app:app` set up its own loggers before importing this: ours replace them, so every line of
+# the API is in the processes' format (shared/process_logs.py), a bad GORCHESTER_LOG_* setting stops it here.
+# uvicorn logs what the app raises; hooks of our own would only replace a test runner's that imports the app.
+process_logs.configure("api", uncaught=False)
 app = create_app()

@@ -192,6 +192,6 @@ async def stop_task(request: Request) -> JSONResponse:
 
 async def list_events(request: Request) -> JSONResponse:
     query = query_of(request)
-    since, limit, service = query["since"], query["limit"], query["service"]
-    events = await blocking(lambda: store_of(request).events(since=since, service=service, limit=limit))
+    since, limit, service, node = query["since"], query["limit"], query["service"], query["node"]
+    events = await blocking(lambda: store_of(request).events(since=since, service=service, node=node, limit=limit))
     return JSONResponse([event_view(event) for event in events])

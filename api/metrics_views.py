@@ -1,18 +1,23 @@
 """Usage and the orchestrator's own metrics: `GET /v1/services/{name}/metrics` and `GET /metrics`.
 
-`GET /metrics` is Prometheus' text format (prometheus-client). Gauges are read from Redis at scrape
-time (services, nodes, tasks, queue depths, node usage); counters and histograms measured in the
-scheduler and the agents (reconcile duration, schedule-to-running latency, restarts, scaling
-actions, samples) are kept by them in the Redis `telemetry` hash (shared/telemetry.py) and exposed
-here, so one scrape of any API instance sees the whole cluster. API request durations are this
-process's own (middleware), as each API instance serves its own requests.
+`GET /metrics` is Prometheus' text format (prometheus-client), in base units (seconds, bytes, CPU
+cores). Gauges are read from Redis at scrape time (replicas and rollout state per service, tasks,
+nodes: status, heartbeat age, capacity, allocation, usage, queue depth; the leading scheduler; this
+build) and built by a pure function of what was read (`cluster_families`); counters and
+histograms measured in the scheduler and the agents (reconcile duration, schedule-to-running
+latency, restarts, scaling actions, samples) are kept by them in the Redis `telemetry` hash
+(shared/telemetry.py) and exposed here, so one scrape of any API instance sees the whole cluster.
+API request durations are this process's own (middleware), as each API instance serves its own
+requests.
 """
 
 from __future__ import annotations
 
+import platform
 import time
-from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
@@ -25,10 +30,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.context import blocking, settings_of, store_of
 from api.responses import AutoscaleAction, AutoscaleDecision, AutoscaleStatus, ReplicaUsage, ServiceUsage, stored
-from api.views import iso
+from api.views import iso, service_status
 from shared import telemetry
-from shared.records import AutoscaleState, NodeStatus, TaskState
+from shared.fit import Allocation, allocations
+from shared.records import AutoscaleState, NodeRecord, NodeStatus, ServiceRecord, TaskRecord, TaskState, UpdateState
 from shared.storage import ApiStore
+from shared.version import build_version
 
 # -- per-service usage ---------------------------------------------------------------------------
 
@@ -126,67 +133,179 @@ REQUEST_DURATION = Histogram(
 )
 
 
+MILLICORES_PER_CORE = 1000
+
+
+def cores(millicores: float) -> float:
+    """CPU in cores, Prometheus' base unit (the records keep millicores)."""
+    return millicores / MILLICORES_PER_CORE
+
+
+def heartbeat_age(node: NodeRecord, now: float) -> float:
+    """Seconds since the node's last heartbeat, by the API's clock as its status is judged (NodeRecord.status);
+    negative when the agent's clock runs ahead of the API's."""
+    return now - node.last_heartbeat
+
+
+def one_hot(current: str, states: Iterable[str]) -> list[tuple[str, float]]:
+    """An enum as Prometheus has it: one series per possible state, 1 on the current one, 0 on the others."""
+    return [(state, 1.0 if state == current else 0.0) for state in states]
+
+
+def leader_label(token: str) -> str:
+    """The scheduler's name in metrics: its lease's first 8 characters, as the LEADER_CHANGED event names it."""
+    return token[:8]
+
+
+NOTHING_HELD = Allocation()
+BUILD_LABELS = {"version": build_version(), "python": platform.python_version()}
+
+
+@dataclass(frozen=True)
+class Scraped:
+    """What one scrape read of the cluster (plain records), for `cluster_families`."""
+
+    services: dict[str, ServiceRecord]
+    tasks: list[TaskRecord]
+    nodes: list[NodeRecord]
+    queue_depths: list[int]  # of `nodes`, in their order
+    heard_since: float
+    leader: str | None  # the token holding the scheduler's lease
+    now: float
+    misses: float  # heartbeats a node may miss (Settings.heartbeat_misses)
+
+
 class ClusterCollector(Collector):
-    """The cluster's state, read from Redis when scraped."""
+    """The cluster's state, read from Redis when scraped: the reads the API's views make, no more."""
 
     def __init__(self, store: ApiStore, heartbeat_misses: float):
         self.store = store
         self.misses = heartbeat_misses
 
     def collect(self) -> Iterator[Metric]:
-        store, now = self.store, time.time()
-        services, tasks, nodes, heard_since = store.services(), store.tasks(), store.nodes(), store.heard_since()
-
-        desired = GaugeMetricFamily(
-            "gorchester_service_desired_replicas", "Replicas a service asks for.", labels=["service"]
+        store = self.store
+        nodes = store.nodes()
+        yield from cluster_families(
+            Scraped(
+                services=store.services(), tasks=store.tasks(), nodes=nodes,
+                queue_depths=store.queue_depths([node.id for node in nodes]), heard_since=store.heard_since(),
+                leader=store.leader(), now=time.time(), misses=self.misses,
+            )
         )
-        running = GaugeMetricFamily("gorchester_service_running_replicas", "Replicas running.", labels=["service"])
-        states_of = Counter((task.service, task.state) for task in tasks)
-        wanted_of = Counter(task.service for task in tasks if task.state is not TaskState.SHUTDOWN)
-        for name, record in sorted(services.items()):
-            count = wanted_of[name] if record.spec.is_global else record.spec.count
-            desired.add_metric([name], 0 if record.deleting else count)
-            running.add_metric([name], states_of[(name, TaskState.RUNNING)])
-        yield desired
-        yield running
-        yield GaugeMetricFamily("gorchester_services", "Services defined (with those being deleted).", len(services))
-
-        by_state = GaugeMetricFamily("gorchester_tasks", "Tasks (replica slots) by state.", labels=["state"])
-        counted = Counter(task.state for task in tasks)
-        for state in TaskState:
-            by_state.add_metric([state.value], counted[state])
-        yield by_state
-
-        by_status = GaugeMetricFamily("gorchester_nodes", "Registered nodes by status.", labels=["status"])
-        statuses = Counter(node.status(now, self.misses, heard_since) for node in nodes)
-        for status in NodeStatus:
-            by_status.add_metric([status.value], statuses[status])
-        yield by_status
-
-        queue = GaugeMetricFamily("gorchester_node_queue_depth", "Jobs waiting in a node's RQ queue.", labels=["node"])
-        depths = store.queue_depths([node.id for node in nodes])
-        for node, depth in zip(nodes, depths, strict=True):
-            queue.add_metric([node.id], depth)
-        yield queue
-
-        used_cpu = GaugeMetricFamily(
-            "gorchester_node_cpu_used_millicores", "CPU the node's containers used (last sample).", labels=["node"]
-        )
-        used_mem = GaugeMetricFamily(
-            "gorchester_node_memory_used_bytes", "Memory the node's containers used (last sample).", labels=["node"]
-        )
-        cap_cpu = GaugeMetricFamily("gorchester_node_cpu_capacity_millicores", "CPU a node offers.", labels=["node"])
-        cap_mem = GaugeMetricFamily("gorchester_node_memory_capacity_bytes", "Memory a node offers.", labels=["node"])
-        for node in nodes:
-            cap_cpu.add_metric([node.id], node.cpu_millicores)
-            cap_mem.add_metric([node.id], node.memory_bytes)
-            used = (node.usage or {}).get("used") or {}
-            if used:
-                used_cpu.add_metric([node.id], float(used.get("cpu_millicores", 0)))
-                used_mem.add_metric([node.id], float(used.get("memory_bytes", 0)))
-        yield from (cap_cpu, cap_mem, used_cpu, used_mem)
-
         yield from telemetry_families(store.telemetry())
+
+
+def cluster_families(scraped: Scraped) -> Iterator[Metric]:
+    """The gauges of the cluster's state. Labels are values given to prometheus-client, which escapes
+    them: a name with quotes or newlines cannot break the exposition."""
+    yield build_info()
+    yield from service_families(scraped.services, scraped.tasks)
+    yield from node_families(scraped)
+
+    leader = GaugeMetricFamily(
+        "gorchester_scheduler_leader",
+        "1 for the scheduler holding the lease (named by its lease's first 8 characters); no series while none does.",
+        labels=["scheduler"],
+    )
+    if scraped.leader is not None:
+        leader.add_metric([leader_label(scraped.leader)], 1)
+    yield leader
+
+
+def build_info() -> Metric:
+    info = GaugeMetricFamily(
+        "gorchester_build_info", "This API's build: its version and Python's; always 1.", labels=list(BUILD_LABELS)
+    )
+    info.add_metric(list(BUILD_LABELS.values()), 1)
+    return info
+
+
+def service_families(services: dict[str, ServiceRecord], tasks: list[TaskRecord]) -> Iterator[Metric]:
+    """Replicas per service as its view counts them (api/views.py service_status), and its rollout's state."""
+    desired = GaugeMetricFamily(
+        "gorchester_service_desired_replicas", "Replicas a service asks for (0 while it is deleted).",
+        labels=["service"],
+    )
+    running = GaugeMetricFamily(
+        "gorchester_service_running_replicas", "Replicas with a running container.", labels=["service"]
+    )
+    healthy = GaugeMetricFamily(
+        "gorchester_service_healthy_replicas",
+        "Wanted replicas that are ready (running, and passing their health check if they have one).",
+        labels=["service"],
+    )
+    rollout = GaugeMetricFamily(
+        "gorchester_service_rollout_state",
+        "The state of a service's last rolling update: 1 on the current state; no series before its first update.",
+        labels=["service", "state"],
+    )
+    own: dict[str, list[TaskRecord]] = defaultdict(list)
+    for task in tasks:
+        own[task.service].append(task)
+    for name, record in sorted(services.items()):
+        status = service_status(record, own[name])
+        desired.add_metric([name], 0 if record.deleting else status["desired_replicas"] or 0)
+        running.add_metric([name], status["running_replicas"])
+        healthy.add_metric([name], status["healthy_replicas"])
+        if record.update is not None:
+            for state, value in one_hot(record.update.state, UpdateState):
+                rollout.add_metric([name, state], value)
+    yield from (desired, running, healthy, rollout)
+    yield GaugeMetricFamily("gorchester_services", "Services defined (with those being deleted).", len(services))
+
+    by_state = GaugeMetricFamily("gorchester_tasks", "Tasks (replica slots) by state.", labels=["state"])
+    counted = Counter(task.state for task in tasks)
+    for state in TaskState:
+        by_state.add_metric([state.value], counted[state])
+    yield by_state
+
+
+def node_families(scraped: Scraped) -> Iterator[Metric]:
+    """Each node's status, capacity, what its replicas request (as the node view counts it, shared/fit.py
+    allocations) and use, its queue and the age of its last heartbeat."""
+    nodes, now = scraped.nodes, scraped.now
+    by_status = GaugeMetricFamily("gorchester_nodes", "Registered nodes by status.", labels=["status"])
+    statuses = Counter(node.status(now, scraped.misses, scraped.heard_since) for node in nodes)
+    for status in NodeStatus:
+        by_status.add_metric([status.value], statuses[status])
+    yield by_status
+
+    queue = GaugeMetricFamily("gorchester_node_queue_depth", "Jobs waiting in a node's RQ queue.", labels=["node"])
+    for node, depth in zip(nodes, scraped.queue_depths, strict=True):
+        queue.add_metric([node.id], depth)
+    yield queue
+
+    age = GaugeMetricFamily(
+        "gorchester_node_heartbeat_age_seconds", "Seconds since the node's last heartbeat, by the API's clock.",
+        labels=["node"],
+    )
+    cap_cpu = GaugeMetricFamily("gorchester_node_cpu_capacity_cores", "CPU a node offers.", labels=["node"])
+    cap_mem = GaugeMetricFamily("gorchester_node_memory_capacity_bytes", "Memory a node offers.", labels=["node"])
+    alloc_cpu = GaugeMetricFamily(
+        "gorchester_node_cpu_allocated_cores", "CPU the replicas placed on the node request.", labels=["node"]
+    )
+    alloc_mem = GaugeMetricFamily(
+        "gorchester_node_memory_allocated_bytes", "Memory the replicas placed on the node request.", labels=["node"]
+    )
+    used_cpu = GaugeMetricFamily(
+        "gorchester_node_cpu_used_cores", "CPU the node's containers used (last sample).", labels=["node"]
+    )
+    used_mem = GaugeMetricFamily(
+        "gorchester_node_memory_used_bytes", "Memory the node's containers used (last sample).", labels=["node"]
+    )
+    held = allocations(scraped.tasks)
+    for node in nodes:
+        age.add_metric([node.id], heartbeat_age(node, now))
+        cap_cpu.add_metric([node.id], cores(node.cpu_millicores))
+        cap_mem.add_metric([node.id], node.memory_bytes)
+        alloc = held.get(node.id, NOTHING_HELD)
+        alloc_cpu.add_metric([node.id], cores(alloc.cpu_millicores))
+        alloc_mem.add_metric([node.id], alloc.memory_bytes)
+        used = (node.usage or {}).get("used") or {}
+        if used:
+            used_cpu.add_metric([node.id], cores(float(used.get("cpu_millicores", 0))))
+            used_mem.add_metric([node.id], float(used.get("memory_bytes", 0)))
+    yield from (age, cap_cpu, cap_mem, alloc_cpu, alloc_mem, used_cpu, used_mem)
 
 
 def telemetry_families(recorded: dict[str, list[tuple[str, dict[str, str], float]]]) -> Iterator[Metric]:

@@ -158,6 +158,7 @@ EVENTS: dict[str, Rule] = {
         f"at most this many, the newest (default {DEFAULT_EVENTS})", default=DEFAULT_EVENTS,
     ),
     "service": Rule(service_name, PATH["name"].schema, "only events about this service"),
+    "node": Rule(node_id, PATH["node"].schema, "only events about this node (its own, and its tasks')"),
 }
 TASKS: dict[str, Rule] = {
     "service": SERVICE_FILTER,

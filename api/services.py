@@ -6,7 +6,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.requests import Request
@@ -227,16 +227,8 @@ async def plan(store: ApiStore, config: Config, prune: bool, policy: Policy) -> 
     (scheduler/dry_run.py); nothing is written. The cluster is read on a Redis thread, by the request's
     deadline; the plan is computed off them, one at a time (503 while another is), for at most
     PLAN_REPLICAS replicas (422 beyond)."""
-    names = {spec.service_name for spec in config.services}
-
     snapshot, nodes, heard_since = await blocking(lambda: _as_read(store))
-    # A global service asks one replica per node at most.
-    each = {name: len(nodes) if record.spec.is_global else record.spec.count
-            for name, record in snapshot.services.good.items()}
-    others = sum(count for name, count in each.items() if name not in names and not prune)
-    asked = sum(len(nodes) if spec.is_global else spec.count for spec in config.services) + others
-    if asked > PLAN_REPLICAS:
-        raise ConfigError([f"dry_run: a plan covers at most {PLAN_REPLICAS} replicas; the services would have {asked}"])
+    _within_bound(snapshot, nodes, config.services, prune)
 
     def compute() -> PlanResult:
         plans = plan_apply(
@@ -246,6 +238,19 @@ async def plan(store: ApiStore, config: Config, prune: bool, policy: Policy) -> 
         return plan_view(plans, services_index(snapshot.services))
 
     return await _off_the_redis_threads(compute)
+
+
+def _within_bound(snapshot: Snapshot, nodes: list[NodeRecord], specs: Sequence[ServiceSpec], prune: bool) -> None:
+    """Refuse (422) a plan of more than PLAN_REPLICAS replicas: the services of `specs` as they would be,
+    and the others as they are (unless pruned). A global service asks one replica per node at most."""
+    names = {spec.service_name for spec in specs}
+    others = sum(
+        len(nodes) if record.spec.is_global else record.spec.count
+        for name, record in snapshot.services.good.items() if name not in names and not prune
+    )
+    asked = sum(len(nodes) if spec.is_global else spec.count for spec in specs) + others
+    if asked > PLAN_REPLICAS:
+        raise ConfigError([f"dry_run: a plan covers at most {PLAN_REPLICAS} replicas; the services would have {asked}"])
 
 
 def _as_read(store: ApiStore) -> tuple[Snapshot, list[NodeRecord], float]:
@@ -276,6 +281,7 @@ async def rebalance(request: Request) -> JSONResponse:
         store, policy = store_of(request), Policy.from_settings(settings_of(request))
 
         snapshot, nodes, heard_since = await blocking(lambda: _as_read(store))
+        _within_bound(snapshot, nodes, (), False)
 
         def compute() -> PlanResult:
             planned = plan_rebalance(name, snapshot.services, list(snapshot.tasks.good.values()), nodes, time.time(),

@@ -116,7 +116,7 @@ SENTINEL_STAGES = {  # what a sentinel logs -> the stage it marks
 }
 
 
-SCHEDULER_LINE = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),(\d{3}) \S+ \w+ (.*)$")
+SCHEDULER_LINE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z) \w+ scheduler (.*)$")  # process_logs' text
 SCHEDULER_STAGES = {  # what the scheduler logs -> the stage it marks
     "became leader": "scheduler leads again (its log)",
     "reconciled:": "its first pass after that",
@@ -131,9 +131,9 @@ def scheduler_stages(log_path: Path, after: float) -> dict[str, float]:
             match = SCHEDULER_LINE.match(line)
             if not match:
                 continue
-            when = time.mktime(time.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")) + int(match.group(2)) / 1000
+            when = iso_seconds(match.group(1))
             for text, stage in SCHEDULER_STAGES.items():
-                if when > after and match.group(3).startswith(text) and stage not in found:
+                if when > after and match.group(2).startswith(text) and stage not in found:
                     if stage == SCHEDULER_STAGES["reconciled:"] and SCHEDULER_STAGES["became leader"] not in found:
                         continue
                     found[stage] = when - after

@@ -1,5 +1,5 @@
-"""One-shot changes: `scale`, `rm`, `drain`, `activate`, `node rm`. Each is one API call and a one-line
-answer.
+"""One-shot changes: `scale`, `rm`, `stop`, `drain`, `activate`, `node rm`. Each is one API call and a
+one-line answer; `drain` then waits until the node is empty (cli/draining.py) unless --no-wait.
 
 The API returns the changed object; with `-o json` that is printed as is, so scripts see its state.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cli import render
-from cli.arguments import whole_number
+from cli import draining, render
+from cli.arguments import seconds, whole_number
 from cli.client import ApiClient, connection_options, path, run_client
 
 
@@ -31,13 +31,33 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     remove.add_argument("name", metavar="NAME", help="the service")
     remove.set_defaults(run=run_client(remove_command))
 
-    for verb, meaning in (("drain", "move its tasks elsewhere and take no new ones"),
-                          ("activate", "take new tasks again")):
-        node = subparsers.add_parser(
-            verb, parents=[common], help=f"node: {meaning}", description=f"Make node NODE {meaning}.",
-        )
-        node.add_argument("node", metavar="NODE", help="the node id")
-        node.set_defaults(run=run_client(availability_command), verb=verb)
+    stop = subparsers.add_parser(
+        "stop", parents=[common], help="stop a running task",
+        description="Stop task TASK (e.g. web.2): its container stops but stays; under restart_policy "
+        "unless-stopped it stays stopped, under always it is started again.",
+    )
+    stop.add_argument("task", metavar="TASK", help="the task id (service.slot)")
+    stop.set_defaults(run=run_client(stop_command))
+
+    drain = subparsers.add_parser(
+        "drain", parents=[common], help="node: move its tasks elsewhere and take no new ones",
+        description="Make node NODE move its tasks elsewhere and take no new ones, then wait until none of its "
+        "tasks is left there (progress on stderr; exit 1 naming them after --timeout).",
+    )
+    drain.add_argument("node", metavar="NODE", help="the node id")
+    drain.add_argument("--no-wait", action="store_true", help="return once the drain is accepted")
+    drain.add_argument(
+        "--timeout", type=seconds, default=draining.DEFAULT_TIMEOUT, metavar="SECONDS",
+        help=f"how long to wait for the node to empty (default {draining.DEFAULT_TIMEOUT:g})",
+    )
+    drain.set_defaults(run=run_client(availability_command), verb="drain")
+
+    activate = subparsers.add_parser(
+        "activate", parents=[common], help="node: take new tasks again",
+        description="Make node NODE take new tasks again.",
+    )
+    activate.add_argument("node", metavar="NODE", help="the node id")
+    activate.set_defaults(run=run_client(availability_command), verb="activate", no_wait=True)
 
     nodes = subparsers.add_parser("node", help="node: remove one", description="Change the cluster's nodes.")
     node_commands = nodes.add_subparsers(dest="node_command", required=True, metavar="COMMAND")
@@ -64,9 +84,17 @@ def remove_command(client: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def stop_command(client: ApiClient, args: argparse.Namespace) -> int:
+    task = client.post(path("tasks", args.task, "stop"))
+    report(task, args.output, f"task {args.task}: stop requested on {task['node']}")
+    return 0
+
+
 def availability_command(client: ApiClient, args: argparse.Namespace) -> int:
     node = client.post(path("nodes", args.node, args.verb))
     report(node, args.output, f"node {args.node}: availability {node['availability']}, status {node['status']}")
+    if not args.no_wait:
+        draining.wait_empty(client, args.node, args.timeout)
     return 0
 
 

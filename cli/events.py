@@ -15,9 +15,12 @@ from typing import Any
 from cli import render
 from cli.arguments import positive
 from cli.client import ApiClient, connection_options, run_client
+from shared.event_kinds import EventKind
 
 POLL_INTERVAL = 1.0
 POLL_LIMIT = "10000"  # the API's maximum: a busy second must not lose events between polls
+# The type column of a followed line: as wide as the longest kind, so every message starts in one column.
+KIND_WIDTH = max(len(kind) for kind in EventKind)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -66,4 +69,11 @@ def show(event: dict[str, Any], output: str) -> None:
     if output == "json":
         render.print_json(event, compact=True)  # one JSON object per line, for `| jq` pipelines
     else:
-        print(render.event_line(event), flush=True)
+        print(line(event), flush=True)
+
+
+def line(event: dict[str, Any]) -> str:
+    """One event as one line, for following: the table's columns, aligned. Two spaces always follow the
+    type, so a kind this client does not know yet (a newer API's, longer) still never runs into the message."""
+    when, kind, message = render.event_row(event)
+    return f"{when}  {kind:<{KIND_WIDTH}}  {message}"

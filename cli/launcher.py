@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cli.supervision import Restarts, exit_reason, plan_restart, restart_line
+from shared import process_logs
+from shared.settings import LogSettings
 
 PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
@@ -51,9 +53,11 @@ class Child:
             os.killpg(self.proc.pid, sig)
 
 
-def _log(log_path: Path, line: str) -> None:
+def _log(log_path: Path, line: str, env: dict[str, str]) -> None:
+    """A line of the launcher's (component `up`) in the child's log, in the format the child writes."""
+    text = process_logs.line("up", line, log_format=LogSettings.from_env(env).format)
     with open(log_path, "ab") as log:
-        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n".encode())
+        log.write(f"{text}\n".encode())
 
 
 class Launcher:
@@ -76,7 +80,7 @@ class Launcher:
     def _popen(self, argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
         # Called from the main thread only: the parent-death signal fires when the thread that
         # forked the child ends, not the process.
-        _log(log_path, f"starting: {' '.join(argv)}")
+        _log(log_path, f"starting: {' '.join(argv)}", env)
         with open(log_path, "ab") as log:
             return subprocess.Popen(
                 argv,
@@ -114,7 +118,7 @@ class Launcher:
         restart = plan_restart(child.restarts, child.started_at, now, least=child.restart_after)
         child.restarts, child.restart_due = restart.restarts, restart.due_at
         line = restart_line(child.name, reason, restart, child.log_path)
-        _log(child.log_path, line)
+        _log(child.log_path, line, child.env)
         return line
 
     def next_restart(self) -> float | None:

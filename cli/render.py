@@ -241,9 +241,3 @@ def events_table(events: list[dict[str, Any]], wide: bool = False) -> Grid:
 
 def event_row(event: dict[str, Any]) -> list[str]:
     return [moment(event.get("time")), event["type"], event["message"]]
-
-
-def event_line(event: dict[str, Any]) -> str:
-    """One event as one line, for following: columns aligned like the table's."""
-    when, kind, message = event_row(event)
-    return f"{when}  {kind:<18} {message}"

@@ -26,6 +26,7 @@ LISTINGS: dict[str, tuple[str, Callable[..., render.Grid], str]] = {
 ALIASES = {name[:-1]: name for name in LISTINGS} | {"svc": "services", "no": "nodes", "ts": "tasks", "ev": "events"}
 WATCH_INTERVAL = 2.0  # seconds between polls of `get --watch`
 TIME_FIELDS = ("time", "last_heartbeat", "last_updated")  # besides every `*_at`: shown ISO 8601 by describe
+DESCRIBED_EVENTS = 20  # the newest events `describe` ends with
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -43,8 +44,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
     describe = subparsers.add_parser(
         "describe", parents=[common], help="show one service, node or task in full",
-        description="Show the spec and status of a service (or a node's capacity and use), plus its tasks; "
-        "or a task, and when it is pending each node's reason for not taking it.",
+        description="Show the spec and status of a service (or a node's capacity and use), plus its tasks and "
+        "newest events; or a task, and when it is pending each node's reason for not taking it.",
     )
     describe.add_argument("kind", type=describable, metavar="{service,node,task}",
                           help="what to describe (also svc, no, ts, or plural)")
@@ -127,12 +128,22 @@ def describe_command(client: ApiClient, args: argparse.Namespace) -> int:
     else:
         subject = client.get(path("nodes", args.name))
         tasks = client.get("/v1/tasks", node=args.name)
-    render.emit({args.kind: subject, "tasks": tasks}, args.output, describe_table)
+    described = {args.kind: subject, "tasks": tasks}
+    if args.output == "json":
+        render.print_json(described)  # the API's objects as they are; its events are `get events`'
+        return 0
+    render.console().print(describe_table({**described, "events": recent_events(client, args.kind, args.name)}))
     return 0
 
 
+def recent_events(client: ApiClient, kind: str, name: str) -> list[dict[str, Any]]:
+    """The newest DESCRIBED_EVENTS events about a service or a node, oldest first."""
+    return list(client.get("/v1/events", **{kind: name}, limit=str(DESCRIBED_EVENTS)))
+
+
 def describe_table(data: dict[str, Any]) -> Group:
-    """The subject's fields, then its tasks, and where to read why one is pending."""
+    """The subject's fields, then its tasks, and where to read why one is pending, then its recent
+    events (as `kubectl describe` ends)."""
     from rich.console import Group, RenderableType
 
     subject = data.get("service") or data.get("node") or {}
@@ -141,7 +152,16 @@ def describe_table(data: dict[str, Any]) -> Group:
     pending = [task["id"] for task in data["tasks"] if task["state"] == "pending"]
     if pending:
         parts.append(f"why {pending[0]} is pending, node by node: gorchester describe task {pending[0]}")
+    parts += ["", events_part(data["events"])]
     return Group(*parts)
+
+
+def events_part(events: list[dict[str, Any]]) -> render.Grid | str:
+    if not events:
+        return "Events: <none>"
+    grid = render.events_table(events)
+    grid.title = "Events"
+    return grid
 
 
 def task_description(data: dict[str, Any]) -> Group:

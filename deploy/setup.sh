@@ -27,6 +27,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $sudo apt-get install -y -q "${missing[@]}" </dev/null
 fi
 
+# promtool lints /metrics in the tests: taken out of Debian's prometheus package (installing the
+# package would also install and start a Prometheus server).
+if ! command -v promtool >/dev/null; then
+  echo "setup: extracting promtool from Debian's prometheus package"
+  work="$(mktemp -d)"
+  (cd "$work" && { apt-get download -q prometheus || { $sudo apt-get update -q && apt-get download -q prometheus; }; }) </dev/null
+  dpkg-deb -x "$work"/prometheus_*.deb "$work/x"
+  $sudo install -m 0755 "$work/x/usr/bin/promtool" /usr/local/bin/promtool
+  rm -rf "$work"
+fi
+
 # A Docker engine: start dockerd in the background (its own session) when none answers.
 if ! docker info >/dev/null 2>&1; then
   log=/var/log/dockerd.log

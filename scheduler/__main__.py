@@ -13,16 +13,19 @@ from pathlib import Path
 import redis
 
 from scheduler.loop import Scheduler
+from shared import process_logs
 from shared.config import ConfigError, ConfigSyntaxError, load_config
 from shared.redis_access import check_access
 from shared.settings import Settings
+
+log = logging.getLogger("gorchester.scheduler")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scheduler", description=__doc__)
     parser.add_argument("--config", "-f", type=Path, help="apply this config.yaml before scheduling")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    process_logs.configure("scheduler")
     settings = Settings.from_env()
     check_access(settings.redis_url, settings.cluster, "scheduler")
     scheduler = Scheduler(settings)
@@ -45,10 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         while not stop.is_set():
             try:
                 applied = scheduler.store.apply(config, time.time())
-                logging.info("applied %s: %s", args.config, {str(k): v for k, v in applied.outcome.items()})
+                outcome = {str(k): str(v) for k, v in applied.outcome.items()}
+                log.info("applied %s", args.config, extra=process_logs.fields(services=outcome))
                 break
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                logging.warning("redis unavailable (%s); retrying", exc)
+                log.warning("redis unavailable (%s); retrying", exc)
                 stop.wait(1.0)
     scheduler.run(stop)
     return 0

@@ -21,7 +21,7 @@ from shared.config import Config, UpdateConfig
 from shared.dispatch import Action
 from shared.fit import Verdicts, asked, node_states, verdicts
 from shared.parsed import Records
-from shared.records import NodeRecord, ServiceOutcome, ServiceRecord, TaskRecord, TaskState
+from shared.records import NodeRecord, NodeStatus, ServiceOutcome, ServiceRecord, TaskRecord, TaskState
 from shared.spec_diff import Change, diff
 from shared.storage.requests import requested_rebalance, revise
 
@@ -112,7 +112,8 @@ def plan_apply(
             replicas = entry.spec.replicas if isinstance(entry, ServiceRecord) else None
             plans[name] = ServicePlan(name, ServiceOutcome.DELETED, (version, None), (replicas, None))
     frozen = {name for name, entry in services.unreadable.items() if not isinstance(after.get(name), ServiceRecord)}
-    _simulate(after, plans, tasks, nodes, now, policy, frozen, heard_since, limit)
+    status = {node.id: node.status(now, policy.heartbeat_misses, heard_since) for node in nodes}
+    _simulate(after, plans, tasks, nodes, status, now, policy, frozen, heard_since, limit)
     return [plans[name] for name in _ordered(plans, config)]
 
 
@@ -137,7 +138,7 @@ def plan_rebalance(
                        (record.spec.replicas, record.spec.replicas))
     plan.moves = [task.id for task in rebalance.moves(record, own, nodes, status)]
     after = {**services.good, name: record}
-    _simulate(after, {name: plan}, tasks, nodes, now, policy, set(services.unreadable), heard_since, limit)
+    _simulate(after, {name: plan}, tasks, nodes, status, now, policy, set(services.unreadable), heard_since, limit)
     return plan
 
 
@@ -146,15 +147,16 @@ def _simulate(
     plans: dict[str, ServicePlan],
     tasks: list[TaskRecord],
     nodes: Sequence[NodeRecord],
+    status: dict[str, NodeStatus],
     now: float,
     policy: Policy,
     frozen: Collection[str],
     heard_since: float,
     limit: int,
 ) -> None:
-    """Reconcile `after` with the tasks and nodes as read and add each write of a planned service to
-    its plan: placed, stopped or waiting (judged by every node, this pass's placements counted)."""
-    status = {node.id: node.status(now, policy.heartbeat_misses, heard_since) for node in nodes}
+    """Reconcile `after` with the tasks and nodes as read (`status`: each node's, judged at `now`) and
+    add each write of a planned service to its plan: placed, stopped or waiting (judged by every node,
+    this pass's placements counted)."""
     decided = reconcile(after, tasks, list(nodes), now, policy, frozen=frozen, heard_since=heard_since)
     before = {task.id: task for task in tasks}
     planned = dict(before)

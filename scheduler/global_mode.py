@@ -31,8 +31,8 @@ def pins(
 ) -> Pins:
     """Which of a global service's slots stay and which nodes get a new one. `taken`: slot numbers in
     use besides its tasks' (records that cannot be read)."""
-    rules = service.spec.placement.parsed() if service.spec.placement else ()
-    matching = {node.id for node in nodes if all(rule.holds(node.id, node.address, node.labels) for rule in rules)}
+    allowed = service.allowed_nodes(nodes)
+    matching = {node.id for node in nodes} if allowed is None else allowed
     result = Pins()
     held: set[str] = set()
     used = set(taken)

@@ -20,6 +20,7 @@ from shared.dispatch import enqueue
 from shared.event_kinds import EventKind
 from shared.keys import Keys
 from shared.parsed import Records
+from shared.process_logs import fields
 from shared.records import NodeRecord, NodeStatus, ServiceFault, ServiceRecord, Unreadable, describe, record_digest
 from shared.settings import Settings
 from shared.storage import SchedulerStore
@@ -32,12 +33,24 @@ log = logging.getLogger("gorchester.scheduler")
 RECONNECT_FIRST = 0.2
 RECONNECT_MAX = 1.0
 PLACEMENTS = frozenset(PLACEMENT_KINDS.values())  # the events of the scheduler's placements
+# The scheduler judges a node's health; its availability (drain, activate) is an operator's, announced by the
+# API with the change itself (node_draining, node_activated: when, and at whose request). So a drained node
+# that answers again is `ready` here (its message says it is draining), and no availability change is told twice.
 NODE_EVENTS = {
     NodeStatus.DOWN: EventKind.NODE_DOWN,
     NodeStatus.NOT_READY: EventKind.NODE_NOT_READY,
     NodeStatus.READY: EventKind.NODE_READY,
-    NodeStatus.DRAINING: EventKind.NODE_DRAINING,
+    NodeStatus.DRAINING: EventKind.NODE_READY,
 }
+AVAILABILITY_CHANGES = frozenset({(NodeStatus.READY, NodeStatus.DRAINING), (NodeStatus.DRAINING, NodeStatus.READY)})
+
+
+def node_event(previous: NodeStatus | None, status: NodeStatus) -> EventKind | None:
+    """The event a node's change of status makes, if any: none for the first look at it, for no change,
+    or for a change of availability only (drained or activated while ready: the API's event says it)."""
+    if previous is None or previous is status or (previous, status) in AVAILABILITY_CHANGES:
+        return None
+    return NODE_EVENTS[status]
 
 
 class Reconnect:
@@ -85,7 +98,7 @@ class Scheduler:
         if leading and self.lease.token != was:
             # Taken, or taken again at once from a Redis that did not grant the one we held (a failover).
             self.hearing = False  # what happened before the takeover (a Redis outage, say) is unknown
-            log.info("became leader (%s)", self.lease.token)
+            log.info("became leader (%s)", self.lease.token, extra=fields(leader=self.lease.token))
             self.store.emit(
                 EventKind.LEADER_CHANGED, f"scheduler {self.lease.token[:8]} is the leader", leader=self.lease.token
             )
@@ -128,6 +141,10 @@ class Scheduler:
         done = plan.writes[:landed]  # all of them, unless the lease moved on between chunks
         written = time.perf_counter()
         enqueue(self.jobs_redis, self.queues, (job for w in done for job in w.jobs))
+        for w in done:
+            # A pending replica is written (with its event) only when its reason changes: one line per change.
+            if w.record is not None and any(e.kind is EventKind.TASK_PENDING for e in w.events):
+                log.warning("task pending", extra=fields(task=w.task, service=w.record.service, reason=w.record.reason))
         for change in plan.services:
             if self.store.write_service(change.expected, change.record, leader_token=self.lease.token):
                 self.store.emit_many(((e.kind, e.message, e.data) for e in change.events), now)
@@ -160,10 +177,14 @@ class Scheduler:
         for node in nodes:
             status = node.status(now, misses, heard_since)
             previous = self.node_status.get(node.id)
-            if previous is not None and previous is not status:
+            kind = node_event(previous, status)
+            if kind is not None:
                 reason = node.reason(now, misses, heard_since)
                 message = f"node {node.id} is {status.value}" + (f": {reason}" if reason else "")
-                self.store.emit(NODE_EVENTS[status], message, now, node=node.id, reason=reason)
+                self.store.emit(kind, message, now, node=node.id, reason=reason)
+                level = logging.INFO if status in (NodeStatus.READY, NodeStatus.DRAINING) else logging.WARNING
+                was = previous.value if previous is not None else None
+                log.log(level, "node %s", status.value, extra=fields(node=node.id, previous=was, reason=reason))
             self.node_status[node.id] = status
             self.unreadable_nodes.discard(node.id)
         for node_id, entry in unreadable.items():

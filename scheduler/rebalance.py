@@ -22,11 +22,10 @@ def moves(
 ) -> list[TaskRecord]:
     """The replicas to move, in order: the highest slot of a node holding most of them, while that node
     holds at least two more than the node holding fewest (counting the moves before it)."""
-    rules = service.spec.placement.parsed() if service.spec.placement else ()
+    allowed = service.allowed_nodes(nodes)
     eligible = sorted(
         node.id for node in nodes
-        if status.get(node.id) is NodeStatus.READY
-        and all(rule.holds(node.id, node.address, node.labels) for rule in rules)
+        if status.get(node.id) is NodeStatus.READY and (allowed is None or node.id in allowed)
     )
     if len(eligible) < 2:
         return []

@@ -319,7 +319,7 @@ def _keep(
     running replicas a rebalance moves (scheduler/rebalance.py), in that order, start-first as from a drain."""
     template = service.template_hash()
     sets: dict[Kind, list[TaskRecord]] = {kind: [] for kind in Kind}
-    allowed = _allowed(service, ctx.nodes)
+    allowed = service.allowed_nodes(ctx.nodes)
     for task in sorted(tasks, key=lambda t: t.slot):
         if task.previous is not None and task.state is not TaskState.SHUTDOWN and _release_previous(task, ctx):
             continue  # one write per task and pass: other decisions about it wait for the next pass
@@ -347,15 +347,6 @@ def _keep(
         *_finished(sets[Kind.FINISHED], service, ctx),
         *([] if rollout.paused else _update(sets[Kind.OUTDATED], service, budget, start_first)),
     ]
-
-
-def _allowed(service: ServiceRecord, nodes: Sequence[NodeRecord]) -> set[str] | None:
-    """The nodes the service's placement constraints allow (None: it has none)."""
-    placement = service.spec.placement
-    if placement is None or not placement.constraints:
-        return None
-    rules = placement.parsed()
-    return {node.id for node in nodes if all(rule.holds(node.id, node.address, node.labels) for rule in rules)}
 
 
 def _drain(tasks: list[TaskRecord], service: ServiceRecord, budget: _Budget, start_first: bool) -> list[_Placing]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
@@ -170,6 +171,14 @@ class ServiceRecord(Stored):
         if self.spec.is_global:
             return sum(1 for task in own if task.state is not TaskState.SHUTDOWN)
         return self.spec.count
+
+    def allowed_nodes(self, nodes: Iterable[NodeRecord]) -> set[str] | None:
+        """The ids of the nodes its placement constraints allow (None: it has none, so every node)."""
+        placement = self.spec.placement
+        if placement is None or not placement.constraints:
+            return None
+        rules = placement.parsed()
+        return {node.id for node in nodes if all(rule.holds(node.id, node.address, node.labels) for rule in rules)}
 
     def spec_for(self, template: str) -> ServiceSpec:
         """The spec a task of this template hash runs (the previous one during an update)."""

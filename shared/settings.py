@@ -43,6 +43,14 @@ def _flag(name: str) -> bool:
     return raw in ("true", "1", "yes")
 
 
+def _choice(name: str, choices: tuple[str, ...], default: str, env: Mapping[str, str]) -> str:
+    """One of `choices` (any case), the whole value: `jsonl` or `info,debug` is refused, not guessed."""
+    raw = (env.get(name) or default).strip().lower()
+    if raw not in choices:
+        raise SettingError(f"{name}: must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _paths(name: str) -> tuple[str, ...]:
     """Comma-separated absolute host paths, normalised (`/srv/data/` is /srv/data)."""
     paths = []
@@ -117,6 +125,27 @@ def redis_url_from_env(env: Mapping[str, str] | None = None) -> str:
         raise SettingError(f"GORCHESTER_REDIS_URL: {', '.join(tls_options)} are TLS options: use rediss://")
     password_file = env.get(PASSWORD_FILE_SETTING)
     return with_password(url, read_secret(PASSWORD_FILE_SETTING, password_file)) if password_file else url
+
+
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """How a process writes its own log lines (shared/process_logs.py); read before anything else, so a
+    process logs its start (and a bad setting of its own) in the format asked for."""
+
+    format: str = "text"  # GORCHESTER_LOG_FORMAT: text for people, json (one object a line) for machines
+    level: str = "info"  # GORCHESTER_LOG_LEVEL: debug adds RQ's lines about each job, among others
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LogSettings:
+        env = os.environ if env is None else env
+        return cls(
+            format=_choice("GORCHESTER_LOG_FORMAT", LOG_FORMATS, "text", env),
+            level=_choice("GORCHESTER_LOG_LEVEL", LOG_LEVELS, "info", env),
+        )
 
 
 @dataclass(frozen=True)

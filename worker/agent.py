@@ -22,6 +22,7 @@ from redis.client import Pipeline
 from rq import Queue, SimpleWorker
 from rq.job import Job
 
+from shared import process_logs
 from shared.defaults import DEFAULT_POD_NETWORK_INTERVAL
 from shared.dispatch import SERIALIZER, TaskJob
 from shared.event_kinds import EventKind
@@ -52,6 +53,7 @@ log = logging.getLogger("rq.worker.gorchester")
 # --url that is REDIS_URL or localhost:6379; point it at the cluster's Redis, with its password, so
 # the agent needs no --url (which `ps` would show). A wrong password or TLS setting stops the agent
 # here, named, rather than as rq's bare connection error.
+process_logs.configure("agent")  # before rq's command line sets up its own format (it keeps ours if there)
 _settings = Settings.from_env()
 os.environ["REDIS_URL"] = current_server(_settings.redis_url)  # rq's command line takes one server
 check_access(_settings.redis_url, _settings.cluster, "node agent")
@@ -73,6 +75,7 @@ class NodeAgent(SimpleWorker):
     def __init__(self, queues: str | Queue | Sequence[str] | Sequence[Queue], *args: Any, **kwargs: Any):
         first = queues if isinstance(queues, str | Queue) else queues[0]
         node_id = first if isinstance(first, str) else first.name
+        process_logs.configure("agent", node_id)  # every line of the agent names its node from here on
         self.settings = Settings.from_env()
         self.store = AgentStore(connect(self.settings.redis_url), self.settings.cluster)
         self.record: NodeRecord = node_record(node_id, self.settings, os.environ, time.time())
@@ -84,6 +87,7 @@ class NodeAgent(SimpleWorker):
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         super().bootstrap(*args, **kwargs)
+        process_logs.configure("agent", self.record.id)  # undo the level rq's bootstrap sets on its loggers
         node = Node(
             id=self.record.id,
             address=self.record.address,

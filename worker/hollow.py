@@ -28,7 +28,7 @@ from typing import Any
 from rq import Queue, SimpleWorker
 from rq.job import Job
 
-from shared import labels
+from shared import labels, process_logs
 from shared.dispatch import SERIALIZER, TaskJob
 from shared.keys import Keys
 from shared.records import NodeRecord, PublishedPort
@@ -202,7 +202,7 @@ def main() -> None:
     parser.add_argument("--memory", type=int, default=256 * GIB, help="bytes per node")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args()
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    process_logs.configure("agent", level=args.log_level)
     settings = Settings.from_env()
     store = AgentStore(connect(settings.redis_url), settings.cluster)
     nodes = hollow_nodes(store, settings, args.prefix, args.nodes)
@@ -213,7 +213,7 @@ def main() -> None:
     print(f"hollow: {len(nodes)} nodes {args.prefix}0..{args.prefix}{len(nodes) - 1} (pid {os.getpid()})", flush=True)
     worker = HollowWorker(nodes, connect(settings.redis_url, decode=False))
     try:
-        worker.work(logging_level=args.log_level, with_scheduler=False)
+        worker.work(logging_level=None, with_scheduler=False)  # the level is configure's (rq's would replace it)
     finally:
         stopping.set()
 

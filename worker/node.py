@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from shared import defaults
+from shared import defaults, process_logs
 from shared.errors import NotFound
 from shared.event_kinds import EventKind
 from shared.hostaccess import HostAccess
@@ -111,6 +111,11 @@ class Node:
                 reports.append((task, after, status_of(after, removed=task.state is TaskState.SHUTDOWN)))
             applied = self.store.write_statuses(self.id, [status for _, _, status in reports])
             written = [(before, after) for (before, after, _), ok in zip(reports, applied, strict=True) if ok]
+        for before, after in written:
+            if after.state is TaskState.FAILED and before.state is not TaskState.FAILED:
+                log.warning("task failed", extra=process_logs.fields(
+                    task=after.id, service=after.service, gen=after.gen, exit_code=after.exit_code, reason=after.reason,
+                ))
         if written:
             self.store.emit_many(
                 self._transition_event(after) for before, after in written

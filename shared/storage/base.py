@@ -77,6 +77,7 @@ class StoreBase:
         self._nodes_json = self._script(scripts.NODES_JSON)
         self._set_if_leader = self._script(scripts.SET_IF_LEADER)
         self._holds_lease = self._script(scripts.HOLDS_LEASE)
+        self._lease_holder = self._script(scripts.LEASE_HOLDER)
         self._create_service = self._script(scripts.CREATE_SERVICE)
         self._last_change = self._script(scripts.LAST_CHANGE)
 

@@ -117,22 +117,13 @@ class Reads(StoreBase):
         cannot be read is in `unreadable`, never raised; a status or stop request that cannot be read
         counts as none (its writer writes it afresh). `bodies` holds, per task, a key naming what was
         read of it. Records are shared between calls: never mutate one."""
-        keys = (self._keys.assignments, self._keys.statuses, self._keys.stops)
+        wanted = None if task_ids is None else list(task_ids)
+        if wanted == []:
+            return Records({}, {}, {})
         with self._redis.pipeline(transaction=True) as pipe:
-            if task_ids is None:
-                for key in keys:
-                    pipe.hgetall(key)
-                assignments, statuses, stops = pipe.execute()
-            else:
-                wanted = list(task_ids)
-                if not wanted:
-                    return Records({}, {}, {})
-                for key in keys:
-                    pipe.hmget(key, wanted)
-                assignments, statuses, stops = (
-                    {task_id: body for task_id, body in zip(wanted, bodies, strict=True) if body is not None}
-                    for bodies in pipe.execute()
-                )
+            for key in (self._keys.assignments, self._keys.statuses, self._keys.stops):
+                _read_hash(pipe, key, wanted)
+            assignments, statuses, stops = (_hash_answer(answer, wanted or []) for answer in pipe.execute())
         return self._tasks.join(assignments, statuses, stops, whole=task_ids is None)
 
     def tasks(self) -> list[TaskRecord]:
@@ -222,6 +213,11 @@ class Reads(StoreBase):
             return 0.0
         return value if math.isfinite(value) and value >= 0 else 0.0
 
+    def leader(self) -> str | None:
+        """The token of the scheduler holding the lease (shared/storage/lease.py), None while none does."""
+        token = self._lease_holder(keys=[self._keys.leader])
+        return token if isinstance(token, str) else None
+
     # -- the pod network ---------------------------------------------------------------------
 
     def subnets(self) -> dict[str, str]:
@@ -229,8 +225,11 @@ class Reads(StoreBase):
         subnets: dict[str, str] = self._redis.hgetall(self._keys.subnets)
         return subnets
 
-    def events(self, *, since: float | None = None, service: str | None = None, limit: int = 500) -> list[dict]:
-        """Events oldest first (an entry that is not an event as `emit` writes them is skipped)."""
+    def events(
+        self, *, since: float | None = None, service: str | None = None, node: str | None = None, limit: int = 500
+    ) -> list[dict]:
+        """Events oldest first, those about `service` and `node` when given (an entry that is not an event
+        as `emit` writes them is skipped)."""
         start = f"{int(since * 1000)}-0" if since else "-"
         raw = self._redis.xrange(self._keys.events, min=start, max="+")
         result = []
@@ -245,7 +244,7 @@ class Reads(StoreBase):
                 continue
             if not isinstance(data, dict) or not isinstance(message, str):
                 continue
-            if service and data.get("service") != service:
+            if (service and data.get("service") != service) or (node and data.get("node") != node):
                 continue
             event["id"] = event_id
             result.append(event)
@@ -258,12 +257,10 @@ class Reads(StoreBase):
     def autoscale_states(self, names: Collection[str] | None = None) -> dict[str, AutoscaleState]:
         """The autoscaler's state of each service it keeps one for (or of the named ones that have one);
         a state that cannot be read starts afresh."""
-        if names is None:
-            bodies = self._redis.hgetall(self._keys.autoscale)
-        else:
-            wanted = list(names)
-            read = self._redis.hmget(self._keys.autoscale, wanted) if wanted else []
-            bodies = {name: body for name, body in zip(wanted, read, strict=True) if body is not None}
+        wanted = None if names is None else list(names)
+        with self._redis.pipeline(transaction=False) as pipe:
+            _read_hash(pipe, self._keys.autoscale, wanted)
+            bodies = _hash_answer(pipe.execute()[0], wanted or [])
         states = {}
         for name, body in bodies.items():
             try:

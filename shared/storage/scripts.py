@@ -155,6 +155,14 @@ if holds(KEYS[1], ARGV[1]) then return 1 end
 return 0
 """
 
+# KEYS[1] the leader key. The token of the lease if this server granted it (one a promoted replica
+# holds is void, shared/storage/lease.py), else nil.
+LEASE_HOLDER = LUA + """
+local value = redis.call('GET', KEYS[1])
+if granted_here(value) then return value end
+return false
+"""
+
 # KEYS[1] services, KEYS[2] the change log, KEYS[3] events; ARGV[1] the name, ARGV[2] the record,
 # ARGV[3] the changes channel, ARGV[4] the event, ARGV[5] the events' length cap. 1 when created, 0
 # (nothing written) when the name is taken.

@@ -350,6 +350,11 @@ def test_events_filters(client: TestClient, store: Store) -> None:
     assert events[0]["time"].endswith("Z")
     assert [event["message"] for event in client.get("/v1/events?service=api").json()] == ["service api created"]
     assert len(client.get("/v1/events?limit=1").json()) == 1
+    store.emit("custom", "on node-1", now=1001.0, service="web", node="node-1")
+    store.emit("custom", "on node-2", now=1002.0, node="node-2")
+    assert [event["message"] for event in client.get("/v1/events?node=node-1").json()] == ["on node-1"]
+    assert [event["message"] for event in client.get("/v1/events?node=node-2&service=web").json()] == []
+    assert client.get("/v1/events?node=a%20b").status_code == 400
     since = events[1]["time"]
     assert len(client.get("/v1/events", params={"since": since}).json()) >= 1
     assert client.get("/v1/events?since=yesterday").status_code == 400

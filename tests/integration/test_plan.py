@@ -13,7 +13,7 @@ import yaml
 from tests.integration.test_end_to_end import service, tasks
 from tests.integration.test_health import HTTPD, start_cluster
 from tests.integration.test_rollout_commands import gorchester
-from tests.support.procs import Processes, wait_for
+from tests.support.procs import Processes, free_port, wait_for
 
 MIB = 1024 * 1024
 
@@ -79,5 +79,17 @@ def test_a_plan_too_big_to_compute_is_refused_naming_the_bound(procs: Processes,
     api = start_cluster(procs, 1)
     many = [service(f"s{n}", 10_000) for n in range(3)]
     response = httpx.post(f"{api}/v1/apply", params={"dry_run": "true"}, json={"services": many}, timeout=10)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == ["dry_run: a plan covers at most 20000 replicas; the services would have 30000"]
+
+
+def test_a_rebalance_plan_is_held_to_the_same_bound(procs: Processes):
+    """The cluster as it stands is planned: more than the bound's replicas in it refuses the dry run.
+    No scheduler runs, so the services are only records and nothing is placed."""
+    api = procs.api(free_port())
+    for n in range(3):
+        created = httpx.post(f"{api}/v1/services", json=service(f"s{n}", 10_000), timeout=10)
+        assert created.status_code == 201, created.text
+    response = httpx.post(f"{api}/v1/services/s0/rebalance", params={"dry_run": "true"}, timeout=10)
     assert response.status_code == 422, response.text
     assert response.json()["errors"] == ["dry_run: a plan covers at most 20000 replicas; the services would have 30000"]

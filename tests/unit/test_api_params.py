@@ -17,7 +17,7 @@ def refusal(items: list[tuple[str, str]], rules: dict[str, params.Rule]) -> list
 
 
 def test_defaults_when_nothing_is_given() -> None:
-    assert check_query([], params.EVENTS) == {"since": None, "limit": 500, "service": None}
+    assert check_query([], params.EVENTS) == {"since": None, "limit": 500, "service": None, "node": None}
     assert check_query([], params.LOGS) == {"tail": "all", "follow": False}
     assert check_query([], params.APPLY) == {"prune": False, "dry_run": False, "check_index": None}
     assert check_query([], params.UNDO) == {"to_version": None}
@@ -98,7 +98,7 @@ def test_bad_parameters_elsewhere(rules: dict[str, params.Rule], name: str, raw:
 
 def test_unknown_and_repeated_parameters_are_refused() -> None:
     assert refusal([("limt", "5")], params.EVENTS) == [
-        "limt: unknown query parameter (this endpoint takes limit, service, since)"
+        "limt: unknown query parameter (this endpoint takes limit, node, service, since)"
     ]
     assert refusal([("x", "1")], {}) == ["x: unknown query parameter (this endpoint takes none)"]
     assert refusal([("limit", "1"), ("limit", "9999")], params.EVENTS) == ["limit: given 2 times; give it once"]

@@ -99,15 +99,14 @@ def test_services_without_requests_spread_over_all_nodes():
     assert sorted(node.tasks for node in nodes) == [3] * 10  # not all on the first three by name
 
 
-def test_many_nodes_and_replicas_place_quickly():
-    import time
-
+def test_many_nodes_and_replicas_are_all_placed():
+    """10,000 replicas on 1,000 nodes, ten per node. How fast is bench/scale.py's to measure; the work a
+    pass does per placement is bounded by the next test, not by a clock."""
     nodes = [NodeState(f"n{i:04d}", NodeStatus.READY, 64_000, 256 * GIB) for i in range(1000)]
     requests = [Request(f"s{s}.{slot}", f"s{s}", 10, MIB) for s in range(100) for slot in range(1, 101)]
-    started = time.perf_counter()
     result = place(nodes, requests)
     assert len(result.assigned) == 10_000
-    assert time.perf_counter() - started < 5  # the scan took minutes at this size
+    assert sorted(node.tasks for node in nodes) == [10] * 1000
 
 
 def test_a_pass_ranks_nodes_in_proportion_to_what_it_places(monkeypatch):
