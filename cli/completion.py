@@ -39,10 +39,13 @@ _gorchester() {
         describe)
             if [[ $position == 1 ]]; then COMPREPLY=($(compgen -W "service node task" -- "$cur")); return; fi
             [[ $position == 2 ]] && kind="${first}s" ;;
-        scale|rm) [[ $position == 1 ]] && kind=services ;;
+        scale|rm|endpoints) [[ $position == 1 ]] && kind=services ;;
+        top)
+            if [[ $position == 1 ]]; then COMPREPLY=($(compgen -W "services nodes" -- "$cur")); return; fi
+            [[ $position == 2 ]] && kind="$first" ;;
         rollout) [[ $position == 2 ]] && kind=services ;;
         drain|activate) [[ $position == 1 ]] && kind=nodes ;;
-        logs|exec) [[ $position == 1 ]] && kind=tasks ;;
+        logs|exec|stop) [[ $position == 1 ]] && kind=tasks ;;
         completion) [[ $position == 1 ]] && COMPREPLY=($(compgen -W "bash zsh" -- "$cur")) ;;
     esac
     case "$kind" in
