@@ -81,17 +81,21 @@ class ApiClient:
 
     def send(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> Answer:
         """One HTTP exchange with the standard library (httpx alone costs more start-up than the whole command)."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port  # a port that is not a number raises here
+        except ValueError:
+            parts, port = urlsplit(""), None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise CliError(f"--api {self.base_url}: not an http:// or https:// URL")
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         connection: http.client.HTTPConnection
         if parts.scheme == "https":
             connection = http.client.HTTPSConnection(
-                parts.hostname, parts.port, timeout=self.timeout, context=self.ssl_context()
+                parts.hostname, port, timeout=self.timeout, context=self.ssl_context()
             )
         else:
-            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout)
+            connection = http.client.HTTPConnection(parts.hostname, port, timeout=self.timeout)
         try:
             connection.request(method, target, body=body, headers=headers)
             response = connection.getresponse()
@@ -102,6 +106,8 @@ class ApiClient:
             raise CliError(f"cannot reach the API at {self.base_url}: {exc}") from None
         except http.client.HTTPException as exc:
             raise CliError(f"request to {url} failed: {type(exc).__name__} {exc}") from None
+        except ValueError:  # its text would quote the header, the token with it
+            raise CliError(f"request to {url} failed: the token or the URL holds characters HTTP refuses") from None
         finally:
             connection.close()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cli import completion, contexts, render, resources
-from cli.client import CliError
+from cli.client import ApiClient, CliError
 from cli.main import SERVER_PACKAGES, build_parser, command_of
 from tests.support.procs import ROOT
 
@@ -112,3 +112,14 @@ def server_extra_modules() -> set[str]:
 
 def test_the_server_packages_cli_main_names_are_the_server_extras() -> None:
     assert server_extra_modules() == set(SERVER_PACKAGES)
+
+
+@pytest.mark.parametrize(("client", "error"), [
+    (ApiClient("ftp://api"), "--api ftp://api: not an http:// or https:// URL"),
+    (ApiClient("http://api:port"), "--api http://api:port: not an http:// or https:// URL"),
+    (ApiClient("http://127.0.0.1:9", token="a\nb"), "request to http://127.0.0.1:9/v1/services failed: the token"),
+])
+def test_a_bad_url_or_token_is_one_error_line(client: ApiClient, error: str) -> None:
+    with pytest.raises(CliError) as raised:
+        client.get("/v1/services")
+    assert raised.value.message.startswith(error)
