@@ -106,7 +106,7 @@ def node_remove_command(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def report(data: Any, output: str, sentence: str) -> None:
-    if output == "json":
-        render.print_json(data)
+    if output in render.STRUCTURED:
+        render.print_data(data, output)
     else:
         print(sentence)

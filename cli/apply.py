@@ -53,12 +53,12 @@ def apply_command(client: ApiClient, args: argparse.Namespace) -> int:
     if args.check_index is not None:
         params["check_index"] = args.check_index
     outcome = client.request("POST", "/v1/apply", params=params or None, content=text, content_type="application/yaml")
-    if args.output == "json":
-        render.print_json(outcome)
+    if args.output in render.STRUCTURED:
+        render.print_data(outcome, args.output)
     else:
         print(summary(outcome))
     if args.wait:
-        wait(client, targets(outcome), args.timeout, quiet=args.output == "json")
+        wait(client, targets(outcome), args.timeout, quiet=args.output in render.STRUCTURED)
     return 0
 
 

@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def endpoints_command(client: ApiClient, args: argparse.Namespace) -> int:
     endpoints = client.get(path("services", args.service, "endpoints"))
-    if not endpoints and args.output == "table":
+    if not endpoints and args.output in ("table", "wide"):
         print(f"no endpoints: service {args.service} has no ready replica")
         return 0
     render.emit(endpoints, args.output, endpoints_table)

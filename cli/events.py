@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import time
 from typing import Any
 
@@ -40,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def events_command(client: ApiClient, args: argparse.Namespace) -> int:
     events = client.get("/v1/events", since=args.since, service=args.service, limit=str(args.limit))
     if not args.follow:
-        render.emit(events, args.output, render.events_table)
+        render.emit(events, args.output, render.events_table, no_headers=args.no_headers,
+                    wide=functools.partial(render.events_table, wide=True))
         return 0
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how following is meant to end
         follow(client, args, events)

@@ -38,8 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def exec_command(client: ApiClient, args: argparse.Namespace) -> int:
     patient = dataclasses.replace(client, timeout=args.timeout + SLACK_SECONDS)
     result = patient.post(path("tasks", args.task, "exec"), {"command": args.command, "timeout": args.timeout})
-    if args.output == "json":
-        render.print_json(result)
+    if args.output in render.STRUCTURED:
+        render.print_data(result, args.output)
     else:
         sys.stdout.write(result["output"])
         sys.stdout.flush()

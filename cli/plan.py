@@ -43,8 +43,8 @@ def plan_command(client: ApiClient, args: argparse.Namespace) -> int:
 def show(client: ApiClient, path: str, *, prune: bool, output: str) -> bool:
     """Print the plan of applying the file at `path`; returns whether it changes anything."""
     result = fetch(client, path, prune=prune)
-    if output == "json":
-        render.print_json(result)
+    if output in render.STRUCTURED:
+        render.print_data(result, output)
     else:
         print(describe(result, path, prune=prune))
     return any(service["outcome"] != "unchanged" for service in result["services"])

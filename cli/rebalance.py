@@ -35,8 +35,8 @@ def rebalance_command(client: ApiClient, args: argparse.Namespace) -> int:
     where = path("services", args.name, "rebalance")
     if args.dry_run:
         result = client.request("POST", where, params={"dry_run": "true"})
-        if args.output == "json":
-            render.print_json(result)
+        if args.output in render.STRUCTURED:
+            render.print_data(result, args.output)
         elif not result["services"][0]["moves"]:
             print(f"service {args.name}: its replicas are spread evenly already; nothing would move")
         else:

@@ -102,6 +102,14 @@ def show(shown: RenderableType | Grid) -> None:
     sys.stdout.flush()
 
 
+STRUCTURED = ("json", "yaml")  # the outputs that are the API's answer itself, for scripts
+
+
+def print_data(data: Any, output: str) -> None:
+    """The API's answer as JSON or YAML (`output` one of STRUCTURED)."""
+    print_yaml(data) if output == "yaml" else print_json(data)
+
+
 def print_yaml(data: Any) -> None:
     import yaml
 

@@ -129,10 +129,10 @@ def describe_command(client: ApiClient, args: argparse.Namespace) -> int:
         subject = client.get(path("nodes", args.name))
         tasks = client.get("/v1/tasks", node=args.name)
     described = {args.kind: subject, "tasks": tasks}
-    if args.output == "json":
-        render.print_json(described)  # the API's objects as they are; its events are `get events`'
+    if args.output in render.STRUCTURED:
+        render.print_data(described, args.output)  # the API's objects as they are; its events are `get events`'
         return 0
-    render.console().print(describe_table({**described, "events": recent_events(client, args.kind, args.name)}))
+    render.show(describe_table({**described, "events": recent_events(client, args.kind, args.name)}))
     return 0
 
 

@@ -71,9 +71,9 @@ def status_command(client: ApiClient, args: argparse.Namespace) -> int:
     update = view.get("update")
     rolling = update is not None and update["state"] in ("updating", "paused")
     wait(client, {args.name: update["version"] if rolling else view["version"]}, args.timeout,
-         quiet=args.output == "json")
-    if args.output == "json":
-        render.print_json(client.get(path("services", args.name)))
+         quiet=args.output in render.STRUCTURED)
+    if args.output in render.STRUCTURED:
+        render.print_data(client.get(path("services", args.name)), args.output)
     return 0
 
 

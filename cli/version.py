@@ -30,8 +30,8 @@ def version_command(args: argparse.Namespace) -> int:
         problem = None
     except (CliError, KeyError, TypeError) as exc:
         problem = exc.message if isinstance(exc, CliError) else "the API's answer to /v1/version has no version"
-    if args.output in ("json", "yaml"):
-        (render.print_json if args.output == "json" else render.print_yaml)(versions)
+    if args.output in render.STRUCTURED:
+        render.print_data(versions, args.output)
     else:
         print(f"Client: {versions['client']}")
         print(f"Server: {versions['server'] or 'unreachable'}")
