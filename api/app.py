@@ -71,6 +71,7 @@ ROUTES = [
         ],
     ),
     dashboard.MOUNT,
+    dashboard.FAVICON_ROUTE,  # the dashboard's icon where browsers look for it
 ]
 
 
