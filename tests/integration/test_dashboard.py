@@ -216,6 +216,10 @@ def test_dashboard_acts_with_the_admin_token(
     page.get_by_test_id("event-service").select_option("web")
     page.get_by_test_id("events").filter(has_text="service web scaled to 2").wait_for(timeout=10_000)
     page.get_by_test_id("events").filter(has_not_text="crash").wait_for(timeout=10_000)
+    page.get_by_test_id("event-service").select_option("")
+    page.get_by_test_id("event-node").select_option("node-1")
+    page.get_by_test_id("events").filter(has_text="node node-1 draining").wait_for(timeout=10_000)
+    page.get_by_test_id("events").filter(has_not_text="service web scaled").wait_for(timeout=10_000)
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-1280.png"), full_page=True)
@@ -245,4 +249,8 @@ def test_dashboard_shows_a_refused_change(api: str, browser: Any) -> None:
         has_text="drain node-1 refused (403): the read-only token cannot make changes").wait_for(timeout=10_000)
     assert api_get(f"{api}/v1/nodes/node-1")["availability"] == "active"
     assert no_overflow(page)
+    # A crash loop's cycle, ten times over, newest first: three lines of ten, not thirty.
+    loop = [{"type": kind, "message": f"crash.1 {kind} ({n})", "time": None, "data": {"task": "crash.1"}}
+            for n in range(10) for kind in ("task_started", "task_restarted", "task_failed")]
+    assert page.evaluate("(events) => groupEvents(events).map((group) => group.count)", loop) == [10, 10, 10]
     page.close()
