@@ -189,7 +189,7 @@ async function openLogs(taskId) {
       if (output.textContent.length > LOG_LIMIT) output.textContent = output.textContent.slice(-LOG_LIMIT);
       if (stick) output.scrollTop = output.scrollHeight;
     }
-    state.textContent = "ended: the container stopped";
+    state.textContent = "ended (the container stopped, or its node stopped answering)";
   } catch (error) {
     if (controller.signal.aborted) return;
     state.textContent = "ended: " + (error.message || "the stream broke");
@@ -220,7 +220,8 @@ function renderNodes(nodes) {
   if (!nodes.length) { box.replaceChildren(el("div", { class: "empty" }, "no node has registered yet")); return; }
   box.replaceChildren(...nodes.map((node) => el("div", { class: "node", "data-testid": "node-" + node.id },
     el("div", { class: "title" }, el("b", {}, node.id),
-      el("span", {}, badge(node.status), node.availability === "drain" ? badge("draining") : null)),
+      el("span", {}, badge(node.status),
+        node.availability === "drain" && node.status !== "draining" ? [" ", badge("drain", "draining")] : null)),
     el("div", { class: "muted" }, `${node.address} · ${node.tasks} task${node.tasks === 1 ? "" : "s"}`
       + (Object.keys(node.labels || {}).length ? " · " + Object.entries(node.labels).map(([k, v]) => `${k}=${v}`).join(", ") : "")),
     node.reason ? el("div", { class: "reason" }, node.reason) : null,
@@ -494,9 +495,11 @@ function start() {
     event.preventDefault();
     const name = routedService();
     const input = document.getElementById("scale-replicas");
-    const replicas = Number(input.value);
+    const text = input.value.trim();
     delete input.dataset.touched;
-    if (name !== null) act(`scale ${name} to ${input.value}`, "POST", `services/${enc(name)}/scale`, { replicas });
+    if (name === null) return;
+    if (!/^[0-9]+$/.test(text)) { notify(`scale ${name}: give a whole number of replicas`, "bad"); return; }
+    act(`scale ${name} to ${text}`, "POST", `services/${enc(name)}/scale`, { replicas: Number(text) });
   });
   document.getElementById("scale-replicas").addEventListener("input", (event) => { event.target.dataset.touched = "1"; });
   document.getElementById("undo").addEventListener("click", () => {

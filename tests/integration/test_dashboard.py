@@ -151,6 +151,7 @@ def test_dashboard_acts_with_the_admin_token(
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda message: "Content Security Policy" in message.text and errors.append(message.text))
     page.goto(f"{api}/ui/#token={ADMIN}")
     page.get_by_test_id("status").filter(has_text="live").wait_for(timeout=10_000)
     notice = page.get_by_test_id("notice-text")
