@@ -375,13 +375,13 @@ function eventFilter() {
   };
 }
 
-function eventsPath(service) {
-  return `events?limit=${EVENT_LIMIT}` + (service ? "&service=" + enc(service) : "");
+function eventsPath(service, node) {
+  return `events?limit=${EVENT_LIMIT}` + (service ? "&service=" + enc(service) : "") + (node ? "&node=" + enc(node) : "");
 }
 
-function renderEvents(listId, events, node) {
+function renderEvents(listId, events) {
   const list = document.getElementById(listId);
-  const shown = events.filter((event) => !node || (event.data || {}).node === node).reverse();
+  const shown = events.slice().reverse();
   if (!shown.length) { list.replaceChildren(el("li", { class: "empty" }, "no events")); return; }
   list.replaceChildren(...groupEvents(shown).map(({ event, count, oldest }) => el("li", {},
     el("time", { datetime: event.time, title: count > 1 ? "first at " + oldest : null },
@@ -423,10 +423,10 @@ function draw(part, data, render) {
 async function refreshOverview() {
   const filter = eventFilter();
   const [nodes, services, tasks, events] = await Promise.all(
-    [get("nodes"), get("services"), get("tasks"), get(eventsPath(filter.service))]);
+    [get("nodes"), get("services"), get("tasks"), get(eventsPath(filter.service, filter.node))]);
   draw("nodes", nodes, () => renderNodes(nodes));
   draw("services", [services, tasks], () => renderServices(services, tasks));
-  draw("events", [events, filter.node], () => renderEvents("events", events, filter.node));
+  draw("events", events, () => renderEvents("events", events));
   fillSelect("event-service", services.map((s) => s.service_name), "every service");
   fillSelect("event-node", nodes.map((n) => n.id), "every node");
 }
@@ -434,9 +434,9 @@ async function refreshOverview() {
 async function refreshService(name) {
   const [svc, tasks, historyView, events] = await Promise.all([
     get("services/" + enc(name)), get("tasks?service=" + enc(name)),
-    get(`services/${enc(name)}/history`), get(eventsPath(name))]);
+    get(`services/${enc(name)}/history`), get(eventsPath(name, ""))]);
   draw("service", [svc, tasks, historyView], () => renderServicePage(svc, tasks, historyView));
-  draw("service-events", events, () => renderEvents("service-events", events, ""));
+  draw("service-events", events, () => renderEvents("service-events", events));
 }
 
 function showView(name) {
