@@ -72,6 +72,7 @@ ROUTES = [
         ],
     ),
     dashboard.MOUNT,
+    dashboard.FAVICON_ROUTE,  # the dashboard's icon where browsers look for it
 ]
 
 

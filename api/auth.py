@@ -4,7 +4,7 @@ Tokens come from GORCHESTER_ADMIN_TOKEN / GORCHESTER_READ_TOKEN, or from the fil
 GORCHESTER_ADMIN_TOKEN_FILE / GORCHESTER_READ_TOKEN_FILE (first line). They are compared in constant
 time and never logged. Rules:
 
-- `/v1/health`, `/v1/openapi.json` and the dashboard's static files (`/ui`) are open: they hold no
+- `/v1/health`, `/v1/openapi.json`, the dashboard's static files (`/ui`) and `/favicon.ico` are open: they hold no
   cluster data (the dashboard itself reads /v1 with the token the user types in).
 - With a token configured: no `Authorization: Bearer` header is 401 (with `WWW-Authenticate: Bearer`);
   an unknown token is 401; the read token on a change (any method but GET/HEAD/OPTIONS) is 403.
@@ -37,7 +37,7 @@ from shared.settings import SettingError, read_secret
 log = logging.getLogger("gorchester.api")
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-OPEN_PATHS = frozenset({"/v1/health", "/v1/openapi.json"})
+OPEN_PATHS = frozenset({"/v1/health", "/v1/openapi.json", "/favicon.ico"})
 OPEN_PREFIXES = ("/ui/",)
 # Starlette's TestClient calls the app in-process with this client host; a real server (uvicorn)
 # only ever gives IP addresses, so no remote client can claim it.
