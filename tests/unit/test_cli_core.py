@@ -123,3 +123,11 @@ def test_a_bad_url_or_token_is_one_error_line(client: ApiClient, error: str) -> 
     with pytest.raises(CliError) as raised:
         client.get("/v1/services")
     assert raised.value.message.startswith(error)
+
+
+def test_a_context_file_that_is_not_yaml_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("current: a\ncontexts: [\n")
+    with pytest.raises(CliError, match=rf"^{re.escape(str(path))}: not valid YAML \(line \d+\)$"):
+        contexts.load(path)
+    assert contexts.load(tmp_path / "absent.yaml") == contexts.Contexts(None, {})
