@@ -98,10 +98,8 @@ def names(kind: str, items: list[dict[str, Any]], key: str) -> list[str]:
 
 def filters(args: argparse.Namespace) -> dict[str, str | None]:
     """The query parameters the API itself filters on, for the kind being listed."""
-    if args.kind == "tasks":
+    if args.kind in ("tasks", "events"):
         return {"service": args.service, "node": args.node}
-    if args.kind == "events":
-        return {"service": args.service}
     return {}
 
 
@@ -111,8 +109,6 @@ def narrow(items: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[s
         items = [item for item in items if item["service_name"] == args.service]
     if args.kind == "nodes" and args.node:
         items = [item for item in items if item["id"] == args.node]
-    if args.kind == "events" and args.node:
-        items = [item for item in items if item.get("data", {}).get("node") == args.node]
     return items
 
 

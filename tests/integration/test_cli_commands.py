@@ -168,3 +168,5 @@ def test_describe_ends_with_the_objects_newest_events(procs: Processes, store: S
     text = ok(api, "describe", "node", "node-a")
     kinds = event_kinds(text)
     assert kinds[-1] == "node_draining" and "service_created" not in kinds
+    listed = ok(api, "get", "events", "--node", "node-a", "--no-headers").splitlines()
+    assert [line.split()[1] for line in listed] == ["node_draining"]  # the API's node filter
