@@ -20,20 +20,23 @@ NAMED = {"services": ("/v1/services", "service_name"), "nodes": ("/v1/nodes", "i
 BASH = r"""# gorchester completion for bash: eval "$(gorchester completion bash)"
 _gorchester() {
     [[ -n ${ZSH_VERSION:-} ]] && setopt localoptions ksharrays  # zsh (bashcompinit): arrays from 0, as bash's
-    local cur="${COMP_WORDS[COMP_CWORD]}" command="" at=0 i kind="" name
+    local cur="${COMP_WORDS[COMP_CWORD]}" command="" position=1 first="" i kind="" name
+    local -a connection=()  # the API options typed, anywhere: the names come from that API
     COMPREPLY=()
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            --api|--token|--token-file|--cacert|-o|--output|--context) ((i++)) ;;
+            --api|--token|--token-file|--cacert|--context)
+                connection+=("${COMP_WORDS[i]}" "${COMP_WORDS[i + 1]}"); ((i++)) ;;
+            -o|--output) ((i++)) ;;
             -*) ;;
-            *) command="${COMP_WORDS[i]}"; at=$i; break ;;
+            *) if [[ -z $command ]]; then command="${COMP_WORDS[i]}"
+               else [[ -z $first ]] && first="${COMP_WORDS[i]}"; ((position++)); fi ;;
         esac
     done
     if [[ -z $command ]]; then
         COMPREPLY=($(compgen -W "__COMMANDS__" -- "$cur"))
         return
     fi
-    local position=$((COMP_CWORD - at)) first="${COMP_WORDS[at + 1]}"
     case "$command" in
         get) [[ $position == 1 ]] && COMPREPLY=($(compgen -W "services nodes tasks events svc no ts ev" -- "$cur")) ;;
         describe)
@@ -52,13 +55,15 @@ _gorchester() {
         services|nodes|tasks)
             while IFS= read -r name; do
                 [[ $name == "$cur"* ]] && COMPREPLY+=("$name")
-            done < <("${COMP_WORDS[0]}" __complete "$kind" 2>/dev/null) ;;
+            done < <("${COMP_WORDS[0]}" __complete "${connection[@]}" "$kind" 2>/dev/null) ;;
     esac
 }
 complete -F _gorchester gorchester
 """
 
-ZSH_PREFIX = "# gorchester completion for zsh: eval \"$(gorchester completion zsh)\"\n" \
+# zsh runs the bash function through bashcompinit (after compinit, which a zsh rc file loads); zsh filters
+# the words offered by what was typed itself.
+ZSH_PREFIX = "# gorchester completion for zsh: eval \"$(gorchester completion zsh)\" (after compinit)\n" \
     "autoload -U +X bashcompinit && bashcompinit\n"
 
 

@@ -15,8 +15,9 @@ fi
 
 # System packages, only those missing, with one apt-get update.
 # systemd gives systemd-analyze (the unit tests verify deploy/*.service); chromium serves browser tests;
-# openssl makes the certificates of the install test (README.md, "Install on three hosts").
-packages=(docker.io redis-server busybox-static chromium systemd python3-venv openssl)
+# openssl makes the certificates of the install test (README.md, "Install on three hosts"); zsh runs the
+# completion test.
+packages=(docker.io redis-server busybox-static chromium systemd python3-venv openssl zsh)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -91,15 +91,25 @@ def test_completion_lists_names_from_the_api(api: str, env: dict[str, str]) -> N
     assert run(env, "--api", api, "__complete", "services").stdout == "web\nworker\n"
     unreachable = run(env, "--api", f"http://127.0.0.1:{free_port()}", "__complete", "services")
     assert (unreachable.returncode, unreachable.stdout, unreachable.stderr) == (0, "", "")
-    script = run(env, "completion", "bash").stdout
-    # The script as bash loads it; the words typed are a fixed list, the names come from the API.
-    probe = 'eval "$SCRIPT"; COMP_WORDS=("$CLI" scale w); COMP_CWORD=2; _gorchester; printf "%s\\n" "${COMPREPLY[@]}"'
-    shell = {**env, "SCRIPT": script, "CLI": GORCHESTER, "GORCHESTER_API": api}
-    done = subprocess.run(["bash", "-c", probe], env=shell, capture_output=True, text=True, timeout=60)
-    assert done.stdout.splitlines() == ["web", "worker"], done.stderr
-    first = 'eval "$SCRIPT"; COMP_WORDS=("$CLI" ge); COMP_CWORD=1; _gorchester; printf "%s\\n" "${COMPREPLY[@]}"'
-    done = subprocess.run(["bash", "-c", first], env=shell, capture_output=True, text=True, timeout=60)
-    assert done.stdout.splitlines() == ["get"], done.stderr
+    # The scripts as the shells load them; the words typed are fixed lists, the names come from the API
+    # named on the line typed.
+    probe = (
+        '[ -n "$ZSH_VERSION" ] && { autoload -U compinit && compinit -u; }; eval "$SCRIPT"; '
+        'offered() { COMP_WORDS=("$CLI" "$@"); COMP_CWORD=$#; _gorchester; printf "%s\\n" "${COMPREPLY[@]}" --; }; '
+        'offered --api "$NOWHERE" scale w; offered --api "$API" scale w; '
+        'offered describe -o json --api "$API" service w; offered ge'
+    )
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    for shell in ("bash", "zsh"):
+        script = run(env, "completion", shell).stdout
+        shell_env = {**env, "SCRIPT": script, "CLI": GORCHESTER, "API": api, "NOWHERE": nowhere}
+        done = subprocess.run([shell, "-c", probe], env=shell_env, capture_output=True, text=True, timeout=60)
+        unreachable, named, options_after, commands, _ = done.stdout.split("--\n")
+        assert (unreachable.split(), named.split(), options_after.split()) == ([], ["web", "worker"], ["web", "worker"])
+        if shell == "bash":
+            assert commands.split() == ["get"], done.stderr
+        else:  # zsh offers every command and filters them by what was typed itself
+            assert {"get", "version"} <= set(commands.split()), done.stderr
 
 
 # Runs `gorchester ARGV` (sys.argv) with the server extra's packages unimportable, as in a client-only install,
