@@ -77,6 +77,13 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// Times as the CLI and the API show them: ISO 8601 in UTC, to the second.
+function when(stamp) {
+  if (stamp === null || stamp === undefined || stamp === "") return "";
+  const date = new Date(stamp);
+  return isNaN(date) ? "" : date.toISOString().replace(/\.\d+Z$/, "Z");
+}
+
 function badge(text, kind) { return el("span", { class: "badge " + (kind || text) }, text); }
 
 function button(label, testid, onclick, kind) {
@@ -312,7 +319,7 @@ function renderRollout(svc) {
   if (update) {
     items.push(...field("update", [badge(update.state), ` v${update.version}: ${update.updated_replicas}/${update.total} updated`]));
     if (update.reason) items.push(...field("reason", update.reason));
-    items.push(...field("started", update.started_at || "—"), ...field("finished", update.finished_at || "—"));
+    items.push(...field("started", when(update.started_at) || "—"), ...field("finished", when(update.finished_at) || "—"));
   } else {
     items.push(...field("update", "none yet"));
   }
@@ -324,7 +331,7 @@ function renderHistory(historyView) {
     el("td", {}, "v" + v.version), el("td", {}, badge(v.outcome)), el("td", {}, v.cause),
     el("td", {}, (v.changed || []).join(", ") || "—"),
     el("td", { class: "muted" }, [v.reason, v.outcome_reason].filter(Boolean).join("; ") || ""),
-    el("td", { class: "muted" }, v.at ? new Date(v.at).toLocaleString() : ""))));
+    el("td", { class: "muted" }, when(v.at)))));
   document.getElementById("history").replaceChildren(...(rows.length ? rows
     : [el("tr", {}, el("td", { colspan: 6, class: "empty" }, "no history"))]));
 }
@@ -384,8 +391,8 @@ function renderEvents(listId, events) {
   const shown = events.slice().reverse();
   if (!shown.length) { list.replaceChildren(el("li", { class: "empty" }, "no events")); return; }
   list.replaceChildren(...groupEvents(shown).map(({ event, count, oldest }) => el("li", {},
-    el("time", { datetime: event.time, title: count > 1 ? "first at " + oldest : null },
-      event.time ? new Date(event.time).toLocaleTimeString() : ""),
+    el("time", { datetime: event.time, title: count > 1 ? "first at " + when(oldest) : null },
+      when(event.time)),
     el("span", { class: "type" }, event.type),
     el("span", { class: "message" }, event.message),
     count > 1 ? el("span", { class: "count", "data-testid": "repeat" }, "×" + count) : null)));
@@ -453,7 +460,7 @@ async function refresh() {
     if (health.cluster) document.getElementById("cluster").textContent = health.cluster;
     await (name === null ? refreshOverview() : refreshService(name));
     if (health.status === "ok") setStatus("live", "ok"); else setStatus(health.reason || "unavailable", "bad");
-    document.getElementById("updated").textContent = "Updated " + new Date().toLocaleTimeString() + ".";
+    document.getElementById("updated").textContent = "Updated " + when(Date.now()) + ".";
   } catch (error) {
     if (error.status === 401) {
       setStatus(token() ? "the token was refused: enter a valid one" : "this API needs a token: enter it above", "bad");

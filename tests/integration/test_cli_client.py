@@ -17,6 +17,7 @@ import pytest
 
 from shared.records import Availability, NodeRecord, TaskRecord, TaskState
 from shared.storage import Store
+from tests.support.cli import as_from_a_terminal
 from tests.support.procs import ROOT, TEST_IMAGE, VENV_BIN, Processes, free_port, wait_for
 from tests.support.tasks import seed
 
@@ -175,12 +176,8 @@ def test_apply_wait_times_out_naming_the_short_service(api: str, config: str) ->
 def test_events_follow_prints_new_events_until_ctrl_c(api: str, config: str, tmp_path: Path) -> None:
     out = tmp_path / "follow.out"
     with out.open("w") as sink:
-        # As from a terminal: SIGINT at its default, which Python turns into KeyboardInterrupt. A test
-        # run started in the background by a shell without job control (CI's may be) inherits SIGINT
-        # ignored, and Python then leaves it ignored.
         follower = subprocess.Popen([GORCHESTER, "events", "--follow", "--api", api], cwd=ROOT, stdout=sink,
-                                    stderr=subprocess.PIPE, text=True,
-                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                                    stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal)
     try:
         ok(api, "apply", "-f", config)
         ok(api, "scale", "web", "3")

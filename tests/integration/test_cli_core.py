@@ -18,6 +18,7 @@ import yaml
 
 from shared.config import validate_service
 from shared.storage import Store
+from tests.support.cli import as_from_a_terminal
 from tests.support.procs import ROOT, TEST_IMAGE, VENV_BIN, Processes, free_port, wait_for
 
 GORCHESTER = str(VENV_BIN / "gorchester")
@@ -168,7 +169,8 @@ def test_the_client_runs_without_the_server_extra(api: str, env: dict[str, str])
 
 def test_get_watch_prints_again_on_a_change_and_ctrl_c_ends_it(api: str, env: dict[str, str], store: Store) -> None:
     watcher = subprocess.Popen([GORCHESTER, "--api", api, "get", "services", "--watch", "-o", "name"], cwd=ROOT,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=as_from_a_terminal)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(watcher.stdout.readline, "")), daemon=True)
     try:

@@ -8,6 +8,7 @@ token a change shows the API's refusal. Screenshots go to test-artifacts/ (deskt
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ CHROMIUM_ARGS = [
 ADMIN, READ = "dash-admin-5b1e", "dash-read-77c0"
 MIB = 1024 * 1024
 ARTIFACTS = ROOT / "test-artifacts"
+ISO_SECOND = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="chromium is not installed")
 
@@ -87,6 +89,8 @@ def test_dashboard_follows_apply_and_scale(api: str, browser: Any, store: Store,
     replicas.filter(has_text="2/2 running").wait_for(timeout=60_000)
     page.get_by_test_id("task-web.2").filter(has_text="running").wait_for(timeout=10_000)
     page.get_by_test_id("events").filter(has_text="service web created").wait_for(timeout=10_000)
+    shown = page.get_by_test_id("events").locator("time").all_inner_texts()
+    assert shown and all(ISO_SECOND.fullmatch(text) for text in shown), shown  # as the CLI and the API show them
 
     admin("POST", f"{api}/v1/services/web/scale", json={"replicas": 3})
     replicas.filter(has_text="/3 running").wait_for(timeout=10_000)

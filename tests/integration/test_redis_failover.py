@@ -32,7 +32,7 @@ def replicated(tmp_path: Path) -> Iterator[RedisSet]:
     made = RedisSet(tmp_path)
     try:
         made.start()
-        made.wait_settled(timeout=30)
+        made.wait_settled()
         yield made
     finally:
         made.close()
