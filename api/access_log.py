@@ -9,42 +9,24 @@ header (so never the Authorization one).
 from __future__ import annotations
 
 import logging
-import time
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
+from api.observed import ObservedRequests
 from shared.process_logs import fields
 
 log = logging.getLogger("gorchester.api.access")
 
 
-class AccessLog:
-    """ASGI middleware: a `request` line with method, path, status, duration_ms and client as fields."""
+class AccessLog(ObservedRequests):
+    """A `request` line with method, path, status, duration_ms and client as fields."""
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = {"code": 500}  # what the client gets when the app raises before answering
-
-        async def record_status(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record_status)
-        finally:
-            client = scope.get("client")
-            log.info(
-                "request",
-                extra=fields(
-                    method=scope["method"], path=scope["path"], status=status["code"],
-                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
-                    client=client[0] if client else None,
-                ),
-            )
+    def observe(self, scope: Scope, status: int, seconds: float) -> None:
+        client = scope.get("client")
+        log.info(
+            "request",
+            extra=fields(
+                method=scope["method"], path=scope["path"], status=status, duration_ms=round(seconds * 1000, 1),
+                client=client[0] if client else None,
+            ),
+        )

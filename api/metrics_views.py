@@ -26,9 +26,10 @@ from prometheus_client.registry import Collector
 from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from api.context import blocking, settings_of, store_of
+from api.observed import ObservedRequests
 from api.responses import AutoscaleAction, AutoscaleDecision, AutoscaleStatus, ReplicaUsage, ServiceUsage, stored
 from api.views import iso, service_status
 from shared import telemetry
@@ -353,30 +354,11 @@ async def prometheus(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-class RequestMetrics:
-    """ASGI middleware: every HTTP request's duration by method, route template and status."""
+class RequestMetrics(ObservedRequests):
+    """Every HTTP request's duration by method, route template and status."""
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = {"code": 500}
-
-        async def record_status(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record_status)
-        finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None)
-            template = f"{scope.get('root_path', '')}{path}" if path is not None else "unmatched"
-            REQUEST_DURATION.labels(scope["method"], template, str(status["code"])).observe(
-                time.perf_counter() - started
-            )
+    def observe(self, scope: Scope, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        path = getattr(route, "path", None)
+        template = f"{scope.get('root_path', '')}{path}" if path is not None else "unmatched"
+        REQUEST_DURATION.labels(scope["method"], template, str(status)).observe(seconds)

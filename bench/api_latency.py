@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import threading
 import time
@@ -31,8 +30,7 @@ from bench.harness import Samples, log
 from shared.config import validate_service
 from shared.records import NodeRecord, TaskRecord, TaskState, task_id
 from shared.storage import Store
-from shared.storage.connection import connect
-from tests.support.procs import Processes, free_port, wait_for
+from tests.support.procs import free_port
 from tests.support.tasks import seed
 
 SERVICES = 100
@@ -216,22 +214,11 @@ def extra(parser: argparse.ArgumentParser) -> None:
 def main() -> None:
     args = harness.arguments(__doc__.splitlines()[0], default_runs=3, extra=extra)
     loads = [harness.load()]
-    with harness.workdir(args.keep_logs) as path:
-        redis_server = harness.Redis(path)
-        cluster = f"lat{uuid.uuid4().hex[:8]}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GORCHESTER_")}
-        env.update({"GORCHESTER_REDIS_URL": redis_server.url, "GORCHESTER_CLUSTER": cluster})
-        procs = Processes(env, path)
-        try:
-            wait_for(lambda: connect(redis_server.url).ping(), timeout=10, what="redis-server")
-            store = Store(connect(redis_server.url), cluster)
-            populate(store)
-            url = procs.api(free_port())
-            log(f"API {url}: {SERVICES} services, {SERVICES * PER_SERVICE} tasks")
-            results = asyncio.run(measure_all(url, store, args.runs, args.rate, args.duration))
-        finally:
-            procs.close()
-            redis_server.close()
+    with harness.workdir(args.keep_logs) as path, harness.store_and_processes(path, "lat") as (store, procs, _):
+        populate(store)
+        url = procs.api(free_port())
+        log(f"API {url}: {SERVICES} services, {SERVICES * PER_SERVICE} tasks")
+        results = asyncio.run(measure_all(url, store, args.runs, args.rate, args.duration))
     report = render(results, args, loads)
     print(report)
     if args.write:

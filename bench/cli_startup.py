@@ -10,20 +10,16 @@ burst of other work on the shared machine hits all three alike. Target (issue 18
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from bench import harness
 from bench.harness import Samples, log
 from shared.config import validate_service
-from shared.storage import Store
-from shared.storage.connection import connect
-from tests.support.procs import Processes, free_port, wait_for
+from tests.support.procs import free_port
 
 SERVICES = 10
 TARGET = 0.150  # seconds for a client command
@@ -52,34 +48,23 @@ def main() -> None:
         raise SystemExit("curl is not installed")
     loads = [harness.load()]
     samples = {name: Samples(name) for name in ("gorchester get services", "curl", "docker ps")}
-    with harness.workdir(args.keep_logs) as path:
-        redis_server = harness.Redis(path)
-        cluster = f"cli{uuid.uuid4().hex[:8]}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GORCHESTER_")}
-        env.update({"GORCHESTER_REDIS_URL": redis_server.url, "GORCHESTER_CLUSTER": cluster})
-        procs = Processes(env, path)
-        try:
-            wait_for(lambda: connect(redis_server.url).ping(), timeout=10, what="redis-server")
-            store = Store(connect(redis_server.url), cluster)
-            for index in range(SERVICES):
-                spec = {"service_name": f"s{index}", "image": harness.IMAGE, "replicas": 1, "command": harness.COMMAND}
-                store.create_service(validate_service(spec), time.time())
-            url = procs.api(free_port())
-            client_env = {**env, "GORCHESTER_API": url, "GORCHESTER_CONFIG": str(path / "no-contexts.yaml")}
-            commands = {
-                "gorchester get services": [gorchester_script(), "get", "services"],
-                "curl": ["curl", "-sf", f"{url}/v1/services"],
-                "docker ps": [*harness.docker_cli(), "ps"],
-            }
-            log(f"API {url}: {SERVICES} services; {args.runs} runs of each command")
-            for argv in commands.values():
-                timed(argv, client_env)  # warm the page cache: every command is measured warm
-            for _ in range(args.runs):
-                for name, argv in commands.items():
-                    samples[name].add(timed(argv, client_env))
-        finally:
-            procs.close()
-            redis_server.close()
+    with harness.workdir(args.keep_logs) as path, harness.store_and_processes(path, "cli") as (store, procs, env):
+        for index in range(SERVICES):
+            spec = {"service_name": f"s{index}", "image": harness.IMAGE, "replicas": 1, "command": harness.COMMAND}
+            store.create_service(validate_service(spec), time.time())
+        url = procs.api(free_port())
+        client_env = {**env, "GORCHESTER_API": url, "GORCHESTER_CONFIG": str(path / "no-contexts.yaml")}
+        commands = {
+            "gorchester get services": [gorchester_script(), "get", "services"],
+            "curl": ["curl", "-sf", f"{url}/v1/services"],
+            "docker ps": [*harness.docker_cli(), "ps"],
+        }
+        log(f"API {url}: {SERVICES} services; {args.runs} runs of each command")
+        for argv in commands.values():
+            timed(argv, client_env)  # warm the page cache: every command is measured warm
+        for _ in range(args.runs):
+            for name, argv in commands.items():
+                samples[name].add(timed(argv, client_env))
     report = render(samples, args.runs, loads)
     print(report)
     if args.write:

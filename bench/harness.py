@@ -33,6 +33,8 @@ from cli.cluster import remove_cluster_objects
 from cli.redis_local import password, server_argv, server_config
 from shared import labels, redis_url
 from shared.settings import with_password
+from shared.storage import Store
+from shared.storage.connection import connect
 from tests.support.procs import ROOT, Processes, free_port, wait_for
 
 IMAGE = "gorchester/busybox:latest"
@@ -246,6 +248,24 @@ class Redis:
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
+
+
+@contextmanager
+def store_and_processes(path: Path, prefix: str) -> Iterator[tuple[Store, Processes, dict[str, str]]]:
+    """A Redis of the run's own, a Store on it under a fresh cluster name (`prefix` + 8 hex digits), and
+    Processes to start on both, with their environment (none of the caller's GORCHESTER_*); all stopped
+    at the end."""
+    redis_server = Redis(path)
+    cluster = f"{prefix}{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GORCHESTER_")}
+    env.update({"GORCHESTER_REDIS_URL": redis_server.url, "GORCHESTER_CLUSTER": cluster})
+    procs = Processes(env, path)
+    try:
+        wait_for(lambda: connect(redis_server.url).ping(), timeout=10, what="redis-server")
+        yield Store(connect(redis_server.url), cluster), procs, env
+    finally:
+        procs.close()
+        redis_server.close()
 
 
 class Cluster:
